@@ -1,0 +1,224 @@
+//! `paywatch audit`: the same engine over exported files, on an embedded
+//! RocksDB. Wiring only: stage the files (decode, dead-letter, sort), open
+//! the engine on the state directory, apply the merged records from where the
+//! state left off, commit every batch, and write what each commit made
+//! durable.
+//!
+//! The output files are projections of the committed state: each run
+//! rewrites them from the store and then appends, so a run killed at any
+//! point and started again with the same `--state` ends with the same alert
+//! set and no line twice.
+
+mod summary;
+
+pub use summary::{print_summary, Summary};
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::decode::DeadLetter;
+use crate::engine::{Engine, EngineError, Outcome};
+use crate::model::{Alert, Record};
+use crate::sink::JsonlSink;
+use crate::source::{stage, Inputs, RawLookup, SourceError};
+use crate::store::{Store, StoreError, StoreOptions};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot write {path}: {source}")]
+    Output { path: String, source: std::io::Error },
+    #[error("the state directory was built from other input files ({0}); use a new --state directory")]
+    InputsChanged(String),
+    #[error("cannot make a temporary directory: {0}")]
+    Temp(std::io::Error),
+}
+
+impl AuditError {
+    /// 2 for what the caller asked wrongly, 1 for failures of I/O.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            AuditError::InputsChanged(_) | AuditError::Source(SourceError::UnknownFormat { .. }) => 2,
+            AuditError::Store(StoreError::Refused { .. }) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// What to audit and where to write.
+#[derive(Clone, Debug)]
+pub struct AuditOptions {
+    pub inputs: Inputs,
+    /// Alerts file; stdout when `None`.
+    pub out: Option<PathBuf>,
+    /// Dead letters file.
+    pub deadletter: PathBuf,
+    /// State directory; a temporary one when `None`.
+    pub state: Option<PathBuf>,
+    /// Draw a progress bar on stderr (only drawn when it is a terminal).
+    pub progress: bool,
+}
+
+impl AuditOptions {
+    /// `deadletter.jsonl` beside `--out` when no dead-letter path is given.
+    pub fn default_deadletter(out: Option<&PathBuf>) -> PathBuf {
+        match out.and_then(|o| o.parent()) {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.join("deadletter.jsonl"),
+            _ => PathBuf::from("deadletter.jsonl"),
+        }
+    }
+}
+
+fn out_err(path: &str) -> impl Fn(std::io::Error) -> AuditError + '_ {
+    move |source| AuditError::Output { path: path.to_owned(), source }
+}
+
+/// Runs an audit to the end of the inputs.
+pub fn run(opts: &AuditOptions, cfg: &Config, clock: Arc<dyn Clock>) -> Result<Summary, AuditError> {
+    let started = Instant::now();
+    let temp_state;
+    let state_dir = match &opts.state {
+        Some(d) => d.clone(),
+        None => {
+            temp_state = tempfile::Builder::new().prefix("paywatch-state-").tempdir().map_err(AuditError::Temp)?;
+            temp_state.path().to_owned()
+        }
+    };
+    let store = Store::open(
+        &state_dir,
+        StoreOptions {
+            block_cache_mb: cfg.state.block_cache_mb,
+            write_buffer_mb: cfg.state.write_buffer_mb,
+            sync: cfg.engine.sync_commits,
+        },
+    )?;
+    let mut engine = Engine::open(store, cfg.rules.clone(), cfg.tz(), cfg.engine.cache_entries, clock)?;
+    let fingerprint = opts.inputs.fingerprint()?;
+    let resumed = engine.progress().position;
+    if resumed.is_some() && engine.progress().inputs != fingerprint {
+        let was: Vec<String> = engine.progress().inputs.iter().map(|(n, s)| format!("{n} {s} bytes")).collect();
+        return Err(AuditError::InputsChanged(format!("it was built from {}", was.join(", "))));
+    }
+    engine.set_inputs(fingerprint);
+    if let Some(p) = resumed {
+        tracing::info!(state = %state_dir.display(), line = p.line, "resuming an interrupted audit");
+    }
+
+    let mut alerts = JsonlSink::open(opts.out.as_ref()).map_err(out_err(&opts.out.as_ref().map_or("stdout".into(), |p| p.display().to_string())))?;
+    let dl_path = opts.deadletter.display().to_string();
+    let mut dead = JsonlSink::create(&opts.deadletter).map_err(out_err(&dl_path))?;
+    let mut summary = Summary::default();
+
+    // 1. Stage: decode, dead-letter, sort.
+    let bar = progress_bar(opts.progress, opts.inputs.total_bytes(), "reading");
+    let sort_dir = tempfile::Builder::new().prefix("paywatch-sort-").tempdir().map_err(AuditError::Temp)?;
+    let limits = cfg.limits();
+    let runs = stage(
+        &opts.inputs,
+        limits,
+        cfg.input.sort_run_records,
+        sort_dir.path(),
+        &mut |dl: DeadLetter| {
+            summary.count_dead(&dl);
+            dead.write(&dl)
+        },
+        &mut |bytes| bar.set_position(bytes),
+    )?;
+    bar.finish_and_clear();
+
+    // 2. What earlier runs committed, written again.
+    for dl in engine.committed_dead_letters() {
+        let dl = dl?;
+        summary.count_dead(&dl);
+        dead.write(&dl).map_err(out_err(&dl_path))?;
+    }
+    for a in engine.committed_alerts() {
+        alerts.write(&a?).map_err(out_err(&alerts.target.clone()))?;
+    }
+
+    // 3. Apply from where the state left off.
+    let bar = progress_bar(opts.progress, runs.total, "auditing");
+    let raw = RawLookup::new(&opts.inputs, limits);
+    let mut last = None;
+    let mut in_batch = 0usize;
+    let mut applied = 0u64;
+    let mut payments = 0u64;
+    for staged in runs.merge(resumed)? {
+        let s = staged?;
+        if let Record::Payment(_) = s.record {
+            payments += 1;
+        }
+        if let Outcome::Rejected(r) = engine.apply(&s.record)? {
+            let dl = DeadLetter::new(&raw.name(s.key.source), s.key.line, &r, raw.raw(s.key.source, s.offset, s.len));
+            engine.stage_dead_letter(dl);
+        }
+        last = Some(s.key);
+        applied += 1;
+        in_batch += 1;
+        if in_batch >= cfg.engine.batch_records {
+            let c = engine.commit(last)?;
+            write_committed(&c.alerts, &c.dead_letters, &mut alerts, &mut dead, &mut summary)?;
+            in_batch = 0;
+            bar.set_position(applied);
+        }
+    }
+    let c = engine.commit(last)?;
+    write_committed(&c.alerts, &c.dead_letters, &mut alerts, &mut dead, &mut summary)?;
+    bar.finish_and_clear();
+    alerts.flush().map_err(out_err(&alerts.target.clone()))?;
+    dead.flush().map_err(out_err(&dl_path))?;
+
+    for a in engine.committed_alerts() {
+        summary.count_alert(&a?);
+    }
+    summary.records_this_run = applied;
+    summary.payments_this_run = payments;
+    summary.counts = engine.progress().counts.clone();
+    summary.elapsed = started.elapsed();
+    summary.resumed = resumed.is_some();
+    summary.alerts_path = alerts.target.clone();
+    summary.deadletter_path = dl_path;
+    summary.state_dir = opts.state.as_ref().map(|p| p.display().to_string());
+    Ok(summary)
+}
+
+fn write_committed(
+    new_alerts: &[Alert],
+    new_dead: &[DeadLetter],
+    alerts: &mut JsonlSink,
+    dead: &mut JsonlSink,
+    summary: &mut Summary,
+) -> Result<(), AuditError> {
+    for a in new_alerts {
+        alerts.write(a).map_err(out_err(&alerts.target.clone()))?;
+    }
+    for d in new_dead {
+        summary.count_dead(d);
+        dead.write(d).map_err(out_err(&dead.target.clone()))?;
+    }
+    alerts.flush().map_err(out_err(&alerts.target.clone()))?;
+    dead.flush().map_err(out_err(&dead.target.clone()))?;
+    Ok(())
+}
+
+fn progress_bar(enabled: bool, total: u64, what: &'static str) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>9} [{bar:40}] {percent:>3}% {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(what);
+    bar
+}

@@ -1,0 +1,216 @@
+//! JSON Lines: a bounded line reader and the JSON decoder for one record.
+
+use super::records::{validate_death, validate_payment, validate_roster, RawDeath, RawPayment, RawRoster};
+use super::{Decoded, Kind, Limits, Reason, Rejection};
+use crate::model::Record;
+use std::io::{self, BufRead};
+
+/// One physical line, or what could be kept of it.
+#[derive(Debug)]
+pub struct RawLine {
+    /// 1-based line number.
+    pub line: u64,
+    /// Byte offset of the line's start in the input.
+    pub offset: u64,
+    /// The bytes without the line ending (truncated when too large).
+    pub bytes: Vec<u8>,
+    /// True when the line exceeded the limit; `bytes` then holds its start.
+    pub too_large: bool,
+}
+
+/// Reads lines without ever holding more than the record limit of one line.
+pub struct LineReader<R> {
+    inner: R,
+    line: u64,
+    /// Bytes consumed so far.
+    offset: u64,
+    limit: usize,
+}
+
+impl<R: BufRead> LineReader<R> {
+    /// Bytes consumed so far (for progress).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    pub fn new(inner: R, limit: usize) -> LineReader<R> {
+        LineReader { inner, line: 0, offset: 0, limit }
+    }
+
+    /// The next line that is not blank, or `None` at the end.
+    pub fn next_line(&mut self) -> io::Result<Option<RawLine>> {
+        loop {
+            let start = self.offset;
+            let mut bytes = Vec::new();
+            let mut too_large = false;
+            let mut any = false;
+            loop {
+                let buf = self.inner.fill_buf()?;
+                if buf.is_empty() {
+                    break;
+                }
+                any = true;
+                let (chunk, done) = match memchr(b'\n', buf) {
+                    Some(i) => (&buf[..i], Some(i + 1)),
+                    None => (buf, None),
+                };
+                if !too_large {
+                    let room = self.limit + 1 - bytes.len().min(self.limit + 1);
+                    if chunk.len() > room {
+                        bytes.extend_from_slice(&chunk[..room]);
+                        too_large = true;
+                    } else {
+                        bytes.extend_from_slice(chunk);
+                    }
+                }
+                let used = done.unwrap_or(buf.len());
+                self.inner.consume(used);
+                self.offset += used as u64;
+                if done.is_some() {
+                    break;
+                }
+            }
+            if !any {
+                return Ok(None);
+            }
+            self.line += 1;
+            if bytes.last() == Some(&b'\r') {
+                bytes.pop();
+            }
+            if self.line == 1 && bytes.starts_with(b"\xEF\xBB\xBF") {
+                bytes.drain(..3);
+            }
+            too_large |= bytes.len() > self.limit;
+            if !too_large && bytes.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            return Ok(Some(RawLine { line: self.line, offset: start, bytes, too_large }));
+        }
+    }
+}
+
+fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
+    hay.iter().position(|b| *b == needle)
+}
+
+/// Decodes one JSON Lines record of the given kind.
+pub fn decode_json(kind: Kind, line: &RawLine, limits: Limits) -> Decoded {
+    if line.too_large {
+        return Err(Rejection::new(
+            Reason::RecordTooLarge,
+            format!("record is larger than {} bytes", limits.max_record_bytes),
+        ));
+    }
+    let text = std::str::from_utf8(&line.bytes)
+        .map_err(|e| Rejection::new(Reason::BadEncoding, format!("not UTF-8 at byte {}", e.valid_up_to())))?;
+    decode_json_str(kind, text, limits)
+}
+
+/// Decodes one JSON object of the given kind.
+pub fn decode_json_str(kind: Kind, text: &str, limits: Limits) -> Decoded {
+    let bad = |e: serde_json::Error| {
+        let msg = e.to_string();
+        let msg = if msg.starts_with("invalid type") { "expected a JSON object".to_owned() } else { msg };
+        Rejection::new(Reason::BadJson, msg)
+    };
+    match kind {
+        Kind::Payment => {
+            let raw: RawPayment = serde_json::from_str(text).map_err(bad)?;
+            validate_payment(&raw, limits).map(Record::Payment)
+        }
+        Kind::Roster => {
+            let raw: RawRoster = serde_json::from_str(text).map_err(bad)?;
+            validate_roster(&raw, limits).map(Record::Roster)
+        }
+        Kind::Death => {
+            let raw: RawDeath = serde_json::from_str(text).map_err(bad)?;
+            validate_death(&raw, limits).map(Record::Death)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"event_id":"E1","beneficiary_id":"11010519491231002X","beneficiary_name":"张三","household_id":"H1","township":"水阳镇","program":"rural_dibao","period":"2019-03","amount":"585.00","account_no":"6217001234567890","account_name":"张三","scheduled_at":"2019-03-05","paid_at":"2019-03-12T09:30:00+08:00","extra":{"ignored":[1,2]}}"#;
+
+    fn payment(text: &str) -> Decoded {
+        decode_json_str(Kind::Payment, text, Limits::default())
+    }
+
+    fn reason(text: &str) -> Reason {
+        payment(text).unwrap_err().reason
+    }
+
+    fn with(field: &str, value: &str) -> String {
+        let mut v: serde_json::Value = serde_json::from_str(GOOD).unwrap();
+        if value == "<absent>" {
+            v.as_object_mut().unwrap().remove(field);
+        } else {
+            v[field] = serde_json::from_str(value).unwrap();
+        }
+        v.to_string()
+    }
+
+    #[test]
+    fn accepts_a_contract_payment_and_ignores_unknown_fields() {
+        let Record::Payment(p) = payment(GOOD).unwrap() else { panic!() };
+        assert_eq!(p.amount.to_string(), "585.00");
+        assert_eq!(p.payment_type, crate::model::PaymentType::Regular);
+        assert_eq!(p.kind, crate::model::PaymentKind::Payment);
+    }
+
+    #[test]
+    fn every_bad_input_kind_has_its_reason() {
+        assert_eq!(reason("{not json"), Reason::BadJson);
+        assert_eq!(reason("[1,2]"), Reason::BadJson);
+        assert_eq!(reason(&with("event_id", "<absent>")), Reason::MissingField);
+        assert_eq!(reason(&with("event_id", "null")), Reason::MissingField);
+        assert_eq!(reason(&with("event_id", &format!("\"{}\"", "x".repeat(65)))), Reason::BadEventId);
+        assert_eq!(reason(&with("township", "\"\"")), Reason::MissingField);
+        assert_eq!(reason(&with("township", "12")), Reason::BadField);
+        assert_eq!(reason(&with("beneficiary_id", "\"110105194912310021\"")), Reason::BadIdCheckDigit);
+        assert_eq!(reason(&with("beneficiary_id", "\"11010519491231\"")), Reason::BadId);
+        assert_eq!(reason(&with("amount", "\"-5.00\"")), Reason::BadAmount);
+        assert_eq!(reason(&with("amount", "\"0.00\"")), Reason::BadAmount);
+        assert_eq!(reason(&with("amount", "\"5.001\"")), Reason::BadAmount);
+        assert_eq!(reason(&with("amount", "585.0")), Reason::BadAmount);
+        assert_eq!(reason(&with("period", "\"2019-13\"")), Reason::BadPeriod);
+        assert_eq!(reason(&with("scheduled_at", "\"2019-02-30\"")), Reason::BadDate);
+        assert_eq!(reason(&with("paid_at", "\"2019-03-12 09:30\"")), Reason::BadTimestamp);
+        assert_eq!(reason(&with("program", "\"dibao\"")), Reason::UnknownEnum);
+        assert_eq!(reason(&with("payment_type", "\"bonus\"")), Reason::UnknownEnum);
+        assert_eq!(reason(&with("kind", "\"refund\"")), Reason::UnknownEnum);
+        assert_eq!(reason(&with("account_no", "\"6217-0012\"")), Reason::BadAccountNo);
+        assert_eq!(reason(&with("kind", "\"reversal\"")), Reason::BadReversal);
+        assert_eq!(reason(&with("reverses", "\"E0\"")), Reason::BadReversal);
+    }
+
+    #[test]
+    fn line_reader_bounds_memory_and_numbers_lines() {
+        let data = format!("{GOOD}\r\n\n   \n{}\n{GOOD}", "y".repeat(100));
+        let mut r = LineReader::new(data.as_bytes(), 80);
+        let first = r.next_line().unwrap().unwrap();
+        assert_eq!(first.line, 1);
+        assert_eq!(first.offset, 0);
+        assert!(first.too_large, "the payment line is longer than 80 bytes");
+        let big = r.next_line().unwrap().unwrap();
+        assert_eq!(big.line, 4);
+        assert_eq!(big.offset as usize, GOOD.len() + 2 + 1 + 4);
+        assert!(big.too_large);
+        assert!(big.bytes.len() <= 81);
+        assert_eq!(r.next_line().unwrap().unwrap().line, 5);
+        assert!(r.next_line().unwrap().is_none());
+    }
+
+    #[test]
+    fn bom_and_bad_utf8() {
+        let data = b"\xEF\xBB\xBF{}\n\xff\xfe\n".to_vec();
+        let mut r = LineReader::new(&data[..], 1000);
+        let l1 = r.next_line().unwrap().unwrap();
+        assert_eq!(l1.bytes, b"{}");
+        let l2 = r.next_line().unwrap().unwrap();
+        assert_eq!(decode_json(Kind::Payment, &l2, Limits::default()).unwrap_err().reason, Reason::BadEncoding);
+    }
+}

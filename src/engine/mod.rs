@@ -1,0 +1,275 @@
+//! Applies one record at a time to the state and raises alerts.
+//!
+//! The order inside [`Engine::apply`] is the data path in miniature: advance
+//! the event-time watermark (deciding any `MISSED_PAYMENT` month whose
+//! deadline it passes), apply the record to state, run the rules that apply
+//! to it, and stage the alerts. [`Engine::commit`] then writes everything
+//! staged — state, timers, alerts, dead letters and the input position — as
+//! one atomic batch. The engine never reads input and never writes output.
+
+mod missed;
+mod payment;
+mod records;
+pub mod state;
+
+use crate::clock::Clock;
+use crate::decode::{DeadLetter, Rejection};
+use crate::detect::{Finding, RulesConfig};
+use crate::model::alert::alert_id;
+use crate::model::{Alert, PaymentKind, Record, SortKey, Timestamp, Tz};
+use crate::store::{keys, Batch, Cf, Store, StoreError, Table};
+use rustc_hash::FxHashSet;
+use serde::{Deserialize, Serialize};
+use state::{Account, Beneficiary, EventRef, StoredPayment};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot encode an alert or dead letter: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// What became of one record.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Applied,
+    /// Seen before (same `event_id`, roster version or death `record_id`):
+    /// ignored, counted.
+    Redelivered,
+    /// Valid on its own but not against state (e.g. a reversal of an unknown
+    /// payment): the caller dead-letters it.
+    Rejected(Rejection),
+}
+
+/// Running totals, committed with the state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counts {
+    pub roster: u64,
+    pub deaths: u64,
+    pub payments: u64,
+    pub reversals: u64,
+    pub redelivered: u64,
+    pub rejected: u64,
+}
+
+/// Where the engine stands: committed atomically with every batch.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// The last record applied, in merged input order.
+    pub position: Option<SortKey>,
+    /// The event-time watermark: the newest event time applied.
+    pub watermark: Option<Timestamp>,
+    /// Alerts raised so far (the `alert_log` sequence).
+    pub alert_seq: u64,
+    /// Dead letters raised while applying (the `dead_letters` sequence).
+    pub dead_seq: u64,
+    pub counts: Counts,
+    /// The inputs this state was built from (name, size): a resumed audit
+    /// must read the same files.
+    pub inputs: Vec<(String, u64)>,
+}
+
+/// What one commit made durable, for the sinks.
+#[derive(Debug, Default)]
+pub struct Committed {
+    pub alerts: Vec<Alert>,
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+pub struct Engine {
+    rules: RulesConfig,
+    tz: Tz,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    bens: Table<Beneficiary>,
+    months: Table<Vec<StoredPayment>>,
+    events: Table<EventRef>,
+    accounts: Table<Account>,
+    /// Timer changes since the last commit: key → put (true) or delete.
+    timers: BTreeMap<Vec<u8>, bool>,
+    progress: Progress,
+    /// The earliest `MISSED_PAYMENT` deadline not yet passed, cached.
+    next_deadline: Option<Timestamp>,
+    staged_alerts: Vec<Alert>,
+    staged_ids: FxHashSet<String>,
+    staged_dead: Vec<DeadLetter>,
+}
+
+impl Engine {
+    /// Opens the engine on a store, resuming from its committed progress.
+    pub fn open(store: Store, rules: RulesConfig, tz: Tz, cache_entries: usize, clock: Arc<dyn Clock>) -> Result<Engine, EngineError> {
+        let progress = store.get(Cf::Meta, keys::META_PROGRESS)?.unwrap_or_default();
+        Ok(Engine {
+            rules,
+            tz,
+            clock,
+            bens: Table::new(Cf::Beneficiaries, cache_entries),
+            months: Table::new(Cf::Months, cache_entries),
+            events: Table::new(Cf::Events, cache_entries),
+            accounts: Table::new(Cf::Accounts, cache_entries),
+            store,
+            timers: BTreeMap::new(),
+            progress,
+            next_deadline: None,
+            staged_alerts: Vec::new(),
+            staged_ids: FxHashSet::default(),
+            staged_dead: Vec::new(),
+        })
+    }
+
+    pub fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Records which inputs this state is built from (committed with the
+    /// next batch).
+    pub fn set_inputs(&mut self, inputs: Vec<(String, u64)>) {
+        self.progress.inputs = inputs;
+    }
+
+    /// Applies one record at its event time.
+    pub fn apply(&mut self, rec: &Record) -> Result<Outcome, EngineError> {
+        self.advance_watermark(rec.event_time())?;
+        let outcome = match rec {
+            Record::Roster(r) => self.on_roster(r)?,
+            Record::Death(d) => self.on_death(d)?,
+            Record::Payment(p) if p.kind == PaymentKind::Payment => self.on_payment(p)?,
+            Record::Payment(p) => self.on_reversal(p)?,
+        };
+        let c = &mut self.progress.counts;
+        match (&outcome, rec) {
+            (Outcome::Redelivered, _) => c.redelivered += 1,
+            (Outcome::Rejected(_), _) => c.rejected += 1,
+            (Outcome::Applied, Record::Roster(_)) => c.roster += 1,
+            (Outcome::Applied, Record::Death(_)) => c.deaths += 1,
+            (Outcome::Applied, Record::Payment(p)) if p.kind == PaymentKind::Payment => c.payments += 1,
+            (Outcome::Applied, Record::Payment(_)) => c.reversals += 1,
+        }
+        Ok(outcome)
+    }
+
+    /// Stages a dead letter for a record the engine rejected.
+    pub fn stage_dead_letter(&mut self, dl: DeadLetter) {
+        self.staged_dead.push(dl);
+    }
+
+    /// Commits everything staged, with `position` as the input reached.
+    pub fn commit(&mut self, position: Option<SortKey>) -> Result<Committed, EngineError> {
+        let mut batch = Batch::default();
+        self.bens.flush(&mut batch)?;
+        self.months.flush(&mut batch)?;
+        self.events.flush(&mut batch)?;
+        self.accounts.flush(&mut batch)?;
+        for (k, put) in std::mem::take(&mut self.timers) {
+            if put {
+                batch.put_raw(Cf::Timers, &k, &[]);
+            } else {
+                batch.delete(Cf::Timers, k);
+            }
+        }
+        for a in &self.staged_alerts {
+            self.progress.alert_seq += 1;
+            batch.put_raw(Cf::Alerts, a.alert_id.as_bytes(), &serde_json::to_vec(a)?);
+            batch.put_raw(Cf::AlertLog, &keys::alert_seq(self.progress.alert_seq), a.alert_id.as_bytes());
+        }
+        for d in &self.staged_dead {
+            self.progress.dead_seq += 1;
+            batch.put_raw(Cf::DeadLetters, &keys::alert_seq(self.progress.dead_seq), &serde_json::to_vec(d)?);
+        }
+        if position.is_some() {
+            self.progress.position = position;
+        }
+        batch.put(Cf::Meta, keys::META_PROGRESS.to_vec(), &self.progress)?;
+        self.store.commit(batch)?;
+        self.bens.trim();
+        self.months.trim();
+        self.events.trim();
+        self.accounts.trim();
+        self.staged_ids.clear();
+        Ok(Committed { alerts: std::mem::take(&mut self.staged_alerts), dead_letters: std::mem::take(&mut self.staged_dead) })
+    }
+
+    /// Every alert committed so far, in the order raised.
+    pub fn committed_alerts(&self) -> impl Iterator<Item = Result<Alert, EngineError>> + '_ {
+        self.store.values(Cf::AlertLog).map(move |id| {
+            let id = id?;
+            let json = self.store.get_raw(Cf::Alerts, &id)?.unwrap_or_default();
+            Ok(serde_json::from_slice(&json)?)
+        })
+    }
+
+    /// Every dead letter the engine committed so far.
+    pub fn committed_dead_letters(&self) -> impl Iterator<Item = Result<DeadLetter, EngineError>> + '_ {
+        self.store.values(Cf::DeadLetters).map(|v| Ok(serde_json::from_slice(&v?)?))
+    }
+
+    /// Turns findings into alerts, once per `alert_id` ever.
+    fn emit(&mut self, findings: Vec<Finding>) -> Result<(), EngineError> {
+        for f in findings {
+            let parts: Vec<&str> = f.identity.iter().map(String::as_str).collect();
+            let id = alert_id(f.rule, &parts);
+            if self.staged_ids.contains(&id) || self.store.get_raw(Cf::Alerts, id.as_bytes())?.is_some() {
+                continue;
+            }
+            let alert = Alert {
+                alert_id: id.clone(),
+                rule: f.rule,
+                severity: f.severity,
+                township: f.township,
+                beneficiary_id: f.beneficiary_id,
+                household_id: f.household_id,
+                account_no: f.account_no,
+                period: f.period,
+                amount: f.amount,
+                evidence: f.evidence,
+                reason: f.reason,
+                event_time: self.tz.format(f.event_time),
+                detected_at: self.tz.format(self.clock.now()),
+            };
+            self.staged_ids.insert(id);
+            self.staged_alerts.push(alert);
+        }
+        Ok(())
+    }
+
+    /// Moves the watermark to `t` when `t` is newer, first deciding every
+    /// month whose deadline lies before `t`.
+    fn advance_watermark(&mut self, t: Timestamp) -> Result<(), EngineError> {
+        let Some(w) = self.progress.watermark else {
+            self.progress.watermark = Some(t);
+            return Ok(());
+        };
+        if t <= w {
+            return Ok(());
+        }
+        let next = match self.next_deadline {
+            Some(d) => d,
+            None => self.deadline_at_or_after(w),
+        };
+        if t > next {
+            self.sweep_missed(t)?;
+            self.next_deadline = Some(self.deadline_at_or_after(t));
+        } else {
+            self.next_deadline = Some(next);
+        }
+        self.progress.watermark = Some(t);
+        Ok(())
+    }
+
+    fn deadline_at_or_after(&self, t: Timestamp) -> Timestamp {
+        let cfg = &self.rules.missed_payment;
+        let back = t.plus_days(-i64::from(cfg.grace_days));
+        let mut p = crate::model::Period(crate::model::Period::of(self.tz.date(back)).0 - 2);
+        while cfg.deadline(self.tz, p) < t {
+            p = p.next();
+        }
+        cfg.deadline(self.tz, p)
+    }
+}

@@ -1,0 +1,62 @@
+//! Roster versions and death records.
+
+use super::{Engine, EngineError, Outcome};
+use crate::detect::{paid_after_death, PaymentView};
+use crate::model::{DeathRecord, Period, RosterRecord};
+use crate::store::keys;
+
+impl Engine {
+    pub(super) fn on_roster(&mut self, r: &RosterRecord) -> Result<Outcome, EngineError> {
+        let bid = r.beneficiary_id.as_str();
+        let ben = self.bens.get_or_default(&self.store, bid.as_bytes())?;
+        if !ben.insert_roster(r.clone()) {
+            return Ok(Outcome::Redelivered);
+        }
+        let missed = &self.rules.missed_payment;
+        if missed.enabled && ben.missed_next.is_none() && ben.death().is_none() {
+            let first = missed.first_open_month(self.tz, Period::of(r.enrolled_at), self.progress.watermark);
+            ben.missed_next = Some(first);
+            let key = keys::timer(missed.deadline(self.tz, first), bid);
+            self.timers.insert(key, true);
+        }
+        for c in &r.custodians {
+            self.accounts.get_or_default(&self.store, c.account_no.as_bytes())?.custodian_of.insert(bid.to_owned());
+        }
+        Ok(Outcome::Applied)
+    }
+
+    pub(super) fn on_death(&mut self, d: &DeathRecord) -> Result<Outcome, EngineError> {
+        let bid = d.person_id.as_str();
+        let ben = self.bens.get_or_default(&self.store, bid.as_bytes())?;
+        if ben.deaths.iter().any(|x| x.record_id == d.record_id) {
+            return Ok(Outcome::Redelivered);
+        }
+        let known = ben.death().map(|x| x.date_of_death);
+        ben.deaths.push(d.clone());
+        if !self.rules.paid_after_death.enabled || known.is_some_and(|k| k <= d.date_of_death) {
+            return Ok(Outcome::Applied);
+        }
+        // A late record: every payment already made for a later month is
+        // now known to be improper.
+        let after: Vec<Period> = ben.months_any.range(Period::of(d.date_of_death).next()..).copied().collect();
+        let mut findings = Vec::new();
+        for m in after {
+            let Some(month) = self.months.get(&self.store, &keys::month(bid, m))? else { continue };
+            let ben = self.bens.get(&self.store, bid.as_bytes())?.expect("created above");
+            for sp in month {
+                let p = &sp.payment;
+                let v = PaymentView {
+                    payment: p,
+                    roster: ben.roster_at(p.paid_at),
+                    death: Some(d),
+                    custodian: None,
+                    paid_on: self.tz.date(p.paid_at),
+                    tz: self.tz,
+                };
+                findings.extend(paid_after_death::check(&self.rules.paid_after_death, &v));
+            }
+        }
+        self.emit(findings)?;
+        Ok(Outcome::Applied)
+    }
+}

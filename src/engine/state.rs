@@ -1,0 +1,119 @@
+//! What the engine keeps per beneficiary, per month, per event and per
+//! account. These are the values of the state column families.
+
+use crate::detect::episode::AccountWindow;
+use crate::model::name;
+use crate::model::time::Date;
+use crate::model::{Custodian, DeathRecord, Payment, PaymentKind, Period, RosterRecord, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// One beneficiary (keyed by identity number).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Beneficiary {
+    /// Roster history in `updated_at` order (arrival order among equals), so
+    /// the version that applied at any instant can be found (§6).
+    pub roster: Vec<RosterRecord>,
+    /// Death notifications; several sources may report one death.
+    pub deaths: Vec<DeathRecord>,
+    /// Months with any payment, reversed or not: where a late death record
+    /// must look for payments it makes improper.
+    pub months_any: BTreeSet<Period>,
+    /// Months with at least one unreversed payment: what `MISSED_PAYMENT`
+    /// asks.
+    pub months_paid: BTreeSet<Period>,
+    /// Months with a regular payment: only these need the month's payments
+    /// loaded to look for a `DUPLICATE_PERIOD`.
+    pub months_regular: BTreeSet<Period>,
+    /// Years whose `FILED_RELATIVE_REVIEW` has been raised.
+    pub reviewed_years: BTreeSet<i32>,
+    /// The next month `MISSED_PAYMENT` will decide (its timer is keyed by
+    /// that month's deadline); `None` when nothing more is expected.
+    pub missed_next: Option<Period>,
+}
+
+impl Beneficiary {
+    /// The roster version that applies at `t`: the newest whose `updated_at`
+    /// is not after `t`.
+    pub fn roster_at(&self, t: Timestamp) -> Option<&RosterRecord> {
+        self.roster.iter().rev().find(|r| r.updated_at <= t)
+    }
+
+    /// Adds a roster version in order; false when the same version is
+    /// already there (a redelivery).
+    pub fn insert_roster(&mut self, r: RosterRecord) -> bool {
+        if self.roster.iter().any(|x| *x == r) {
+            return false;
+        }
+        let at = self.roster.partition_point(|x| x.updated_at <= r.updated_at);
+        self.roster.insert(at, r);
+        true
+    }
+
+    /// The death with the earliest date among those reported.
+    pub fn death(&self) -> Option<&DeathRecord> {
+        self.deaths.iter().min_by_key(|d| (d.date_of_death, d.reported_at))
+    }
+
+    /// The custodian registered for this beneficiary (in the roster version
+    /// applying at `t`) that matches the receiving account on `day`.
+    pub fn custodian_for(&self, t: Timestamp, day: Date, account_no: &str, account_name: &str) -> Option<&Custodian> {
+        let r = self.roster_at(t)?;
+        custodian_in(r, day, account_no, account_name)
+    }
+}
+
+/// A registration in `r` matching number and normalised name, valid on `day`.
+pub fn custodian_in<'a>(r: &'a RosterRecord, day: Date, account_no: &str, account_name: &str) -> Option<&'a Custodian> {
+    r.custodians
+        .iter()
+        .find(|c| c.account_no == account_no && c.valid_on(day) && name::same(&c.name, account_name))
+}
+
+/// A payment kept under its beneficiary and month.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredPayment {
+    pub payment: Payment,
+    /// The reversal that cancelled it.
+    pub reversed_by: Option<String>,
+}
+
+/// What an `event_id` was, for redeliveries and reversals.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventRef {
+    pub beneficiary_id: String,
+    pub kind: PaymentKind,
+    pub period: Period,
+    pub account_no: String,
+    pub reversed_by: Option<String>,
+}
+
+/// One receiving account.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Account {
+    /// Recent payments and the account-level rules' episodes.
+    pub window: AccountWindow,
+    /// Beneficiaries whose roster ever named this account for a custodian;
+    /// n of `FREQUENT_PAYMENTS` is counted among them at each payment.
+    pub custodian_of: BTreeSet<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::testkit::*;
+    use crate::model::Status;
+
+    #[test]
+    fn roster_version_at_an_instant() {
+        let mut b = Beneficiary::default();
+        let r1 = roster(Status::Active, "2018-01-01", "2018-01-01T08:00:00+08:00");
+        let r2 = roster(Status::Cancelled, "2020-05-01", "2020-04-20T08:00:00+08:00");
+        assert!(b.insert_roster(r2.clone()));
+        assert!(b.insert_roster(r1.clone()));
+        assert!(!b.insert_roster(r1.clone()), "redelivered");
+        assert!(b.roster_at(ts("2017-12-31T08:00:00+08:00")).is_none());
+        assert_eq!(b.roster_at(ts("2020-04-20T08:00:00+08:00")), Some(&r2), "updated_at equal to t applies");
+        assert_eq!(b.roster_at(ts("2020-04-20T07:59:59+08:00")), Some(&r1));
+    }
+}

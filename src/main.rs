@@ -1,0 +1,172 @@
+//! The `paywatch` command line. `anyhow` lives here and nowhere else.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use paywatch::audit::{self, AuditOptions};
+use paywatch::clock::SystemClock;
+use paywatch::config::Config;
+use paywatch::generate::{self, GenerateOptions, OutFormat};
+use paywatch::model::Period;
+use paywatch::source::Inputs;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+mod demo;
+
+#[derive(Parser)]
+#[command(name = "paywatch", version, about = "Audits social-assistance payments against the roster and death records")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Audit exported files (JSON Lines or CSV, by extension) on an embedded RocksDB.
+    Audit(AuditArgs),
+    /// Write a synthetic district ledger with planted cases and truth.json.
+    Generate(GenerateArgs),
+    /// Generate ~2,000 households, audit them, and show what was found.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct AuditArgs {
+    /// Roster records (roster.jsonl / roster.csv).
+    #[arg(long)]
+    roster: PathBuf,
+    /// Death records.
+    #[arg(long)]
+    deaths: PathBuf,
+    /// Payment events.
+    #[arg(long)]
+    payments: PathBuf,
+    /// Alerts as JSON Lines; stdout when omitted.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Dead letters as JSON Lines; deadletter.jsonl beside --out when omitted.
+    #[arg(long)]
+    deadletter: Option<PathBuf>,
+    /// State directory: an interrupted audit started again with the same
+    /// --state resumes where it stopped. A temporary directory when omitted.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Configuration file (see config/paywatch.toml); contract defaults when omitted.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// Folder to write roster, deaths, payments and truth.json into.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 2000)]
+    households: usize,
+    /// First benefit month.
+    #[arg(long, default_value = "2018-01", value_parser = parse_period)]
+    from: Period,
+    /// Last benefit month.
+    #[arg(long, default_value = "2021-12", value_parser = parse_period)]
+    to: Period,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, value_enum, default_value_t = OutFormat::Jsonl)]
+    format: OutFormat,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    #[arg(long, default_value_t = 2000)]
+    households: usize,
+}
+
+fn parse_period(s: &str) -> Result<Period, String> {
+    Period::parse(s).ok_or_else(|| format!("{s:?} is not a month YYYY-MM"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PAYWATCH_LOG").unwrap_or_else(|_| "warn,paywatch=info".into()),
+        )
+        .init();
+    match cli.cmd {
+        Cmd::Audit(a) => run_audit(a),
+        Cmd::Generate(g) => report(run_generate(g)),
+        Cmd::Demo(d) => report(demo::run(d.households)),
+    }
+}
+
+fn report(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("paywatch: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<Config, paywatch::config::ConfigError> {
+    match path {
+        Some(p) => Config::load(p),
+        None => Ok(Config::default()),
+    }
+}
+
+fn run_audit(a: AuditArgs) -> ExitCode {
+    let cfg = match load_config(a.config.as_ref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("paywatch: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let deadletter = a.deadletter.clone().unwrap_or_else(|| AuditOptions::default_deadletter(a.out.as_ref()));
+    let opts = AuditOptions {
+        inputs: Inputs { roster: a.roster, deaths: a.deaths, payments: a.payments },
+        out: a.out,
+        deadletter,
+        state: a.state.or(cfg.state.dir.clone()),
+        progress: std::io::stderr().is_terminal(),
+    };
+    match audit::run(&opts, &cfg, Arc::new(SystemClock)) {
+        Ok(summary) => {
+            let _ = audit::print_summary(&summary, &mut std::io::stderr());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("paywatch: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+fn run_generate(g: GenerateArgs) -> anyhow::Result<()> {
+    let out = generate::generate(&GenerateOptions {
+        out: g.out.clone(),
+        households: g.households,
+        from: g.from,
+        to: g.to,
+        seed: g.seed,
+        format: g.format,
+    })
+    .context("generate")?;
+    let t = &out.truth;
+    eprintln!(
+        "wrote {} roster records, {} death records, {} payment events ({} redelivered) and {} broken lines to {}",
+        t.roster_records,
+        t.death_records,
+        t.payment_events,
+        t.redelivered,
+        t.dead_letters.values().sum::<u64>(),
+        g.out.display()
+    );
+    eprintln!("planted {} alerts and {} control cases: {}", t.expected.len(), t.controls.len(), out.truth_path.display());
+    Ok(())
+}

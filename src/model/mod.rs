@@ -1,0 +1,21 @@
+//! The contract's records as types (feed-v1 §1–4).
+//!
+//! Everything here is plain data plus validation helpers: no I/O, no state.
+//! A value of these types has passed validation, so later stages never
+//! re-check formats.
+
+pub mod alert;
+pub mod id;
+pub mod money;
+pub mod name;
+pub mod records;
+pub mod time;
+
+pub use alert::{Alert, Evidence, Rule, Severity};
+pub use id::PersonId;
+pub use money::Money;
+pub use records::{
+    Custodian, DeathRecord, DeathSource, Payment, PaymentKind, PaymentType, Program, Record,
+    RosterRecord, SortKey, Status,
+};
+pub use time::{Period, Timestamp, Tz};

@@ -1,0 +1,251 @@
+//! The three input record kinds (feed-v1 §1–3), validated.
+
+use super::time::{Date, Period, Timestamp};
+use super::{Money, PersonId};
+use serde::{Deserialize, Serialize};
+
+/// Benefit programmes. The first three are paid monthly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Program {
+    RuralDibao,
+    UrbanDibao,
+    Tekun,
+    TemporaryRelief,
+}
+
+impl Program {
+    pub const ALL: [Program; 4] =
+        [Program::RuralDibao, Program::UrbanDibao, Program::Tekun, Program::TemporaryRelief];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Program::RuralDibao => "rural_dibao",
+            Program::UrbanDibao => "urban_dibao",
+            Program::Tekun => "tekun",
+            Program::TemporaryRelief => "temporary_relief",
+        }
+    }
+
+    pub fn from_code(s: &str) -> Option<Program> {
+        Program::ALL.into_iter().find(|p| p.code() == s)
+    }
+
+    /// Monthly programmes are the ones `MISSED_PAYMENT` expects every month.
+    pub fn is_monthly(self) -> bool {
+        !matches!(self, Program::TemporaryRelief)
+    }
+
+    /// The programme's name on a supervisor's form.
+    pub fn chinese(self) -> &'static str {
+        match self {
+            Program::RuralDibao => "农村低保",
+            Program::UrbanDibao => "城市低保",
+            Program::Tekun => "特困供养",
+            Program::TemporaryRelief => "临时救助",
+        }
+    }
+
+    /// The money's name: 低保金, 特困供养金, 临时救助金.
+    pub fn money_chinese(self) -> &'static str {
+        match self {
+            Program::RuralDibao | Program::UrbanDibao => "低保金",
+            Program::Tekun => "特困供养金",
+            Program::TemporaryRelief => "临时救助金",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentKind {
+    Payment,
+    Reversal,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentType {
+    Regular,
+    BackPay,
+    OneOff,
+}
+
+impl PaymentType {
+    pub fn from_code(s: &str) -> Option<PaymentType> {
+        match s {
+            "regular" => Some(PaymentType::Regular),
+            "back_pay" => Some(PaymentType::BackPay),
+            "one_off" => Some(PaymentType::OneOff),
+            _ => None,
+        }
+    }
+
+    pub fn chinese(self) -> &'static str {
+        match self {
+            PaymentType::Regular => "常规发放",
+            PaymentType::BackPay => "补发",
+            PaymentType::OneOff => "一次性发放",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Active,
+    Suspended,
+    Cancelled,
+}
+
+impl Status {
+    pub fn from_code(s: &str) -> Option<Status> {
+        match s {
+            "active" => Some(Status::Active),
+            "suspended" => Some(Status::Suspended),
+            "cancelled" => Some(Status::Cancelled),
+            _ => None,
+        }
+    }
+
+    pub fn chinese(self) -> &'static str {
+        match self {
+            Status::Active => "在保",
+            Status::Suspended => "暂停",
+            Status::Cancelled => "注销",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeathSource {
+    FuneralHome,
+    Hospital,
+    Police,
+    Village,
+}
+
+impl DeathSource {
+    pub fn from_code(s: &str) -> Option<DeathSource> {
+        match s {
+            "funeral_home" => Some(DeathSource::FuneralHome),
+            "hospital" => Some(DeathSource::Hospital),
+            "police" => Some(DeathSource::Police),
+            "village" => Some(DeathSource::Village),
+            _ => None,
+        }
+    }
+}
+
+/// One disbursement (or its reversal), feed-v1 §1.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Payment {
+    pub event_id: String,
+    pub kind: PaymentKind,
+    /// `event_id` of the payment a reversal cancels; `None` for payments.
+    pub reverses: Option<String>,
+    pub beneficiary_id: PersonId,
+    pub beneficiary_name: String,
+    pub household_id: String,
+    pub township: String,
+    pub program: Program,
+    pub period: Period,
+    pub amount: Money,
+    pub payment_type: PaymentType,
+    pub account_no: String,
+    pub account_name: String,
+    pub bank: Option<String>,
+    pub scheduled_at: Date,
+    /// Event time.
+    pub paid_at: Timestamp,
+}
+
+/// A registered card/passbook custodian (卡折委托代管).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Custodian {
+    pub name: String,
+    pub account_no: String,
+    pub registered_at: Date,
+    /// The registration no longer holds on and after this day.
+    pub revoked_at: Option<Date>,
+}
+
+impl Custodian {
+    /// Valid on `day`: registered on or before it and not yet revoked.
+    pub fn valid_on(&self, day: Date) -> bool {
+        self.registered_at <= day && self.revoked_at.is_none_or(|r| day < r)
+    }
+}
+
+/// One roster version, feed-v1 §2.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RosterRecord {
+    pub beneficiary_id: PersonId,
+    pub name: String,
+    pub household_id: String,
+    pub township: String,
+    pub program: Program,
+    pub status: Status,
+    pub enrolled_at: Date,
+    pub status_since: Date,
+    pub monthly_amount: Money,
+    pub filed_relative: bool,
+    pub custodians: Vec<Custodian>,
+    /// Event time.
+    pub updated_at: Timestamp,
+}
+
+/// A death notification, feed-v1 §3.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeathRecord {
+    pub record_id: String,
+    pub person_id: PersonId,
+    pub name: String,
+    pub date_of_death: Date,
+    pub source: DeathSource,
+    /// Event time.
+    pub reported_at: Timestamp,
+}
+
+/// Any input record, in the order the engine applies equal event times:
+/// roster first (a roster record updated at `paid_at` applies to that
+/// payment, §6), then deaths, then payments, then reversals.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Record {
+    Roster(RosterRecord),
+    Death(DeathRecord),
+    Payment(Payment),
+}
+
+impl Record {
+    pub fn event_time(&self) -> Timestamp {
+        match self {
+            Record::Roster(r) => r.updated_at,
+            Record::Death(d) => d.reported_at,
+            Record::Payment(p) => p.paid_at,
+        }
+    }
+
+    /// Tie-break rank among records with the same event time.
+    pub fn rank(&self) -> u8 {
+        match self {
+            Record::Roster(_) => 0,
+            Record::Death(_) => 1,
+            Record::Payment(p) if p.kind == PaymentKind::Payment => 2,
+            Record::Payment(_) => 3,
+        }
+    }
+}
+
+/// A record's place in the merged input (§6): event time, then the kind's
+/// rank, then the source file and the line in it. Total and deterministic,
+/// so a replay applies records in exactly the same order every time, and
+/// "the last key applied" is a resumable input position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SortKey {
+    pub time: Timestamp,
+    pub rank: u8,
+    pub source: u8,
+    pub line: u64,
+}

@@ -1,0 +1,187 @@
+//! Exported files: read each of the three inputs, decode every line, send
+//! rejects to the dead-letter output, and spill the good records into sorted
+//! runs (see `runs`). Memory is bounded by the run size, not the files.
+
+use super::runs::{RunWriter, Runs};
+use crate::decode::{decode_json, CsvError, CsvReader, DeadLetter, Kind, Limits, LineReader, Rejection};
+use crate::model::{Record, SortKey};
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{path}: unknown file type; use .jsonl (JSON Lines) or .csv")]
+    UnknownFormat { path: String },
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: io::Error },
+    #[error(transparent)]
+    Csv(#[from] CsvError),
+    #[error("sort spill file {path}: {source}")]
+    Spill { path: String, source: io::Error },
+    #[error("sort spill file {path} is damaged: {reason}")]
+    Damaged { path: String, reason: String },
+    #[error("dead-letter output: {0}")]
+    DeadLetter(io::Error),
+}
+
+/// The three input files of an audit, in source-index order.
+#[derive(Clone, Debug)]
+pub struct Inputs {
+    pub roster: PathBuf,
+    pub deaths: PathBuf,
+    pub payments: PathBuf,
+}
+
+impl Inputs {
+    pub fn list(&self) -> [(Kind, &Path); 3] {
+        [(Kind::Roster, &self.roster), (Kind::Death, &self.deaths), (Kind::Payment, &self.payments)]
+    }
+
+    /// File name and size of each input: a resumed audit must see the same.
+    pub fn fingerprint(&self) -> Result<Vec<(String, u64)>, SourceError> {
+        self.list()
+            .iter()
+            .map(|(_, p)| {
+                let len = std::fs::metadata(p).map_err(|source| read_err(p, source))?.len();
+                Ok((file_name(p), len))
+            })
+            .collect()
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.list().iter().filter_map(|(_, p)| std::fs::metadata(p).ok()).map(|m| m.len()).sum()
+    }
+}
+
+/// The file's name as dead letters show it.
+pub fn file_name(p: &Path) -> String {
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| p.display().to_string())
+}
+
+fn read_err(p: &Path, source: io::Error) -> SourceError {
+    SourceError::Read { path: p.display().to_string(), source }
+}
+
+/// Input formats, chosen by file extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Jsonl,
+    Csv,
+}
+
+impl Format {
+    pub fn of(path: &Path) -> Result<Format, SourceError> {
+        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("jsonl" | "ndjson" | "json") => Ok(Format::Jsonl),
+            Some("csv") => Ok(Format::Csv),
+            _ => Err(SourceError::UnknownFormat { path: path.display().to_string() }),
+        }
+    }
+}
+
+/// A decoded record with its place in the merged input and in its file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Staged {
+    pub key: SortKey,
+    /// Byte range of the original text, to quote it in a dead letter.
+    pub offset: u64,
+    pub len: u64,
+    pub record: Record,
+}
+
+/// Decodes all three inputs into sorted runs under `tmp`. `dead` receives
+/// every rejected line; `progress` the bytes read so far.
+pub fn stage(
+    inputs: &Inputs,
+    limits: Limits,
+    run_records: usize,
+    tmp: &Path,
+    dead: &mut dyn FnMut(DeadLetter) -> io::Result<()>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Runs, SourceError> {
+    let mut runs = RunWriter::new(tmp, run_records);
+    let mut done = 0u64;
+    for (source, (kind, path)) in inputs.list().into_iter().enumerate() {
+        let name = file_name(path);
+        let source = source as u8;
+        let mut reject = |line: u64, r: &Rejection, raw: String| dead(DeadLetter::new(&name, line, r, raw)).map_err(SourceError::DeadLetter);
+        match Format::of(path)? {
+            Format::Jsonl => {
+                let file = File::open(path).map_err(|e| read_err(path, e))?;
+                let mut lines = LineReader::new(BufReader::with_capacity(1 << 20, file), limits.max_record_bytes);
+                let mut n = 0u64;
+                while let Some(l) = lines.next_line().map_err(|e| read_err(path, e))? {
+                    match decode_json(kind, &l, limits) {
+                        Ok(record) => {
+                            let key = SortKey { time: record.event_time(), rank: record.rank(), source, line: l.line };
+                            runs.push(Staged { key, offset: l.offset, len: l.bytes.len() as u64, record })?;
+                        }
+                        Err(r) => reject(l.line, &r, String::from_utf8_lossy(&l.bytes).into_owned())?,
+                    }
+                    n += 1;
+                    if n % 4096 == 0 {
+                        progress(done + lines.offset());
+                    }
+                }
+                done += lines.offset();
+            }
+            Format::Csv => {
+                let mut rows = CsvReader::open(path, kind, limits)?;
+                let mut n = 0u64;
+                while let Some(item) = rows.next_item().map_err(|e| read_err(path, e))? {
+                    match item.decoded {
+                        Ok(record) => {
+                            let key = SortKey { time: record.event_time(), rank: record.rank(), source, line: item.line };
+                            runs.push(Staged { key, offset: item.offset, len: item.len, record })?;
+                        }
+                        Err(r) => reject(item.line, &r, item.raw)?,
+                    }
+                    n += 1;
+                    if n % 4096 == 0 {
+                        progress(done + rows.offset());
+                    }
+                }
+                done += rows.offset();
+            }
+        }
+        progress(done);
+    }
+    runs.finish()
+}
+
+/// Reads a record's original text back from its input file, to quote it in
+/// a dead letter raised after decoding.
+pub struct RawLookup {
+    files: Vec<PathBuf>,
+    limit: u64,
+}
+
+impl RawLookup {
+    pub fn new(inputs: &Inputs, limits: Limits) -> RawLookup {
+        RawLookup {
+            files: inputs.list().iter().map(|(_, p)| p.to_path_buf()).collect(),
+            limit: limits.max_record_bytes as u64,
+        }
+    }
+
+    pub fn name(&self, source: u8) -> String {
+        self.files.get(source as usize).map(|p| file_name(p)).unwrap_or_default()
+    }
+
+    pub fn raw(&self, source: u8, offset: u64, len: u64) -> String {
+        let read = || -> io::Result<String> {
+            let path = self.files.get(source as usize).ok_or_else(|| io::Error::other("no such source"))?;
+            let mut f = File::open(path)?;
+            f.seek(SeekFrom::Start(offset))?;
+            let mut buf = vec![0; len.min(self.limit) as usize];
+            f.read_exact(&mut buf)?;
+            while matches!(buf.last(), Some(b'\n' | b'\r')) {
+                buf.pop();
+            }
+            Ok(String::from_utf8_lossy(&buf).into_owned())
+        };
+        read().unwrap_or_else(|e| format!("<original text unavailable: {e}>"))
+    }
+}

@@ -1,0 +1,60 @@
+//! Key encodings. Fixed-width big-endian numbers so keys sort by value.
+
+use crate::model::{Period, Timestamp};
+
+pub const META_SCHEMA: &[u8] = b"schema";
+pub const META_PROGRESS: &[u8] = b"progress";
+
+/// Sign-flipped big-endian: negative instants sort before positive ones.
+fn ts_bytes(t: Timestamp) -> [u8; 8] {
+    ((t.0 as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// `deadline | beneficiary_id`.
+pub fn timer(deadline: Timestamp, beneficiary_id: &str) -> Vec<u8> {
+    let mut k = ts_bytes(deadline).to_vec();
+    k.extend_from_slice(beneficiary_id.as_bytes());
+    k
+}
+
+/// The first timer key at `deadline`: every key below it has an earlier one.
+pub fn timer_bound(deadline: Timestamp) -> Vec<u8> {
+    ts_bytes(deadline).to_vec()
+}
+
+/// The beneficiary a timer key belongs to.
+pub fn timer_beneficiary(key: &[u8]) -> Option<&str> {
+    std::str::from_utf8(key.get(8..)?).ok()
+}
+
+/// `beneficiary_id | month`.
+pub fn month(beneficiary_id: &str, p: Period) -> Vec<u8> {
+    let mut k = beneficiary_id.as_bytes().to_vec();
+    k.extend_from_slice(&(p.0 as u32).to_be_bytes());
+    k
+}
+
+pub fn alert_seq(seq: u64) -> Vec<u8> {
+    seq.to_be_bytes().to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn timer_keys_sort_by_deadline_and_round_trip(a in any::<i64>(), b in any::<i64>(), id in "[0-9]{17}[0-9X]") {
+            let (ka, kb) = (timer(Timestamp(a), &id), timer(Timestamp(b), &id));
+            prop_assert_eq!(a.cmp(&b), ka.cmp(&kb));
+            prop_assert_eq!(timer_beneficiary(&ka), Some(id.as_str()));
+            prop_assert_eq!(ka < timer_bound(Timestamp(b)), a < b);
+        }
+
+        #[test]
+        fn month_keys_sort_by_month(a in 0i32..30000, b in 0i32..30000) {
+            prop_assert_eq!(a.cmp(&b), month("X", Period(a)).cmp(&month("X", Period(b))));
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! RocksDB: the only code that touches the database.
+//!
+//! Column families are named by what they hold (see [`Cf`]). Every change
+//! the engine makes reaches the disk through one [`Batch`], committed
+//! atomically together with the input position it corresponds to; nothing
+//! else writes.
+
+pub mod keys;
+mod table;
+
+pub use table::Table;
+
+use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// The layout version written into every state directory.
+const SCHEMA: &str = "paywatch-state-v1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state directory {path}: {reason}")]
+    Refused { path: String, reason: String },
+    #[error("RocksDB: {0}")]
+    Db(#[from] rocksdb::Error),
+    #[error("stored value in {cf} cannot be decoded: {source}")]
+    Decode { cf: &'static str, source: postcard::Error },
+    #[error("stored value cannot be encoded: {0}")]
+    Encode(postcard::Error),
+}
+
+/// The column families.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cf {
+    /// Schema, input position, watermark, counters.
+    Meta,
+    /// beneficiary_id → roster history, deaths, months paid, review years.
+    Beneficiaries,
+    /// beneficiary_id + month → the payments for that month.
+    Months,
+    /// event_id → what a payment or reversal was (redelivery, reversals).
+    Events,
+    /// account_no → the account's window and alert episodes.
+    Accounts,
+    /// deadline + beneficiary_id → a month waiting for `MISSED_PAYMENT`.
+    Timers,
+    /// alert_id → the alert (JSON): every alert ever raised.
+    Alerts,
+    /// sequence → alert_id: the order alerts were raised, for the sinks.
+    AlertLog,
+    /// sequence → dead letter (JSON) raised while applying records.
+    DeadLetters,
+}
+
+impl Cf {
+    pub const ALL: [Cf; 9] = [
+        Cf::Meta,
+        Cf::Beneficiaries,
+        Cf::Months,
+        Cf::Events,
+        Cf::Accounts,
+        Cf::Timers,
+        Cf::Alerts,
+        Cf::AlertLog,
+        Cf::DeadLetters,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::Meta => "meta",
+            Cf::Beneficiaries => "beneficiaries",
+            Cf::Months => "months",
+            Cf::Events => "events",
+            Cf::Accounts => "accounts",
+            Cf::Timers => "timers",
+            Cf::Alerts => "alerts",
+            Cf::AlertLog => "alert_log",
+            Cf::DeadLetters => "dead_letters",
+        }
+    }
+}
+
+/// Tuning knobs the config exposes.
+#[derive(Clone, Copy, Debug)]
+pub struct StoreOptions {
+    pub block_cache_mb: usize,
+    pub write_buffer_mb: usize,
+    pub sync: bool,
+}
+
+/// The open state directory.
+pub struct Store {
+    db: DB,
+    path: PathBuf,
+    sync: bool,
+}
+
+impl Store {
+    /// Opens (or creates) a state directory. Refuses a directory that holds
+    /// something other than paywatch state rather than writing into it.
+    pub fn open(path: &Path, o: StoreOptions) -> Result<Store, StoreError> {
+        let refuse = |reason: String| StoreError::Refused { path: path.display().to_string(), reason };
+        let exists_nonempty = path.is_dir() && std::fs::read_dir(path).map(|mut d| d.next().is_some()).unwrap_or(false);
+        if path.exists() && !path.is_dir() {
+            return Err(refuse("is not a directory".into()));
+        }
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_max_background_jobs(2);
+        db_opts.set_keep_log_file_num(3);
+        db_opts.set_max_total_wal_size(256 << 20);
+        if exists_nonempty {
+            if !path.join("CURRENT").exists() {
+                return Err(refuse("holds files but is not a RocksDB database; refusing to write into it".into()));
+            }
+            let cfs = DB::list_cf(&db_opts, path)
+                .map_err(|e| refuse(format!("cannot be read as RocksDB ({e}); refusing to touch it")))?;
+            if !cfs.iter().any(|c| c == Cf::Meta.name()) {
+                return Err(refuse("is a RocksDB database that paywatch did not create; refusing to touch it".into()));
+            }
+        }
+        let cache = Cache::new_lru_cache(o.block_cache_mb << 20);
+        let descriptors = Cf::ALL.iter().map(|cf| {
+            let mut t = BlockBasedOptions::default();
+            t.set_block_cache(&cache);
+            t.set_bloom_filter(10.0, false);
+            t.set_cache_index_and_filter_blocks(true);
+            t.set_pin_l0_filter_and_index_blocks_in_cache(true);
+            let mut c = Options::default();
+            c.set_block_based_table_factory(&t);
+            c.set_write_buffer_size(o.write_buffer_mb << 20);
+            c.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            ColumnFamilyDescriptor::new(cf.name(), c)
+        });
+        let db = DB::open_cf_descriptors(&db_opts, path, descriptors)
+            .map_err(|e| refuse(format!("cannot be opened: {e}")))?;
+        let store = Store { db, path: path.to_owned(), sync: o.sync };
+        match store.get_raw(Cf::Meta, keys::META_SCHEMA)? {
+            Some(v) if v == SCHEMA.as_bytes() => {}
+            Some(v) => {
+                return Err(refuse(format!(
+                    "holds state version {:?}, this paywatch reads {SCHEMA:?}",
+                    String::from_utf8_lossy(&v)
+                )))
+            }
+            None if exists_nonempty => return Err(refuse("has no paywatch schema marker; refusing to touch it".into())),
+            None => {
+                let mut b = Batch::default();
+                b.put_raw(Cf::Meta, keys::META_SCHEMA, SCHEMA.as_bytes());
+                store.commit(b)?;
+            }
+        }
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(cf.name()).expect("every column family is opened")
+    }
+
+    pub fn get_raw(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_pinned_cf(self.cf(cf), key)?.map(|v| v.to_vec()))
+    }
+
+    /// Reads and decodes one value.
+    pub fn get<T: DeserializeOwned>(&self, cf: Cf, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.db.get_pinned_cf(self.cf(cf), key)? {
+            None => Ok(None),
+            Some(v) => postcard::from_bytes(&v).map(Some).map_err(|source| StoreError::Decode { cf: cf.name(), source }),
+        }
+    }
+
+    /// Commits one batch atomically (fsynced when configured).
+    pub fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        let mut w = WriteOptions::default();
+        w.set_sync(self.sync);
+        let mut wb = WriteBatch::default();
+        for op in batch.ops {
+            match op {
+                Op::Put(cf, k, v) => wb.put_cf(self.cf(cf), k, v),
+                Op::Delete(cf, k) => wb.delete_cf(self.cf(cf), k),
+            }
+        }
+        self.db.write_opt(wb, &w)?;
+        Ok(())
+    }
+
+    /// Keys of a column family from the start up to (not including) `end`.
+    pub fn keys_before(&self, cf: Cf, end: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(cf), IteratorMode::Start) {
+            let (k, _) = item?;
+            if k.as_ref() >= end {
+                break;
+            }
+            out.push(k.to_vec());
+        }
+        Ok(out)
+    }
+
+    /// Every value of a column family in key order.
+    pub fn values(&self, cf: Cf) -> impl Iterator<Item = Result<Vec<u8>, StoreError>> + '_ {
+        self.db.iterator_cf(self.cf(cf), IteratorMode::Start).map(|r| r.map(|(_, v)| v.to_vec()).map_err(StoreError::from))
+    }
+
+    /// A RocksDB integer property summed over the column families
+    /// (e.g. `rocksdb.estimate-live-data-size`).
+    pub fn property_sum(&self, name: &str) -> u64 {
+        Cf::ALL.iter().filter_map(|cf| self.db.property_int_value_cf(self.cf(*cf), name).ok().flatten()).sum()
+    }
+}
+
+enum Op {
+    Put(Cf, Vec<u8>, Vec<u8>),
+    Delete(Cf, Vec<u8>),
+}
+
+/// Changes collected for one atomic commit.
+#[derive(Default)]
+pub struct Batch {
+    ops: Vec<Op>,
+}
+
+impl Batch {
+    pub fn put<T: Serialize>(&mut self, cf: Cf, key: Vec<u8>, value: &T) -> Result<(), StoreError> {
+        let v = postcard::to_stdvec(value).map_err(StoreError::Encode)?;
+        self.ops.push(Op::Put(cf, key, v));
+        Ok(())
+    }
+
+    pub fn put_raw(&mut self, cf: Cf, key: &[u8], value: &[u8]) {
+        self.ops.push(Op::Put(cf, key.to_vec(), value.to_vec()));
+    }
+
+    pub fn delete(&mut self, cf: Cf, key: Vec<u8>) {
+        self.ops.push(Op::Delete(cf, key));
+    }
+
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> StoreOptions {
+        StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false }
+    }
+
+    #[test]
+    fn commits_are_visible_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), opts()).unwrap();
+            let mut b = Batch::default();
+            b.put(Cf::Events, b"E1".to_vec(), &42u32).unwrap();
+            b.put(Cf::Timers, keys::timer(crate::model::Timestamp(5), "A"), &()).unwrap();
+            b.put(Cf::Timers, keys::timer(crate::model::Timestamp(-5), "B"), &()).unwrap();
+            s.commit(b).unwrap();
+        }
+        let s = Store::open(dir.path(), opts()).unwrap();
+        assert_eq!(s.get::<u32>(Cf::Events, b"E1").unwrap(), Some(42));
+        let before = s.keys_before(Cf::Timers, &keys::timer_bound(crate::model::Timestamp(5))).unwrap();
+        assert_eq!(before.len(), 1, "only the negative deadline is before 5");
+    }
+
+    #[test]
+    fn refuses_foreign_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+        let e = Store::open(dir.path(), opts()).err().unwrap().to_string();
+        assert!(e.contains("not a RocksDB"), "{e}");
+
+        let other = tempfile::tempdir().unwrap();
+        {
+            let mut o = Options::default();
+            o.create_if_missing(true);
+            DB::open(&o, other.path()).unwrap();
+        }
+        let e = Store::open(other.path(), opts()).err().unwrap().to_string();
+        assert!(e.contains("did not create"), "{e}");
+    }
+}

@@ -1,0 +1,133 @@
+//! A column family seen through a bounded write-back cache of decoded values.
+//!
+//! Reads come from the cache or RocksDB; changes stay in the cache (marked
+//! dirty) until [`Table::flush`] puts them into the batch being committed.
+//! After a commit every entry is clean, so [`Table::trim`] can drop the least
+//! recently used ones: memory is bounded by the capacity, not the ledger.
+
+use super::{Batch, Cf, Store, StoreError};
+use rustc_hash::FxHashMap;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+struct Slot<V> {
+    /// `None`: known to be absent from the store.
+    value: Option<V>,
+    dirty: bool,
+    used: u64,
+}
+
+pub struct Table<V> {
+    cf: Cf,
+    slots: FxHashMap<Vec<u8>, Slot<V>>,
+    capacity: usize,
+    tick: u64,
+}
+
+impl<V: Serialize + DeserializeOwned> Table<V> {
+    pub fn new(cf: Cf, capacity: usize) -> Table<V> {
+        Table { cf, slots: FxHashMap::default(), capacity, tick: 0 }
+    }
+
+    fn slot(&mut self, store: &Store, key: &[u8]) -> Result<&mut Slot<V>, StoreError> {
+        self.tick += 1;
+        if !self.slots.contains_key(key) {
+            let value = store.get(self.cf, key)?;
+            self.slots.insert(key.to_vec(), Slot { value, dirty: false, used: 0 });
+        }
+        let slot = self.slots.get_mut(key).expect("just inserted");
+        slot.used = self.tick;
+        Ok(slot)
+    }
+
+    pub fn get(&mut self, store: &Store, key: &[u8]) -> Result<Option<&V>, StoreError> {
+        Ok(self.slot(store, key)?.value.as_ref())
+    }
+
+    /// The value for changing; the entry is written at the next flush.
+    pub fn get_mut(&mut self, store: &Store, key: &[u8]) -> Result<Option<&mut V>, StoreError> {
+        let slot = self.slot(store, key)?;
+        if slot.value.is_some() {
+            slot.dirty = true;
+        }
+        Ok(slot.value.as_mut())
+    }
+
+    /// The value for changing, created with `Default` when absent.
+    pub fn get_or_default(&mut self, store: &Store, key: &[u8]) -> Result<&mut V, StoreError>
+    where
+        V: Default,
+    {
+        let slot = self.slot(store, key)?;
+        slot.dirty = true;
+        Ok(slot.value.get_or_insert_with(V::default))
+    }
+
+    /// Sets a value without reading the old one.
+    pub fn put(&mut self, key: Vec<u8>, value: V) {
+        self.tick += 1;
+        self.slots.insert(key, Slot { value: Some(value), dirty: true, used: self.tick });
+    }
+
+    /// Writes every changed entry into the batch; all entries are then clean.
+    pub fn flush(&mut self, batch: &mut Batch) -> Result<(), StoreError> {
+        for (k, slot) in self.slots.iter_mut().filter(|(_, s)| s.dirty) {
+            match &slot.value {
+                Some(v) => batch.put(self.cf, k.clone(), v)?,
+                None => batch.delete(self.cf, k.clone()),
+            }
+            slot.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Drops the least recently used clean entries beyond the capacity.
+    pub fn trim(&mut self) {
+        if self.slots.len() <= self.capacity {
+            return;
+        }
+        let mut ages: Vec<u64> = self.slots.values().filter(|s| !s.dirty).map(|s| s.used).collect();
+        let excess = self.slots.len() - self.capacity;
+        if ages.len() <= excess {
+            self.slots.retain(|_, s| s.dirty);
+            return;
+        }
+        let (_, cut, _) = ages.select_nth_unstable(excess);
+        let cut = *cut;
+        self.slots.retain(|_, s| s.dirty || s.used > cut);
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreOptions;
+
+    #[test]
+    fn write_back_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false }).unwrap();
+        let mut t: Table<u64> = Table::new(Cf::Events, 10);
+        for i in 0..100u64 {
+            *t.get_or_default(&store, &i.to_be_bytes()).unwrap() += i;
+        }
+        assert_eq!(store.get::<u64>(Cf::Events, &7u64.to_be_bytes()).unwrap(), None, "not flushed yet");
+        let mut b = Batch::default();
+        t.flush(&mut b).unwrap();
+        assert_eq!(b.len(), 100);
+        store.commit(b).unwrap();
+        t.trim();
+        assert!(t.len() <= 10);
+        assert_eq!(t.get(&store, &7u64.to_be_bytes()).unwrap(), Some(&7));
+        assert_eq!(t.get(&store, &99u64.to_be_bytes()).unwrap(), Some(&99));
+        assert_eq!(t.get(&store, &1000u64.to_be_bytes()).unwrap(), None);
+    }
+}

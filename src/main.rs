@@ -15,6 +15,9 @@ use std::sync::Arc;
 
 mod demo;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "paywatch", version, about = "Audits social-assistance payments against the roster and death records")]
 struct Cli {

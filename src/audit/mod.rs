@@ -133,6 +133,8 @@ pub fn run(opts: &AuditOptions, cfg: &Config, clock: Arc<dyn Clock>) -> Result<S
         &mut |bytes| bar.set_position(bytes),
     )?;
     bar.finish_and_clear();
+    tracing::info!(records = runs.total, seconds = started.elapsed().as_secs_f64(), "inputs decoded and sorted");
+    let applying = Instant::now();
 
     // 2. What earlier runs committed, written again.
     for dl in engine.committed_dead_letters() {
@@ -173,6 +175,7 @@ pub fn run(opts: &AuditOptions, cfg: &Config, clock: Arc<dyn Clock>) -> Result<S
     let c = engine.commit(last)?;
     write_committed(&c.alerts, &c.dead_letters, &mut alerts, &mut dead, &mut summary)?;
     bar.finish_and_clear();
+    tracing::info!(records = applied, seconds = applying.elapsed().as_secs_f64(), "records applied and committed");
     alerts.flush().map_err(out_err(&alerts.target.clone()))?;
     dead.flush().map_err(out_err(&dl_path))?;
 

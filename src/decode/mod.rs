@@ -75,12 +75,10 @@ pub enum Reason {
     BadReversal,
     /// A `custodians` entry that does not meet the contract.
     BadCustodians,
-    /// The same `event_id` seen earlier for another beneficiary or kind.
-    ConflictingEventId,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 17] = [
         Reason::BadJson,
         Reason::BadCsv,
         Reason::BadEncoding,
@@ -98,7 +96,6 @@ impl Reason {
         Reason::BadAccountNo,
         Reason::BadReversal,
         Reason::BadCustodians,
-        Reason::ConflictingEventId,
     ];
 
     pub fn code(self) -> &'static str {
@@ -120,7 +117,6 @@ impl Reason {
             Reason::BadAccountNo => "bad_account_no",
             Reason::BadReversal => "bad_reversal",
             Reason::BadCustodians => "bad_custodians",
-            Reason::ConflictingEventId => "conflicting_event_id",
         }
     }
 }

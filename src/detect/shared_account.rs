@@ -44,7 +44,21 @@ fn counted<'a>(cfg: &Config, entries: &'a [WindowEntry], at: Timestamp) -> impl 
 }
 
 pub fn holds_at(cfg: &Config, entries: &[WindowEntry], at: Timestamp) -> bool {
-    let households: BTreeSet<&str> = counted(cfg, entries, at).map(|e| e.household_id.as_str()).collect();
+    let mut first: Option<&str> = None;
+    let mut households: Vec<&str> = Vec::new();
+    for e in counted(cfg, entries, at) {
+        match first {
+            None => first = Some(&e.household_id),
+            Some(f) if f == e.household_id => {}
+            Some(_) => households.push(&e.household_id),
+        }
+    }
+    if households.is_empty() {
+        return cfg.min_households <= usize::from(first.is_some());
+    }
+    households.extend(first);
+    households.sort_unstable();
+    households.dedup();
     households.len() >= cfg.min_households
 }
 

@@ -1,12 +1,47 @@
-//! `MISSED_PAYMENT` timers: each beneficiary waits under the deadline of the
-//! next month to decide; when the watermark passes deadlines, the waiting
-//! beneficiaries are decided month by month.
+//! `MISSED_PAYMENT` timers. Beneficiaries wait in the bucket of the
+//! deadline of the next month to decide (`timers` column family: deadline →
+//! list of beneficiary ids). When the watermark passes deadlines, each
+//! bucket is taken in order, its beneficiaries decided month by month and
+//! moved to the bucket of their next open month, and the bucket deleted.
+//! One write per bucket per month instead of one per beneficiary.
 
 use super::{Engine, EngineError};
 use crate::detect::missed_payment;
 use crate::model::{Period, Timestamp};
-use crate::store::{keys, Cf};
-use std::collections::BTreeSet;
+use crate::store::{keys, Batch, Cf, Store, StoreError};
+use std::collections::BTreeMap;
+
+/// Bucket changes since the last commit.
+#[derive(Default)]
+pub struct Timers {
+    /// Beneficiaries added to a bucket (merged with the stored bucket at
+    /// commit); `None` marks a bucket decided and deleted.
+    pending: BTreeMap<Timestamp, Option<Vec<String>>>,
+}
+
+impl Timers {
+    /// Puts a beneficiary in the bucket of `deadline`.
+    pub fn add(&mut self, deadline: Timestamp, bid: &str) {
+        let slot = self.pending.entry(deadline).or_insert_with(|| Some(Vec::new()));
+        slot.get_or_insert_with(Vec::new).push(bid.to_owned());
+    }
+
+    /// Writes the bucket changes into the commit.
+    pub fn flush(&mut self, store: &Store, batch: &mut Batch<'_>) -> Result<(), StoreError> {
+        for (deadline, change) in std::mem::take(&mut self.pending) {
+            let key = keys::timer_bound(deadline);
+            match change {
+                None => batch.delete(Cf::Timers, &key),
+                Some(mut added) => {
+                    let mut stored: Vec<String> = store.get(Cf::Timers, &key)?.unwrap_or_default();
+                    stored.append(&mut added);
+                    batch.put(Cf::Timers, &key, &stored)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
 
 impl Engine {
     /// Decides every month whose deadline is before `w`.
@@ -15,48 +50,50 @@ impl Engine {
             return Ok(());
         }
         let bound = keys::timer_bound(w);
-        let mut due: BTreeSet<Vec<u8>> = self.store.keys_before(Cf::Timers, &bound)?.into_iter().collect();
-        for (k, put) in self.timers.range(..bound) {
-            if *put {
-                due.insert(k.clone());
-            } else {
-                due.remove(k);
+        let mut deadlines: Vec<Timestamp> =
+            self.store.keys_between(Cf::Timers, &[], &bound)?.iter().filter_map(|k| keys::timer_deadline(k)).collect();
+        deadlines.extend(self.timers.pending.range(..w).map(|(d, _)| *d));
+        deadlines.sort();
+        deadlines.dedup();
+        for d in deadlines {
+            let mut bids: Vec<String> = self.store.get(Cf::Timers, &keys::timer_bound(d))?.unwrap_or_default();
+            match self.timers.pending.insert(d, None) {
+                Some(Some(mut added)) => bids.append(&mut added),
+                Some(None) => bids.clear(),
+                None => {}
             }
-        }
-        let ids: BTreeSet<String> = due.iter().filter_map(|k| keys::timer_beneficiary(k)).map(str::to_owned).collect();
-        for bid in ids {
-            self.decide_months(&bid, w)?;
+            for bid in bids {
+                self.decide_months(&bid, d, w)?;
+            }
         }
         Ok(())
     }
 
-    fn decide_months(&mut self, bid: &str, w: Timestamp) -> Result<(), EngineError> {
+    /// Decides the months of one beneficiary waiting on `deadline`.
+    fn decide_months(&mut self, bid: &str, deadline: Timestamp, w: Timestamp) -> Result<(), EngineError> {
         let cfg = &self.rules.missed_payment;
         let tz = self.tz;
         let Some(ben) = self.bens.get_mut(&self.store, bid.as_bytes())? else { return Ok(()) };
-        let before = ben.missed_next;
+        // A stale entry: the beneficiary has moved on (or stopped) since.
+        if ben.missed_next.map(|p| cfg.deadline(tz, p)) != Some(deadline) {
+            return Ok(());
+        }
         let mut findings = Vec::new();
         while let Some(p) = ben.missed_next {
-            let deadline = cfg.deadline(tz, p);
-            if deadline >= w {
+            let d = cfg.deadline(tz, p);
+            if d >= w {
                 break;
             }
-            if let Some(r) = missed_payment::due(cfg, p, &ben.roster, &ben.deaths, deadline) {
+            if let Some(r) = missed_payment::due(cfg, p, &ben.roster, &ben.deaths, d) {
                 if !ben.months_paid.contains(&p) {
                     findings.push(missed_payment::finding(cfg, p, r, tz));
                 }
             }
-            let died = ben.deaths.iter().filter(|d| d.reported_at <= deadline).map(|d| Period::of(d.date_of_death)).min();
+            let died = ben.deaths.iter().filter(|x| x.reported_at <= d).map(|x| Period::of(x.date_of_death)).min();
             ben.missed_next = if died.is_some_and(|m| p >= m) { None } else { Some(p.next()) };
         }
-        let after = ben.missed_next;
-        if before != after {
-            if let Some(p) = before {
-                self.timers.insert(keys::timer(cfg.deadline(tz, p), bid), false);
-            }
-            if let Some(p) = after {
-                self.timers.insert(keys::timer(cfg.deadline(tz, p), bid), true);
-            }
+        if let Some(p) = ben.missed_next {
+            self.timers.add(cfg.deadline(tz, p), bid);
         }
         self.emit(findings)
     }

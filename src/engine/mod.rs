@@ -8,6 +8,7 @@
 //! one atomic batch. The engine never reads input and never writes output.
 
 mod missed;
+mod months;
 mod payment;
 mod records;
 pub mod state;
@@ -17,11 +18,11 @@ use crate::decode::{DeadLetter, Rejection};
 use crate::detect::{Finding, RulesConfig};
 use crate::model::alert::alert_id;
 use crate::model::{Alert, PaymentKind, Record, SortKey, Timestamp, Tz};
-use crate::store::{keys, Batch, Cf, Store, StoreError, Table};
+use crate::store::{keys, Cf, Store, StoreError, Table};
 use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
-use state::{Account, Beneficiary, EventRef, StoredPayment};
-use std::collections::BTreeMap;
+use months::Months;
+use state::{Account, Beneficiary};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +37,8 @@ pub enum EngineError {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
     Applied,
-    /// Seen before (same `event_id`, roster version or death `record_id`):
+    /// Seen before (same `event_id` for the same beneficiary and month, same
+    /// roster version, same death `record_id`):
     /// ignored, counted.
     Redelivered,
     /// Valid on its own but not against state (e.g. a reversal of an unknown
@@ -85,11 +87,10 @@ pub struct Engine {
     store: Store,
     clock: Arc<dyn Clock>,
     bens: Table<Beneficiary>,
-    months: Table<Vec<StoredPayment>>,
-    events: Table<EventRef>,
+    months: Months,
     accounts: Table<Account>,
-    /// Timer changes since the last commit: key → put (true) or delete.
-    timers: BTreeMap<Vec<u8>, bool>,
+    /// `MISSED_PAYMENT` bucket changes since the last commit.
+    timers: missed::Timers,
     progress: Progress,
     /// The earliest `MISSED_PAYMENT` deadline not yet passed, cached.
     next_deadline: Option<Timestamp>,
@@ -107,11 +108,10 @@ impl Engine {
             tz,
             clock,
             bens: Table::new(Cf::Beneficiaries, cache_entries),
-            months: Table::new(Cf::Months, cache_entries),
-            events: Table::new(Cf::Events, cache_entries),
+            months: Months::default(),
             accounts: Table::new(Cf::Accounts, cache_entries),
             store,
-            timers: BTreeMap::new(),
+            timers: missed::Timers::default(),
             progress,
             next_deadline: None,
             staged_alerts: Vec::new(),
@@ -162,18 +162,11 @@ impl Engine {
 
     /// Commits everything staged, with `position` as the input reached.
     pub fn commit(&mut self, position: Option<SortKey>) -> Result<Committed, EngineError> {
-        let mut batch = Batch::default();
+        let mut batch = self.store.batch();
         self.bens.flush(&mut batch)?;
-        self.months.flush(&mut batch)?;
-        self.events.flush(&mut batch)?;
+        self.months.flush(&mut batch);
         self.accounts.flush(&mut batch)?;
-        for (k, put) in std::mem::take(&mut self.timers) {
-            if put {
-                batch.put_raw(Cf::Timers, &k, &[]);
-            } else {
-                batch.delete(Cf::Timers, k);
-            }
-        }
+        self.timers.flush(&self.store, &mut batch)?;
         for a in &self.staged_alerts {
             self.progress.alert_seq += 1;
             batch.put_raw(Cf::Alerts, a.alert_id.as_bytes(), &serde_json::to_vec(a)?);
@@ -186,11 +179,9 @@ impl Engine {
         if position.is_some() {
             self.progress.position = position;
         }
-        batch.put(Cf::Meta, keys::META_PROGRESS.to_vec(), &self.progress)?;
+        batch.put(Cf::Meta, keys::META_PROGRESS, &self.progress)?;
         self.store.commit(batch)?;
         self.bens.trim();
-        self.months.trim();
-        self.events.trim();
         self.accounts.trim();
         self.staged_ids.clear();
         Ok(Committed { alerts: std::mem::take(&mut self.staged_alerts), dead_letters: std::mem::take(&mut self.staged_dead) })
@@ -273,3 +264,6 @@ impl Engine {
         cfg.deadline(self.tz, p)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,7 @@
 //! Payments and reversals: the payment-level rules, the beneficiary's month,
 //! and the receiving account's window.
 
-use super::state::{custodian_in, EventRef, StoredPayment};
+use super::state::{custodian_in, StoredPayment};
 use super::{Engine, EngineError, Outcome};
 use crate::decode::{Reason, Rejection};
 use crate::detect::duplicate_period::Earlier;
@@ -11,34 +11,34 @@ use crate::detect::{
     paid_after_death, PaymentView,
 };
 use crate::model::time::Date;
-use crate::model::{Payment, PaymentKind, PaymentType, Timestamp};
+use crate::model::{Payment, PaymentType, Period, Timestamp};
 use crate::store::keys;
 
 impl Engine {
-    /// `Some` when this `event_id` was seen before.
-    fn redelivery(&mut self, p: &Payment) -> Result<Option<Outcome>, EngineError> {
-        let Some(prev) = self.events.get(&self.store, p.event_id.as_bytes())? else {
-            return Ok(None);
-        };
-        if prev.beneficiary_id == p.beneficiary_id.as_str() && prev.kind == p.kind {
-            return Ok(Some(Outcome::Redelivered));
-        }
-        Ok(Some(Outcome::Rejected(Rejection::new(
-            Reason::ConflictingEventId,
-            format!("event_id {} was already used by a different {}", p.event_id, match prev.kind {
-                PaymentKind::Payment => "payment",
-                PaymentKind::Reversal => "reversal",
-            }),
-        ))))
-    }
-
     pub(super) fn on_payment(&mut self, p: &Payment) -> Result<Outcome, EngineError> {
-        if let Some(o) = self.redelivery(p)? {
-            return Ok(o);
-        }
         let bid = p.beneficiary_id.as_str();
+        let month_key = keys::month(bid, p.period);
+        // A redelivery repeats the record, so it lands in a month that
+        // already has payments; only then is the month read.
+        let known_month = self.bens.get(&self.store, bid.as_bytes())?.is_some_and(|b| b.months_any.contains(&p.period));
+        let mut month = if known_month { self.months.get(&self.store, &month_key)? } else { Vec::new() };
+        if month.iter().any(|sp| sp.payment.event_id == p.event_id) {
+            return Ok(Outcome::Redelivered);
+        }
+        let earlier: Vec<Earlier> = if p.payment_type == PaymentType::Regular {
+            month
+                .iter()
+                .filter(|sp| {
+                    sp.reversed_by.is_none()
+                        && sp.payment.program == p.program
+                        && sp.payment.payment_type == PaymentType::Regular
+                })
+                .map(|sp| Earlier { event_id: sp.payment.event_id.clone(), amount: sp.payment.amount })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let paid_on = self.tz.date(p.paid_at);
-        let earlier = self.earlier_regulars(p)?;
         let mut findings = Vec::new();
         let review_year;
         let exempt;
@@ -85,19 +85,12 @@ impl Engine {
         if p.payment_type == PaymentType::Regular {
             ben.months_regular.insert(p.period);
         }
-        self.months
-            .get_or_default(&self.store, &keys::month(bid, p.period))?
-            .push(StoredPayment { payment: p.clone(), reversed_by: None });
-        self.events.put(
-            p.event_id.as_bytes().to_vec(),
-            EventRef {
-                beneficiary_id: bid.to_owned(),
-                kind: PaymentKind::Payment,
-                period: p.period,
-                account_no: p.account_no.clone(),
-                reversed_by: None,
-            },
-        );
+        if month.is_empty() {
+            self.months.open(month_key, p)?;
+        } else {
+            month.push(StoredPayment { payment: p.clone(), reversed_by: None });
+            self.months.set(month_key, &month)?;
+        }
         let entry = WindowEntry {
             event_id: p.event_id.clone(),
             paid_at: p.paid_at,
@@ -112,82 +105,49 @@ impl Engine {
         Ok(Outcome::Applied)
     }
 
+    /// Reverses a payment of the same beneficiary, found in the reversal's
+    /// own month first and then in every month with payments.
     pub(super) fn on_reversal(&mut self, p: &Payment) -> Result<Outcome, EngineError> {
-        if let Some(o) = self.redelivery(p)? {
-            return Ok(o);
-        }
         let bid = p.beneficiary_id.as_str();
         let target_id = p.reverses.as_deref().unwrap_or_default();
         let bad = |why: String| Ok(Outcome::Rejected(Rejection::new(Reason::BadReversal, why)));
-        let Some(target) = self.events.get(&self.store, target_id.as_bytes())?.cloned() else {
-            return bad(format!("reverses {target_id}, which was not seen before it"));
+        let mut months: Vec<Period> = match self.bens.get(&self.store, bid.as_bytes())? {
+            Some(b) => b.months_any.iter().copied().collect(),
+            None => Vec::new(),
         };
-        if target.kind == PaymentKind::Reversal {
-            return bad(format!("reverses {target_id}, which is itself a reversal"));
-        }
-        if let Some(by) = &target.reversed_by {
-            return bad(format!("reverses {target_id}, which {by} already reversed"));
-        }
-        if target.beneficiary_id != bid {
-            return bad(format!("reverses {target_id}, a payment to another beneficiary"));
-        }
-        if let Some(t) = self.events.get_mut(&self.store, target_id.as_bytes())? {
-            t.reversed_by = Some(p.event_id.clone());
-        }
-        let month = self.months.get_or_default(&self.store, &keys::month(bid, target.period))?;
-        let mut township = p.township.clone();
-        for sp in month.iter_mut().filter(|sp| sp.payment.event_id == target_id) {
-            sp.reversed_by = Some(p.event_id.clone());
-            township = sp.payment.township.clone();
-        }
-        let still_paid = month.iter().any(|sp| sp.reversed_by.is_none());
-        if !still_paid {
-            if let Some(ben) = self.bens.get_mut(&self.store, bid.as_bytes())? {
-                ben.months_paid.remove(&target.period);
+        months.sort_by_key(|m| *m != p.period);
+        let mut found = None;
+        for m in months {
+            let key = keys::month(bid, m);
+            let list = self.months.get(&self.store, &key)?;
+            if let Some(i) = list.iter().position(|sp| sp.payment.event_id == target_id) {
+                found = Some((m, key, list, i));
+                break;
             }
         }
-        self.events.put(
-            p.event_id.as_bytes().to_vec(),
-            EventRef {
-                beneficiary_id: bid.to_owned(),
-                kind: PaymentKind::Reversal,
-                period: p.period,
-                account_no: target.account_no.clone(),
-                reversed_by: None,
-            },
-        );
+        let Some((period, key, mut list, i)) = found else {
+            return bad(format!("reverses {target_id}, which was not paid to this beneficiary before it"));
+        };
+        match &list[i].reversed_by {
+            Some(by) if *by == p.event_id => return Ok(Outcome::Redelivered),
+            Some(by) => return bad(format!("reverses {target_id}, which {by} already reversed")),
+            None => {}
+        }
+        list[i].reversed_by = Some(p.event_id.clone());
+        let target = list[i].payment.clone();
+        let still_paid = list.iter().any(|sp| sp.reversed_by.is_none());
+        self.months.set(key, &list)?;
+        if !still_paid {
+            if let Some(ben) = self.bens.get_mut(&self.store, bid.as_bytes())? {
+                ben.months_paid.remove(&period);
+            }
+        }
         let paid_on = self.tz.date(p.paid_at);
-        let findings =
-            self.account_step(&target.account_no, &township, p.paid_at, paid_on, Change::Reverse(target_id.to_owned()))?;
+        let change = Change::Reverse(target_id.to_owned());
+        let findings = self.account_step(&target.account_no, &target.township, p.paid_at, paid_on, change)?;
         self.emit(findings)?;
         Ok(Outcome::Applied)
     }
-
-    /// Unreversed regular payments already made for the payment's
-    /// beneficiary, month and programme, oldest first.
-    fn earlier_regulars(&mut self, p: &Payment) -> Result<Vec<Earlier>, EngineError> {
-        if p.payment_type != PaymentType::Regular || !self.rules.duplicate_period.enabled {
-            return Ok(Vec::new());
-        }
-        let bid = p.beneficiary_id.as_str();
-        let hinted = self.bens.get(&self.store, bid.as_bytes())?.is_some_and(|b| b.months_regular.contains(&p.period));
-        if !hinted {
-            return Ok(Vec::new());
-        }
-        let Some(month) = self.months.get(&self.store, &keys::month(bid, p.period))? else {
-            return Ok(Vec::new());
-        };
-        Ok(month
-            .iter()
-            .filter(|sp| {
-                sp.reversed_by.is_none()
-                    && sp.payment.program == p.program
-                    && sp.payment.payment_type == PaymentType::Regular
-            })
-            .map(|sp| Earlier { event_id: sp.payment.event_id.clone(), amount: sp.payment.amount })
-            .collect())
-    }
-
     /// One change to an account's window at `t`, with n (custodian
     /// registrations of the account valid on `day`) counted first.
     fn account_step(

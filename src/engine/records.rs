@@ -16,8 +16,7 @@ impl Engine {
         if missed.enabled && ben.missed_next.is_none() && ben.death().is_none() {
             let first = missed.first_open_month(self.tz, Period::of(r.enrolled_at), self.progress.watermark);
             ben.missed_next = Some(first);
-            let key = keys::timer(missed.deadline(self.tz, first), bid);
-            self.timers.insert(key, true);
+            self.timers.add(missed.deadline(self.tz, first), bid);
         }
         for c in &r.custodians {
             self.accounts.get_or_default(&self.store, c.account_no.as_bytes())?.custodian_of.insert(bid.to_owned());
@@ -41,9 +40,9 @@ impl Engine {
         let after: Vec<Period> = ben.months_any.range(Period::of(d.date_of_death).next()..).copied().collect();
         let mut findings = Vec::new();
         for m in after {
-            let Some(month) = self.months.get(&self.store, &keys::month(bid, m))? else { continue };
+            let month = self.months.get(&self.store, &keys::month(bid, m))?;
             let ben = self.bens.get(&self.store, bid.as_bytes())?.expect("created above");
-            for sp in month {
+            for sp in &month {
                 let p = &sp.payment;
                 let v = PaymentView {
                     payment: p,

@@ -4,7 +4,7 @@
 use crate::detect::episode::AccountWindow;
 use crate::model::name;
 use crate::model::time::Date;
-use crate::model::{Custodian, DeathRecord, Payment, PaymentKind, Period, RosterRecord, Timestamp};
+use crate::model::{Custodian, DeathRecord, Payment, Period, RosterRecord, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -75,16 +75,6 @@ pub fn custodian_in<'a>(r: &'a RosterRecord, day: Date, account_no: &str, accoun
 pub struct StoredPayment {
     pub payment: Payment,
     /// The reversal that cancelled it.
-    pub reversed_by: Option<String>,
-}
-
-/// What an `event_id` was, for redeliveries and reversals.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EventRef {
-    pub beneficiary_id: String,
-    pub kind: PaymentKind,
-    pub period: Period,
-    pub account_no: String,
     pub reversed_by: Option<String>,
 }
 

@@ -3,7 +3,8 @@
 //! runs (see `runs`). Memory is bounded by the run size, not the files.
 
 use super::runs::{RunWriter, Runs};
-use crate::decode::{decode_json, CsvError, CsvReader, DeadLetter, Kind, Limits, LineReader, Rejection};
+use crate::decode::{decode_json, CsvError, CsvReader, DeadLetter, Decoded, Kind, Limits, LineReader, Rejection};
+use rayon::prelude::*;
 use crate::model::{Record, SortKey};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -91,6 +92,9 @@ pub struct Staged {
     pub record: Record,
 }
 
+/// Lines decoded in parallel at a time.
+const CHUNK: usize = 8192;
+
 /// Decodes all three inputs into sorted runs under `tmp`. `dead` receives
 /// every rejected line; `progress` the bytes read so far.
 pub fn stage(
@@ -111,19 +115,31 @@ pub fn stage(
             Format::Jsonl => {
                 let file = File::open(path).map_err(|e| read_err(path, e))?;
                 let mut lines = LineReader::new(BufReader::with_capacity(1 << 20, file), limits.max_record_bytes);
-                let mut n = 0u64;
-                while let Some(l) = lines.next_line().map_err(|e| read_err(path, e))? {
-                    match decode_json(kind, &l, limits) {
-                        Ok(record) => {
-                            let key = SortKey { time: record.event_time(), rank: record.rank(), source, line: l.line };
-                            runs.push(Staged { key, offset: l.offset, len: l.bytes.len() as u64, record })?;
+                // Lines are read in order, decoded in parallel a chunk at a
+                // time, and handed on in order again.
+                let mut chunk = Vec::with_capacity(CHUNK);
+                loop {
+                    chunk.clear();
+                    while chunk.len() < CHUNK {
+                        match lines.next_line().map_err(|e| read_err(path, e))? {
+                            Some(l) => chunk.push(l),
+                            None => break,
                         }
-                        Err(r) => reject(l.line, &r, String::from_utf8_lossy(&l.bytes).into_owned())?,
                     }
-                    n += 1;
-                    if n % 4096 == 0 {
-                        progress(done + lines.offset());
+                    if chunk.is_empty() {
+                        break;
                     }
+                    let decoded: Vec<Decoded> = chunk.par_iter().map(|l| decode_json(kind, l, limits)).collect();
+                    for (l, d) in chunk.iter().zip(decoded) {
+                        match d {
+                            Ok(record) => {
+                                let key = SortKey { time: record.event_time(), rank: record.rank(), source, line: l.line };
+                                runs.push(Staged { key, offset: l.offset, len: l.bytes.len() as u64, record })?;
+                            }
+                            Err(r) => reject(l.line, &r, String::from_utf8_lossy(&l.bytes).into_owned())?,
+                        }
+                    }
+                    progress(done + lines.offset());
                 }
                 done += lines.offset();
             }

@@ -22,6 +22,12 @@ pub fn timer_bound(deadline: Timestamp) -> Vec<u8> {
     ts_bytes(deadline).to_vec()
 }
 
+/// The deadline of a timer bucket key.
+pub fn timer_deadline(key: &[u8]) -> Option<Timestamp> {
+    let b: [u8; 8] = key.get(..8)?.try_into().ok()?;
+    Some(Timestamp((u64::from_be_bytes(b) ^ (1 << 63)) as i64))
+}
+
 /// The beneficiary a timer key belongs to.
 pub fn timer_beneficiary(key: &[u8]) -> Option<&str> {
     std::str::from_utf8(key.get(8..)?).ok()
@@ -49,6 +55,7 @@ mod tests {
             let (ka, kb) = (timer(Timestamp(a), &id), timer(Timestamp(b), &id));
             prop_assert_eq!(a.cmp(&b), ka.cmp(&kb));
             prop_assert_eq!(timer_beneficiary(&ka), Some(id.as_str()));
+            prop_assert_eq!(timer_deadline(&timer_bound(Timestamp(a))), Some(Timestamp(a)));
             prop_assert_eq!(ka < timer_bound(Timestamp(b)), a < b);
         }
 

@@ -39,8 +39,6 @@ pub enum Cf {
     Beneficiaries,
     /// beneficiary_id + month → the payments for that month.
     Months,
-    /// event_id → what a payment or reversal was (redelivery, reversals).
-    Events,
     /// account_no → the account's window and alert episodes.
     Accounts,
     /// deadline + beneficiary_id → a month waiting for `MISSED_PAYMENT`.
@@ -54,11 +52,10 @@ pub enum Cf {
 }
 
 impl Cf {
-    pub const ALL: [Cf; 9] = [
+    pub const ALL: [Cf; 8] = [
         Cf::Meta,
         Cf::Beneficiaries,
         Cf::Months,
-        Cf::Events,
         Cf::Accounts,
         Cf::Timers,
         Cf::Alerts,
@@ -71,7 +68,6 @@ impl Cf {
             Cf::Meta => "meta",
             Cf::Beneficiaries => "beneficiaries",
             Cf::Months => "months",
-            Cf::Events => "events",
             Cf::Accounts => "accounts",
             Cf::Timers => "timers",
             Cf::Alerts => "alerts",
@@ -111,6 +107,7 @@ impl Store {
         db_opts.set_max_background_jobs(2);
         db_opts.set_keep_log_file_num(3);
         db_opts.set_max_total_wal_size(256 << 20);
+        db_opts.set_db_write_buffer_size((o.write_buffer_mb * 4) << 20);
         if exists_nonempty {
             if !path.join("CURRENT").exists() {
                 return Err(refuse("holds files but is not a RocksDB database; refusing to write into it".into()));
@@ -131,6 +128,11 @@ impl Store {
             let mut c = Options::default();
             c.set_block_based_table_factory(&t);
             c.set_write_buffer_size(o.write_buffer_mb << 20);
+            // Most point reads ask for keys that do not exist yet (a new
+            // event, a new month): a memtable bloom filter answers them
+            // without walking the skip list.
+            c.set_memtable_prefix_bloom_ratio(0.1);
+            c.set_memtable_whole_key_filtering(true);
             c.set_compression_type(rocksdb::DBCompressionType::Lz4);
             ColumnFamilyDescriptor::new(cf.name(), c)
         });
@@ -147,7 +149,7 @@ impl Store {
             }
             None if exists_nonempty => return Err(refuse("has no paywatch schema marker; refusing to touch it".into())),
             None => {
-                let mut b = Batch::default();
+                let mut b = store.batch();
                 b.put_raw(Cf::Meta, keys::META_SCHEMA, SCHEMA.as_bytes());
                 store.commit(b)?;
             }
@@ -175,25 +177,24 @@ impl Store {
         }
     }
 
+    /// A new, empty batch for this store.
+    pub fn batch(&self) -> Batch<'_> {
+        Batch { store: self, wb: WriteBatch::default(), scratch: Vec::new() }
+    }
+
     /// Commits one batch atomically (fsynced when configured).
-    pub fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+    pub fn commit(&self, batch: Batch<'_>) -> Result<(), StoreError> {
         let mut w = WriteOptions::default();
         w.set_sync(self.sync);
-        let mut wb = WriteBatch::default();
-        for op in batch.ops {
-            match op {
-                Op::Put(cf, k, v) => wb.put_cf(self.cf(cf), k, v),
-                Op::Delete(cf, k) => wb.delete_cf(self.cf(cf), k),
-            }
-        }
-        self.db.write_opt(wb, &w)?;
+        self.db.write_opt(batch.wb, &w)?;
         Ok(())
     }
 
-    /// Keys of a column family from the start up to (not including) `end`.
-    pub fn keys_before(&self, cf: Cf, end: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+    /// Keys of a column family from `start` up to (not including) `end`.
+    pub fn keys_between(&self, cf: Cf, start: &[u8], end: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(cf), IteratorMode::Start) {
+        let mode = IteratorMode::From(start, rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(self.cf(cf), mode) {
             let (k, _) = item?;
             if k.as_ref() >= end {
                 break;
@@ -215,38 +216,38 @@ impl Store {
     }
 }
 
-enum Op {
-    Put(Cf, Vec<u8>, Vec<u8>),
-    Delete(Cf, Vec<u8>),
-}
-
 /// Changes collected for one atomic commit.
-#[derive(Default)]
-pub struct Batch {
-    ops: Vec<Op>,
+pub struct Batch<'s> {
+    store: &'s Store,
+    wb: WriteBatch,
+    /// Reused encoding buffer.
+    scratch: Vec<u8>,
 }
 
-impl Batch {
-    pub fn put<T: Serialize>(&mut self, cf: Cf, key: Vec<u8>, value: &T) -> Result<(), StoreError> {
-        let v = postcard::to_stdvec(value).map_err(StoreError::Encode)?;
-        self.ops.push(Op::Put(cf, key, v));
+impl Batch<'_> {
+    pub fn put<T: Serialize>(&mut self, cf: Cf, key: &[u8], value: &T) -> Result<(), StoreError> {
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        let buf = postcard::to_extend(value, buf).map_err(StoreError::Encode)?;
+        self.wb.put_cf(self.store.cf(cf), key, &buf);
+        self.scratch = buf;
         Ok(())
     }
 
     pub fn put_raw(&mut self, cf: Cf, key: &[u8], value: &[u8]) {
-        self.ops.push(Op::Put(cf, key.to_vec(), value.to_vec()));
+        self.wb.put_cf(self.store.cf(cf), key, value);
     }
 
-    pub fn delete(&mut self, cf: Cf, key: Vec<u8>) {
-        self.ops.push(Op::Delete(cf, key));
+    pub fn delete(&mut self, cf: Cf, key: &[u8]) {
+        self.wb.delete_cf(self.store.cf(cf), key);
     }
 
     pub fn len(&self) -> usize {
-        self.ops.len()
+        self.wb.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
+        self.wb.is_empty()
     }
 }
 
@@ -263,15 +264,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = Store::open(dir.path(), opts()).unwrap();
-            let mut b = Batch::default();
-            b.put(Cf::Events, b"E1".to_vec(), &42u32).unwrap();
-            b.put(Cf::Timers, keys::timer(crate::model::Timestamp(5), "A"), &()).unwrap();
-            b.put(Cf::Timers, keys::timer(crate::model::Timestamp(-5), "B"), &()).unwrap();
+            let mut b = s.batch();
+            b.put(Cf::Accounts, b"E1", &42u32).unwrap();
+            b.put(Cf::Timers, &keys::timer(crate::model::Timestamp(5), "A"), &()).unwrap();
+            b.put(Cf::Timers, &keys::timer(crate::model::Timestamp(-5), "B"), &()).unwrap();
             s.commit(b).unwrap();
         }
         let s = Store::open(dir.path(), opts()).unwrap();
-        assert_eq!(s.get::<u32>(Cf::Events, b"E1").unwrap(), Some(42));
-        let before = s.keys_before(Cf::Timers, &keys::timer_bound(crate::model::Timestamp(5))).unwrap();
+        assert_eq!(s.get::<u32>(Cf::Accounts, b"E1").unwrap(), Some(42));
+        let before = s.keys_between(Cf::Timers, &[], &keys::timer_bound(crate::model::Timestamp(5))).unwrap();
         assert_eq!(before.len(), 1, "only the negative deadline is before 5");
     }
 

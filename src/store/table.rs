@@ -70,11 +70,11 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
     }
 
     /// Writes every changed entry into the batch; all entries are then clean.
-    pub fn flush(&mut self, batch: &mut Batch) -> Result<(), StoreError> {
+    pub fn flush(&mut self, batch: &mut Batch<'_>) -> Result<(), StoreError> {
         for (k, slot) in self.slots.iter_mut().filter(|(_, s)| s.dirty) {
             match &slot.value {
-                Some(v) => batch.put(self.cf, k.clone(), v)?,
-                None => batch.delete(self.cf, k.clone()),
+                Some(v) => batch.put(self.cf, k, v)?,
+                None => batch.delete(self.cf, k),
             }
             slot.dirty = false;
         }
@@ -115,12 +115,12 @@ mod tests {
     fn write_back_and_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false }).unwrap();
-        let mut t: Table<u64> = Table::new(Cf::Events, 10);
+        let mut t: Table<u64> = Table::new(Cf::Accounts, 10);
         for i in 0..100u64 {
             *t.get_or_default(&store, &i.to_be_bytes()).unwrap() += i;
         }
-        assert_eq!(store.get::<u64>(Cf::Events, &7u64.to_be_bytes()).unwrap(), None, "not flushed yet");
-        let mut b = Batch::default();
+        assert_eq!(store.get::<u64>(Cf::Accounts, &7u64.to_be_bytes()).unwrap(), None, "not flushed yet");
+        let mut b = store.batch();
         t.flush(&mut b).unwrap();
         assert_eq!(b.len(), 100);
         store.commit(b).unwrap();

@@ -1,0 +1,81 @@
+//! The payments of each beneficiary and month (the `months` column family),
+//! with the changes of the current batch held as encoded bytes.
+//!
+//! Almost every payment opens a new month and is never read again, so a new
+//! month is encoded straight from the payment (no copy kept decoded), and
+//! only the rare reads (a second payment in a month, a late death record, a
+//! reversal) decode.
+
+use super::state::StoredPayment;
+use crate::model::Payment;
+use crate::store::{Batch, Cf, Store, StoreError};
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+
+/// Same encoding as `StoredPayment`, borrowing the payment.
+#[derive(Serialize)]
+struct StoredRef<'a> {
+    payment: &'a Payment,
+    reversed_by: Option<&'a str>,
+}
+
+#[derive(Default)]
+pub struct Months {
+    /// key → encoded `Vec<StoredPayment>`, not yet committed.
+    pending: FxHashMap<Vec<u8>, Vec<u8>>,
+}
+
+impl Months {
+    /// The month's payments (empty when there are none).
+    pub fn get(&self, store: &Store, key: &[u8]) -> Result<Vec<StoredPayment>, StoreError> {
+        let decode = |b: &[u8]| postcard::from_bytes(b).map_err(|source| StoreError::Decode { cf: Cf::Months.name(), source });
+        match self.pending.get(key) {
+            Some(b) => decode(b),
+            None => Ok(store.get(Cf::Months, key)?.unwrap_or_default()),
+        }
+    }
+
+    /// Replaces the month's payments.
+    pub fn set(&mut self, key: Vec<u8>, list: &[StoredPayment]) -> Result<(), StoreError> {
+        let bytes = postcard::to_stdvec(list).map_err(StoreError::Encode)?;
+        self.pending.insert(key, bytes);
+        Ok(())
+    }
+
+    /// Starts a month with its first payment.
+    pub fn open(&mut self, key: Vec<u8>, p: &Payment) -> Result<(), StoreError> {
+        let one = [StoredRef { payment: p, reversed_by: None }];
+        let bytes = postcard::to_stdvec(&one[..]).map_err(StoreError::Encode)?;
+        self.pending.insert(key, bytes);
+        Ok(())
+    }
+
+    pub fn flush(&mut self, batch: &mut Batch<'_>) {
+        for (k, v) in self.pending.drain() {
+            batch.put_raw(Cf::Months, &k, &v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::testkit::payment;
+    use crate::store::StoreOptions;
+
+    #[test]
+    fn opened_months_decode_as_stored_payments() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false }).unwrap();
+        let mut m = Months::default();
+        let p = payment("E1", "2020-03", "585.00", "2020-03-10T10:00:00+08:00");
+        m.open(b"k".to_vec(), &p).unwrap();
+        let got = m.get(&store, b"k").unwrap();
+        assert_eq!(got, vec![StoredPayment { payment: p.clone(), reversed_by: None }]);
+        let mut b = store.batch();
+        m.flush(&mut b);
+        store.commit(b).unwrap();
+        assert_eq!(m.get(&store, b"k").unwrap().len(), 1, "read back from the store");
+        assert!(m.get(&store, b"other").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,258 @@
+//! Scenario tests of the engine's stateful semantics, on a real RocksDB in a
+//! temp dir, with event time from the records and a fixed wall clock.
+
+use super::{Engine, Outcome};
+use crate::clock::FixedClock;
+use crate::detect::testkit::{day, payment, roster, ts, BID};
+use crate::detect::RulesConfig;
+use crate::model::{
+    Alert, Custodian, DeathRecord, DeathSource, Payment, PaymentKind, PaymentType, PersonId, Record, RosterRecord, Rule,
+    Status, Tz,
+};
+use crate::store::{Store, StoreOptions};
+use std::sync::Arc;
+
+struct Harness {
+    engine: Engine,
+    alerts: Vec<Alert>,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness::with(RulesConfig::default())
+    }
+
+    fn with(rules: RulesConfig) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false }).unwrap();
+        let clock = Arc::new(FixedClock::new(ts("2026-01-01T00:00:00+08:00")));
+        Harness { engine: Engine::open(store, rules, Tz::default(), 64, clock).unwrap(), alerts: Vec::new(), _dir: dir }
+    }
+
+    fn apply(&mut self, r: Record) -> Outcome {
+        let o = self.engine.apply(&r).unwrap();
+        self.alerts.extend(self.engine.commit(None).unwrap().alerts);
+        o
+    }
+
+    fn pay(&mut self, p: Payment) -> Outcome {
+        self.apply(Record::Payment(p))
+    }
+
+    fn rules(&self) -> Vec<Rule> {
+        self.alerts.iter().map(|a| a.rule).collect()
+    }
+
+    fn of(&self, rule: Rule) -> Vec<&Alert> {
+        self.alerts.iter().filter(|a| a.rule == rule).collect()
+    }
+}
+
+fn enrolled() -> RosterRecord {
+    let mut r = roster(Status::Active, "2019-01-01", "2019-01-01T08:00:00+08:00");
+    r.enrolled_at = day("2019-01-01");
+    r
+}
+
+fn death(dod: &str, reported: &str) -> Record {
+    Record::Death(DeathRecord {
+        record_id: format!("D-{reported}"),
+        person_id: PersonId::parse(BID).unwrap(),
+        name: "张三".into(),
+        date_of_death: day(dod),
+        source: DeathSource::FuneralHome,
+        reported_at: ts(reported),
+    })
+}
+
+fn monthly(h: &mut Harness, from: u32, to: u32) {
+    for m in from..=to {
+        let p = payment(&format!("E{m:02}"), &format!("2019-{m:02}"), "585.00", &format!("2019-{m:02}-10T10:00:00+08:00"));
+        assert_eq!(h.pay(p), Outcome::Applied);
+    }
+}
+
+#[test]
+fn a_clean_beneficiary_raises_nothing() {
+    let mut h = Harness::new();
+    h.apply(Record::Roster(enrolled()));
+    monthly(&mut h, 1, 12);
+    assert!(h.alerts.is_empty(), "{:?}", h.rules());
+}
+
+#[test]
+fn a_late_death_record_flags_every_earlier_improper_payment() {
+    let mut h = Harness::new();
+    h.apply(Record::Roster(enrolled()));
+    monthly(&mut h, 1, 6);
+    assert!(h.alerts.is_empty());
+    h.apply(death("2019-03-20", "2019-06-25T09:00:00+08:00"));
+    let found: Vec<&str> = h.of(Rule::PaidAfterDeath).iter().map(|a| a.evidence.event_ids[0].as_str()).collect();
+    assert_eq!(found, ["E04", "E05", "E06"], "March is the death month and stays payable");
+    assert_eq!(h.of(Rule::PaidAfterDeath)[0].event_time, "2019-06-25T09:00:00+08:00");
+    // A second source reporting the same death raises nothing new.
+    h.apply(death("2019-03-20", "2019-07-01T09:00:00+08:00"));
+    assert_eq!(h.of(Rule::PaidAfterDeath).len(), 3);
+    // A payment after the report is flagged at once.
+    h.pay(payment("E07", "2019-07", "585.00", "2019-07-10T10:00:00+08:00"));
+    assert_eq!(h.of(Rule::PaidAfterDeath).len(), 4);
+}
+
+#[test]
+fn redelivered_events_are_ignored_and_counted() {
+    let mut h = Harness::new();
+    h.apply(Record::Roster(enrolled()));
+    let p = payment("E1", "2019-01", "585.00", "2019-01-10T10:00:00+08:00");
+    assert_eq!(h.pay(p.clone()), Outcome::Applied);
+    assert_eq!(h.pay(p.clone()), Outcome::Redelivered);
+    assert_eq!(h.pay(p), Outcome::Redelivered);
+    assert!(h.alerts.is_empty(), "a redelivery is not a duplicate: {:?}", h.rules());
+    assert_eq!(h.engine.progress().counts.redelivered, 2);
+}
+
+#[test]
+fn a_second_regular_payment_is_a_duplicate_unless_the_first_was_reversed() {
+    let mut h = Harness::new();
+    h.apply(Record::Roster(enrolled()));
+    h.pay(payment("A", "2019-01", "585.00", "2019-01-10T10:00:00+08:00"));
+    let mut rev = payment("R", "2019-01", "585.00", "2019-01-12T10:00:00+08:00");
+    rev.kind = PaymentKind::Reversal;
+    rev.reverses = Some("A".into());
+    assert_eq!(h.pay(rev.clone()), Outcome::Applied);
+    assert_eq!(h.pay(rev.clone()), Outcome::Redelivered, "the same reversal again");
+    h.pay(payment("B", "2019-01", "585.00", "2019-01-15T10:00:00+08:00"));
+    assert!(h.alerts.is_empty(), "reversal then re-payment: {:?}", h.rules());
+    h.pay(payment("C", "2019-01", "585.00", "2019-01-20T10:00:00+08:00"));
+    let d = h.of(Rule::DuplicatePeriod);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].evidence.event_ids, ["C", "B"]);
+    let mut again = rev;
+    again.event_id = "R2".into();
+    assert!(matches!(h.pay(again), Outcome::Rejected(_)), "A was already reversed");
+    let mut unknown = payment("R3", "2019-01", "585.00", "2019-01-21T10:00:00+08:00");
+    unknown.kind = PaymentKind::Reversal;
+    unknown.reverses = Some("NEVER".into());
+    let Outcome::Rejected(r) = h.pay(unknown) else { panic!() };
+    assert_eq!(r.reason, crate::decode::Reason::BadReversal);
+}
+
+#[test]
+fn missed_payment_waits_for_the_watermark_to_pass_the_deadline() {
+    let mut h = Harness::new();
+    h.apply(Record::Roster(enrolled()));
+    monthly(&mut h, 1, 2);
+    // March is skipped. Its deadline is 2019-04-21T00:00+08:00.
+    let at_deadline = payment("E04", "2019-04", "585.00", "2019-04-21T00:00:00+08:00");
+    h.pay(at_deadline);
+    assert!(h.of(Rule::MissedPayment).is_empty(), "the watermark has reached, not passed, the deadline");
+    h.pay(payment("X", "2019-04", "10.00", "2019-04-21T00:00:01+08:00"));
+    let m = h.of(Rule::MissedPayment);
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].period.unwrap().to_string(), "2019-03");
+    assert_eq!(m[0].event_time, "2019-04-21T00:00:00+08:00");
+}
+
+#[test]
+fn late_back_pay_does_not_undo_a_decided_month_but_a_timely_one_prevents_it() {
+    let mut h = Harness::new();
+    h.apply(Record::Roster(enrolled()));
+    monthly(&mut h, 1, 1);
+    let mut back = payment("BP", "2019-02", "585.00", "2019-03-15T10:00:00+08:00");
+    back.payment_type = PaymentType::BackPay;
+    h.pay(back);
+    monthly(&mut h, 3, 6);
+    assert!(h.of(Rule::MissedPayment).is_empty(), "February was paid (as back pay) before its deadline");
+}
+
+#[test]
+fn suspended_cancelled_and_dead_months_are_not_expected() {
+    let mut h = Harness::new();
+    h.apply(Record::Roster(enrolled()));
+    monthly(&mut h, 1, 3);
+    let mut s = roster(Status::Suspended, "2019-04-01", "2019-03-25T08:00:00+08:00");
+    s.enrolled_at = day("2019-01-01");
+    h.apply(Record::Roster(s));
+    h.pay(payment("X", "2019-08", "1.00", "2019-08-30T10:00:00+08:00"));
+    assert!(h.of(Rule::MissedPayment).is_empty(), "{:?}", h.rules());
+    let mut back = roster(Status::Active, "2019-09-01", "2019-08-31T08:00:00+08:00");
+    back.enrolled_at = day("2019-01-01");
+    h.apply(Record::Roster(back));
+    h.apply(death("2019-09-15", "2019-09-20T09:00:00+08:00"));
+    h.pay(payment("Y", "2019-12", "1.00", "2019-12-30T10:00:00+08:00"));
+    let months: Vec<String> = h.of(Rule::MissedPayment).iter().map(|a| a.period.unwrap().to_string()).collect();
+    assert_eq!(months, ["2019-09"], "September is owed (reactivated, died in it); later months are not");
+}
+
+#[test]
+fn inactive_uses_the_roster_version_at_the_payment_time() {
+    let mut h = Harness::new();
+    h.pay(payment("E0", "2018-12", "585.00", "2018-12-10T10:00:00+08:00"));
+    assert_eq!(h.rules(), [Rule::InactiveBeneficiary], "not on the roster yet");
+    h.apply(Record::Roster(enrolled()));
+    let c = roster(Status::Cancelled, "2019-03-01", "2019-02-25T08:00:00+08:00");
+    h.apply(Record::Roster(c));
+    h.pay(payment("E3", "2019-03", "585.00", "2019-03-10T10:00:00+08:00"));
+    h.pay(payment("E2", "2019-02", "585.00", "2019-03-11T10:00:00+08:00"));
+    let ids: Vec<&str> = h.of(Rule::InactiveBeneficiary).iter().map(|a| a.evidence.event_ids[0].as_str()).collect();
+    assert_eq!(ids, ["E0", "E3"], "February began before the cancellation");
+}
+
+#[test]
+fn custodians_are_exempt_only_while_registered_and_matching() {
+    let mut h = Harness::new();
+    let mut r = enrolled();
+    r.custodians = vec![Custodian {
+        name: "李四".into(),
+        account_no: "6217009999999999".into(),
+        registered_at: day("2019-01-01"),
+        revoked_at: Some(day("2019-03-01")),
+    }];
+    h.apply(Record::Roster(r));
+    let to_custodian = |id: &str, m: &str, name: &str| {
+        let mut p = payment(id, m, "585.00", &format!("{m}-10T10:00:00+08:00"));
+        p.account_no = "6217009999999999".into();
+        p.account_name = name.into();
+        p
+    };
+    h.pay(to_custodian("E1", "2019-01", "李 四"));
+    h.pay(to_custodian("E2", "2019-02", "王五"));
+    h.pay(to_custodian("E3", "2019-03", "李四"));
+    let ids: Vec<&str> = h.of(Rule::NameMismatch).iter().map(|a| a.evidence.event_ids[0].as_str()).collect();
+    assert_eq!(ids, ["E2", "E3"], "wrong name, then revoked");
+}
+
+#[test]
+fn filed_relatives_are_reviewed_once_a_year() {
+    let mut h = Harness::new();
+    let mut r = enrolled();
+    r.filed_relative = true;
+    h.apply(Record::Roster(r));
+    monthly(&mut h, 1, 12);
+    h.pay(payment("N1", "2020-01", "585.00", "2020-01-10T10:00:00+08:00"));
+    let years: Vec<&str> = h.of(Rule::FiledRelativeReview).iter().map(|a| a.evidence.figures["year"].as_str()).collect();
+    assert_eq!(years, ["2019", "2020"]);
+}
+
+#[test]
+fn disabled_rules_stay_silent() {
+    let mut rules = RulesConfig::default();
+    rules.inactive_beneficiary.enabled = false;
+    let mut h = Harness::with(rules);
+    h.pay(payment("E0", "2018-12", "585.00", "2018-12-10T10:00:00+08:00"));
+    assert!(h.alerts.is_empty());
+}
+
+#[test]
+fn alert_ids_are_stable_across_engines() {
+    let run = || {
+        let mut h = Harness::new();
+        h.apply(Record::Roster(enrolled()));
+        monthly(&mut h, 1, 3);
+        h.apply(death("2019-01-20", "2019-04-01T09:00:00+08:00"));
+        h.alerts.iter().map(|a| a.alert_id.clone()).collect::<Vec<_>>()
+    };
+    let a = run();
+    assert_eq!(a.len(), 2);
+    assert_eq!(a, run());
+}

@@ -132,6 +132,7 @@ pub fn decode_json_str(kind: Kind, text: &str, limits: Limits) -> Decoded {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     const GOOD: &str = r#"{"event_id":"E1","beneficiary_id":"11010519491231002X","beneficiary_name":"张三","household_id":"H1","township":"水阳镇","program":"rural_dibao","period":"2019-03","amount":"585.00","account_no":"6217001234567890","account_name":"张三","scheduled_at":"2019-03-05","paid_at":"2019-03-12T09:30:00+08:00","extra":{"ignored":[1,2]}}"#;
 
@@ -202,6 +203,49 @@ mod tests {
         assert!(big.bytes.len() <= 81);
         assert_eq!(r.next_line().unwrap().unwrap().line, 5);
         assert!(r.next_line().unwrap().is_none());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_any_text(s in "\\PC{0,200}") {
+            for kind in [Kind::Payment, Kind::Roster, Kind::Death] {
+                let _ = decode_json_str(kind, &s, Limits::default());
+            }
+        }
+
+        #[test]
+        fn never_panics_on_any_field_values(
+            field in proptest::sample::select(vec!["event_id", "kind", "reverses", "beneficiary_id", "amount", "period",
+                "paid_at", "scheduled_at", "program", "payment_type", "account_no", "custodians", "status", "updated_at",
+                "enrolled_at", "monthly_amount", "filed_relative", "date_of_death", "reported_at", "source", "person_id"]),
+            value in proptest::prop_oneof![
+                proptest::prelude::any::<i64>().prop_map(|n| n.to_string()),
+                proptest::prelude::any::<f64>().prop_map(|n| n.to_string()),
+                "\"\\PC{0,40}\"",
+                proptest::strategy::Just("null".to_string()),
+                proptest::strategy::Just("[{}]".to_string()),
+                proptest::strategy::Just("{\"a\":[1,{\"b\":null}]}".to_string()),
+                proptest::strategy::Just("true".to_string()),
+            ],
+        ) {
+            let mut v: serde_json::Value = serde_json::from_str(GOOD).unwrap();
+            v[field] = serde_json::from_str(&value).unwrap_or(serde_json::Value::Null);
+            for kind in [Kind::Payment, Kind::Roster, Kind::Death] {
+                let _ = decode_json_str(kind, &v.to_string(), Limits::default());
+            }
+        }
+
+        #[test]
+        fn line_reader_never_panics(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2000), limit in 1usize..300) {
+            let mut r = LineReader::new(&data[..], limit);
+            let mut last = 0;
+            while let Some(l) = r.next_line().unwrap() {
+                proptest::prop_assert!(l.line > last);
+                proptest::prop_assert!(l.bytes.len() <= limit + 1);
+                last = l.line;
+                let _ = decode_json(Kind::Payment, &l, Limits { max_record_bytes: limit, max_field_chars: 256 });
+            }
+        }
     }
 
     #[test]

@@ -8,7 +8,30 @@ use unicode_normalization::UnicodeNormalization;
 const SEPARATORS: [char; 4] = ['·', '•', '・', '.'];
 
 /// Normalises a name for comparison.
+///
+/// Removing a space that NFKC produced (`´` becomes space + combining acute)
+/// can leave characters that compose further, so the steps repeat until
+/// nothing changes: the result is stable under normalisation.
 pub fn normalize(name: &str) -> String {
+    let mut s = once(name);
+    for _ in 0..4 {
+        let next = once(&s);
+        if next == s {
+            break;
+        }
+        s = next;
+    }
+    s
+}
+
+fn once(name: &str) -> String {
+    if name.is_ascii() {
+        return name
+            .chars()
+            .filter(|c| !c.is_ascii_whitespace() && *c != '.')
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+    }
     let mut out = String::with_capacity(name.len());
     for c in name.nfkc() {
         if c.is_whitespace() || SEPARATORS.contains(&c) {
@@ -22,7 +45,7 @@ pub fn normalize(name: &str) -> String {
             out.push(c);
         }
     }
-    out
+    out.nfc().collect()
 }
 
 fn is_latin(c: char) -> bool {

@@ -1,0 +1,82 @@
+//! Helpers shared by the integration tests.
+
+use paywatch::generate::{self, truth_key, GenerateOptions, Generated, OutFormat};
+use paywatch::model::{Alert, Period};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_paywatch"))
+}
+
+pub fn ledger(dir: &Path, households: usize, format: OutFormat, seed: u64) -> Generated {
+    generate::generate(&GenerateOptions {
+        out: dir.to_owned(),
+        households,
+        from: Period::new(2018, 1),
+        to: Period::new(2021, 12),
+        seed,
+        format,
+    })
+    .expect("generate")
+}
+
+/// `paywatch audit` on a generated ledger.
+pub fn audit(g: &Generated, out: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(bin());
+    c.arg("audit")
+        .arg("--roster")
+        .arg(&g.roster)
+        .arg("--deaths")
+        .arg(&g.deaths)
+        .arg("--payments")
+        .arg(&g.payments)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .env("PAYWATCH_LOG", "warn");
+    c
+}
+
+pub fn run_ok<C: std::borrow::BorrowMut<Command>>(mut c: C) -> Output {
+    let o = c.borrow_mut().output().expect("run paywatch");
+    assert!(o.status.success(), "exit {:?}\n{}", o.status, String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", path.display())))
+        .collect()
+}
+
+pub fn alerts(path: &Path) -> Vec<Alert> {
+    read_jsonl(path)
+}
+
+pub fn ids(alerts: &[Alert]) -> BTreeSet<String> {
+    alerts.iter().map(|a| a.alert_id.clone()).collect()
+}
+
+pub fn truth_keys(alerts: &[Alert]) -> BTreeSet<String> {
+    alerts.iter().map(truth_key).collect()
+}
+
+/// Dead letters by reason code.
+pub fn dead_by_reason(path: &Path) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for d in read_jsonl::<paywatch::decode::DeadLetter>(path) {
+        *m.entry(d.code().to_owned()).or_default() += 1;
+    }
+    m
+}
+
+/// A config file with a few engine settings changed.
+pub fn config(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("paywatch.toml");
+    std::fs::write(&p, text).expect("write config");
+    p
+}

@@ -1,0 +1,80 @@
+//! kill -9 part way, run again with the same --state: the same alert set,
+//! no line twice, no payment counted twice.
+
+use crate::common::*;
+use paywatch::generate::OutFormat;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// `payments N` from the closing summary.
+fn payments_applied(stderr: &str) -> u64 {
+    let at = stderr.find("· payments ").expect("summary line") + "· payments ".len();
+    stderr[at..].split_whitespace().next().unwrap().parse().unwrap()
+}
+
+fn wait_for(path: &Path, limit: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if std::fs::metadata(path).map(|m| m.len() > 0).unwrap_or(false) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn kill_9_at_three_points_resumes_to_the_clean_alert_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = ledger(&dir.path().join("ledger"), 2500, OutFormat::Jsonl, 21);
+    let cfg = config(dir.path(), "[engine]\nbatch_records = 3000\n");
+    let cfg = cfg.to_str().unwrap();
+
+    let clean_out = dir.path().join("clean.jsonl");
+    let clean = run_ok(audit(&g, &clean_out, &["--config", cfg]));
+    let reference = alerts(&clean_out);
+    let clean_payments = payments_applied(&String::from_utf8_lossy(&clean.stderr));
+
+    let state = dir.path().join("state");
+    let out = dir.path().join("alerts.jsonl");
+    let args = ["--config", cfg, "--state", state.to_str().unwrap()];
+    // Killed while reading, then twice while applying.
+    for (i, delay) in [0u64, 40, 160].into_iter().enumerate() {
+        let mut child = audit(&g, &out, &args).stderr(std::process::Stdio::null()).spawn().unwrap();
+        if i == 0 {
+            std::thread::sleep(Duration::from_millis(30));
+        } else {
+            wait_for(&out, Duration::from_secs(30));
+            std::thread::sleep(Duration::from_millis(delay));
+        }
+        child.kill().unwrap();
+        let status = child.wait().unwrap();
+        assert!(!status.success(), "run {i} was killed before it finished");
+        let written = std::fs::read_to_string(&out).unwrap_or_default().lines().count();
+        assert!(written < reference.len(), "run {i} was killed part way ({written} of {} alerts)", reference.len());
+    }
+    let last = run_ok(audit(&g, &out, &args));
+    let stderr = String::from_utf8_lossy(&last.stderr);
+    assert!(stderr.contains("resumed"), "the last run resumed: {stderr}");
+    let got = alerts(&out);
+    assert_eq!(got.len(), ids(&got).len(), "no alert line twice");
+    assert_eq!(ids(&got), ids(&reference));
+    assert_eq!(payments_applied(&stderr), clean_payments, "no payment counted twice");
+
+    // Running a finished state again changes nothing.
+    let again = run_ok(audit(&g, &out, &args));
+    assert_eq!(ids(&alerts(&out)), ids(&reference));
+    assert_eq!(payments_applied(&String::from_utf8_lossy(&again.stderr)), clean_payments);
+}
+
+#[test]
+fn a_state_built_from_other_inputs_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = ledger(&dir.path().join("a"), 100, OutFormat::Jsonl, 1);
+    let b = ledger(&dir.path().join("b"), 120, OutFormat::Jsonl, 2);
+    let state = dir.path().join("state");
+    let st = state.to_str().unwrap();
+    run_ok(audit(&a, &dir.path().join("a.jsonl"), &["--state", st]));
+    let o = audit(&b, &dir.path().join("b.jsonl"), &["--state", st]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("other input files"));
+}

@@ -108,6 +108,7 @@ impl PaymentView<'_> {
         let p = self.payment;
         let mut evidence = Evidence { event_ids: vec![p.event_id.clone()], ..Evidence::default() };
         evidence.figures.insert("amount".into(), p.amount.to_string());
+        evidence.figures.insert("beneficiary_name".into(), p.beneficiary_name.clone());
         Finding {
             rule,
             severity,

@@ -108,6 +108,12 @@ impl Store {
         db_opts.set_keep_log_file_num(3);
         db_opts.set_max_total_wal_size(256 << 20);
         db_opts.set_db_write_buffer_size((o.write_buffer_mb * 4) << 20);
+        // A kill between creating the database and writing the schema marker
+        // leaves paywatch's own column families and no marker: that is an
+        // interrupted creation, finished below, not a foreign database.
+        let mut ours = false;
+        let bootstrap_only = exists_nonempty && !path.join("CURRENT").exists() && only_rocksdb_files(path);
+        let exists_nonempty = exists_nonempty && !bootstrap_only;
         if exists_nonempty {
             if !path.join("CURRENT").exists() {
                 return Err(refuse("holds files but is not a RocksDB database; refusing to write into it".into()));
@@ -117,6 +123,7 @@ impl Store {
             if !cfs.iter().any(|c| c == Cf::Meta.name()) {
                 return Err(refuse("is a RocksDB database that paywatch did not create; refusing to touch it".into()));
             }
+            ours = Cf::ALL.iter().all(|cf| cfs.iter().any(|c| c == cf.name()));
         }
         let cache = Cache::new_lru_cache(o.block_cache_mb << 20);
         let descriptors = Cf::ALL.iter().map(|cf| {
@@ -147,7 +154,9 @@ impl Store {
                     String::from_utf8_lossy(&v)
                 )))
             }
-            None if exists_nonempty => return Err(refuse("has no paywatch schema marker; refusing to touch it".into())),
+            None if exists_nonempty && !ours => {
+                return Err(refuse("has no paywatch schema marker; refusing to touch it".into()))
+            }
             None => {
                 let mut b = store.batch();
                 b.put_raw(Cf::Meta, keys::META_SCHEMA, SCHEMA.as_bytes());
@@ -216,6 +225,22 @@ impl Store {
     }
 }
 
+/// True when a folder holds nothing but the files RocksDB writes while it
+/// creates a database (a creation interrupted before `CURRENT`).
+fn only_rocksdb_files(path: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(path) else { return false };
+    entries.filter_map(Result::ok).all(|e| {
+        let n = e.file_name().to_string_lossy().into_owned();
+        n == "LOCK"
+            || n == "IDENTITY"
+            || n.starts_with("LOG")
+            || n.starts_with("MANIFEST-")
+            || n.starts_with("OPTIONS-")
+            || n.ends_with(".log")
+            || n.ends_with(".dbtmp")
+    })
+}
+
 /// Changes collected for one atomic commit.
 pub struct Batch<'s> {
     store: &'s Store,
@@ -274,6 +299,27 @@ mod tests {
         assert_eq!(s.get::<u32>(Cf::Accounts, b"E1").unwrap(), Some(42));
         let before = s.keys_between(Cf::Timers, &[], &keys::timer_bound(crate::model::Timestamp(5))).unwrap();
         assert_eq!(before.len(), 1, "only the negative deadline is before 5");
+    }
+
+    #[test]
+    fn an_interrupted_creation_is_finished_not_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), opts()).unwrap();
+            let mut b = s.batch();
+            b.delete(Cf::Meta, keys::META_SCHEMA);
+            s.commit(b).unwrap();
+        }
+        assert!(Store::open(dir.path(), opts()).is_ok());
+        assert!(Store::open(dir.path(), opts()).is_ok(), "and the marker is there now");
+    }
+
+    #[test]
+    fn rocksdb_bootstrap_files_alone_are_an_interrupted_creation() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("LOCK"), "").unwrap();
+        std::fs::write(dir.path().join("LOG"), "starting").unwrap();
+        assert!(Store::open(dir.path(), opts()).is_ok());
     }
 
     #[test]

@@ -58,7 +58,6 @@ fn account_rules(c: &mut Criterion) {
         event_id: format!("E{i}"),
         paid_at: Timestamp(i * 30 * MS_PER_DAY),
         household_id: household.into(),
-        beneficiary_id: "B".into(),
         amount: Money::parse("585.00").unwrap(),
         exempt: false,
         reversed: false,

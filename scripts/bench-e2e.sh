@@ -2,18 +2,24 @@
 # End-to-end bench: generate ledgers of ~1M and ~4M payment events, audit
 # each on a fresh embedded RocksDB, and print payment events per second and
 # peak RSS (GNU time). Ledgers are kept under $BENCH_DIR between runs.
+#
+# Sizes are households:first-month:last-month. The default compares one
+# district over 4 years (~1M payments) with the same district over 16 years
+# (~4M: the ledger grows with time) and with 4x the households over 4 years
+# (~4M: the working set grows too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
 bin="$target/release/paywatch"
 dir="${BENCH_DIR:-/var/tmp/paywatch-bench}"
-sizes="${BENCH_HOUSEHOLDS:-20000 80000}"
+sizes="${BENCH_SIZES:-20000:2018-01:2021-12 20000:2018-01:2033-12 80000:2018-01:2021-12}"
 mkdir -p "$dir"
-printf '%-12s %-14s %-12s %-16s %-12s\n' households payment_events seconds payment_events/s peak_rss_MiB
-for n in $sizes; do
-  ledger="$dir/h$n"
+printf '%-30s %-14s %-10s %-18s %-12s\n' households:months payment_events seconds payment_events/s peak_rss_MiB
+for size in $sizes; do
+  IFS=: read -r n from to <<< "$size"
+  ledger="$dir/h$n-$from-$to"
   if [ ! -f "$ledger/truth.json" ]; then
-    "$bin" generate --out "$ledger" --households "$n" --seed 7 2>/dev/null
+    "$bin" generate --out "$ledger" --households "$n" --from "$from" --to "$to" --seed 7 2>/dev/null
   fi
   rm -rf "$ledger/state" "$ledger/alerts.jsonl"
   /usr/bin/time -v "$bin" audit --roster "$ledger/roster.jsonl" --deaths "$ledger/deaths.jsonl" \
@@ -24,11 +30,11 @@ for n in $sizes; do
   secs=$(echo "$line" | sed -E 's/.* in ([0-9.]+)s .*/\1/')
   rate=$(echo "$line" | sed -E 's/.*= ([0-9]+) payment events\/s.*/\1/')
   rss=$(awk '/Maximum resident set size/ {printf "%d", $6/1024}' "$ledger/audit.stderr")
-  printf '%-12s %-14s %-12s %-16s %-12s\n' "$n" "$events" "$secs" "$rate" "$rss"
+  printf '%-30s %-14s %-10s %-18s %-12s\n' "$size" "$events" "$secs" "$rate" "$rss"
   python3 - "$ledger" <<'PY' || true
 import json, sys
 d = sys.argv[1]
 truth = {e["key"] for e in json.load(open(d + "/truth.json"))["expected"]}
-print(f"             planted alerts {len(truth)}; alerts written {sum(1 for _ in open(d + '/alerts.jsonl'))}")
+print(f"{'':31}planted alerts {len(truth)}; alerts written {sum(1 for _ in open(d + '/alerts.jsonl'))}")
 PY
 done

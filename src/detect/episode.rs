@@ -18,7 +18,6 @@ pub struct WindowEntry {
     pub event_id: String,
     pub paid_at: Timestamp,
     pub household_id: String,
-    pub beneficiary_id: String,
     pub amount: Money,
     /// Paid to this account as a custodian registered for the beneficiary
     /// and valid on the paid day: does not count for `SHARED_ACCOUNT`.
@@ -169,7 +168,6 @@ pub mod tests {
             event_id: id.into(),
             paid_at: Timestamp(day * MS_PER_DAY),
             household_id: household.into(),
-            beneficiary_id: format!("B-{household}"),
             amount: Money::parse("100.00").unwrap(),
             exempt: false,
             reversed: false,

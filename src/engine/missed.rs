@@ -85,7 +85,7 @@ impl Engine {
                 break;
             }
             if let Some(r) = missed_payment::due(cfg, p, &ben.roster, &ben.deaths, d) {
-                if !ben.months_paid.contains(&p) {
+                if !ben.months_paid.contains(p) {
                     findings.push(missed_payment::finding(cfg, p, r, tz));
                 }
             }

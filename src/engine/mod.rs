@@ -9,6 +9,7 @@
 
 mod missed;
 mod months;
+mod monthset;
 mod payment;
 mod records;
 pub mod state;

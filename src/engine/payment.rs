@@ -20,7 +20,7 @@ impl Engine {
         let month_key = keys::month(bid, p.period);
         // A redelivery repeats the record, so it lands in a month that
         // already has payments; only then is the month read.
-        let known_month = self.bens.get(&self.store, bid.as_bytes())?.is_some_and(|b| b.months_any.contains(&p.period));
+        let known_month = self.bens.get(&self.store, bid.as_bytes())?.is_some_and(|b| b.months_any.contains(p.period));
         let mut month = if known_month { self.months.get(&self.store, &month_key)? } else { Vec::new() };
         if month.iter().any(|sp| sp.payment.event_id == p.event_id) {
             return Ok(Outcome::Redelivered);
@@ -82,9 +82,6 @@ impl Engine {
         }
         ben.months_any.insert(p.period);
         ben.months_paid.insert(p.period);
-        if p.payment_type == PaymentType::Regular {
-            ben.months_regular.insert(p.period);
-        }
         if month.is_empty() {
             self.months.open(month_key, p)?;
         } else {
@@ -95,7 +92,6 @@ impl Engine {
             event_id: p.event_id.clone(),
             paid_at: p.paid_at,
             household_id: p.household_id.clone(),
-            beneficiary_id: bid.to_owned(),
             amount: p.amount,
             exempt,
             reversed: false,
@@ -112,7 +108,7 @@ impl Engine {
         let target_id = p.reverses.as_deref().unwrap_or_default();
         let bad = |why: String| Ok(Outcome::Rejected(Rejection::new(Reason::BadReversal, why)));
         let mut months: Vec<Period> = match self.bens.get(&self.store, bid.as_bytes())? {
-            Some(b) => b.months_any.iter().copied().collect(),
+            Some(b) => b.months_any.iter().collect(),
             None => Vec::new(),
         };
         months.sort_by_key(|m| *m != p.period);
@@ -139,7 +135,7 @@ impl Engine {
         self.months.set(key, &list)?;
         if !still_paid {
             if let Some(ben) = self.bens.get_mut(&self.store, bid.as_bytes())? {
-                ben.months_paid.remove(&period);
+                ben.months_paid.remove(period);
             }
         }
         let paid_on = self.tz.date(p.paid_at);

@@ -37,7 +37,7 @@ impl Engine {
         }
         // A late record: every payment already made for a later month is
         // now known to be improper.
-        let after: Vec<Period> = ben.months_any.range(Period::of(d.date_of_death).next()..).copied().collect();
+        let after: Vec<Period> = ben.months_any.after(Period::of(d.date_of_death)).collect();
         let mut findings = Vec::new();
         for m in after {
             let month = self.months.get(&self.store, &keys::month(bid, m))?;

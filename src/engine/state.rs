@@ -6,6 +6,7 @@ use crate::model::name;
 use crate::model::time::Date;
 use crate::model::{Custodian, DeathRecord, Payment, Period, RosterRecord, Timestamp};
 use serde::{Deserialize, Serialize};
+use super::monthset::MonthSet;
 use std::collections::BTreeSet;
 
 /// One beneficiary (keyed by identity number).
@@ -16,15 +17,12 @@ pub struct Beneficiary {
     pub roster: Vec<RosterRecord>,
     /// Death notifications; several sources may report one death.
     pub deaths: Vec<DeathRecord>,
-    /// Months with any payment, reversed or not: where a late death record
-    /// must look for payments it makes improper.
-    pub months_any: BTreeSet<Period>,
+    /// Months with any payment, reversed or not: only these months are read
+    /// back (a redelivery, a second payment, a reversal, a late death).
+    pub months_any: MonthSet,
     /// Months with at least one unreversed payment: what `MISSED_PAYMENT`
     /// asks.
-    pub months_paid: BTreeSet<Period>,
-    /// Months with a regular payment: only these need the month's payments
-    /// loaded to look for a `DUPLICATE_PERIOD`.
-    pub months_regular: BTreeSet<Period>,
+    pub months_paid: MonthSet,
     /// Years whose `FILED_RELATIVE_REVIEW` has been raised.
     pub reviewed_years: BTreeSet<i32>,
     /// The next month `MISSED_PAYMENT` will decide (its timer is keyed by

@@ -2,8 +2,10 @@
 //!
 //! Reads come from the cache or RocksDB; changes stay in the cache (marked
 //! dirty) until [`Table::flush`] puts them into the batch being committed.
-//! After a commit every entry is clean, so [`Table::trim`] can drop the least
-//! recently used ones: memory is bounded by the capacity, not the ledger.
+//! When the cache outgrows its capacity, the least recently used entries
+//! leave it: clean ones are dropped, changed ones are kept encoded (a few
+//! hundred bytes instead of the decoded structure) until the commit writes
+//! them. Memory is bounded by the capacity and the batch, not the ledger.
 
 use super::{Batch, Cf, Store, StoreError};
 use rustc_hash::FxHashMap;
@@ -20,20 +22,31 @@ struct Slot<V> {
 pub struct Table<V> {
     cf: Cf,
     slots: FxHashMap<Vec<u8>, Slot<V>>,
+    /// Changed entries evicted before the commit, encoded.
+    evicted: FxHashMap<Vec<u8>, Vec<u8>>,
     capacity: usize,
     tick: u64,
 }
 
 impl<V: Serialize + DeserializeOwned> Table<V> {
     pub fn new(cf: Cf, capacity: usize) -> Table<V> {
-        Table { cf, slots: FxHashMap::default(), capacity, tick: 0 }
+        Table { cf, slots: FxHashMap::default(), evicted: FxHashMap::default(), capacity, tick: 0 }
     }
 
     fn slot(&mut self, store: &Store, key: &[u8]) -> Result<&mut Slot<V>, StoreError> {
         self.tick += 1;
         if !self.slots.contains_key(key) {
-            let value = store.get(self.cf, key)?;
-            self.slots.insert(key.to_vec(), Slot { value, dirty: false, used: 0 });
+            if self.slots.len() >= self.capacity + self.capacity / 4 {
+                self.shrink_to_capacity()?;
+            }
+            let slot = match self.evicted.remove(key) {
+                Some(bytes) => {
+                    let value = postcard::from_bytes(&bytes).map_err(|source| StoreError::Decode { cf: self.cf.name(), source })?;
+                    Slot { value: Some(value), dirty: true, used: 0 }
+                }
+                None => Slot { value: store.get(self.cf, key)?, dirty: false, used: 0 },
+            };
+            self.slots.insert(key.to_vec(), slot);
         }
         let slot = self.slots.get_mut(key).expect("just inserted");
         slot.used = self.tick;
@@ -63,14 +76,34 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         Ok(slot.value.get_or_insert_with(V::default))
     }
 
-    /// Sets a value without reading the old one.
-    pub fn put(&mut self, key: Vec<u8>, value: V) {
-        self.tick += 1;
-        self.slots.insert(key, Slot { value: Some(value), dirty: true, used: self.tick });
+    /// Evicts the least recently used entries down to the capacity, keeping
+    /// changed ones encoded.
+    fn shrink_to_capacity(&mut self) -> Result<(), StoreError> {
+        let excess = self.slots.len().saturating_sub(self.capacity);
+        if excess == 0 {
+            return Ok(());
+        }
+        let mut ages: Vec<u64> = self.slots.values().map(|s| s.used).collect();
+        let (_, cut, _) = ages.select_nth_unstable(excess - 1);
+        let cut = *cut;
+        let old: Vec<Vec<u8>> = self.slots.iter().filter(|(_, s)| s.used <= cut).map(|(k, _)| k.clone()).collect();
+        for k in old {
+            if let Some(slot) = self.slots.remove(&k) {
+                if slot.dirty {
+                    if let Some(v) = &slot.value {
+                        self.evicted.insert(k, postcard::to_stdvec(v).map_err(StoreError::Encode)?);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Writes every changed entry into the batch; all entries are then clean.
     pub fn flush(&mut self, batch: &mut Batch<'_>) -> Result<(), StoreError> {
+        for (k, v) in self.evicted.drain() {
+            batch.put_raw(self.cf, &k, &v);
+        }
         for (k, slot) in self.slots.iter_mut().filter(|(_, s)| s.dirty) {
             match &slot.value {
                 Some(v) => batch.put(self.cf, k, v)?,
@@ -110,6 +143,30 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
 mod tests {
     use super::*;
     use crate::store::StoreOptions;
+
+    #[test]
+    fn evicted_changes_are_still_read_and_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false }).unwrap();
+        let mut t: Table<u64> = Table::new(Cf::Accounts, 8);
+        for round in 1..=3u64 {
+            for i in 0..100u64 {
+                *t.get_or_default(&store, &i.to_be_bytes()).unwrap() += round;
+                assert!(t.len() <= 10, "bounded while changing: {}", t.len());
+            }
+        }
+        for i in 0..100u64 {
+            assert_eq!(t.get(&store, &i.to_be_bytes()).unwrap(), Some(&6), "uncommitted change read back");
+        }
+        let mut b = store.batch();
+        t.flush(&mut b).unwrap();
+        store.commit(b).unwrap();
+        let fresh: Table<u64> = Table::new(Cf::Accounts, 8);
+        drop(fresh);
+        for i in 0..100u64 {
+            assert_eq!(store.get::<u64>(Cf::Accounts, &i.to_be_bytes()).unwrap(), Some(6));
+        }
+    }
 
     #[test]
     fn write_back_and_bounded() {

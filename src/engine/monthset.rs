@@ -1,0 +1,85 @@
+//! A set of benefit months as a bitmap: a beneficiary's paid months fit in a
+//! few words instead of a tree, whatever the length of the history.
+
+use crate::model::Period;
+use serde::{Deserialize, Serialize};
+
+/// Months from `base` on, one bit each.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonthSet {
+    base: i32,
+    words: Vec<u64>,
+}
+
+impl MonthSet {
+    pub fn contains(&self, p: Period) -> bool {
+        let i = p.0 - self.base;
+        i >= 0 && self.words.get(i as usize / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    /// Adds a month; true when it was not there.
+    pub fn insert(&mut self, p: Period) -> bool {
+        if self.words.is_empty() {
+            self.base = p.0 - p.0.rem_euclid(64);
+        }
+        if p.0 < self.base {
+            let shift = ((self.base - p.0 + 63) / 64) as usize;
+            self.words.splice(0..0, std::iter::repeat(0).take(shift));
+            self.base -= shift as i32 * 64;
+        }
+        let i = (p.0 - self.base) as usize;
+        if self.words.len() <= i / 64 {
+            self.words.resize(i / 64 + 1, 0);
+        }
+        let had = self.words[i / 64] & (1 << (i % 64)) != 0;
+        self.words[i / 64] |= 1 << (i % 64);
+        !had
+    }
+
+    pub fn remove(&mut self, p: Period) {
+        let i = p.0 - self.base;
+        if i >= 0 {
+            if let Some(w) = self.words.get_mut(i as usize / 64) {
+                *w &= !(1 << (i % 64));
+            }
+        }
+    }
+
+    /// The months in the set, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = Period> + '_ {
+        self.words.iter().enumerate().flat_map(move |(wi, w)| {
+            (0..64).filter(move |b| w & (1 << b) != 0).map(move |b| Period(self.base + (wi * 64 + b) as i32))
+        })
+    }
+
+    /// The months after `p`, ascending.
+    pub fn after(&self, p: Period) -> impl Iterator<Item = Period> + '_ {
+        self.iter().filter(move |m| *m > p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    proptest! {
+        #[test]
+        fn behaves_like_a_set(ops in proptest::collection::vec((any::<bool>(), 20000i32..26000), 0..200)) {
+            let mut m = MonthSet::default();
+            let mut b = BTreeSet::new();
+            for (add, p) in ops {
+                if add {
+                    prop_assert_eq!(m.insert(Period(p)), b.insert(p));
+                } else {
+                    m.remove(Period(p));
+                    b.remove(&p);
+                }
+                prop_assert!(m.contains(Period(p)) == b.contains(&p));
+            }
+            prop_assert_eq!(m.iter().map(|p| p.0).collect::<Vec<_>>(), b.iter().copied().collect::<Vec<_>>());
+            prop_assert_eq!(m.after(Period(23000)).count(), b.range(23001..).count());
+        }
+    }
+}

@@ -46,7 +46,7 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> EngineConfig {
-        EngineConfig { timezone: "+08:00".into(), batch_records: 200_000, sync_commits: true, cache_entries: 40_000 }
+        EngineConfig { timezone: "+08:00".into(), batch_records: 200_000, sync_commits: true, cache_entries: 100_000 }
     }
 }
 

@@ -2,7 +2,7 @@
 //! account is not a custodian registered for the beneficiary on the paid day.
 
 use super::{account_tail, default_true, Finding, PaymentView};
-use crate::model::name::normalize;
+use crate::model::name::same;
 use crate::model::{Rule, Severity};
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +24,7 @@ impl Default for Config {
 
 pub fn check(cfg: &Config, v: &PaymentView<'_>) -> Option<Finding> {
     let p = v.payment;
-    if v.custodian.is_some() || normalize(&p.account_name) == normalize(&p.beneficiary_name) {
+    if v.custodian.is_some() || same(&p.account_name, &p.beneficiary_name) {
         return None;
     }
     let reason = format!(

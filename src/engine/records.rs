@@ -18,6 +18,9 @@ impl Engine {
             ben.missed_next = Some(first);
             self.timers.add(missed.deadline(self.tz, first), bid);
         }
+        if let Some(w) = self.progress.watermark {
+            ben.prune_roster(w);
+        }
         for c in &r.custodians {
             self.accounts.get_or_default(&self.store, c.account_no.as_bytes())?.custodian_of.insert(bid.to_owned());
         }

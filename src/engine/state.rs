@@ -48,6 +48,23 @@ impl Beneficiary {
         true
     }
 
+    /// Drops roster versions no future question can reach. A version is
+    /// dominated by a newer one `j` that already applies at the watermark
+    /// (so every later payment sees `j` or newer) and whose `status_since`
+    /// is not after the first undecided `MISSED_PAYMENT` month (so `j`, or a
+    /// newer version, decides every month still open). History then stays a
+    /// few versions long however many years the ledger covers.
+    pub fn prune_roster(&mut self, watermark: Timestamp) {
+        let open_from = self.missed_next.map(|p| p.first_day());
+        let keep_from = self
+            .roster
+            .iter()
+            .rposition(|r| r.updated_at <= watermark && open_from.is_none_or(|d| r.status_since <= d));
+        if let Some(j) = keep_from {
+            self.roster.drain(..j);
+        }
+    }
+
     /// The death with the earliest date among those reported.
     pub fn death(&self) -> Option<&DeathRecord> {
         self.deaths.iter().min_by_key(|d| (d.date_of_death, d.reported_at))
@@ -103,5 +120,24 @@ mod tests {
         assert!(b.roster_at(ts("2017-12-31T08:00:00+08:00")).is_none());
         assert_eq!(b.roster_at(ts("2020-04-20T08:00:00+08:00")), Some(&r2), "updated_at equal to t applies");
         assert_eq!(b.roster_at(ts("2020-04-20T07:59:59+08:00")), Some(&r1));
+    }
+
+    #[test]
+    fn pruning_keeps_what_open_months_and_later_payments_need() {
+        let mut b = Beneficiary::default();
+        let r1 = roster(Status::Active, "2018-01-01", "2018-01-01T08:00:00+08:00");
+        let r2 = roster(Status::Active, "2019-01-01", "2018-12-28T08:00:00+08:00");
+        let r3 = roster(Status::Active, "2020-01-01", "2019-12-28T08:00:00+08:00");
+        for r in [&r1, &r2, &r3] {
+            b.insert_roster(r.clone());
+        }
+        b.missed_next = Some(crate::model::Period::parse("2019-12").unwrap());
+        b.prune_roster(ts("2019-12-29T00:00:00+08:00"));
+        assert_eq!(b.roster, [r2.clone(), r3.clone()], "r3 starts after December, which is still open");
+        b.missed_next = Some(crate::model::Period::parse("2020-01").unwrap());
+        b.prune_roster(ts("2019-12-29T00:00:00+08:00"));
+        assert_eq!(b.roster, [r3.clone()]);
+        b.prune_roster(ts("2017-01-01T00:00:00+08:00"));
+        assert_eq!(b.roster, [r3], "nothing applies yet at an earlier watermark: keep all");
     }
 }

@@ -54,7 +54,7 @@ fn is_latin(c: char) -> bool {
 
 /// True when two names are the same person's name after normalisation.
 pub fn same(a: &str, b: &str) -> bool {
-    normalize(a) == normalize(b)
+    a == b || normalize(a) == normalize(b)
 }
 
 #[cfg(test)]

@@ -41,7 +41,8 @@ pub enum Cf {
     Months,
     /// account_no → the account's window and alert episodes.
     Accounts,
-    /// deadline + beneficiary_id → a month waiting for `MISSED_PAYMENT`.
+    /// deadline → the beneficiaries whose next `MISSED_PAYMENT` month has
+    /// that deadline.
     Timers,
     /// alert_id → the alert (JSON): every alert ever raised.
     Alerts,
@@ -217,12 +218,6 @@ impl Store {
     pub fn values(&self, cf: Cf) -> impl Iterator<Item = Result<Vec<u8>, StoreError>> + '_ {
         self.db.iterator_cf(self.cf(cf), IteratorMode::Start).map(|r| r.map(|(_, v)| v.to_vec()).map_err(StoreError::from))
     }
-
-    /// A RocksDB integer property summed over the column families
-    /// (e.g. `rocksdb.estimate-live-data-size`).
-    pub fn property_sum(&self, name: &str) -> u64 {
-        Cf::ALL.iter().filter_map(|cf| self.db.property_int_value_cf(self.cf(*cf), name).ok().flatten()).sum()
-    }
 }
 
 /// True when a folder holds nothing but the files RocksDB writes while it
@@ -291,8 +286,8 @@ mod tests {
             let s = Store::open(dir.path(), opts()).unwrap();
             let mut b = s.batch();
             b.put(Cf::Accounts, b"E1", &42u32).unwrap();
-            b.put(Cf::Timers, &keys::timer(crate::model::Timestamp(5), "A"), &()).unwrap();
-            b.put(Cf::Timers, &keys::timer(crate::model::Timestamp(-5), "B"), &()).unwrap();
+            b.put(Cf::Timers, &keys::timer_bound(crate::model::Timestamp(5)), &()).unwrap();
+            b.put(Cf::Timers, &keys::timer_bound(crate::model::Timestamp(-5)), &()).unwrap();
             s.commit(b).unwrap();
         }
         let s = Store::open(dir.path(), opts()).unwrap();

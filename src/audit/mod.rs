@@ -19,7 +19,7 @@ use crate::decode::DeadLetter;
 use crate::engine::{Engine, EngineError, Outcome};
 use crate::model::{Alert, Record};
 use crate::sink::JsonlSink;
-use crate::source::{stage, Inputs, RawLookup, SourceError};
+use crate::source::{stage, Inputs, RawLookup, SourceError, Staged};
 use crate::store::{Store, StoreError, StoreOptions};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::PathBuf;
@@ -52,6 +52,9 @@ impl AuditError {
         }
     }
 }
+
+/// Records handed from the merge thread to the engine at a time.
+const MERGE_CHUNK: usize = 1024;
 
 /// What to audit and where to write.
 #[derive(Clone, Debug)]
@@ -153,25 +156,49 @@ pub fn run(opts: &AuditOptions, cfg: &Config, clock: Arc<dyn Clock>) -> Result<S
     let mut in_batch = 0usize;
     let mut applied = 0u64;
     let mut payments = 0u64;
-    for staged in runs.merge(resumed)? {
-        let s = staged?;
-        if let Record::Payment(_) = s.record {
-            payments += 1;
+    let merge = runs.merge(resumed)?;
+    // The merge (reading and decoding the sorted runs) runs on its own
+    // thread, a chunk ahead of the engine.
+    std::thread::scope(|scope| -> Result<(), AuditError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Staged>, SourceError>>(8);
+        scope.spawn(move || {
+            let mut chunk = Vec::with_capacity(MERGE_CHUNK);
+            for s in merge {
+                match s {
+                    Ok(s) => chunk.push(s),
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                }
+                if chunk.len() == MERGE_CHUNK && tx.send(Ok(std::mem::take(&mut chunk))).is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(Ok(chunk));
+        });
+        for chunk in rx {
+            for s in chunk? {
+                if let Record::Payment(_) = s.record {
+                    payments += 1;
+                }
+                if let Outcome::Rejected(r) = engine.apply(&s.record)? {
+                    let raw_text = raw.raw(s.key.source, s.offset, s.len);
+                    engine.stage_dead_letter(DeadLetter::new(&raw.name(s.key.source), s.key.line, &r, raw_text));
+                }
+                last = Some(s.key);
+                applied += 1;
+                in_batch += 1;
+                if in_batch >= cfg.engine.batch_records {
+                    let c = engine.commit(last)?;
+                    write_committed(&c.alerts, &c.dead_letters, &mut alerts, &mut dead, &mut summary)?;
+                    in_batch = 0;
+                    bar.set_position(applied);
+                }
+            }
         }
-        if let Outcome::Rejected(r) = engine.apply(&s.record)? {
-            let dl = DeadLetter::new(&raw.name(s.key.source), s.key.line, &r, raw.raw(s.key.source, s.offset, s.len));
-            engine.stage_dead_letter(dl);
-        }
-        last = Some(s.key);
-        applied += 1;
-        in_batch += 1;
-        if in_batch >= cfg.engine.batch_records {
-            let c = engine.commit(last)?;
-            write_committed(&c.alerts, &c.dead_letters, &mut alerts, &mut dead, &mut summary)?;
-            in_batch = 0;
-            bar.set_position(applied);
-        }
-    }
+        Ok(())
+    })?;
     let c = engine.commit(last)?;
     write_committed(&c.alerts, &c.dead_letters, &mut alerts, &mut dead, &mut summary)?;
     bar.finish_and_clear();

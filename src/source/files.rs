@@ -2,8 +2,8 @@
 //! rejects to the dead-letter output, and spill the good records into sorted
 //! runs (see `runs`). Memory is bounded by the run size, not the files.
 
-use super::runs::{RunWriter, Runs};
-use crate::decode::{decode_json, CsvError, CsvReader, DeadLetter, Decoded, Kind, Limits, LineReader, Rejection};
+use super::runs::{encode, RunWriter, Runs};
+use crate::decode::{decode_json, CsvError, CsvReader, DeadLetter, Kind, Limits, LineReader, Rejection};
 use rayon::prelude::*;
 use crate::model::{Record, SortKey};
 use serde::{Deserialize, Serialize};
@@ -129,13 +129,20 @@ pub fn stage(
                     if chunk.is_empty() {
                         break;
                     }
-                    let decoded: Vec<Decoded> = chunk.par_iter().map(|l| decode_json(kind, l, limits)).collect();
-                    for (l, d) in chunk.iter().zip(decoded) {
-                        match d {
+                    let staged: Vec<Result<Result<(SortKey, Vec<u8>), Rejection>, SourceError>> = chunk
+                        .par_iter()
+                        .map(|l| match decode_json(kind, l, limits) {
                             Ok(record) => {
                                 let key = SortKey { time: record.event_time(), rank: record.rank(), source, line: l.line };
-                                runs.push(Staged { key, offset: l.offset, len: l.bytes.len() as u64, record })?;
+                                let s = Staged { key, offset: l.offset, len: l.bytes.len() as u64, record };
+                                Ok(Ok((key, encode(&s)?)))
                             }
+                            Err(r) => Ok(Err(r)),
+                        })
+                        .collect();
+                    for (l, s) in chunk.iter().zip(staged) {
+                        match s? {
+                            Ok((key, bytes)) => runs.push_encoded(key, bytes)?,
                             Err(r) => reject(l.line, &r, String::from_utf8_lossy(&l.bytes).into_owned())?,
                         }
                     }

@@ -28,9 +28,13 @@ impl RunWriter {
     }
 
     pub(super) fn push(&mut self, s: Staged) -> Result<(), SourceError> {
-        let bytes = postcard::to_stdvec(&s)
-            .map_err(|e| SourceError::Damaged { path: self.dir.display().to_string(), reason: e.to_string() })?;
-        self.buf.push((s.key, bytes));
+        let bytes = encode(&s)?;
+        self.push_encoded(s.key, bytes)
+    }
+
+    /// Adds a record already encoded with [`encode`].
+    pub(super) fn push_encoded(&mut self, key: SortKey, bytes: Vec<u8>) -> Result<(), SourceError> {
+        self.buf.push((key, bytes));
         self.total += 1;
         if self.buf.len() >= self.limit {
             self.spill()?;
@@ -59,6 +63,11 @@ impl RunWriter {
         self.spill()?;
         Ok(Runs { files: self.files, total: self.total })
     }
+}
+
+/// A staged record's frame body.
+pub(super) fn encode(s: &Staged) -> Result<Vec<u8>, SourceError> {
+    postcard::to_stdvec(s).map_err(|e| SourceError::Damaged { path: "(encoding)".into(), reason: e.to_string() })
 }
 
 /// Sorted runs on disk, ready to merge.

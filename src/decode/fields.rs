@@ -162,7 +162,7 @@ impl Check {
         let s = self.req(name, v)?;
         Timestamp::parse_rfc3339(s).ok_or_else(|| {
             Rejection::new(
-                Reason::BadTimestamp,
+                Reason::BadDate,
                 format!("{name} {s:?} is not an RFC 3339 timestamp with offset, e.g. 2019-03-12T09:30:00+08:00"),
             )
         })

@@ -179,7 +179,7 @@ mod tests {
         assert_eq!(reason(&with("amount", "585.0")), Reason::BadAmount);
         assert_eq!(reason(&with("period", "\"2019-13\"")), Reason::BadPeriod);
         assert_eq!(reason(&with("scheduled_at", "\"2019-02-30\"")), Reason::BadDate);
-        assert_eq!(reason(&with("paid_at", "\"2019-03-12 09:30\"")), Reason::BadTimestamp);
+        assert_eq!(reason(&with("paid_at", "\"2019-03-12 09:30\"")), Reason::BadDate);
         assert_eq!(reason(&with("program", "\"dibao\"")), Reason::UnknownEnum);
         assert_eq!(reason(&with("payment_type", "\"bonus\"")), Reason::UnknownEnum);
         assert_eq!(reason(&with("kind", "\"refund\"")), Reason::UnknownEnum);

@@ -63,10 +63,9 @@ pub enum Reason {
     BadAmount,
     /// Not `YYYY-MM`.
     BadPeriod,
-    /// Not a real `YYYY-MM-DD` day.
+    /// Not a real `YYYY-MM-DD` day, or not an RFC 3339 timestamp with an
+    /// offset (an impossible date either way, contract §7).
     BadDate,
-    /// Not an RFC 3339 timestamp with an offset.
-    BadTimestamp,
     /// A value outside an enumerated set.
     UnknownEnum,
     /// `account_no` not 12–19 digits.
@@ -78,7 +77,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 16] = [
         Reason::BadJson,
         Reason::BadCsv,
         Reason::BadEncoding,
@@ -91,7 +90,6 @@ impl Reason {
         Reason::BadAmount,
         Reason::BadPeriod,
         Reason::BadDate,
-        Reason::BadTimestamp,
         Reason::UnknownEnum,
         Reason::BadAccountNo,
         Reason::BadReversal,
@@ -112,7 +110,6 @@ impl Reason {
             Reason::BadAmount => "bad_amount",
             Reason::BadPeriod => "bad_period",
             Reason::BadDate => "bad_date",
-            Reason::BadTimestamp => "bad_timestamp",
             Reason::UnknownEnum => "unknown_enum",
             Reason::BadAccountNo => "bad_account_no",
             Reason::BadReversal => "bad_reversal",

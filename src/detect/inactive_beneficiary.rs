@@ -22,9 +22,9 @@ impl Default for Config {
 
 pub fn check(cfg: &Config, v: &PaymentView<'_>) -> Option<Finding> {
     let p = v.payment;
-    let head = format!("{}{}{}元", p.period.chinese(), p.program.money_chinese(), p.amount);
+    let head = || format!("{}{}{}元", p.period.chinese(), p.program.money_chinese(), p.amount);
     let Some(r) = v.roster else {
-        let reason = format!("{head}发放给花名册中（截至发放时）没有记录的人员\"{}\"", p.beneficiary_name);
+        let reason = format!("{}发放给花名册中（截至发放时）没有记录的人员\"{}\"", head(), p.beneficiary_name);
         let mut f = v.finding(Rule::InactiveBeneficiary, cfg.severity, reason);
         f.evidence.figures.insert("status".into(), "not_on_roster".into());
         return Some(f);
@@ -32,7 +32,7 @@ pub fn check(cfg: &Config, v: &PaymentView<'_>) -> Option<Finding> {
     if r.status == Status::Active || p.period.first_day() < r.status_since {
         return None;
     }
-    let reason = format!("{head}发放给已于{}{}的对象\"{}\"", r.status_since, r.status.chinese(), r.name);
+    let reason = format!("{}发放给已于{}{}的对象\"{}\"", head(), r.status_since, r.status.chinese(), r.name);
     let mut f = v.finding(Rule::InactiveBeneficiary, cfg.severity, reason);
     let status = if r.status == Status::Suspended { "suspended" } else { "cancelled" };
     f.evidence.figures.insert("status".into(), status.into());

@@ -53,9 +53,9 @@ impl Config {
 
 pub fn check(cfg: &Config, v: &PaymentView<'_>) -> Option<Finding> {
     let p = v.payment;
-    let head = format!("{}{}{}{}元", p.period.chinese(), p.program.chinese(), p.payment_type.chinese(), p.amount);
+    let head = || format!("{}{}{}{}元", p.period.chinese(), p.program.chinese(), p.payment_type.chinese(), p.amount);
     if p.amount > cfg.absolute_cap {
-        let reason = format!("{head}，超过单笔上限{}元", cfg.absolute_cap);
+        let reason = format!("{}，超过单笔上限{}元", head(), cfg.absolute_cap);
         let mut f = v.finding(Rule::LargeAmount, cfg.severity_above_cap, reason);
         f.evidence.figures.insert("threshold".into(), cfg.absolute_cap.to_string());
         f.evidence.figures.insert("absolute_cap".into(), cfg.absolute_cap.to_string());
@@ -72,7 +72,8 @@ pub fn check(cfg: &Config, v: &PaymentView<'_>) -> Option<Finding> {
         return None;
     }
     let reason = format!(
-        "{head}，超过核定月额{}元的{}倍({}元)",
+        "{}，超过核定月额{}元的{}倍({}元)",
+        head(),
         roster.monthly_amount,
         multiple.normalize(),
         threshold

@@ -69,13 +69,15 @@ mod tests {
         let store = Store::open(dir.path(), StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false }).unwrap();
         let mut m = Months::default();
         let p = payment("E1", "2020-03", "585.00", "2020-03-10T10:00:00+08:00");
-        m.open(b"k".to_vec(), &p).unwrap();
-        let got = m.get(&store, b"k").unwrap();
+        let key = crate::store::keys::month(p.beneficiary_id.as_str(), p.period);
+        m.open(key.clone(), &p).unwrap();
+        let got = m.get(&store, &key).unwrap();
         assert_eq!(got, vec![StoredPayment { payment: p.clone(), reversed_by: None }]);
         let mut b = store.batch();
         m.flush(&mut b);
         store.commit(b).unwrap();
-        assert_eq!(m.get(&store, b"k").unwrap().len(), 1, "read back from the store");
-        assert!(m.get(&store, b"other").unwrap().is_empty());
+        assert_eq!(m.get(&store, &key).unwrap().len(), 1, "read back from the store");
+        let other = crate::store::keys::month(p.beneficiary_id.as_str(), p.period.next());
+        assert!(m.get(&store, &other).unwrap().is_empty());
     }
 }

@@ -158,7 +158,7 @@ fn write_ledger(bd: &mut Builder, o: &GenerateOptions) -> Result<Generated, Gene
         ("unknown_enum", bad(&sample_p, &[("program", json!("dibao"))], e)),
         ("bad_account_no", bad(&sample_p, &[("account_no", json!("6217-0000-1111"))], e)),
         ("bad_reversal", bad(&sample_p, &[("kind", json!("reversal"))], e)),
-        ("bad_timestamp", bad(&sample_p, &[("paid_at", json!("2019-03-12 09:30:00"))], e)),
+        ("bad_date", bad(&sample_p, &[("paid_at", json!("2019-03-12 09:30:00"))], e)),
         ("bad_event_id", bad(&sample_p, &[("event_id", json!("X".repeat(70)))], None)),
     ];
     // Valid on its own, refused by the engine: nothing was paid to reverse.
@@ -189,7 +189,7 @@ fn write_ledger(bd: &mut Builder, o: &GenerateOptions) -> Result<Generated, Gene
     } else {
         vec![
             ("bad_id", bad(&sample_d, &[("person_id", json!("12345"))], Some("record_id"))),
-            ("bad_timestamp", bad(&sample_d, &[("reported_at", json!("yesterday"))], Some("record_id"))),
+            ("bad_date", bad(&sample_d, &[("reported_at", json!("yesterday"))], Some("record_id"))),
         ]
     };
     for (lines, bads) in [(&mut pay_lines, pay_bad), (&mut roster_lines, roster_bad), (&mut death_lines, death_bad)] {

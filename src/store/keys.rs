@@ -22,6 +22,9 @@ pub fn timer_deadline(key: &[u8]) -> Option<Timestamp> {
     Some(Timestamp((u64::from_be_bytes(b) ^ (1 << 63)) as i64))
 }
 
+/// Length of the beneficiary part of a month key.
+pub const MONTH_PREFIX: usize = 18;
+
 /// `beneficiary_id | month`.
 pub fn month(beneficiary_id: &str, p: Period) -> Vec<u8> {
     let mut k = beneficiary_id.as_bytes().to_vec();

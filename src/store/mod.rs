@@ -109,6 +109,8 @@ impl Store {
         db_opts.set_keep_log_file_num(3);
         db_opts.set_max_total_wal_size(256 << 20);
         db_opts.set_db_write_buffer_size((o.write_buffer_mb * 4) << 20);
+        // Required by the hash memtable of `months`; there is one writer.
+        db_opts.set_allow_concurrent_memtable_write(false);
         // A kill between creating the database and writing the schema marker
         // leaves paywatch's own column families and no marker: that is an
         // interrupted creation, finished below, not a foreign database.
@@ -141,6 +143,16 @@ impl Store {
             // without walking the skip list.
             c.set_memtable_prefix_bloom_ratio(0.1);
             c.set_memtable_whole_key_filtering(true);
+            if *cf == Cf::Months {
+                // One insert per payment, read back only by exact key: a
+                // memtable hashed on the beneficiary keeps inserts short.
+                c.set_prefix_extractor(rocksdb::SliceTransform::create_fixed_prefix(keys::MONTH_PREFIX));
+                c.set_memtable_factory(rocksdb::MemtableFactory::HashSkipList {
+                    bucket_count: 200_000,
+                    height: 4,
+                    branching_factor: 4,
+                });
+            }
             c.set_compression_type(rocksdb::DBCompressionType::Lz4);
             ColumnFamilyDescriptor::new(cf.name(), c)
         });

@@ -69,7 +69,7 @@ fn every_bad_payment_kind_in_json_lines() {
         ("bad_amount", with(g("E9"), "amount", serde_json::json!(585.0))),
         ("bad_period", with(g("E10"), "period", serde_json::json!("2019-3"))),
         ("bad_date", with(g("E11"), "scheduled_at", serde_json::json!("2019-02-29"))),
-        ("bad_timestamp", with(g("E12"), "paid_at", serde_json::json!("2019-03-12T09:30:00"))),
+        ("bad_date", with(g("E12"), "paid_at", serde_json::json!("2019-03-12T09:30:00"))),
         ("unknown_enum", with(g("E13"), "program", serde_json::json!("dibao"))),
         ("unknown_enum", with(g("E14"), "payment_type", serde_json::json!("bonus"))),
         ("bad_account_no", with(g("E15"), "account_no", serde_json::json!("62170012"))),

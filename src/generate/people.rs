@@ -69,9 +69,29 @@ impl People {
     }
 }
 
+const LATIN: &[&str] = &["Mary Wang", "Anna Li", "Ivan Petrov", "Nguyen Thi Lan"];
+
+/// A Latin-script name (a foreign spouse, say).
+pub fn latin_name(rng: &mut ChaCha8Rng) -> String {
+    LATIN.choose(rng).expect("non-empty").to_string()
+}
+
 /// The same name as the bank might print it: spaces, ideographic spaces,
-/// other separators — all equal after normalisation.
+/// other separators, full-width upper-case Latin — all equal after
+/// normalisation.
 pub fn variant(name: &str, which: usize) -> String {
+    if name.is_ascii() {
+        return name
+            .chars()
+            .map(|c| match c {
+                ' ' => '\u{3000}',
+                c => (c.to_ascii_uppercase() as u32)
+                    .checked_sub(0x21)
+                    .and_then(|o| char::from_u32(o + 0xFF01))
+                    .unwrap_or(c),
+            })
+            .collect();
+    }
     match which % 4 {
         0 if name.contains('·') => name.replace('·', "•"),
         1 if name.contains('·') => name.replace('·', "．"),
@@ -105,7 +125,7 @@ mod tests {
 
     #[test]
     fn variants_normalise_to_the_name() {
-        for n in ["阿依古丽·买买提", "张秀英"] {
+        for n in ["阿依古丽·买买提", "张秀英", "Mary Wang"] {
             for w in 0..4 {
                 assert!(same(n, &variant(n, w)), "{n} {w} {}", variant(n, w));
             }

@@ -308,11 +308,15 @@ pub fn plant(bd: &mut Builder, role: Role) {
             bd.control("custodian registered mid-ledger, name written with spaces", &b.id);
         }
         Role::NameVariant => {
-            b.name = bd.people.minority_name();
+            b.name = if bd.rng().gen_ratio(1, 3) {
+                super::people::latin_name(bd.rng())
+            } else {
+                bd.people.minority_name()
+            };
             b.account_name = variant(&b.name, bd.rng().gen_range(0..4));
             bd.roster_history(&b, &[]);
             bd.pay_months(&b, to, &[]);
-            bd.control("account name differs only in spacing or separators", &b.id);
+            bd.control("account name differs only in spacing, separators or full-width letters", &b.id);
         }
         Role::BackPay => {
             bd.roster_history(&b, &[]);

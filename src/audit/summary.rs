@@ -42,10 +42,6 @@ impl Summary {
         self.dead_by_reason.values().sum()
     }
 
-    pub fn alerts_of(&self, rule: Rule) -> u64 {
-        self.alerts.iter().filter(|((r, _), _)| *r == rule).map(|(_, n)| n).sum()
-    }
-
     pub fn payments_per_second(&self) -> f64 {
         self.payments_this_run as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }

@@ -69,13 +69,6 @@ impl Beneficiary {
     pub fn death(&self) -> Option<&DeathRecord> {
         self.deaths.iter().min_by_key(|d| (d.date_of_death, d.reported_at))
     }
-
-    /// The custodian registered for this beneficiary (in the roster version
-    /// applying at `t`) that matches the receiving account on `day`.
-    pub fn custodian_for(&self, t: Timestamp, day: Date, account_no: &str, account_name: &str) -> Option<&Custodian> {
-        let r = self.roster_at(t)?;
-        custodian_in(r, day, account_no, account_name)
-    }
 }
 
 /// A registration in `r` matching number and normalised name, valid on `day`.

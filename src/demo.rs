@@ -30,6 +30,7 @@ pub fn run(households: usize) -> anyhow::Result<()> {
         deadletter: dir.join("deadletter.jsonl"),
         state: Some(dir.join("state")),
         progress: std::io::stderr().is_terminal(),
+        stop: Default::default(),
     };
     let summary = audit::run(&opts, &Config::default(), Arc::new(SystemClock)).context("audit")?;
     audit::print_summary(&summary, &mut std::io::stdout())?;

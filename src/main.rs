@@ -11,6 +11,7 @@ use paywatch::source::Inputs;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 mod demo;
@@ -131,12 +132,24 @@ fn run_audit(a: AuditArgs) -> ExitCode {
         }
     };
     let deadletter = a.deadletter.clone().unwrap_or_else(|| AuditOptions::default_deadletter(a.out.as_ref()));
+    // One stop flag: SIGINT or SIGTERM ends the audit after committing the
+    // batch in hand, so an interrupted audit resumes without redoing it. A
+    // second signal ends the process at once (the state stays consistent).
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let registered = signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&stop))
+            .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&stop)));
+        if let Err(e) = registered {
+            eprintln!("paywatch: cannot handle signal {sig}: {e}");
+        }
+    }
     let opts = AuditOptions {
         inputs: Inputs { roster: a.roster, deaths: a.deaths, payments: a.payments },
         out: a.out,
         deadletter,
         state: a.state.or(cfg.state.dir.clone()),
         progress: std::io::stderr().is_terminal(),
+        stop,
     };
     match audit::run(&opts, &cfg, Arc::new(SystemClock)) {
         Ok(summary) => {

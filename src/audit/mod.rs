@@ -23,6 +23,7 @@ use crate::source::{stage, Inputs, RawLookup, SourceError, Staged};
 use crate::store::{Store, StoreError, StoreOptions};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -40,6 +41,8 @@ pub enum AuditError {
     InputsChanged(String),
     #[error("cannot make a temporary directory: {0}")]
     Temp(std::io::Error),
+    #[error("interrupted after committing the batch in hand; run the same command (same --state) to resume")]
+    Interrupted,
 }
 
 impl AuditError {
@@ -48,6 +51,7 @@ impl AuditError {
         match self {
             AuditError::InputsChanged(_) | AuditError::Source(SourceError::UnknownFormat { .. }) => 2,
             AuditError::Store(StoreError::Refused { .. }) => 2,
+            AuditError::Interrupted => 130,
             _ => 1,
         }
     }
@@ -68,6 +72,9 @@ pub struct AuditOptions {
     pub state: Option<PathBuf>,
     /// Draw a progress bar on stderr (only drawn when it is a terminal).
     pub progress: bool,
+    /// Set (by a signal handler) to stop: the batch in hand is committed
+    /// and the audit ends with [`AuditError::Interrupted`].
+    pub stop: Arc<AtomicBool>,
 }
 
 impl AuditOptions {
@@ -178,6 +185,9 @@ pub fn run(opts: &AuditOptions, cfg: &Config, clock: Arc<dyn Clock>) -> Result<S
             let _ = tx.send(Ok(chunk));
         });
         for chunk in rx {
+            if opts.stop.load(Ordering::Relaxed) {
+                break;
+            }
             for s in chunk? {
                 if let Record::Payment(_) = s.record {
                     payments += 1;
@@ -205,6 +215,9 @@ pub fn run(opts: &AuditOptions, cfg: &Config, clock: Arc<dyn Clock>) -> Result<S
     tracing::info!(records = applied, seconds = applying.elapsed().as_secs_f64(), "records applied and committed");
     alerts.flush().map_err(out_err(&alerts.target.clone()))?;
     dead.flush().map_err(out_err(&dl_path))?;
+    if opts.stop.load(Ordering::Relaxed) && applied < runs.total {
+        return Err(AuditError::Interrupted);
+    }
 
     for a in engine.committed_alerts() {
         summary.count_alert(&a?);

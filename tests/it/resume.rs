@@ -78,3 +78,33 @@ fn a_state_built_from_other_inputs_is_refused() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("other input files"));
 }
+
+#[test]
+fn sigint_commits_the_batch_in_hand_and_the_next_run_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = ledger(&dir.path().join("ledger"), 2500, OutFormat::Jsonl, 23);
+    let cfg = config(dir.path(), "[engine]\nbatch_records = 3000\n");
+    let cfg = cfg.to_str().unwrap();
+    let clean_out = dir.path().join("clean.jsonl");
+    run_ok(audit(&g, &clean_out, &["--config", cfg]));
+    let reference = alerts(&clean_out);
+
+    let state = dir.path().join("state");
+    let out = dir.path().join("alerts.jsonl");
+    let args = ["--config", cfg, "--state", state.to_str().unwrap()];
+    let child = audit(&g, &out, &args).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    wait_for(&out, Duration::from_secs(30));
+    let killed = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let partial = alerts(&out);
+    assert!(partial.len() < reference.len(), "stopped part way");
+    assert_eq!(partial.len(), ids(&partial).len(), "whole lines, none twice");
+
+    let last = run_ok(audit(&g, &out, &args));
+    assert!(String::from_utf8_lossy(&last.stderr).contains("resumed"));
+    assert_eq!(ids(&alerts(&out)), ids(&reference));
+}

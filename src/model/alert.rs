@@ -92,24 +92,38 @@ impl Severity {
 /// Why an alert fired: the payments, the records, and the figures compared.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Evidence {
+    /// The payments that made it fire, so a supervisor can pull them up.
     pub event_ids: Vec<String>,
+    /// Death `record_id`s and roster versions involved.
     pub record_ids: Vec<String>,
+    /// The values compared, as strings (no floats anywhere).
     pub figures: BTreeMap<String, String>,
 }
 
 /// One alert, exactly the contract's shape.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alert {
+    /// Deterministic: the same finding on every replay and instance.
     pub alert_id: String,
+    /// Which rule fired.
     pub rule: Rule,
+    /// How urgently a supervisor should look.
     pub severity: Severity,
+    /// Routes the alert to the township's supervisor.
     pub township: String,
+    /// The subject, where it applies (not for account-level rules).
     pub beneficiary_id: Option<String>,
+    /// The subject's household, where it applies.
     pub household_id: Option<String>,
+    /// The receiving account, where it applies.
     pub account_no: Option<String>,
+    /// The benefit month, where one applies.
     pub period: Option<Period>,
+    /// The money concerned, where it applies.
     pub amount: Option<Money>,
+    /// What it fired on.
     pub evidence: Evidence,
+    /// One Chinese sentence with the figures.
     pub reason: String,
     /// RFC 3339: event time of the newest evidence.
     pub event_time: String,

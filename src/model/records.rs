@@ -141,31 +141,48 @@ impl DeathSource {
 /// One disbursement (or its reversal), feed-v1 §1.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Payment {
+    /// Identifies the disbursement: a second delivery of it is a redelivery.
     pub event_id: String,
+    /// A reversal is money the bank returned; it cancels `reverses`.
     pub kind: PaymentKind,
     /// `event_id` of the payment a reversal cancels; `None` for payments.
     pub reverses: Option<String>,
+    /// Whose benefit this is: the key of all beneficiary state.
     pub beneficiary_id: PersonId,
+    /// Compared with `account_name` for `NAME_MISMATCH`.
     pub beneficiary_name: String,
+    /// Benefits are granted per household: `SHARED_ACCOUNT` counts these.
     pub household_id: String,
+    /// Routes the alert to the township's supervisor.
     pub township: String,
+    /// `DUPLICATE_PERIOD` is per programme; the alert names it.
     pub program: Program,
+    /// The benefit month this money is for.
     pub period: Period,
+    /// CNY, never a float.
     pub amount: Money,
+    /// Regular, back pay (补发) or one-off: each has its own limits.
     pub payment_type: PaymentType,
+    /// The receiving card or passbook: the key of account state.
     pub account_no: String,
+    /// The holder as the bank has it.
     pub account_name: String,
+    /// Optional in the contract; kept for the supervisor.
     pub bank: Option<String>,
+    /// The approved day: `DISBURSEMENT_DELAY` measures from it.
     pub scheduled_at: Date,
-    /// Event time.
+    /// When the bank executed it: the event time.
     pub paid_at: Timestamp,
 }
 
 /// A registered card/passbook custodian (卡折委托代管).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Custodian {
+    /// Must match the receiving account's holder (normalised).
     pub name: String,
+    /// Must match the receiving account.
     pub account_no: String,
+    /// First day the registration holds.
     pub registered_at: Date,
     /// The registration no longer holds on and after this day.
     pub revoked_at: Option<Date>,
@@ -181,30 +198,48 @@ impl Custodian {
 /// One roster version, feed-v1 §2.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RosterRecord {
+    /// Whose entry this is.
     pub beneficiary_id: PersonId,
+    /// Named in `MISSED_PAYMENT` and review alerts.
     pub name: String,
+    /// Routes `MISSED_PAYMENT` alerts with the household.
     pub household_id: String,
+    /// Routes `MISSED_PAYMENT` alerts to the township.
     pub township: String,
+    /// Only monthly programmes are expected every month.
     pub program: Program,
+    /// Suspended or cancelled cases must not be paid from `status_since`.
     pub status: Status,
+    /// Payments are expected from this month on.
     pub enrolled_at: Date,
+    /// The day the status took effect.
     pub status_since: Date,
+    /// The approved benefit: `LARGE_AMOUNT` multiplies it.
     pub monthly_amount: Money,
+    /// 备案: a relative of cadres or staff, reviewed once a year.
     pub filed_relative: bool,
+    /// Registered card custodians (卡折委托代管), who are not flagged.
     pub custodians: Vec<Custodian>,
-    /// Event time.
+    /// When this version was written: the event time, and which version
+    /// applies to a payment.
     pub updated_at: Timestamp,
 }
 
 /// A death notification, feed-v1 §3.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeathRecord {
+    /// Identifies the notification: quoted in evidence, and a second
+    /// delivery of it is ignored.
     pub record_id: String,
+    /// Matched against `beneficiary_id`.
     pub person_id: PersonId,
+    /// As the funeral home or hospital wrote it.
     pub name: String,
+    /// Payments for later months are improper.
     pub date_of_death: Date,
+    /// Who reported it (funeral home, hospital, police, village).
     pub source: DeathSource,
-    /// Event time.
+    /// When it was reported (often months late): the event time.
     pub reported_at: Timestamp,
 }
 
@@ -244,8 +279,12 @@ impl Record {
 /// "the last key applied" is a resumable input position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SortKey {
+    /// Event time: the first order.
     pub time: Timestamp,
+    /// Kind at equal times (`Record::rank`).
     pub rank: u8,
+    /// Which input file (roster 0, deaths 1, payments 2).
     pub source: u8,
+    /// Line in that file: the last tie-break, and what dead letters quote.
     pub line: u64,
 }

@@ -50,11 +50,17 @@ pub enum Outcome {
 /// Running totals, committed with the state.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Counts {
+    /// Roster versions applied.
     pub roster: u64,
+    /// Death records applied.
     pub deaths: u64,
+    /// Payments applied (each counted once, whatever the redeliveries).
     pub payments: u64,
+    /// Reversals applied.
     pub reversals: u64,
+    /// Records seen before and ignored.
     pub redelivered: u64,
+    /// Records refused against state (dead-lettered).
     pub rejected: u64,
 }
 
@@ -78,25 +84,38 @@ pub struct Progress {
 /// What one commit made durable, for the sinks.
 #[derive(Debug, Default)]
 pub struct Committed {
+    /// Alerts that are now durable, in the order raised.
     pub alerts: Vec<Alert>,
+    /// Dead letters that are now durable.
     pub dead_letters: Vec<DeadLetter>,
 }
 
 pub struct Engine {
+    /// Thresholds, severities and which rules run.
     rules: RulesConfig,
+    /// The offset calendar questions are answered in.
     tz: Tz,
+    /// The only way to the disk.
     store: Store,
+    /// Wall time, for `detected_at` only.
     clock: Arc<dyn Clock>,
+    /// Per-beneficiary state, cached.
     bens: Table<Beneficiary>,
+    /// Per-beneficiary-and-month payments.
     months: Months,
+    /// Per-account windows and episodes, cached.
     accounts: Table<Account>,
     /// `MISSED_PAYMENT` bucket changes since the last commit.
     timers: missed::Timers,
+    /// Position, watermark and counts, committed with every batch.
     progress: Progress,
     /// The earliest `MISSED_PAYMENT` deadline not yet passed, cached.
     next_deadline: Option<Timestamp>,
+    /// Alerts raised since the last commit.
     staged_alerts: Vec<Alert>,
+    /// Their ids, so one finding raised twice in a batch is one alert.
     staged_ids: FxHashSet<String>,
+    /// Records the engine refused since the last commit.
     staged_dead: Vec<DeadLetter>,
 }
 

@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 
 /// One JSON object per line, flushed after every committed batch.
 pub struct JsonlSink {
+    /// The file or stdout, buffered.
     out: BufWriter<Box<dyn Write + Send>>,
     /// Where it goes, for messages: a path or `stdout`.
     pub target: String,
+    /// Lines written, for the summary.
     pub lines: u64,
 }
 

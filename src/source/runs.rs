@@ -11,10 +11,15 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 pub(super) struct RunWriter {
+    /// Where the runs are spilled.
     dir: PathBuf,
+    /// Records per run: bounds the sorter's memory.
     limit: usize,
+    /// The run being filled, encoded.
     buf: Vec<(SortKey, Vec<u8>)>,
+    /// Runs spilled so far.
     files: Vec<PathBuf>,
+    /// Records staged in all runs.
     total: u64,
 }
 
@@ -73,6 +78,7 @@ pub(super) fn encode(s: &Staged) -> Result<Vec<u8>, SourceError> {
 /// Sorted runs on disk, ready to merge.
 #[derive(Debug)]
 pub struct Runs {
+    /// The spilled runs, each sorted.
     files: Vec<PathBuf>,
     /// Records staged in all runs.
     pub total: u64,
@@ -95,9 +101,13 @@ impl Runs {
 
 /// The merged, ordered stream of staged records.
 pub struct Merge {
+    /// One reader per run.
     readers: Vec<(PathBuf, BufReader<File>)>,
+    /// The next record of each run.
     heads: Vec<Option<Staged>>,
+    /// Runs ordered by their next key.
     heap: BinaryHeap<Reverse<(SortKey, usize)>>,
+    /// Resume point: records up to and including it are skipped.
     after: Option<SortKey>,
 }
 

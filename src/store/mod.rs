@@ -81,15 +81,21 @@ impl Cf {
 /// Tuning knobs the config exposes.
 #[derive(Clone, Copy, Debug)]
 pub struct StoreOptions {
+    /// Block cache shared by all column families.
     pub block_cache_mb: usize,
+    /// Memtable size per column family.
     pub write_buffer_mb: usize,
+    /// fsync every commit.
     pub sync: bool,
 }
 
 /// The open state directory.
 pub struct Store {
+    /// The database, every column family open.
     db: DB,
+    /// Where it lives, for messages.
     path: PathBuf,
+    /// fsync every commit.
     sync: bool,
 }
 

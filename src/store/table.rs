@@ -15,16 +15,22 @@ use serde::Serialize;
 struct Slot<V> {
     /// `None`: known to be absent from the store.
     value: Option<V>,
+    /// Changed since the last commit: must be written.
     dirty: bool,
+    /// Last use, for eviction.
     used: u64,
 }
 
 pub struct Table<V> {
+    /// The column family behind it.
     cf: Cf,
+    /// Decoded entries.
     slots: FxHashMap<Vec<u8>, Slot<V>>,
     /// Changed entries evicted before the commit, encoded.
     evicted: FxHashMap<Vec<u8>, Vec<u8>>,
+    /// Decoded entries kept at most (plus a quarter before eviction runs).
     capacity: usize,
+    /// A use counter, for least-recently-used eviction.
     tick: u64,
 }
 

@@ -256,7 +256,9 @@ fn only_rocksdb_files(path: &Path) -> bool {
 
 /// Changes collected for one atomic commit.
 pub struct Batch<'s> {
+    /// Resolves column-family handles.
     store: &'s Store,
+    /// The changes, written in one atomic write.
     wb: WriteBatch,
     /// Reused encoding buffer.
     scratch: Vec<u8>,

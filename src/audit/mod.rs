@@ -140,8 +140,15 @@ pub fn run(opts: &AuditOptions, cfg: &Config, clock: Arc<dyn Clock>) -> Result<S
             summary.count_dead(&dl);
             dead.write(&dl)
         },
-        &mut |bytes| bar.set_position(bytes),
-    )?;
+        &mut |bytes| {
+            bar.set_position(bytes);
+            !opts.stop.load(Ordering::Relaxed)
+        },
+    )
+    .map_err(|e| match e {
+        SourceError::Stopped => AuditError::Interrupted,
+        e => AuditError::Source(e),
+    })?;
     bar.finish_and_clear();
     tracing::info!(records = runs.total, seconds = started.elapsed().as_secs_f64(), "inputs decoded and sorted");
     let applying = Instant::now();

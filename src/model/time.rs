@@ -20,8 +20,8 @@ pub const MS_PER_DAY: i64 = 86_400_000;
 impl Timestamp {
     /// Parses an RFC 3339 timestamp with an offset (`Z` counts as one).
     pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
-        // chrono accepts a space for `T`; the contract does not.
-        if s.len() < 20 || s.as_bytes().get(10) != Some(&b'T') {
+        // chrono accepts a space for `T`; RFC 3339 allows only `T` or `t`.
+        if s.len() < 20 || !matches!(s.as_bytes().get(10), Some(b'T' | b't')) {
             return None;
         }
         let dt = DateTime::parse_from_rfc3339(s).ok()?;
@@ -278,6 +278,11 @@ mod tests {
     fn timestamps_need_an_offset() {
         assert!(Timestamp::parse_rfc3339("2019-03-12T09:30:00+08:00").is_some());
         assert!(Timestamp::parse_rfc3339("2019-03-12T01:30:00Z").is_some());
+        assert_eq!(
+            Timestamp::parse_rfc3339("2019-03-12t01:30:00z"),
+            Timestamp::parse_rfc3339("2019-03-12T01:30:00Z"),
+            "RFC 3339 allows lower case"
+        );
         assert!(Timestamp::parse_rfc3339("2019-03-12T09:30:00").is_none());
         assert!(Timestamp::parse_rfc3339("2019-03-12 09:30:00+08:00").is_none());
         assert!(Timestamp::parse_rfc3339("2019-02-30T09:30:00+08:00").is_none());

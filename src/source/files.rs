@@ -25,6 +25,8 @@ pub enum SourceError {
     Damaged { path: String, reason: String },
     #[error("dead-letter output: {0}")]
     DeadLetter(io::Error),
+    #[error("stopped while reading the inputs")]
+    Stopped,
 }
 
 /// The three input files of an audit, in source-index order.
@@ -96,14 +98,15 @@ pub struct Staged {
 const CHUNK: usize = 8192;
 
 /// Decodes all three inputs into sorted runs under `tmp`. `dead` receives
-/// every rejected line; `progress` the bytes read so far.
+/// every rejected line; `progress` the bytes read so far, and answers
+/// whether to go on.
 pub fn stage(
     inputs: &Inputs,
     limits: Limits,
     run_records: usize,
     tmp: &Path,
     dead: &mut dyn FnMut(DeadLetter) -> io::Result<()>,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut dyn FnMut(u64) -> bool,
 ) -> Result<Runs, SourceError> {
     let mut runs = RunWriter::new(tmp, run_records);
     let mut done = 0u64;
@@ -146,7 +149,9 @@ pub fn stage(
                             Err(r) => reject(l.line, &r, String::from_utf8_lossy(&l.bytes).into_owned())?,
                         }
                     }
-                    progress(done + lines.offset());
+                    if !progress(done + lines.offset()) {
+                        return Err(SourceError::Stopped);
+                    }
                 }
                 done += lines.offset();
             }
@@ -162,14 +167,16 @@ pub fn stage(
                         Err(r) => reject(item.line, &r, item.raw)?,
                     }
                     n += 1;
-                    if n % 4096 == 0 {
-                        progress(done + rows.offset());
+                    if n % 4096 == 0 && !progress(done + rows.offset()) {
+                        return Err(SourceError::Stopped);
                     }
                 }
                 done += rows.offset();
             }
         }
-        progress(done);
+        if !progress(done) {
+            return Err(SourceError::Stopped);
+        }
     }
     runs.finish()
 }

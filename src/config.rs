@@ -172,5 +172,6 @@ mod tests {
         let c = Config::parse("[rules.large_amount]\nregular_multiple = \"2.5\"\nabsolute_cap = \"10000.00\"\n").unwrap();
         assert_eq!(c.rules.large_amount.regular_multiple.to_string(), "2.5");
         assert_eq!(c.rules.large_amount.absolute_cap.to_string(), "10000.00");
+        assert!(c.rules.large_amount.enabled, "a section without `enabled` stays enabled");
     }
 }

@@ -1,13 +1,12 @@
 //! `DISBURSEMENT_DELAY`: paid more than D days after the scheduled day.
 
-use super::{default_true, Finding, PaymentView};
+use super::{Finding, PaymentView};
 use crate::model::{Rule, Severity};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    #[serde(default = "default_true")]
     pub enabled: bool,
     /// D: days a disbursement may lag its scheduled day.
     pub max_days: u32,

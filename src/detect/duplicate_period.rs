@@ -1,14 +1,13 @@
 //! `DUPLICATE_PERIOD`: the same beneficiary paid twice for the same month
 //! and programme by distinct, unreversed regular payments.
 
-use super::{default_true, Finding, PaymentView};
+use super::{Finding, PaymentView};
 use crate::model::{Money, PaymentType, Rule, Severity};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    #[serde(default = "default_true")]
     pub enabled: bool,
     pub severity: Severity,
 }

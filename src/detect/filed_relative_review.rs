@@ -1,14 +1,13 @@
 //! `FILED_RELATIVE_REVIEW`: the first payment in each calendar year to a
 //! beneficiary filed (备案) as a relative of cadres or civil-affairs staff.
 
-use super::{default_true, Finding, PaymentView};
+use super::{Finding, PaymentView};
 use crate::model::{Rule, Severity};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    #[serde(default = "default_true")]
     pub enabled: bool,
     pub severity: Severity,
 }

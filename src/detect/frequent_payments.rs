@@ -3,14 +3,13 @@
 //! a registered custodian account (1 when none).
 
 use super::episode::{days_ms, in_window, WindowEntry};
-use super::{account_tail, default_true, Finding};
+use super::{account_tail, Finding};
 use crate::model::{Evidence, Money, Rule, Severity, Timestamp};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    #[serde(default = "default_true")]
     pub enabled: bool,
     /// K: payments allowed per beneficiary the account serves.
     pub max_per_beneficiary: u32,

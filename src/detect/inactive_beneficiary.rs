@@ -2,14 +2,13 @@
 //! `status_since` of a suspension or cancellation, or for someone with no
 //! roster record at the payment's event time.
 
-use super::{default_true, Finding, PaymentView};
+use super::{Finding, PaymentView};
 use crate::model::{Rule, Severity, Status};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    #[serde(default = "default_true")]
     pub enabled: bool,
     pub severity: Severity,
 }

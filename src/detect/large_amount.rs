@@ -1,7 +1,7 @@
 //! `LARGE_AMOUNT`: a regular payment above M × the approved monthly amount,
 //! a back-pay above B ×, or any payment above the absolute cap.
 
-use super::{default_true, Finding, PaymentView};
+use super::{Finding, PaymentView};
 use crate::model::{Money, PaymentType, Rule, Severity};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    #[serde(default = "default_true")]
     pub enabled: bool,
     /// M: a regular payment may be at most this many monthly amounts.
     pub regular_multiple: Decimal,

@@ -13,7 +13,7 @@
 //!   paying it would not be a payment to an inactive case;
 //! - P is not after the month of death.
 
-use super::{default_true, Finding};
+use super::Finding;
 use crate::model::time::{Date, Tz};
 use crate::model::{DeathRecord, Evidence, Period, RosterRecord, Rule, Severity, Status, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -21,7 +21,6 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    #[serde(default = "default_true")]
     pub enabled: bool,
     /// G: days after the end of a month before it counts as missed.
     pub grace_days: u32,

@@ -138,11 +138,6 @@ pub fn account_tail(account_no: &str) -> String {
     format!("尾号{tail}")
 }
 
-/// serde default for every `enabled` key.
-pub fn default_true() -> bool {
-    true
-}
-
 #[cfg(test)]
 pub mod testkit {
     //! Builders for detector unit tests.

@@ -1,7 +1,7 @@
 //! `NAME_MISMATCH`: the account holder is not the beneficiary, and the
 //! account is not a custodian registered for the beneficiary on the paid day.
 
-use super::{account_tail, default_true, Finding, PaymentView};
+use super::{account_tail, Finding, PaymentView};
 use crate::model::name::same;
 use crate::model::{Rule, Severity};
 use serde::{Deserialize, Serialize};
@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Turn the rule off without touching the others.
-    #[serde(default = "default_true")]
     pub enabled: bool,
     /// Contract default: high.
     pub severity: Severity,

@@ -1,14 +1,13 @@
 //! `PAID_AFTER_DEATH`: a payment for a month after the month of death,
 //! whichever of the payment and the death record arrives first.
 
-use super::{default_true, Finding, PaymentView};
+use super::{Finding, PaymentView};
 use crate::model::{DeathRecord, Period, Rule, Severity};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    #[serde(default = "default_true")]
     pub enabled: bool,
     pub severity: Severity,
 }

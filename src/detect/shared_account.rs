@@ -4,7 +4,7 @@
 //! not count, so a nursing home holding its residents' cards is not flagged.
 
 use super::episode::{days_ms, in_window, WindowEntry};
-use super::{account_tail, default_true, Finding};
+use super::{account_tail, Finding};
 use crate::model::{Evidence, Money, Rule, Severity, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -12,7 +12,6 @@ use std::collections::BTreeSet;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    #[serde(default = "default_true")]
     pub enabled: bool,
     /// N: distinct households that make an account shared.
     pub min_households: usize,

@@ -144,10 +144,6 @@ impl Engine {
         &self.progress
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// Records which inputs this state is built from (committed with the
     /// next batch).
     pub fn set_inputs(&mut self, inputs: Vec<(String, u64)>) {

@@ -3,7 +3,7 @@
 
 use crate::common::*;
 use paywatch::generate::OutFormat;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// `payments N` from the closing summary.
@@ -22,24 +22,52 @@ fn wait_for(path: &Path, limit: Duration) {
     }
 }
 
+/// A ledger with small batches (many commits), its clean-run alerts, and
+/// the arguments for runs on one state directory.
+struct Interrupted {
+    dir: tempfile::TempDir,
+    g: paywatch::generate::Generated,
+    reference: Vec<paywatch::model::Alert>,
+    /// `payments N` of the clean run's summary.
+    clean_payments: u64,
+}
+
+impl Interrupted {
+    fn new(seed: u64) -> Interrupted {
+        let dir = tempfile::tempdir().unwrap();
+        let g = ledger(&dir.path().join("ledger"), 2500, OutFormat::Jsonl, seed);
+        config(dir.path(), "[engine]\nbatch_records = 3000\n");
+        let clean_out = dir.path().join("clean.jsonl");
+        let cfg = dir.path().join("paywatch.toml");
+        let clean = run_ok(audit(&g, &clean_out, &["--config", cfg.to_str().unwrap()]));
+        let reference = alerts(&clean_out);
+        let clean_payments = payments_applied(&String::from_utf8_lossy(&clean.stderr));
+        Interrupted { dir, g, reference, clean_payments }
+    }
+
+    fn out(&self) -> PathBuf {
+        self.dir.path().join("alerts.jsonl")
+    }
+
+    fn args(&self) -> Vec<String> {
+        let p = |n: &str| self.dir.path().join(n).to_str().unwrap().to_owned();
+        vec!["--config".into(), p("paywatch.toml"), "--state".into(), p("state")]
+    }
+
+    fn audit(&self) -> std::process::Command {
+        let args = self.args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        audit(&self.g, &self.out(), &args)
+    }
+}
+
 #[test]
 fn kill_9_at_three_points_resumes_to_the_clean_alert_set() {
-    let dir = tempfile::tempdir().unwrap();
-    let g = ledger(&dir.path().join("ledger"), 2500, OutFormat::Jsonl, 21);
-    let cfg = config(dir.path(), "[engine]\nbatch_records = 3000\n");
-    let cfg = cfg.to_str().unwrap();
-
-    let clean_out = dir.path().join("clean.jsonl");
-    let clean = run_ok(audit(&g, &clean_out, &["--config", cfg]));
-    let reference = alerts(&clean_out);
-    let clean_payments = payments_applied(&String::from_utf8_lossy(&clean.stderr));
-
-    let state = dir.path().join("state");
-    let out = dir.path().join("alerts.jsonl");
-    let args = ["--config", cfg, "--state", state.to_str().unwrap()];
+    let t = Interrupted::new(21);
+    let (out, reference, clean_payments) = (t.out(), &t.reference, t.clean_payments);
     // Killed while reading, then twice while applying.
     for (i, delay) in [0u64, 40, 160].into_iter().enumerate() {
-        let mut child = audit(&g, &out, &args).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let mut child = t.audit().stderr(std::process::Stdio::null()).spawn().unwrap();
         if i == 0 {
             std::thread::sleep(Duration::from_millis(30));
         } else {
@@ -52,17 +80,17 @@ fn kill_9_at_three_points_resumes_to_the_clean_alert_set() {
         let written = std::fs::read_to_string(&out).unwrap_or_default().lines().count();
         assert!(written < reference.len(), "run {i} was killed part way ({written} of {} alerts)", reference.len());
     }
-    let last = run_ok(audit(&g, &out, &args));
+    let last = run_ok(t.audit());
     let stderr = String::from_utf8_lossy(&last.stderr);
     assert!(stderr.contains("resumed"), "the last run resumed: {stderr}");
     let got = alerts(&out);
     assert_eq!(got.len(), ids(&got).len(), "no alert line twice");
-    assert_eq!(ids(&got), ids(&reference));
+    assert_eq!(ids(&got), ids(reference));
     assert_eq!(payments_applied(&stderr), clean_payments, "no payment counted twice");
 
     // Running a finished state again changes nothing.
-    let again = run_ok(audit(&g, &out, &args));
-    assert_eq!(ids(&alerts(&out)), ids(&reference));
+    let again = run_ok(t.audit());
+    assert_eq!(ids(&alerts(&out)), ids(reference));
     assert_eq!(payments_applied(&String::from_utf8_lossy(&again.stderr)), clean_payments);
 }
 
@@ -81,18 +109,9 @@ fn a_state_built_from_other_inputs_is_refused() {
 
 #[test]
 fn sigint_commits_the_batch_in_hand_and_the_next_run_resumes() {
-    let dir = tempfile::tempdir().unwrap();
-    let g = ledger(&dir.path().join("ledger"), 2500, OutFormat::Jsonl, 23);
-    let cfg = config(dir.path(), "[engine]\nbatch_records = 3000\n");
-    let cfg = cfg.to_str().unwrap();
-    let clean_out = dir.path().join("clean.jsonl");
-    run_ok(audit(&g, &clean_out, &["--config", cfg]));
-    let reference = alerts(&clean_out);
-
-    let state = dir.path().join("state");
-    let out = dir.path().join("alerts.jsonl");
-    let args = ["--config", cfg, "--state", state.to_str().unwrap()];
-    let child = audit(&g, &out, &args).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let t = Interrupted::new(23);
+    let (out, reference) = (t.out(), &t.reference);
+    let child = t.audit().stderr(std::process::Stdio::piped()).spawn().unwrap();
     wait_for(&out, Duration::from_secs(30));
     let killed = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(killed.success());
@@ -104,7 +123,7 @@ fn sigint_commits_the_batch_in_hand_and_the_next_run_resumes() {
     assert!(partial.len() < reference.len(), "stopped part way");
     assert_eq!(partial.len(), ids(&partial).len(), "whole lines, none twice");
 
-    let last = run_ok(audit(&g, &out, &args));
+    let last = run_ok(t.audit());
     assert!(String::from_utf8_lossy(&last.stderr).contains("resumed"));
-    assert_eq!(ids(&alerts(&out)), ids(&reference));
+    assert_eq!(ids(&alerts(&out)), ids(reference));
 }

@@ -7,8 +7,9 @@ set -euo pipefail
 
 need=()
 command -v cargo >/dev/null 2>&1 || { echo "paywatch: cargo is missing; install a Rust toolchain (rustup) first" >&2; exit 1; }
-command -v clang >/dev/null 2>&1 || need+=(clang)
-ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+installed clang || need+=(clang)
+installed libclang-dev || need+=(libclang-dev)
 command -v c++ >/dev/null 2>&1 || need+=(g++)
 [ -x /usr/bin/time ] || need+=(time)
 command -v make >/dev/null 2>&1 || need+=(make)

@@ -5,7 +5,9 @@ use crate::decode::Limits;
 use crate::detect::RulesConfig;
 use crate::model::Tz;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -24,6 +26,8 @@ pub struct Config {
     pub engine: EngineConfig,
     pub input: InputConfig,
     pub state: StateConfig,
+    pub kafka: KafkaConfig,
+    pub http: HttpConfig,
     pub rules: RulesConfig,
 }
 
@@ -89,6 +93,159 @@ impl Default for StateConfig {
     }
 }
 
+/// The Kafka side of `paywatch run` and `paywatch produce`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, comma-separated (librdkafka `bootstrap.servers`).
+    pub brokers: String,
+    /// Consumer group. Offsets live in the state directory; the group's
+    /// committed offsets only show lag to Kafka tooling.
+    pub group_id: String,
+    /// How far (in event time) records may arrive out of order across the
+    /// three input topics and still be applied in order. A record is held
+    /// until every partition still catching up has passed its event time by
+    /// this much; the payment for an id not yet on the roster waits that
+    /// long before `INACTIVE_BENEFICIARY` is decided.
+    #[serde(with = "humantime_serde")]
+    pub max_out_of_order: Duration,
+    /// Records held for reordering at most; beyond it the partitions that
+    /// run ahead are paused, so memory stays bounded.
+    pub reorder_buffer_records: usize,
+    /// A partition taken away by a rebalance keeps holding the watermark
+    /// this long (wall time), so that records of other partitions do not
+    /// overtake its unapplied ones; the group normally gives it back
+    /// sooner. After that the others go on without it.
+    #[serde(with = "humantime_serde")]
+    pub revoked_grace: Duration,
+    /// Longest wait between atomic commits while records flow (alert
+    /// latency against write amplification). `engine.batch_records` also
+    /// ends a batch.
+    #[serde(with = "humantime_serde")]
+    pub commit_interval: Duration,
+    /// On shutdown, how long to keep draining the outbox to the alerts and
+    /// dead-letter topics before exiting; what is left is sent at the next
+    /// start.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    pub topics: TopicsConfig,
+    /// Passed through to librdkafka for both the consumer and the producer
+    /// (`security.protocol`, `sasl.*`, `ssl.*`, …). The settings paywatch's
+    /// guarantees rest on cannot be overridden here.
+    pub client: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> KafkaConfig {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "paywatch".into(),
+            max_out_of_order: Duration::from_secs(3600),
+            reorder_buffer_records: 200_000,
+            revoked_grace: Duration::from_secs(60),
+            commit_interval: Duration::from_millis(200),
+            drain_timeout: Duration::from_secs(30),
+            topics: TopicsConfig::default(),
+            client: BTreeMap::new(),
+        }
+    }
+}
+
+/// librdkafka settings paywatch sets itself: offsets are state, the
+/// producer is idempotent with acks from all replicas.
+pub const RESERVED_CLIENT_KEYS: &[&str] = &[
+    "bootstrap.servers",
+    "metadata.broker.list",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "auto.offset.reset",
+    "enable.idempotence",
+    "acks",
+    "request.required.acks",
+];
+
+/// Topic names; the defaults are the contract's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    /// Payment events, keyed by `beneficiary_id`.
+    pub payments: String,
+    /// Roster records (compacted), keyed by `beneficiary_id`.
+    pub roster: String,
+    /// Death records, keyed by `person_id`.
+    pub deaths: String,
+    /// Where alerts go, keyed by `alert_id`.
+    pub alerts: String,
+    /// Where bad records go, with their source position in headers.
+    pub deadletter: String,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> TopicsConfig {
+        TopicsConfig {
+            payments: "dibao.payments.v1".into(),
+            roster: "dibao.roster.v1".into(),
+            deaths: "civil.deaths.v1".into(),
+            alerts: "dibao.alerts.v1".into(),
+            deadletter: "dibao.deadletter.v1".into(),
+        }
+    }
+}
+
+/// The service's HTTP port.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address for `/healthz`, `/readyz`, `/metrics` and `/status`.
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig { listen: "127.0.0.1:9464".into() }
+    }
+}
+
+impl KafkaConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.brokers.trim().is_empty() {
+            return Err("kafka.brokers: must name at least one broker".into());
+        }
+        if self.group_id.trim().is_empty() {
+            return Err("kafka.group_id: must not be empty".into());
+        }
+        if self.reorder_buffer_records < 1000 {
+            return Err("kafka.reorder_buffer_records: must be at least 1000".into());
+        }
+        if self.commit_interval.is_zero() {
+            return Err("kafka.commit_interval: must be more than 0".into());
+        }
+        let t = &self.topics;
+        let names = [
+            ("payments", &t.payments),
+            ("roster", &t.roster),
+            ("deaths", &t.deaths),
+            ("alerts", &t.alerts),
+            ("deadletter", &t.deadletter),
+        ];
+        for (i, (key, name)) in names.iter().enumerate() {
+            if name.trim().is_empty() {
+                return Err(format!("kafka.topics.{key}: must not be empty"));
+            }
+            if let Some((other, _)) = names[..i].iter().find(|(_, n)| n == name) {
+                return Err(format!("kafka.topics.{key}: {name:?} is also kafka.topics.{other}"));
+            }
+        }
+        for k in self.client.keys() {
+            if RESERVED_CLIENT_KEYS.contains(&k.as_str()) {
+                return Err(format!("kafka.client.{k:?}: paywatch sets this itself and it cannot be overridden"));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -129,6 +286,10 @@ impl Config {
         if self.input.sort_run_records < 1000 {
             return Err("input.sort_run_records: must be at least 1000".into());
         }
+        self.kafka.validate()?;
+        if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!("http.listen: {:?} is not an address like 127.0.0.1:9464", self.http.listen));
+        }
         self.rules.validate()
     }
 
@@ -165,6 +326,32 @@ mod tests {
         assert!(e.contains("rules.shared_account.min_households"), "{e}");
         let e = Config::parse("[engine]\ntimezone = \"CST\"\n").unwrap_err().to_string();
         assert!(e.contains("engine.timezone"), "{e}");
+    }
+
+    #[test]
+    fn kafka_keys_from_the_issue_parse() {
+        let c = Config::parse(
+            "[kafka]\nbrokers = \"127.0.0.1:9092\"\ngroup_id = \"g\"\nmax_out_of_order = \"90m\"\n\
+             [kafka.topics]\npayments = \"p\"\n[kafka.client]\n\"security.protocol\" = \"plaintext\"\n\
+             [state]\ndir = \"/var/lib/paywatch\"\n[http]\nlisten = \"127.0.0.1:9999\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.kafka.group_id, "g");
+        assert_eq!(c.kafka.max_out_of_order, Duration::from_secs(5400));
+        assert_eq!(c.kafka.topics.payments, "p");
+        assert_eq!(c.kafka.topics.roster, "dibao.roster.v1");
+        assert_eq!(c.kafka.client["security.protocol"], "plaintext");
+        assert_eq!(c.http.listen, "127.0.0.1:9999");
+    }
+
+    #[test]
+    fn reserved_kafka_settings_and_clashing_topics_are_refused() {
+        let e = Config::parse("[kafka.client]\n\"enable.auto.commit\" = \"true\"\n").unwrap_err().to_string();
+        assert!(e.contains("enable.auto.commit"), "{e}");
+        let e = Config::parse("[kafka.topics]\nalerts = \"dibao.payments.v1\"\n").unwrap_err().to_string();
+        assert!(e.contains("kafka.topics.alerts"), "{e}");
+        let e = Config::parse("[http]\nlisten = \"localhost\"\n").unwrap_err().to_string();
+        assert!(e.contains("http.listen"), "{e}");
     }
 
     #[test]

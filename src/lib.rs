@@ -15,8 +15,10 @@
 //! - [`engine`]: applies records to state and runs [`detect`]'s rules.
 //! - [`store`]: RocksDB, the only code that touches it.
 //! - [`sink`]: where alerts and dead letters go.
-//! - [`audit`]: the file audit that wires them; [`generate`]: a synthetic
-//!   district ledger with its truth.
+//! - [`audit`]: the file audit that wires them; [`run`]: the streaming
+//!   service that wires the same engine to Kafka, with [`http`] and
+//!   [`metrics`]; [`produce`]: loads exports into a topic; [`generate`]: a
+//!   synthetic district ledger with its truth.
 
 pub mod audit;
 pub mod clock;
@@ -25,7 +27,11 @@ pub mod decode;
 pub mod detect;
 pub mod engine;
 pub mod generate;
+pub mod http;
+pub mod metrics;
 pub mod model;
+pub mod produce;
+pub mod run;
 pub mod sink;
 pub mod source;
 pub mod store;

@@ -5,6 +5,8 @@ use clap::{Args, Parser, Subcommand};
 use paywatch::audit::{self, AuditOptions};
 use paywatch::clock::SystemClock;
 use paywatch::config::Config;
+use paywatch::decode::Kind;
+use paywatch::produce::{self, ProduceOptions};
 use paywatch::generate::{self, GenerateOptions, OutFormat};
 use paywatch::model::Period;
 use paywatch::source::Inputs;
@@ -34,6 +36,45 @@ enum Cmd {
     Generate(GenerateArgs),
     /// Generate ~2,000 households, audit them, and show what was found.
     Demo(DemoArgs),
+    /// The streaming service: follow the Kafka topics (replaying from 2018
+    /// on a fresh state directory), alert to the alerts topic.
+    Run(RunArgs),
+    /// Load a JSON Lines / CSV ledger file into an input topic (sorted by
+    /// event time, keyed as the contract says).
+    Produce(ProduceArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Configuration file (see config/paywatch.toml).
+    #[arg(long)]
+    config: PathBuf,
+}
+
+#[derive(Args)]
+struct ProduceArgs {
+    /// Target topic.
+    #[arg(long)]
+    topic: String,
+    /// What the file holds; taken from the topic when it is one of the
+    /// configured input topics.
+    #[arg(long, value_enum)]
+    kind: Option<FeedKind>,
+    /// Configuration file (brokers, [kafka.client], limits); defaults when omitted.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Lines that do not decode are written here instead of the topic.
+    #[arg(long, default_value = "deadletter.jsonl")]
+    deadletter: PathBuf,
+    /// The ledger file (.jsonl or .csv).
+    file: PathBuf,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FeedKind {
+    Payments,
+    Roster,
+    Deaths,
 }
 
 #[derive(Args)]
@@ -103,6 +144,109 @@ fn main() -> ExitCode {
         Cmd::Audit(a) => run_audit(a),
         Cmd::Generate(g) => report(run_generate(g)),
         Cmd::Demo(d) => report(demo::run(d.households)),
+        Cmd::Run(r) => run_service(r),
+        Cmd::Produce(p) => run_produce(p),
+    }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
+}
+
+/// Resolves at the first SIGINT or SIGTERM; a second one ends the process
+/// at once (the state stays consistent: it is only ever written atomically).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        eprintln!("paywatch: cannot handle signals; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("shutting down: committing the batch in hand, then draining the outbox");
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        eprintln!("paywatch: second signal, exiting now");
+        std::process::exit(130);
+    });
+}
+
+fn run_service(r: RunArgs) -> ExitCode {
+    let cfg = match Config::load(&r.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("paywatch: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("paywatch: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(paywatch::run::run(cfg, Arc::new(SystemClock), shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("paywatch: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+fn run_produce(p: ProduceArgs) -> ExitCode {
+    let cfg = match load_config(p.config.as_ref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("paywatch: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let t = &cfg.kafka.topics;
+    let kind = match p.kind {
+        Some(FeedKind::Payments) => Kind::Payment,
+        Some(FeedKind::Roster) => Kind::Roster,
+        Some(FeedKind::Deaths) => Kind::Death,
+        None if p.topic == t.payments => Kind::Payment,
+        None if p.topic == t.roster => Kind::Roster,
+        None if p.topic == t.deaths => Kind::Death,
+        None => {
+            eprintln!("paywatch: {:?} is not a configured input topic; say what the file holds with --kind", p.topic);
+            return ExitCode::from(2);
+        }
+    };
+    let opts = ProduceOptions { topic: p.topic, kind, file: p.file, deadletter: p.deadletter };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("paywatch: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(produce::produce(&opts, &cfg)) {
+        Ok(n) => {
+            eprintln!(
+                "produced {} records to {} ({} lines that do not decode written to {})",
+                n.sent,
+                opts.topic,
+                n.dead_letters,
+                opts.deadletter.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("paywatch: {e}");
+            ExitCode::from(match e {
+                produce::ProduceError::Source(paywatch::source::SourceError::UnknownFormat { .. }) => 2,
+                _ => 1,
+            })
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use crate::decode::{DeadLetter, Rejection};
 use crate::detect::{Finding, RulesConfig};
 use crate::model::alert::alert_id;
 use crate::model::{Alert, PaymentKind, Record, SortKey, Timestamp, Tz};
-use crate::store::{keys, Cf, Store, StoreError, Table};
+use crate::store::{keys, Batch, Cf, Store, StoreError, Table};
 use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 use months::Months;
@@ -140,6 +140,11 @@ impl Engine {
         })
     }
 
+    /// A handle on the engine's store, for the sinks (outbox) and the API.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     pub fn progress(&self) -> &Progress {
         &self.progress
     }
@@ -178,7 +183,19 @@ impl Engine {
 
     /// Commits everything staged, with `position` as the input reached.
     pub fn commit(&mut self, position: Option<SortKey>) -> Result<Committed, EngineError> {
+        self.commit_with(position, |_, _| Ok(()))
+    }
+
+    /// Commits everything staged and, in the same atomic write, what `extra`
+    /// adds for the staged alerts (the streaming service's input offsets
+    /// and outbox entries).
+    pub fn commit_with(
+        &mut self,
+        position: Option<SortKey>,
+        extra: impl FnOnce(&mut Batch<'_>, &[Alert]) -> Result<(), EngineError>,
+    ) -> Result<Committed, EngineError> {
         let mut batch = self.store.batch();
+        extra(&mut batch, &self.staged_alerts)?;
         self.bens.flush(&mut batch)?;
         self.months.flush(&mut batch);
         self.accounts.flush(&mut batch)?;

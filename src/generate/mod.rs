@@ -10,7 +10,7 @@ pub mod truth;
 mod write;
 
 pub use truth::{truth_key, Truth};
-pub use write::OutFormat;
+pub use write::{death_json, payment_json, roster_json, OutFormat};
 
 use crate::model::{Period, Timestamp};
 use district::Builder;
@@ -21,7 +21,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
-use write::{death_json, payment_json, roster_json, write_lines, Line};
+use write::{write_lines, Line};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {

@@ -1,6 +1,12 @@
 //! Where alerts and dead letters go. A sink only writes what the store has
 //! committed; it never decides anything.
+//!
+//! - `jsonl`: the file audit's output files.
+//! - `outbox` + `kafka`: `paywatch run`'s messages, committed with the state
+//!   and deleted once the broker acknowledged them.
 
 pub mod jsonl;
+pub mod kafka;
+pub mod outbox;
 
 pub use jsonl::JsonlSink;

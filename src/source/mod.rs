@@ -1,9 +1,16 @@
 //! Where records come from, delivered in event-time order.
 //!
-//! `files`: exported JSON Lines / CSV files, decoded, sorted on disk in
-//! bounded memory and merged (§6). Sources never touch state.
+//! - `files`: exported JSON Lines / CSV files, decoded, sorted on disk in
+//!   bounded memory and merged (§6).
+//! - `kafka`: the three input topics; `offsets` keeps their positions as
+//!   state; `reorder` releases what was read in event-time order.
+//!
+//! Sources never touch state.
 
 pub mod files;
+pub mod kafka;
+pub mod offsets;
+pub mod reorder;
 mod runs;
 
 pub use files::{stage, Format, Inputs, RawLookup, SourceError, Staged};

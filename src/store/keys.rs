@@ -4,6 +4,16 @@ use crate::model::{Period, Timestamp};
 
 pub const META_SCHEMA: &[u8] = b"schema";
 pub const META_PROGRESS: &[u8] = b"progress";
+/// `paywatch run`: Kafka offsets and the outbox sequence.
+pub const META_STREAM: &[u8] = b"stream";
+
+/// An outbox key: the target, then a sequence number.
+pub fn outbox(target: u8, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(target);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
 
 /// Sign-flipped big-endian: negative instants sort before positive ones.
 fn ts_bytes(t: Timestamp) -> [u8; 8] {

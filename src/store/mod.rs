@@ -14,6 +14,7 @@ use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, IteratorMode, Op
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The layout version written into every state directory.
 const SCHEMA: &str = "paywatch-state-v1";
@@ -50,10 +51,14 @@ pub enum Cf {
     AlertLog,
     /// sequence → dead letter (JSON) raised while applying records.
     DeadLetters,
+    /// target + sequence → a message not yet acknowledged by its sink
+    /// (`paywatch run`): written in the same batch as the state that raised
+    /// it, deleted only after delivery.
+    Outbox,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 8] = [
+    pub const ALL: [Cf; 9] = [
         Cf::Meta,
         Cf::Beneficiaries,
         Cf::Months,
@@ -62,6 +67,7 @@ impl Cf {
         Cf::Alerts,
         Cf::AlertLog,
         Cf::DeadLetters,
+        Cf::Outbox,
     ];
 
     pub fn name(self) -> &'static str {
@@ -74,6 +80,7 @@ impl Cf {
             Cf::Alerts => "alerts",
             Cf::AlertLog => "alert_log",
             Cf::DeadLetters => "dead_letters",
+            Cf::Outbox => "outbox",
         }
     }
 }
@@ -89,10 +96,12 @@ pub struct StoreOptions {
     pub sync: bool,
 }
 
-/// The open state directory.
+/// The open state directory. Clones share the one database, so the sinks
+/// can read and acknowledge the outbox while the engine writes.
+#[derive(Clone)]
 pub struct Store {
     /// The database, every column family open.
-    db: DB,
+    db: Arc<DB>,
     /// Where it lives, for messages.
     path: PathBuf,
     /// fsync every commit.
@@ -115,7 +124,8 @@ impl Store {
         db_opts.set_keep_log_file_num(3);
         db_opts.set_max_total_wal_size(256 << 20);
         db_opts.set_db_write_buffer_size((o.write_buffer_mb * 4) << 20);
-        // Required by the hash memtable of `months`; there is one writer.
+        // Required by the hash memtable of `months`; writers (the engine and
+        // the outbox acknowledgements) are serialised by RocksDB.
         db_opts.set_allow_concurrent_memtable_write(false);
         // A kill between creating the database and writing the schema marker
         // leaves paywatch's own column families and no marker: that is an
@@ -164,7 +174,7 @@ impl Store {
         });
         let db = DB::open_cf_descriptors(&db_opts, path, descriptors)
             .map_err(|e| refuse(format!("cannot be opened: {e}")))?;
-        let store = Store { db, path: path.to_owned(), sync: o.sync };
+        let store = Store { db: Arc::new(db), path: path.to_owned(), sync: o.sync };
         match store.get_raw(Cf::Meta, keys::META_SCHEMA)? {
             Some(v) if v == SCHEMA.as_bytes() => {}
             Some(v) => {
@@ -228,6 +238,21 @@ impl Store {
                 break;
             }
             out.push(k.to_vec());
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` entries of a column family from `start` up to (not
+    /// including) `end`, in key order.
+    pub fn entries_between(&self, cf: Cf, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        let mode = IteratorMode::From(start, rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(self.cf(cf), mode) {
+            let (k, v) = item?;
+            if k.as_ref() >= end || out.len() >= limit {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
         }
         Ok(out)
     }

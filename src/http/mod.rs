@@ -1,0 +1,93 @@
+//! The service's HTTP port (axum): `/healthz`, `/readyz`, `/metrics` and
+//! `/status`. Handlers only read what the loop publishes; they never touch
+//! the store or the engine.
+
+use crate::metrics::Metrics;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// What the consumer loop reports, for `/readyz` and `/status`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Status {
+    /// Input partitions assigned to this consumer.
+    pub assigned_partitions: usize,
+    /// Records held in the reorder buffer.
+    pub buffered: usize,
+    /// Messages on the input topics not read yet (from the high watermarks
+    /// last seen); `None` until every assigned partition's end is known.
+    pub lag: Option<i64>,
+    /// Outbox messages waiting for the broker.
+    pub outbox: i64,
+    /// The engine's event-time watermark (RFC 3339), once there is one.
+    pub watermark: Option<String>,
+    /// Records applied since this process started.
+    pub applied: u64,
+    /// The engine's committed totals since the state directory was made.
+    pub counts: crate::engine::Counts,
+    /// Dead letters raised since this process started.
+    pub dead_letters: u64,
+    /// Alerts committed since this process started.
+    pub alerts: u64,
+    /// Set while no broker can be reached.
+    pub brokers_down: bool,
+    /// Caught up: every partition read to its end, nothing held, the outbox
+    /// empty.
+    pub idle: bool,
+}
+
+/// Shared between the loop (writer) and the handlers (readers).
+#[derive(Default)]
+pub struct Health {
+    /// Store open and partitions assigned.
+    pub ready: AtomicBool,
+    /// The loop's last report.
+    pub status: Mutex<Status>,
+}
+
+#[derive(Clone)]
+struct App {
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+}
+
+pub fn router(metrics: Arc<Metrics>, health: Arc<Health>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/status", get(status))
+        .with_state(App { metrics, health })
+}
+
+/// Serves until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(metrics, health)).with_graceful_shutdown(shutdown).await
+}
+
+async fn readyz(State(app): State<App>) -> Response {
+    if app.health.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: no partitions assigned or no broker reachable\n").into_response()
+    }
+}
+
+async fn metrics_text(State(app): State<App>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.metrics.render()).into_response()
+}
+
+async fn status(State(app): State<App>) -> Json<Status> {
+    Json(app.health.status.lock().unwrap_or_else(|e| e.into_inner()).clone())
+}

@@ -1,0 +1,299 @@
+//! The main loop of `paywatch run`, on its own thread:
+//! poll → decode → hold for order → apply → commit (state + offsets +
+//! outbox, one `WriteBatch`) → wake the publisher.
+
+use super::{RunError, StreamMeta};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::decode::{decode_json_str, Limits, Reason, Rejection};
+use crate::engine::{Engine, Outcome};
+use crate::http::{Health, Status};
+use crate::metrics::Metrics;
+use crate::model::Record;
+use crate::sink::outbox::{self, OutMessage, Source};
+use crate::source::kafka::{Incoming, KafkaSource, Rebalanced};
+use crate::source::offsets::{Admit, OffsetBook, Part};
+use crate::source::reorder::{Held, Reorder};
+use crate::store::{keys, Cf};
+use rustc_hash::FxHashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// Messages read per poll round before releasing and committing.
+const READ_ROUND: usize = 4096;
+/// How often partitions are checked for being caught up.
+const CHECK_EVERY: Duration = Duration::from_millis(50);
+
+pub struct Consume {
+    pub engine: Engine,
+    pub source: KafkaSource,
+    /// Offsets as state; shared with the rebalance callback.
+    pub book: Arc<Mutex<OffsetBook>>,
+    pub reorder: Reorder,
+    /// Committed with every batch.
+    pub meta: StreamMeta,
+    pub limits: Limits,
+    /// Records per batch at most (`engine.batch_records`).
+    pub batch_records: usize,
+    /// Longest time between commits (`kafka.commit_interval`).
+    pub commit_interval: Duration,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    /// Wakes the outbox publisher after a commit.
+    pub wake: Arc<Notify>,
+    /// Dead letters staged for the next commit.
+    staged: Vec<OutMessage>,
+    /// When each record applied in this batch was read.
+    read_at: Vec<Instant>,
+    /// Per partition, the offset after the last message read in this
+    /// process (for "caught up").
+    read_next: FxHashMap<Part, i64>,
+    /// Totals for `/status`.
+    status: Status,
+}
+
+impl Consume {
+    pub fn new(cfg: &Config, engine: Engine, source: KafkaSource, book: Arc<Mutex<OffsetBook>>, meta: StreamMeta, clock: Arc<dyn Clock>, metrics: Arc<Metrics>, health: Arc<Health>, wake: Arc<Notify>) -> Consume {
+        Consume {
+            engine,
+            source,
+            book,
+            reorder: Reorder::new(cfg.kafka.max_out_of_order, cfg.kafka.reorder_buffer_records, cfg.kafka.revoked_grace),
+            meta,
+            limits: cfg.limits(),
+            batch_records: cfg.engine.batch_records,
+            commit_interval: cfg.kafka.commit_interval,
+            clock,
+            metrics,
+            health,
+            wake,
+            staged: Vec::new(),
+            read_at: Vec::new(),
+            read_next: FxHashMap::default(),
+            status: Status::default(),
+        }
+    }
+
+    /// Runs until `stop` is set, then commits the batch in hand.
+    pub fn run(mut self, stop: &AtomicBool) -> Result<(), RunError> {
+        let mut last_commit = Instant::now();
+        let mut last_check = Instant::now();
+        let mut dirty = false;
+        let mut in_batch = 0usize;
+        let mut ready = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            // 1. Poll: one blocking wait, then whatever is already fetched.
+            let mut read = 0;
+            while read < READ_ROUND {
+                let wait = if read == 0 { Duration::from_millis(20) } else { Duration::ZERO };
+                let Some(m) = self.source.poll(wait) else { break };
+                self.read(m);
+                read += 1;
+            }
+            dirty |= read > 0;
+            for ev in self.source.rebalanced() {
+                self.rebalanced(ev);
+                dirty = true;
+            }
+            if read == 0 || last_check.elapsed() >= CHECK_EVERY {
+                self.check_caught_up();
+                last_check = Instant::now();
+            }
+            // 2. Apply what the watermark releases, in event-time order.
+            self.reorder.release(self.clock.now(), &mut ready);
+            for h in ready.drain(..) {
+                self.apply(h)?;
+                in_batch += 1;
+                dirty = true;
+            }
+            let flow = self.reorder.flow();
+            self.source.pause(&flow.pause, true);
+            self.source.pause(&flow.resume, false);
+            // 3. Commit state, offsets and outbox together.
+            if dirty && (in_batch >= self.batch_records || last_commit.elapsed() >= self.commit_interval) {
+                self.commit()?;
+                dirty = false;
+                in_batch = 0;
+                last_commit = Instant::now();
+            }
+            if read == 0 && !dirty {
+                self.report();
+            }
+        }
+        self.commit()?;
+        tracing::info!(held = self.reorder.len(), "stopped reading; batch in hand committed (held records are read again at the next start)");
+        Ok(())
+    }
+
+    /// One message: skip it if applied before, else decode and hold it, or
+    /// dead-letter it.
+    fn read(&mut self, m: Incoming) {
+        self.read_next.insert(m.part, m.offset + 1);
+        self.source.brokers_up();
+        let admit = self.book.lock().unwrap_or_else(|e| e.into_inner()).admit(m.part, m.offset);
+        if admit == Admit::AlreadyApplied {
+            return;
+        }
+        match self.decode(m.part, m.value.as_deref()) {
+            Ok(record) => self.reorder.push(Held {
+                record,
+                part: m.part,
+                offset: m.offset,
+                raw: m.value.unwrap_or_default(),
+                key: m.key,
+                read_at: Instant::now(),
+            }),
+            Err(r) => {
+                self.dead_letter(m.part, m.offset, m.key.as_deref(), m.value.as_deref().unwrap_or_default(), &r);
+                self.book.lock().unwrap_or_else(|e| e.into_inner()).done(m.part, m.offset);
+            }
+        }
+    }
+
+    fn decode(&self, part: Part, value: Option<&[u8]>) -> Result<Record, Rejection> {
+        let bytes = value.ok_or_else(|| Rejection::new(Reason::BadJson, "message has no value (a tombstone)"))?;
+        if bytes.len() > self.limits.max_record_bytes {
+            return Err(Rejection::new(
+                Reason::RecordTooLarge,
+                format!("record is larger than {} bytes", self.limits.max_record_bytes),
+            ));
+        }
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| Rejection::new(Reason::BadEncoding, format!("not UTF-8 at byte {}", e.valid_up_to())))?;
+        decode_json_str(part.kind(), text, self.limits)
+    }
+
+    fn apply(&mut self, h: Held) -> Result<(), RunError> {
+        let topic = h.part.kind().code();
+        match self.engine.apply(&h.record)? {
+            Outcome::Applied => self.metrics.records.with_label_values(&[topic, "ok"]).inc(),
+            Outcome::Redelivered => self.metrics.records.with_label_values(&[topic, "redelivered"]).inc(),
+            Outcome::Rejected(r) => self.dead_letter(h.part, h.offset, h.key.as_deref(), &h.raw, &r),
+        }
+        self.book.lock().unwrap_or_else(|e| e.into_inner()).done(h.part, h.offset);
+        self.read_at.push(h.read_at);
+        self.status.applied += 1;
+        Ok(())
+    }
+
+    fn dead_letter(&mut self, part: Part, offset: i64, key: Option<&[u8]>, value: &[u8], r: &Rejection) {
+        let topic = self.source.topic(part.kind()).to_owned();
+        tracing::debug!(topic, partition = part.partition, offset, reason = r.reason.code(), "record dead-lettered");
+        let src = Source { topic: &topic, partition: part.partition, offset, key, value };
+        self.staged.push(OutMessage::dead_letter(&src, &r.to_string(), self.clock.now().0));
+        self.metrics.records.with_label_values(&[part.kind().code(), "dead_letter"]).inc();
+        self.metrics.dead_letters.with_label_values(&[r.reason.code()]).inc();
+        self.status.dead_letters += 1;
+    }
+
+    fn rebalanced(&mut self, ev: Rebalanced) {
+        match ev {
+            Rebalanced::Assigned(parts) => {
+                let book = self.book.lock().unwrap_or_else(|e| e.into_inner());
+                for p in &parts {
+                    self.read_next.insert(*p, book.seek_to(*p).unwrap_or(0));
+                }
+                drop(book);
+                self.reorder.assign(&parts);
+            }
+            Rebalanced::Revoked(parts) => {
+                let dropped = self.reorder.revoke(&parts, self.clock.now());
+                for p in &parts {
+                    self.read_next.remove(p);
+                    let _ = self.metrics.lag.remove_label_values(&[self.source.topic(p.kind()), &p.partition.to_string()]);
+                }
+                if dropped > 0 {
+                    tracing::info!(dropped, "held records of revoked partitions dropped; they are read again when reassigned");
+                }
+            }
+        }
+    }
+
+    /// A partition whose end (as last fetched) has been read counts as
+    /// caught up: it holds the watermark back no more.
+    fn check_caught_up(&mut self) {
+        let parts: Vec<Part> = self.reorder.assigned().collect();
+        let mut lag = Some(0i64);
+        for p in parts {
+            let high = self.source.high_watermark(p);
+            let at = self.read_next.get(&p).copied().unwrap_or(0);
+            let caught_up = high.is_some_and(|h| at >= h);
+            tracing::trace!(source = p.source, partition = p.partition, at, ?high, caught_up, "partition position");
+            self.reorder.set_caught_up(p, caught_up);
+            let behind = high.map(|h| (h - at).max(0));
+            if let Some(b) = behind {
+                self.metrics.lag.with_label_values(&[self.source.topic(p.kind()), &p.partition.to_string()]).set(b);
+            }
+            lag = lag.zip(behind).map(|(a, b)| a + b);
+        }
+        self.status.lag = lag;
+    }
+
+    /// One atomic write: the engine's state and alerts, the outbox entries
+    /// for them and for the dead letters, and the offsets.
+    fn commit(&mut self) -> Result<(), RunError> {
+        let started = Instant::now();
+        let now_ms = self.clock.now().0;
+        let staged = std::mem::take(&mut self.staged);
+        let dead = staged.len();
+        self.meta.offsets = self.book.lock().unwrap_or_else(|e| e.into_inner()).to_stored();
+        let meta = &mut self.meta;
+        let committed = self.engine.commit_with(None, |batch, alerts| {
+            for a in alerts {
+                outbox::stage(batch, &mut meta.outbox_seq, &OutMessage::alert(a, now_ms)?)?;
+            }
+            for m in &staged {
+                outbox::stage(batch, &mut meta.outbox_seq, m)?;
+            }
+            batch.put(Cf::Meta, keys::META_STREAM, &*meta)?;
+            Ok(())
+        })?;
+        let elapsed = started.elapsed();
+        self.metrics.commit_seconds.observe(elapsed.as_secs_f64());
+        for t in self.read_at.drain(..) {
+            self.metrics.latency_seconds.observe(t.elapsed().as_secs_f64());
+        }
+        for a in &committed.alerts {
+            self.metrics.alerts.with_label_values(&[a.rule.code(), a.severity.code(), &a.township]).inc();
+        }
+        self.status.alerts += committed.alerts.len() as u64;
+        self.metrics.outbox_depth.add((committed.alerts.len() + dead) as i64);
+        if !committed.alerts.is_empty() || dead > 0 {
+            self.wake.notify_one();
+        }
+        let positions: Vec<(Part, i64)> = {
+            let book = self.book.lock().unwrap_or_else(|e| e.into_inner());
+            self.reorder.assigned().filter_map(|p| book.seek_to(p).map(|o| (p, o))).collect()
+        };
+        self.source.commit_for_lag(positions.into_iter());
+        self.report();
+        Ok(())
+    }
+
+    /// Publishes the loop's state for `/readyz`, `/status` and the gauges.
+    fn report(&mut self) {
+        let assigned = self.reorder.assigned().count();
+        let down = self.source.brokers_down();
+        let ready = assigned > 0 && !down;
+        self.health.ready.store(ready, Ordering::Relaxed);
+        self.metrics.ready.set(i64::from(ready));
+        self.metrics.reorder.set(self.reorder.len() as i64);
+        let wm = self.engine.progress().watermark;
+        if let Some(w) = wm {
+            self.metrics.watermark.set(w.0 / 1000);
+            self.metrics.watermark_delay.set((self.clock.now().0 - w.0) / 1000);
+        }
+        let s = &mut self.status;
+        s.assigned_partitions = assigned;
+        s.buffered = self.reorder.len();
+        s.outbox = self.metrics.outbox_depth.get();
+        s.watermark = wm.map(|w| crate::model::Tz::default().format(w));
+        s.brokers_down = down;
+        s.counts = self.engine.progress().counts.clone();
+        s.idle = self.reorder.idle() && s.lag == Some(0) && s.outbox == 0 && assigned > 0;
+        *self.health.status.lock().unwrap_or_else(|e| e.into_inner()) = s.clone();
+    }
+}

@@ -1,0 +1,159 @@
+//! `paywatch run`: the streaming service. Wiring only: open the store and
+//! the engine, check the state directory belongs to this feed, start the
+//! HTTP port and the outbox publisher, run the consumer loop (`consume.rs`)
+//! on its own thread until the shutdown signal, then drain in order:
+//! stop reading and commit the batch in hand → publish the outbox up to
+//! `kafka.drain_timeout` → close the HTTP port.
+
+mod consume;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::engine::{Engine, EngineError};
+use crate::http::{self, Health};
+use crate::metrics::Metrics;
+use crate::sink::kafka::{PublishError, Publisher};
+use crate::sink::outbox;
+use crate::source::kafka::{KafkaSource, KafkaSourceError};
+use crate::source::offsets::{OffsetBook, Part, PartOffsets};
+use crate::store::{keys, Cf, Store, StoreError, StoreOptions};
+use consume::Consume;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("no state directory: set [state] dir in the config")]
+    NoStateDir,
+    #[error("state directory {dir}: {reason}")]
+    WrongState { dir: String, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Source(#[from] KafkaSourceError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+    #[error("the consumer thread failed: {0}")]
+    Thread(String),
+}
+
+impl RunError {
+    /// 2 for what the operator must fix in config or state, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::NoStateDir | RunError::WrongState { .. } | RunError::Store(StoreError::Refused { .. }) => 2,
+            RunError::Listen { .. } => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// What `paywatch run` commits beside the engine's state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamMeta {
+    /// Input topic names (roster, deaths, payments) the offsets belong to.
+    pub topics: Vec<String>,
+    /// Every input partition's position.
+    pub offsets: BTreeMap<Part, PartOffsets>,
+    /// The last outbox sequence number used.
+    pub outbox_seq: u64,
+}
+
+/// Runs the service until `shutdown` completes.
+pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    let dir = cfg.state.dir.clone().ok_or(RunError::NoStateDir)?;
+    let wrong = |reason: String| RunError::WrongState { dir: dir.display().to_string(), reason };
+    let store = Store::open(
+        &dir,
+        StoreOptions {
+            block_cache_mb: cfg.state.block_cache_mb,
+            write_buffer_mb: cfg.state.write_buffer_mb,
+            sync: cfg.engine.sync_commits,
+        },
+    )?;
+    let engine = Engine::open(store.clone(), cfg.rules.clone(), cfg.tz(), cfg.engine.cache_entries, Arc::clone(&clock))?;
+    if engine.progress().position.is_some() || !engine.progress().inputs.is_empty() {
+        return Err(wrong("was built by `paywatch audit` from files; `paywatch run` needs its own state directory".into()));
+    }
+    let t = &cfg.kafka.topics;
+    let topics = vec![t.roster.clone(), t.deaths.clone(), t.payments.clone()];
+    let meta = match store.get::<StreamMeta>(Cf::Meta, keys::META_STREAM)? {
+        Some(m) if m.topics != topics => {
+            return Err(wrong(format!(
+                "holds offsets of the topics {:?}, the config names {:?}; use a new state directory for other topics",
+                m.topics, topics
+            )))
+        }
+        Some(m) => m,
+        None => StreamMeta { topics, ..StreamMeta::default() },
+    };
+    let book = Arc::new(Mutex::new(OffsetBook::from_stored(&meta.offsets)));
+    tracing::info!(state = %dir.display(), partitions = meta.offsets.len(), "state directory open; resuming from its offsets");
+
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let (depth, _) = outbox::depth(&store)?;
+    metrics.outbox_depth.set(depth as i64);
+
+    // The HTTP port first, so operators see the service come up.
+    let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
+        .await
+        .map_err(|source| RunError::Listen { addr: cfg.http.listen.clone(), source })?;
+    let http_stop = Arc::new(Notify::new());
+    let http = {
+        let stop = Arc::clone(&http_stop);
+        tokio::spawn(http::serve(listener, Arc::clone(&metrics), Arc::clone(&health), async move { stop.notified().await }))
+    };
+
+    let wake = Arc::new(Notify::new());
+    let draining = Arc::new(AtomicBool::new(false));
+    let publisher = Publisher::new(&cfg.kafka, store.clone(), Arc::clone(&metrics), Arc::clone(&wake), Arc::clone(&draining))?;
+    let publishing = tokio::spawn(publisher.run());
+
+    let source = KafkaSource::open(&cfg.kafka, Arc::clone(&book))?;
+    let consume = Consume::new(&cfg, engine, source, book, meta, clock, Arc::clone(&metrics), Arc::clone(&health), Arc::clone(&wake));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut consuming = {
+        let stop = Arc::clone(&stop);
+        tokio::task::spawn_blocking(move || consume.run(&stop))
+    };
+    tracing::info!(brokers = %cfg.kafka.brokers, http = %cfg.http.listen, "paywatch run started");
+
+    // Until the shutdown signal, or the loop failing on its own.
+    let early = tokio::select! {
+        _ = shutdown => None,
+        r = &mut consuming => Some(r),
+    };
+    // 1. Stop reading; the loop commits the batch in hand.
+    stop.store(true, Ordering::Relaxed);
+    let consumed = match early {
+        Some(r) => r,
+        None => consuming.await,
+    };
+    health.ready.store(false, Ordering::Relaxed);
+    let consumed = consumed.map_err(|e| RunError::Thread(e.to_string())).and_then(|r| r);
+    // 2. Drain the outbox, up to the deadline.
+    draining.store(true, Ordering::Relaxed);
+    wake.notify_one();
+    match tokio::time::timeout(cfg.kafka.drain_timeout, publishing).await {
+        Ok(Ok(Ok(()))) => tracing::info!("outbox drained"),
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "outbox publisher failed; entries stay for the next start"),
+        Ok(Err(e)) => tracing::error!(error = %e, "outbox publisher panicked; entries stay for the next start"),
+        Err(_) => tracing::warn!(
+            left = metrics.outbox_depth.get(),
+            "outbox not drained before kafka.drain_timeout; the rest is sent at the next start"
+        ),
+    }
+    // 3. Close the HTTP port.
+    http_stop.notify_one();
+    let _ = http.await;
+    consumed
+}

@@ -1,0 +1,154 @@
+//! The outbox publisher: sends committed outbox entries to the alerts and
+//! dead-letter topics with an idempotent producer (acks from all in-sync
+//! replicas) and deletes each entry only after the broker acknowledged it.
+//! A slow or absent broker delays publishing, never detection: the engine
+//! keeps committing and the outbox keeps the messages.
+
+use super::outbox::{self, OutMessage, Target};
+use crate::config::KafkaConfig;
+use crate::metrics::Metrics;
+use crate::source::kafka::client_config;
+use crate::store::{Store, StoreError};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("cannot create the Kafka producer: {0}")]
+    Create(KafkaError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Entries sent per round before waiting for their acknowledgements.
+const ROUND: usize = 1000;
+/// Longest pause between retries while the broker refuses.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The idempotent producer used for alerts, dead letters and `produce`.
+pub fn producer(cfg: &KafkaConfig) -> Result<FutureProducer, KafkaError> {
+    client_config(cfg)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()
+}
+
+pub struct Publisher {
+    producer: FutureProducer,
+    /// Where the outbox lives.
+    store: Store,
+    alerts_topic: String,
+    deadletter_topic: String,
+    metrics: Arc<Metrics>,
+    /// Woken after every commit that added entries.
+    wake: Arc<Notify>,
+    /// Set at shutdown: stop once the outbox is empty.
+    draining: Arc<AtomicBool>,
+}
+
+impl Publisher {
+    pub fn new(
+        cfg: &KafkaConfig,
+        store: Store,
+        metrics: Arc<Metrics>,
+        wake: Arc<Notify>,
+        draining: Arc<AtomicBool>,
+    ) -> Result<Publisher, PublishError> {
+        Ok(Publisher {
+            producer: producer(cfg).map_err(PublishError::Create)?,
+            store,
+            alerts_topic: cfg.topics.alerts.clone(),
+            deadletter_topic: cfg.topics.deadletter.clone(),
+            metrics,
+            wake,
+            draining,
+        })
+    }
+
+    /// Publishes until draining is asked for and the outbox is empty.
+    pub async fn run(self) -> Result<(), PublishError> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let entries = outbox::pending(&self.store, ROUND)?;
+            self.metrics.outbox_oldest.set(entries.iter().map(|(_, m)| m.queued_ms).min().map_or(0, |ms| ms / 1000));
+            if entries.is_empty() {
+                self.metrics.outbox_depth.set(0);
+                if self.draining.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+                continue;
+            }
+            let (acked, failed) = self.send_round(&entries).await;
+            outbox::acknowledge(&self.store, &acked)?;
+            if entries.len() < ROUND {
+                // The whole outbox was in this round: its depth is exact.
+                self.metrics.outbox_depth.set((entries.len() - acked.len()) as i64);
+            } else {
+                self.metrics.outbox_depth.sub(acked.len() as i64);
+            }
+            if failed > 0 {
+                tracing::warn!(failed, retry_in = ?backoff, "the broker did not acknowledge some outbox messages; they stay in the outbox");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            } else {
+                backoff = Duration::from_millis(100);
+            }
+        }
+    }
+
+    /// Sends one round; returns the acknowledged keys and how many failed.
+    async fn send_round(&self, entries: &[(Vec<u8>, OutMessage)]) -> (Vec<Vec<u8>>, usize) {
+        let mut inflight = Vec::with_capacity(entries.len());
+        let mut failed = 0;
+        for (k, m) in entries {
+            let topic = match m.target {
+                Target::Alerts => &self.alerts_topic,
+                Target::DeadLetters => &self.deadletter_topic,
+            };
+            let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
+            for (name, v) in &m.headers {
+                headers = headers.insert(Header { key: name, value: Some(v) });
+            }
+            let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).payload(m.value.as_slice()).headers(headers);
+            if let Some(key) = &m.key {
+                rec = rec.key(key.as_slice());
+            }
+            match self.producer.send_result(rec) {
+                Ok(f) => inflight.push((k, m.target, f)),
+                Err((e, _)) => {
+                    // Queue full or refused at once: the rest waits for the
+                    // next round.
+                    tracing::debug!(error = %e, "producer queue refused a message");
+                    failed += 1;
+                    break;
+                }
+            }
+        }
+        let mut acked = Vec::with_capacity(inflight.len());
+        for (k, target, f) in inflight {
+            match f.await {
+                Ok(Ok(_)) => {
+                    self.metrics.published.with_label_values(&[target.label(), "ok"]).inc();
+                    acked.push(k.clone());
+                }
+                Ok(Err((e, _))) => {
+                    tracing::debug!(error = %e, "delivery failed");
+                    self.metrics.published.with_label_values(&[target.label(), "error"]).inc();
+                    failed += 1;
+                }
+                Err(_) => failed += 1,
+            }
+        }
+        (acked, failed)
+    }
+}

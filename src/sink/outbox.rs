@@ -1,0 +1,154 @@
+//! The outbox: messages for Kafka topics that were committed with the state
+//! that produced them and are deleted only once the broker acknowledged
+//! them. A crash between the two sends a message again (at least once);
+//! consumers of the alerts topic de-duplicate by its key, the `alert_id`.
+//!
+//! This module encodes entries and reads them back; the publisher
+//! (`kafka.rs`) sends and acknowledges them.
+
+use crate::model::Alert;
+use crate::store::{keys, Batch, Cf, Store, StoreError};
+use serde::{Deserialize, Serialize};
+
+/// Which topic an entry goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Target {
+    Alerts,
+    DeadLetters,
+}
+
+impl Target {
+    fn byte(self) -> u8 {
+        match self {
+            Target::Alerts => b'a',
+            Target::DeadLetters => b'd',
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Target::Alerts => "alerts",
+            Target::DeadLetters => "deadletter",
+        }
+    }
+}
+
+/// One message waiting for its acknowledgement.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutMessage {
+    pub target: Target,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    /// Kafka headers (name, value).
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// When it was committed (ms since the epoch, wall clock): the age of
+    /// the oldest entry is what operators watch.
+    pub queued_ms: i64,
+}
+
+impl OutMessage {
+    /// An alert, keyed by its id, the contract's JSON as value.
+    pub fn alert(a: &Alert, queued_ms: i64) -> Result<OutMessage, serde_json::Error> {
+        Ok(OutMessage {
+            target: Target::Alerts,
+            key: Some(a.alert_id.as_bytes().to_vec()),
+            value: serde_json::to_vec(a)?,
+            headers: Vec::new(),
+            queued_ms,
+        })
+    }
+
+    /// A record refused at `topic`/`partition`/`offset`: the original bytes
+    /// and key, the position and the reason in headers.
+    pub fn dead_letter(src: &Source<'_>, reason: &str, queued_ms: i64) -> OutMessage {
+        OutMessage {
+            target: Target::DeadLetters,
+            key: src.key.map(<[u8]>::to_vec),
+            value: src.value.to_vec(),
+            headers: vec![
+                ("source_topic".into(), src.topic.as_bytes().to_vec()),
+                ("source_partition".into(), src.partition.to_string().into_bytes()),
+                ("source_offset".into(), src.offset.to_string().into_bytes()),
+                ("reason".into(), reason.as_bytes().to_vec()),
+            ],
+            queued_ms,
+        }
+    }
+}
+
+/// Where a refused message came from.
+pub struct Source<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: &'a [u8],
+}
+
+/// Adds an entry to the batch under the next sequence number.
+pub fn stage(batch: &mut Batch<'_>, seq: &mut u64, m: &OutMessage) -> Result<(), StoreError> {
+    *seq += 1;
+    batch.put(Cf::Outbox, &keys::outbox(m.target.byte(), *seq), m)
+}
+
+/// Up to `limit` entries, oldest first within each target.
+pub fn pending(store: &Store, limit: usize) -> Result<Vec<(Vec<u8>, OutMessage)>, StoreError> {
+    let raw = store.entries_between(Cf::Outbox, &[], &[0xff], limit)?;
+    raw.into_iter()
+        .map(|(k, v)| {
+            postcard::from_bytes(&v).map(|m| (k, m)).map_err(|source| StoreError::Decode { cf: Cf::Outbox.name(), source })
+        })
+        .collect()
+}
+
+/// Entries waiting and the age of the oldest (ms since the epoch it was
+/// queued), for metrics and `/status`.
+pub fn depth(store: &Store) -> Result<(usize, Option<i64>), StoreError> {
+    let all = store.entries_between(Cf::Outbox, &[], &[0xff], usize::MAX)?;
+    let oldest = all
+        .iter()
+        .filter_map(|(_, v)| postcard::from_bytes::<OutMessage>(v).ok())
+        .map(|m| m.queued_ms)
+        .min();
+    Ok((all.len(), oldest))
+}
+
+/// Deletes acknowledged entries.
+pub fn acknowledge(store: &Store, keys: &[Vec<u8>]) -> Result<(), StoreError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let mut b = store.batch();
+    for k in keys {
+        b.delete(Cf::Outbox, k);
+    }
+    store.commit(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreOptions;
+
+    #[test]
+    fn entries_survive_until_acknowledged_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false }).unwrap();
+        let src = Source { topic: "t", partition: 3, offset: 41, key: Some(b"k"), value: b"{oops" };
+        let mut seq = 0;
+        let mut b = store.batch();
+        for i in 0..3 {
+            stage(&mut b, &mut seq, &OutMessage::dead_letter(&src, &format!("bad_json: {i}"), 1000 + i)).unwrap();
+        }
+        store.commit(b).unwrap();
+        let got = pending(&store, 10).unwrap();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].1.headers[1], ("source_partition".to_string(), b"3".to_vec()));
+        assert_eq!(got[0].1.value, b"{oops");
+        assert_eq!(depth(&store).unwrap(), (3, Some(1000)));
+        acknowledge(&store, &[got[0].0.clone()]).unwrap();
+        let left = pending(&store, 10).unwrap();
+        assert_eq!(left.len(), 2);
+        assert_eq!(left[0].1.headers[3].1, b"bad_json: 1");
+    }
+}

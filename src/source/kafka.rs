@@ -1,0 +1,252 @@
+//! The Kafka source of `paywatch run`: one consumer in a group on the three
+//! input topics, auto-commit and auto offset store off.
+//!
+//! Offsets are state (`offsets.rs`): on every assignment the consumer is
+//! pointed at the offsets stored in RocksDB (the beginning for a partition
+//! never read), never at the group's committed offsets, which are written
+//! only so that Kafka tooling shows the lag. This module reads messages and
+//! reports assignments; it never decodes, applies or commits state.
+
+use super::offsets::{OffsetBook, Part};
+use crate::config::KafkaConfig;
+use crate::decode::Kind;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::ffi::CString;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSourceError {
+    #[error("cannot create the Kafka consumer: {0}")]
+    Create(KafkaError),
+    #[error("cannot subscribe to {topics}: {source}")]
+    Subscribe { topics: String, source: KafkaError },
+}
+
+/// The librdkafka settings shared by the consumer and the producers:
+/// brokers, then the pass-through `[kafka.client]` table.
+pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers);
+    for (k, v) in &cfg.client {
+        c.set(k, v);
+    }
+    c
+}
+
+/// An assignment change, reported to the main loop after a poll.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Rebalanced {
+    Assigned(Vec<Part>),
+    Revoked(Vec<Part>),
+}
+
+/// One message read.
+#[derive(Debug)]
+pub struct Incoming {
+    pub part: Part,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    /// `None` for a tombstone.
+    pub value: Option<Vec<u8>>,
+}
+
+/// What the rebalance callback (run inside `poll`) shares with the loop.
+pub struct SeekContext {
+    /// Input topic names, by feed.
+    topics: [(Kind, String); 3],
+    /// Where each partition resumes; read on assignment.
+    book: Arc<Mutex<OffsetBook>>,
+    /// Changes not yet taken by the loop.
+    events: Mutex<Vec<Rebalanced>>,
+    /// Set while the client cannot reach any broker.
+    brokers_down: AtomicBool,
+}
+
+impl SeekContext {
+    fn part(&self, topic: &str, partition: i32) -> Option<Part> {
+        self.topics.iter().find(|(_, t)| t == topic).map(|(k, _)| Part::new(*k, partition))
+    }
+
+    fn topic(&self, kind: Kind) -> &str {
+        self.topics.iter().find(|(k, _)| *k == kind).map_or("", |(_, t)| t.as_str())
+    }
+
+    fn parts(&self, tpl: &TopicPartitionList) -> Vec<Part> {
+        tpl.elements().iter().filter_map(|e| self.part(e.topic(), e.partition())).collect()
+    }
+}
+
+impl ClientContext for SeekContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown) {
+            self.brokers_down.store(true, Ordering::Relaxed);
+        }
+        tracing::warn!(%error, "Kafka: {reason}; retrying");
+    }
+}
+
+impl ConsumerContext for SeekContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let parts = self.parts(tpl);
+                let mut seek = TopicPartitionList::new();
+                {
+                    let book = self.book.lock().unwrap_or_else(|e| e.into_inner());
+                    for p in &parts {
+                        let at = book.seek_to(*p).map_or(Offset::Beginning, Offset::Offset);
+                        if let Err(e) = seek.add_partition_offset(self.topic(p.kind()), p.partition, at) {
+                            tracing::error!(error = %e, "cannot set a start offset");
+                        }
+                    }
+                }
+                if let Err(e) = consumer.assign(&seek) {
+                    tracing::error!(error = %e, "cannot take the assigned partitions");
+                }
+                tracing::info!(partitions = parts.len(), "partitions assigned; reading from the offsets in the state directory");
+                self.push(Rebalanced::Assigned(parts));
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let parts = self.parts(tpl);
+                if let Err(e) = consumer.unassign() {
+                    tracing::error!(error = %e, "cannot give up revoked partitions");
+                }
+                tracing::info!(partitions = parts.len(), "partitions revoked");
+                self.push(Rebalanced::Revoked(parts));
+            }
+            other => {
+                tracing::warn!(error = ?other, "rebalance failed; giving up the assignment until the next one");
+                let parts = consumer.assignment().map(|a| self.parts(&a)).unwrap_or_default();
+                let _ = consumer.unassign();
+                self.push(Rebalanced::Revoked(parts));
+            }
+        }
+    }
+}
+
+impl SeekContext {
+    fn push(&self, e: Rebalanced) {
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).push(e);
+    }
+}
+
+/// The consumer and what it shares with its rebalance callback.
+pub struct KafkaSource {
+    consumer: BaseConsumer<SeekContext>,
+    /// Topic names as C strings, for the watermark lookups.
+    c_topics: [(Kind, CString); 3],
+}
+
+impl KafkaSource {
+    /// Creates the consumer and subscribes to the three input topics.
+    pub fn open(cfg: &KafkaConfig, book: Arc<Mutex<OffsetBook>>) -> Result<KafkaSource, KafkaSourceError> {
+        let t = &cfg.topics;
+        let topics = [(Kind::Roster, t.roster.clone()), (Kind::Death, t.deaths.clone()), (Kind::Payment, t.payments.clone())];
+        let ctx = SeekContext { topics: topics.clone(), book, events: Mutex::new(Vec::new()), brokers_down: AtomicBool::new(false) };
+        let consumer: BaseConsumer<SeekContext> = client_config(cfg)
+            .set("group.id", &cfg.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .create_with_context(ctx)
+            .map_err(KafkaSourceError::Create)?;
+        let names: Vec<&str> = topics.iter().map(|(_, n)| n.as_str()).collect();
+        consumer
+            .subscribe(&names)
+            .map_err(|source| KafkaSourceError::Subscribe { topics: names.join(", "), source })?;
+        let c_topics = topics.map(|(k, n)| (k, CString::new(n).unwrap_or_default()));
+        Ok(KafkaSource { consumer, c_topics })
+    }
+
+    /// Waits up to `timeout` for one message. Errors are logged (librdkafka
+    /// retries by itself) and read as "nothing yet".
+    pub fn poll(&self, timeout: Duration) -> Option<Incoming> {
+        match self.consumer.poll(timeout)? {
+            Ok(m) => {
+                let part = self.consumer.context().part(m.topic(), m.partition())?;
+                Some(Incoming { part, offset: m.offset(), key: m.key().map(<[u8]>::to_vec), value: m.payload().map(<[u8]>::to_vec) })
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Kafka consumer error; retrying");
+                None
+            }
+        }
+    }
+
+    /// Assignment changes since the last call.
+    pub fn rebalanced(&self) -> Vec<Rebalanced> {
+        std::mem::take(&mut *self.consumer.context().events.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The partition's end offset as last seen in a fetch response (no
+    /// broker round trip); `None` when not known yet.
+    pub fn high_watermark(&self, p: Part) -> Option<i64> {
+        let topic = &self.c_topics.iter().find(|(k, _)| *k == p.kind())?.1;
+        let (mut low, mut high) = (0i64, 0i64);
+        // SAFETY: the client pointer is valid for the consumer's lifetime,
+        // the topic is a NUL-terminated string that outlives the call, and
+        // librdkafka only writes the two out-parameters.
+        let err = unsafe {
+            rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                self.consumer.client().native_ptr(),
+                topic.as_ptr(),
+                p.partition,
+                &mut low,
+                &mut high,
+            )
+        };
+        (err == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
+    }
+
+    /// Pauses or resumes fetching from partitions (flow control).
+    pub fn pause(&self, parts: &[Part], pause: bool) {
+        if parts.is_empty() {
+            return;
+        }
+        let tpl = self.tpl(parts.iter().map(|p| (*p, Offset::Invalid)));
+        let r = if pause { self.consumer.pause(&tpl) } else { self.consumer.resume(&tpl) };
+        if let Err(e) = r {
+            tracing::warn!(error = %e, pause, "cannot pause or resume partitions");
+        }
+    }
+
+    /// Commits the stored positions to the group, for lag monitoring only.
+    pub fn commit_for_lag(&self, positions: impl Iterator<Item = (Part, i64)>) {
+        let tpl = self.tpl(positions.map(|(p, o)| (p, Offset::Offset(o))));
+        if tpl.count() > 0 {
+            if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+                tracing::debug!(error = %e, "lag commit to Kafka failed (state is unaffected)");
+            }
+        }
+    }
+
+    /// True after librdkafka reported that no broker can be reached, until
+    /// a message arrives again.
+    pub fn brokers_down(&self) -> bool {
+        self.consumer.context().brokers_down.load(Ordering::Relaxed)
+    }
+
+    pub fn brokers_up(&self) {
+        self.consumer.context().brokers_down.store(false, Ordering::Relaxed);
+    }
+
+    pub fn topic(&self, kind: Kind) -> &str {
+        self.consumer.context().topic(kind)
+    }
+
+    fn tpl(&self, parts: impl Iterator<Item = (Part, Offset)>) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in parts {
+            let _ = tpl.add_partition_offset(self.topic(p.kind()), p.partition, o);
+        }
+        tpl
+    }
+}

@@ -1,0 +1,189 @@
+//! Kafka offsets as state: for every input partition, where to resume and
+//! which offsets below that were read but not yet applied (held in the
+//! reorder buffer when the batch was committed).
+//!
+//! The book is committed in the same `WriteBatch` as the state the applied
+//! records produced, so after a crash the consumer seeks to
+//! [`OffsetBook::seek_to`], applies again only what was still pending, and
+//! skips what was already applied: nothing lost, nothing counted twice.
+//! This module never talks to Kafka and never touches RocksDB.
+
+use crate::decode::Kind;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One partition of one of the three input topics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Part {
+    /// Which feed: roster 0, deaths 1, payments 2 (the file audit's order).
+    pub source: u8,
+    pub partition: i32,
+}
+
+impl Part {
+    pub fn new(kind: Kind, partition: i32) -> Part {
+        Part { source: source_of(kind), partition }
+    }
+
+    pub fn kind(self) -> Kind {
+        match self.source {
+            0 => Kind::Roster,
+            1 => Kind::Death,
+            _ => Kind::Payment,
+        }
+    }
+}
+
+/// The source index of a feed, as in the file audit's sort key.
+pub fn source_of(kind: Kind) -> u8 {
+    match kind {
+        Kind::Roster => 0,
+        Kind::Death => 1,
+        Kind::Payment => 2,
+    }
+}
+
+/// One partition's position.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PartOffsets {
+    /// The offset after the last message read.
+    pub resume: i64,
+    /// Offsets below `resume` read but not applied, as `[start, end)` runs
+    /// (held records are mostly a partition's tail, so runs stay few).
+    pending: Vec<(i64, i64)>,
+}
+
+/// What to do with a message just read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admit {
+    /// Not applied yet: decode and hold it.
+    New,
+    /// Applied before the last commit (re-read after a seek): skip it.
+    AlreadyApplied,
+}
+
+/// Every partition's position, in memory with the pending offsets as a set.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OffsetBook {
+    /// Per partition: the resume offset and the pending (held) offsets.
+    parts: BTreeMap<Part, (i64, BTreeSet<i64>)>,
+}
+
+impl OffsetBook {
+    /// Rebuilds the book from its committed form.
+    pub fn from_stored(stored: &BTreeMap<Part, PartOffsets>) -> OffsetBook {
+        let parts = stored
+            .iter()
+            .map(|(p, o)| (*p, (o.resume, o.pending.iter().flat_map(|&(s, e)| s..e).collect())))
+            .collect();
+        OffsetBook { parts }
+    }
+
+    /// The committed form: pending offsets compressed to runs.
+    pub fn to_stored(&self) -> BTreeMap<Part, PartOffsets> {
+        self.parts
+            .iter()
+            .map(|(p, (resume, pending))| {
+                let mut runs: Vec<(i64, i64)> = Vec::new();
+                for &o in pending {
+                    match runs.last_mut() {
+                        Some(r) if r.1 == o => r.1 = o + 1,
+                        _ => runs.push((o, o + 1)),
+                    }
+                }
+                (*p, PartOffsets { resume: *resume, pending: runs })
+            })
+            .collect()
+    }
+
+    /// Where to start reading a partition: its oldest pending offset, else
+    /// its resume offset; `None` for a partition never read (start at the
+    /// beginning: a fresh state replays everything).
+    pub fn seek_to(&self, p: Part) -> Option<i64> {
+        let (resume, pending) = self.parts.get(&p)?;
+        Some(pending.first().copied().unwrap_or(*resume))
+    }
+
+    /// Records that the message at `offset` was read.
+    pub fn admit(&mut self, p: Part, offset: i64) -> Admit {
+        let (resume, pending) = self.parts.entry(p).or_insert((0, BTreeSet::new()));
+        if offset < *resume {
+            return if pending.contains(&offset) { Admit::New } else { Admit::AlreadyApplied };
+        }
+        *resume = offset + 1;
+        pending.insert(offset);
+        Admit::New
+    }
+
+    /// Marks a read message as done (applied or dead-lettered).
+    pub fn done(&mut self, p: Part, offset: i64) {
+        if let Some((_, pending)) = self.parts.get_mut(&p) {
+            pending.remove(&offset);
+        }
+    }
+
+    /// The resume offset of a partition (0 when never read).
+    pub fn resume(&self, p: Part) -> i64 {
+        self.parts.get(&p).map_or(0, |(r, _)| *r)
+    }
+
+    /// Offsets read but not yet applied, over all partitions.
+    pub fn pending(&self) -> usize {
+        self.parts.values().map(|(_, p)| p.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: Part = Part { source: 2, partition: 0 };
+
+    #[test]
+    fn a_fresh_partition_starts_at_the_beginning() {
+        assert_eq!(OffsetBook::default().seek_to(P), None);
+    }
+
+    #[test]
+    fn resumes_at_the_oldest_pending_and_skips_what_was_applied() {
+        let mut b = OffsetBook::default();
+        for o in 0..10 {
+            assert_eq!(b.admit(P, o), Admit::New);
+        }
+        // 0..=6 applied except 3 (held: an earlier event time is still due).
+        for o in [0, 1, 2, 4, 5, 6] {
+            b.done(P, o);
+        }
+        let restored = OffsetBook::from_stored(&b.to_stored());
+        assert_eq!(restored, b);
+        let mut r = restored;
+        assert_eq!(r.seek_to(P), Some(3));
+        let again: Vec<Admit> = (3..12).map(|o| r.admit(P, o)).collect();
+        use Admit::*;
+        assert_eq!(again, vec![New, AlreadyApplied, AlreadyApplied, AlreadyApplied, New, New, New, New, New]);
+        assert_eq!(r.resume(P), 12);
+    }
+
+    #[test]
+    fn gaps_in_offsets_do_not_stall_the_position() {
+        // A compacted topic has holes: positions follow what was read.
+        let mut b = OffsetBook::default();
+        for o in [4, 9, 17] {
+            b.admit(P, o);
+            b.done(P, o);
+        }
+        assert_eq!(b.seek_to(P), Some(18));
+        assert_eq!(b.pending(), 0);
+    }
+
+    #[test]
+    fn pending_runs_compress() {
+        let mut b = OffsetBook::default();
+        for o in 0..1000 {
+            b.admit(P, o);
+        }
+        b.done(P, 500);
+        let s = b.to_stored();
+        assert_eq!(s[&P].pending, vec![(0, 500), (501, 1000)]);
+    }
+}

@@ -109,8 +109,9 @@ pub struct KafkaConfig {
     /// long before `INACTIVE_BENEFICIARY` is decided.
     #[serde(with = "humantime_serde")]
     pub max_out_of_order: Duration,
-    /// Records held for reordering at most; beyond it the partitions that
-    /// run ahead are paused, so memory stays bounded.
+    /// Records held for reordering at most, so memory stays bounded; beyond
+    /// it the oldest are applied before the watermark passes them (counted
+    /// in `paywatch_reorder_overflow_total`).
     pub reorder_buffer_records: usize,
     /// A partition taken away by a rebalance keeps holding the watermark
     /// this long (wall time), so that records of other partitions do not

@@ -16,6 +16,7 @@ pub const WATERMARK: &str = "paywatch_watermark_timestamp_seconds";
 pub const WATERMARK_DELAY: &str = "paywatch_watermark_delay_seconds";
 pub const LAG: &str = "paywatch_consumer_lag_records";
 pub const REORDER: &str = "paywatch_reorder_buffer_records";
+pub const REORDER_OVERFLOW: &str = "paywatch_reorder_overflow_total";
 pub const COMMIT_SECONDS: &str = "paywatch_batch_commit_duration_seconds";
 pub const LATENCY_SECONDS: &str = "paywatch_processing_latency_seconds";
 pub const READY: &str = "paywatch_ready";
@@ -45,6 +46,9 @@ pub struct Metrics {
     pub lag: IntGaugeVec,
     /// Records held for reordering.
     pub reorder: IntGauge,
+    /// Records applied before the watermark passed them because the
+    /// reorder buffer was full.
+    pub reorder_overflow: prometheus::IntCounter,
     /// One atomic commit (state + offsets + outbox).
     pub commit_seconds: Histogram,
     /// From a record read to its effects committed.
@@ -95,6 +99,12 @@ impl Metrics {
             watermark_delay: gauge(WATERMARK_DELAY, "Wall clock minus the event-time watermark at the last commit"),
             lag,
             reorder: gauge(REORDER, "Records held in the reorder buffer"),
+            reorder_overflow: {
+                let c = prometheus::IntCounter::new(REORDER_OVERFLOW, "Records applied out of order because the reorder buffer was full")
+                    .expect("valid metric");
+                registry.register(Box::new(c.clone())).expect("registered once");
+                c
+            },
             commit_seconds: histogram(COMMIT_SECONDS, "Duration of one atomic commit", secs.clone()),
             latency_seconds: histogram(LATENCY_SECONDS, "From a record read to its effects committed", secs),
             ready: gauge(READY, "1 when ready (store open, partitions assigned)"),

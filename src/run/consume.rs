@@ -25,6 +25,9 @@ use tokio::sync::Notify;
 const READ_ROUND: usize = 4096;
 /// How often partitions are checked for being caught up.
 const CHECK_EVERY: Duration = Duration::from_millis(50);
+/// How often the broker is asked for the end of a partition that has
+/// delivered nothing yet.
+const ASK_END_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Consume {
     pub engine: Engine,
@@ -51,6 +54,8 @@ pub struct Consume {
     /// Per partition, the offset after the last message read in this
     /// process (for "caught up").
     read_next: FxHashMap<Part, i64>,
+    /// When each partition's end was last asked of the broker.
+    asked_end: FxHashMap<Part, Instant>,
     /// Totals for `/status`.
     status: Status,
 }
@@ -73,6 +78,7 @@ impl Consume {
             staged: Vec::new(),
             read_at: Vec::new(),
             read_next: FxHashMap::default(),
+            asked_end: FxHashMap::default(),
             status: Status::default(),
         }
     }
@@ -102,16 +108,19 @@ impl Consume {
                 self.check_caught_up();
                 last_check = Instant::now();
             }
-            // 2. Apply what the watermark releases, in event-time order.
+            // 2. Apply what the watermark releases, in event-time order (and,
+            // beyond the buffer's bound, the oldest out of order).
             self.reorder.release(self.clock.now(), &mut ready);
+            let forced = self.reorder.overflow(&mut ready);
+            if forced > 0 {
+                self.metrics.reorder_overflow.inc_by(forced as u64);
+                tracing::debug!(forced, "reorder buffer full: oldest records applied before the watermark passed them");
+            }
             for h in ready.drain(..) {
                 self.apply(h)?;
                 in_batch += 1;
                 dirty = true;
             }
-            let flow = self.reorder.flow();
-            self.source.pause(&flow.pause, true);
-            self.source.pause(&flow.resume, false);
             // 3. Commit state, offsets and outbox together.
             if dirty && (in_batch >= self.batch_records || last_commit.elapsed() >= self.commit_interval) {
                 self.commit()?;
@@ -134,7 +143,7 @@ impl Consume {
         self.read_next.insert(m.part, m.offset + 1);
         self.source.brokers_up();
         let admit = self.book.lock().unwrap_or_else(|e| e.into_inner()).admit(m.part, m.offset);
-        if admit == Admit::AlreadyApplied {
+        if admit == Admit::Seen {
             return;
         }
         match self.decode(m.part, m.value.as_deref()) {
@@ -198,9 +207,16 @@ impl Consume {
                 }
                 drop(book);
                 self.reorder.assign(&parts);
+                let all = self.source.all_partitions(Duration::from_secs(2));
+                self.reorder.know(&all, self.clock.now());
             }
             Rebalanced::Revoked(parts) => {
                 let dropped = self.reorder.revoke(&parts, self.clock.now());
+                let mut book = self.book.lock().unwrap_or_else(|e| e.into_inner());
+                for p in &parts {
+                    book.release(*p);
+                }
+                drop(book);
                 for p in &parts {
                     self.read_next.remove(p);
                     let _ = self.metrics.lag.remove_label_values(&[self.source.topic(p.kind()), &p.partition.to_string()]);
@@ -218,8 +234,13 @@ impl Consume {
         let parts: Vec<Part> = self.reorder.assigned().collect();
         let mut lag = Some(0i64);
         for p in parts {
-            let high = self.source.high_watermark(p);
             let at = self.read_next.get(&p).copied().unwrap_or(0);
+            let mut high = self.source.high_watermark(p);
+            if high.is_none() && self.asked_end.get(&p).is_none_or(|t| t.elapsed() >= ASK_END_EVERY) {
+                // Nothing fetched from it yet (e.g. resumed at its end).
+                self.asked_end.insert(p, Instant::now());
+                high = self.source.fetch_high_watermark(p, Duration::from_millis(500));
+            }
             let caught_up = high.is_some_and(|h| at >= h);
             tracing::trace!(source = p.source, partition = p.partition, at, ?high, caught_up, "partition position");
             self.reorder.set_caught_up(p, caught_up);

@@ -110,6 +110,7 @@ impl ConsumerContext for SeekContext {
                 if let Err(e) = consumer.assign(&seek) {
                     tracing::error!(error = %e, "cannot take the assigned partitions");
                 }
+                self.brokers_down.store(false, Ordering::Relaxed);
                 tracing::info!(partitions = parts.len(), "partitions assigned; reading from the offsets in the state directory");
                 self.push(Rebalanced::Assigned(parts));
             }
@@ -206,16 +207,35 @@ impl KafkaSource {
         (err == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
     }
 
-    /// Pauses or resumes fetching from partitions (flow control).
-    pub fn pause(&self, parts: &[Part], pause: bool) {
-        if parts.is_empty() {
-            return;
+    /// The partition's end offset asked of the broker (a round trip of at
+    /// most `timeout`): for partitions with nothing to fetch, whose end the
+    /// fetch responses may never report.
+    pub fn fetch_high_watermark(&self, p: Part, timeout: Duration) -> Option<i64> {
+        match self.consumer.fetch_watermarks(self.topic(p.kind()), p.partition, timeout) {
+            Ok((_, high)) if high >= 0 => Some(high),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot ask the broker for a partition's end");
+                None
+            }
         }
-        let tpl = self.tpl(parts.iter().map(|p| (*p, Offset::Invalid)));
-        let r = if pause { self.consumer.pause(&tpl) } else { self.consumer.resume(&tpl) };
-        if let Err(e) = r {
-            tracing::warn!(error = %e, pause, "cannot pause or resume partitions");
+    }
+
+    /// Every partition of the three input topics, from the broker's
+    /// metadata (empty when it cannot be had within `timeout`).
+    pub fn all_partitions(&self, timeout: Duration) -> Vec<Part> {
+        let mut out = Vec::new();
+        for (kind, _) in &self.c_topics {
+            match self.consumer.fetch_metadata(Some(self.topic(*kind)), timeout) {
+                Ok(md) => {
+                    for t in md.topics() {
+                        out.extend(t.partitions().iter().map(|p| Part::new(*kind, p.id())));
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "cannot read topic metadata"),
+            }
         }
+        out
     }
 
     /// Commits the stored positions to the group, for lag monitoring only.

@@ -58,15 +58,18 @@ pub struct PartOffsets {
 pub enum Admit {
     /// Not applied yet: decode and hold it.
     New,
-    /// Applied before the last commit (re-read after a seek): skip it.
-    AlreadyApplied,
+    /// Applied already, or held right now (read twice): skip it.
+    Seen,
 }
 
 /// Every partition's position, in memory with the pending offsets as a set.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct OffsetBook {
-    /// Per partition: the resume offset and the pending (held) offsets.
+    /// Per partition: the resume offset and the pending offsets.
     parts: BTreeMap<Part, (i64, BTreeSet<i64>)>,
+    /// Pending offsets held by this process (not committed: after a restart
+    /// nothing is held and every pending offset is read again).
+    held: BTreeSet<(Part, i64)>,
 }
 
 impl OffsetBook {
@@ -76,7 +79,7 @@ impl OffsetBook {
             .iter()
             .map(|(p, o)| (*p, (o.resume, o.pending.iter().flat_map(|&(s, e)| s..e).collect())))
             .collect();
-        OffsetBook { parts }
+        OffsetBook { parts, held: BTreeSet::new() }
     }
 
     /// The committed form: pending offsets compressed to runs.
@@ -107,11 +110,12 @@ impl OffsetBook {
     /// Records that the message at `offset` was read.
     pub fn admit(&mut self, p: Part, offset: i64) -> Admit {
         let (resume, pending) = self.parts.entry(p).or_insert((0, BTreeSet::new()));
-        if offset < *resume {
-            return if pending.contains(&offset) { Admit::New } else { Admit::AlreadyApplied };
+        if offset < *resume && (!pending.contains(&offset) || self.held.contains(&(p, offset))) {
+            return Admit::Seen;
         }
-        *resume = offset + 1;
+        *resume = (*resume).max(offset + 1);
         pending.insert(offset);
+        self.held.insert((p, offset));
         Admit::New
     }
 
@@ -120,6 +124,13 @@ impl OffsetBook {
         if let Some((_, pending)) = self.parts.get_mut(&p) {
             pending.remove(&offset);
         }
+        self.held.remove(&(p, offset));
+    }
+
+    /// The partition's held records were dropped (revoked): its pending
+    /// offsets are to be read again.
+    pub fn release(&mut self, p: Part) {
+        self.held.retain(|(q, _)| *q != p);
     }
 
     /// The resume offset of a partition (0 when never read).
@@ -154,14 +165,27 @@ mod tests {
         for o in [0, 1, 2, 4, 5, 6] {
             b.done(P, o);
         }
-        let restored = OffsetBook::from_stored(&b.to_stored());
-        assert_eq!(restored, b);
-        let mut r = restored;
+        let mut r = OffsetBook::from_stored(&b.to_stored());
+        assert_eq!(r.to_stored(), b.to_stored());
         assert_eq!(r.seek_to(P), Some(3));
         let again: Vec<Admit> = (3..12).map(|o| r.admit(P, o)).collect();
         use Admit::*;
-        assert_eq!(again, vec![New, AlreadyApplied, AlreadyApplied, AlreadyApplied, New, New, New, New, New]);
+        assert_eq!(again, vec![New, Seen, Seen, Seen, New, New, New, New, New]);
         assert_eq!(r.resume(P), 12);
+    }
+
+    #[test]
+    fn a_held_message_read_twice_is_held_once() {
+        let mut b = OffsetBook::default();
+        assert_eq!(b.admit(P, 0), Admit::New);
+        assert_eq!(b.admit(P, 1), Admit::New);
+        assert_eq!(b.admit(P, 0), Admit::Seen, "still held");
+        b.done(P, 0);
+        assert_eq!(b.admit(P, 0), Admit::Seen, "applied");
+        // Revoked: what was held is read again once.
+        b.release(P);
+        assert_eq!(b.admit(P, 1), Admit::New);
+        assert_eq!(b.admit(P, 1), Admit::Seen);
     }
 
     #[test]

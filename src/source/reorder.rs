@@ -6,10 +6,13 @@
 //! lowest of each partition's newest event time, where a partition that has
 //! read everything there is (caught up) counts as "now" instead — it can
 //! only bring newer records. A record is released once its event time plus
-//! `max_out_of_order` is below that bound. When the buffer is full, the
-//! partitions that run ahead are paused until the laggard catches up, so
-//! memory stays bounded. Time comes in as an argument; nothing here reads a
-//! clock, Kafka or the store.
+//! `max_out_of_order` is below that bound. Partitions of the input topics
+//! that another member of the group holds, or that were just revoked, keep
+//! the bound where they were for a grace period. Beyond its size the buffer
+//! lets its oldest records go early, so memory stays bounded. (Pausing the
+//! partitions that run ahead was tried: librdkafka 2.12 with this broker
+//! resumed past messages it had fetched but not handed out.) Time comes in
+//! as an argument; nothing here reads a clock, Kafka or the store.
 
 use super::offsets::Part;
 use crate::model::{Record, Timestamp};
@@ -71,26 +74,17 @@ struct PartClock {
     revoked_at: Option<Timestamp>,
 }
 
-/// Partitions to pause and to resume, for the consumer.
-#[derive(Debug, Default, PartialEq)]
-pub struct Flow {
-    pub pause: Vec<Part>,
-    pub resume: Vec<Part>,
-}
-
 pub struct Reorder {
     /// Held records, earliest first.
     heap: BinaryHeap<Reverse<Entry>>,
     /// `max_out_of_order` in milliseconds.
     lateness_ms: i64,
-    /// Records held at most before partitions running ahead are paused.
+    /// Records held at most; beyond it the oldest go out of order.
     cap: usize,
     /// How long a revoked partition keeps holding the watermark, in ms.
     grace_ms: i64,
     /// Assigned (and recently revoked) partitions, their event-time progress.
     parts: BTreeMap<Part, PartClock>,
-    /// Partitions paused for flow control.
-    paused: BTreeSet<Part>,
 }
 
 impl Reorder {
@@ -102,7 +96,6 @@ impl Reorder {
             cap: cap.max(1),
             grace_ms: ms(revoked_grace),
             parts: BTreeMap::new(),
-            paused: BTreeSet::new(),
         }
     }
 
@@ -112,6 +105,15 @@ impl Reorder {
             let c = self.parts.entry(*p).or_default();
             c.revoked_at = None;
             c.caught_up = false;
+        }
+    }
+
+    /// Every partition of the input topics: those not assigned to this
+    /// consumer (another member of the group holds them) hold the watermark
+    /// like revoked ones, from `now` for the grace period.
+    pub fn know(&mut self, parts: &[Part], now: Timestamp) {
+        for p in parts {
+            self.parts.entry(*p).or_insert(PartClock { high: None, caught_up: false, revoked_at: Some(now) });
         }
     }
 
@@ -133,7 +135,6 @@ impl Reorder {
             false
         });
         for p in &gone {
-            self.paused.remove(p);
             if let Some(c) = self.parts.get_mut(p) {
                 c.revoked_at = Some(now);
                 c.caught_up = false;
@@ -193,38 +194,18 @@ impl Reorder {
         }
     }
 
-    /// Flow control: when full, pause every partition but those holding the
-    /// watermark back; when half empty again, resume them all.
-    pub fn flow(&mut self) -> Flow {
-        let mut f = Flow::default();
-        let blockers = self.blockers();
-        if self.heap.len() >= self.cap {
-            for (p, c) in &self.parts {
-                if !c.caught_up && c.revoked_at.is_none() && !blockers.contains(p) && self.paused.insert(*p) {
-                    f.pause.push(*p);
-                }
+    /// Bounds memory: while more than the cap are held, the oldest go
+    /// into `out` even though the watermark has not passed them (the rules
+    /// handle late records; only the order is lost). Returns how many.
+    pub fn overflow(&mut self, out: &mut Vec<Held>) -> usize {
+        let mut n = 0;
+        while self.heap.len() > self.cap {
+            if let Some(Reverse(Entry(h))) = self.heap.pop() {
+                out.push(h);
+                n += 1;
             }
-            // A paused partition that has become the laggard must move.
-            let stuck: Vec<Part> = self.paused.intersection(&blockers).copied().collect();
-            for p in stuck {
-                self.paused.remove(&p);
-                f.resume.push(p);
-            }
-        } else if self.heap.len() <= self.cap / 2 && !self.paused.is_empty() {
-            f.resume = std::mem::take(&mut self.paused).into_iter().collect();
         }
-        f
-    }
-
-    /// The assigned partitions that are not caught up and have the lowest
-    /// progress.
-    fn blockers(&self) -> BTreeSet<Part> {
-        let active = self.parts.iter().filter(|(_, c)| !c.caught_up && c.revoked_at.is_none());
-        let low = active.clone().map(|(_, c)| c.high).min();
-        match low {
-            None => BTreeSet::new(),
-            Some(low) => active.filter(|(_, c)| c.high == low).map(|(p, _)| *p).collect(),
-        }
+        n
     }
 
     pub fn len(&self) -> usize {
@@ -334,6 +315,19 @@ mod tests {
     }
 
     #[test]
+    fn a_partition_held_by_another_member_holds_the_watermark_for_the_grace() {
+        let mut r = Reorder::new(Duration::from_secs(0), 1000, GRACE);
+        r.assign(&[ROSTER]);
+        r.know(&[ROSTER, PAY], Timestamp(10 * HOUR));
+        r.push(held(ROSTER, 0, HOUR));
+        r.set_caught_up(ROSTER, true);
+        assert_eq!(r.assigned().collect::<Vec<_>>(), vec![ROSTER]);
+        assert_eq!(released(&mut r, 10 * HOUR), vec![], "payments never seen: wait");
+        let grace = GRACE.as_millis() as i64;
+        assert_eq!(released(&mut r, 10 * HOUR + grace), vec![(0, 0)]);
+    }
+
+    #[test]
     fn a_revoked_partition_not_given_back_stops_holding_after_the_grace() {
         let mut r = Reorder::new(Duration::from_secs(0), 1000, GRACE);
         r.assign(&[PAY, ROSTER]);
@@ -348,23 +342,17 @@ mod tests {
     }
 
     #[test]
-    fn a_full_buffer_pauses_all_but_the_laggard() {
-        let mut r = Reorder::new(Duration::from_secs(3600), 4, GRACE);
+    fn beyond_the_cap_the_oldest_go_out_first() {
+        let mut r = Reorder::new(Duration::from_secs(3600), 3, GRACE);
         r.assign(&[PAY, ROSTER]);
-        r.push(held(ROSTER, 0, HOUR));
-        for o in 0..4 {
-            r.push(held(PAY, o, 100 * HOUR + o));
+        for o in 0..5 {
+            r.push(held(PAY, o, 10 * HOUR + o));
         }
-        assert_eq!(r.flow(), Flow { pause: vec![PAY], resume: vec![] });
-        assert_eq!(r.flow(), Flow::default());
-        // The roster catches up: only it goes (payments are not an hour past).
-        r.set_caught_up(ROSTER, true);
-        assert_eq!(released(&mut r, 200 * HOUR), vec![(0, 0)]);
-        // Still full, but the payments now hold the watermark back: they
-        // must move again.
-        assert_eq!(r.flow(), Flow { pause: vec![], resume: vec![PAY] });
-        r.set_caught_up(PAY, true);
-        assert_eq!(released(&mut r, 200 * HOUR).len(), 4);
-        assert_eq!(r.flow(), Flow::default());
+        // The roster has read nothing: nothing is due, but only 3 may wait.
+        assert_eq!(released(&mut r, 0), vec![]);
+        let mut out = Vec::new();
+        assert_eq!(r.overflow(&mut out), 2);
+        assert_eq!(out.iter().map(|h| h.offset).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(r.len(), 3);
     }
 }

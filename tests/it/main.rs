@@ -1,8 +1,10 @@
 //! Integration tests: the real `paywatch` binary on generated and crafted
-//! ledgers, with real RocksDB state in temp dirs.
+//! ledgers, with real RocksDB state in temp dirs, and `paywatch run`
+//! against a real Kafka-protocol broker (tansu) on 127.0.0.1.
 
 mod audit_truth;
 mod bad_input;
 mod cli;
 mod common;
 mod resume;
+mod stream;

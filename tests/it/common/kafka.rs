@@ -1,0 +1,249 @@
+//! A real Kafka-protocol broker (tansu) on 127.0.0.1, the independent
+//! client (`tests/kafka/kafka_tool.py`, confluent-kafka), and `paywatch run`
+//! as a child process. Everything started here is stopped on drop.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The tansu binary: `PAYWATCH_TANSU`, else where `scripts/deps.sh` puts it.
+fn tansu() -> PathBuf {
+    let p = std::env::var_os("PAYWATCH_TANSU")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/paywatch-tools/tansu/bin/tansu"));
+    assert!(p.exists(), "no Kafka broker at {}: run `make test` (scripts/deps.sh installs tansu)", p.display());
+    p
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+fn wait_for_port(port: u16, within: Duration) -> bool {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+pub struct Broker {
+    child: Option<Child>,
+    pub addr: String,
+    log: PathBuf,
+}
+
+impl Broker {
+    /// Starts a broker with in-memory storage on a free port.
+    pub fn start(dir: &Path) -> Broker {
+        Broker::start_on(dir, free_port())
+    }
+
+    pub fn start_on(dir: &Path, port: u16) -> Broker {
+        let log = dir.join(format!("tansu-{port}.log"));
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(tansu())
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::from(std::fs::File::create(&log).expect("log")))
+            .stderr(Stdio::from(std::fs::File::options().append(true).open(&log).expect("log")))
+            .spawn()
+            .expect("start tansu");
+        let b = Broker { child: Some(child), addr: format!("127.0.0.1:{port}"), log };
+        assert!(wait_for_port(port, Duration::from_secs(30)), "tansu did not listen; see {}", b.log.display());
+        b
+    }
+
+    /// The input, alert and dead-letter topics of the contract.
+    pub fn create_contract_topics(&self) {
+        tool(&[
+            "create-topics",
+            &self.addr,
+            "dibao.payments.v1:3",
+            "dibao.roster.v1:2",
+            "civil.deaths.v1:1",
+            "dibao.alerts.v1:1",
+            "dibao.deadletter.v1:1",
+        ]);
+    }
+
+    /// The address of a broker that is not running (yet), for configs.
+    pub fn placeholder(port: u16) -> Broker {
+        Broker { child: None, addr: format!("127.0.0.1:{port}"), log: PathBuf::new() }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Runs the independent client; returns its stdout.
+pub fn tool(args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kafka/kafka_tool.py");
+    let o = Command::new("python3").arg(script).args(args).output().expect("python3");
+    assert!(o.status.success(), "kafka_tool {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+/// One message as the tool writes it.
+#[derive(Debug, serde::Deserialize)]
+pub struct Msg {
+    #[serde(default)]
+    pub value: String,
+    pub key: String,
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// Every message on a topic (from the beginning). With `expect`, reads
+/// until that many distinct keys arrived (and a little longer).
+pub fn consume(broker: &Broker, topic: &str, out: &Path, expect: Option<usize>) -> Vec<Msg> {
+    let out_s = out.display().to_string();
+    let mut args = vec!["consume", &broker.addr, topic, &out_s, "--idle", "3", "--timeout", "180"];
+    let n;
+    if let Some(e) = expect {
+        n = e.to_string();
+        args.extend(["--expect", &n]);
+    }
+    tool(&args);
+    super::read_jsonl(out)
+}
+
+/// A `paywatch run` config for a test.
+pub fn service_config(dir: &Path, broker: &Broker, http_port: u16, extra: &str) -> PathBuf {
+    let state = dir.join("state");
+    let text = format!(
+        "[kafka]\nbrokers = \"{}\"\ncommit_interval = \"50ms\"\ndrain_timeout = \"10s\"\n{extra}\n\
+         [state]\ndir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n",
+        broker.addr,
+        state.display()
+    );
+    let p = dir.join("run.toml");
+    std::fs::write(&p, text).expect("config");
+    p
+}
+
+/// `paywatch run` as a child process.
+pub struct Service {
+    child: Option<Child>,
+    pub http_port: u16,
+    config: PathBuf,
+    log: PathBuf,
+    starts: u32,
+}
+
+impl Service {
+    pub fn start(config: &Path, http_port: u16, log_dir: &Path) -> Service {
+        let mut s = Service { child: None, http_port, config: config.to_owned(), log: log_dir.join("run"), starts: 0 };
+        s.restart();
+        s
+    }
+
+    /// Starts the process again (after a kill) with the same config.
+    pub fn restart(&mut self) {
+        self.starts += 1;
+        let log = self.log.with_extension(format!("{}.log", self.starts));
+        let child = Command::new(super::bin())
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .env("PAYWATCH_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log).expect("log")))
+            .spawn()
+            .expect("start paywatch run");
+        self.child = Some(child);
+        assert!(wait_for_port(self.http_port, Duration::from_secs(30)), "paywatch run did not listen; see {}", log.display());
+    }
+
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        http_get(self.http_port, path)
+    }
+
+    pub fn status(&self) -> Option<serde_json::Value> {
+        let (code, body) = self.get("/status")?;
+        (code == 200).then(|| serde_json::from_str(&body).ok()).flatten()
+    }
+
+    /// Waits until `pred` holds for `/status`; panics with the last status
+    /// on timeout.
+    pub fn wait_until(&self, within: Duration, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let end = Instant::now() + within;
+        let mut last = None;
+        while Instant::now() < end {
+            if let Some(s) = self.status() {
+                if pred(&s) {
+                    return s;
+                }
+                last = Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("paywatch run: not {what} within {within:?}; last status {last:?}; logs {}", self.log.display());
+    }
+
+    /// Caught up: everything read, applied, committed and published.
+    pub fn wait_idle(&self) -> serde_json::Value {
+        self.wait_until(Duration::from_secs(180), "idle", |s| s["idle"] == true)
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // The port is free again before the next start.
+        let end = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.http_port)).is_ok() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let ok = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status().expect("kill");
+        assert!(ok.success());
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(st) = c.try_wait().expect("wait") {
+                return st;
+            }
+            assert!(Instant::now() < end, "paywatch run did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A plain HTTP/1.0 GET on 127.0.0.1: (status, body).
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Some((code, body))
+}

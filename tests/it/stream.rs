@@ -1,0 +1,201 @@
+//! `paywatch run` against a real broker (tansu on 127.0.0.1), fed by an
+//! independent client: parity with `paywatch audit`, kill -9 during the
+//! replay, a rebalance, dead letters with their position, and a broker that
+//! is not there at start.
+
+use super::common::kafka::{consume, free_port, service_config, tool, Broker, Service};
+use super::common::{alerts, audit, dead_by_reason, ids, ledger, run_ok};
+use paywatch::generate::{Generated, OutFormat};
+use paywatch::model::Alert;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+/// The audit of the same files: the alert ids the service must reach.
+fn audited(g: &Generated, dir: &Path) -> (BTreeSet<String>, serde_json::Value) {
+    let out = dir.join("audit.jsonl");
+    let dl = dir.join("audit-dead.jsonl");
+    let state = dir.join("audit-state");
+    run_ok(audit(g, &out, &["--deadletter", dl.to_str().unwrap(), "--state", state.to_str().unwrap()]));
+    let a = alerts(&out);
+    // The engine's totals, read back through a status-shaped value.
+    let counts = serde_json::json!({ "dead": dead_by_reason(&dl) });
+    (ids(&a), counts)
+}
+
+fn alert_ids_on_topic(b: &Broker, dir: &Path, expect: usize) -> (BTreeSet<String>, usize) {
+    let msgs = consume(b, "dibao.alerts.v1", &dir.join("alerts-topic.jsonl"), Some(expect));
+    let mut set = BTreeSet::new();
+    for m in &msgs {
+        let a: Alert = serde_json::from_str(&m.value).expect("alert JSON");
+        assert_eq!(m.key, a.alert_id, "alerts are keyed by alert_id");
+        set.insert(a.alert_id);
+    }
+    (set, msgs.len())
+}
+
+/// Set equality, showing only the differences.
+fn assert_same(got: &BTreeSet<String>, want: &BTreeSet<String>, what: &str) {
+    let missing: Vec<_> = want.difference(got).take(10).collect();
+    let extra: Vec<_> = got.difference(want).take(10).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{what}: {} ids against {} wanted; missing (first 10) {missing:?}; extra (first 10) {extra:?}",
+        got.len(),
+        want.len()
+    );
+}
+
+fn produce_ledger(b: &Broker, g: &Generated, kinds: &str) -> u64 {
+    let folder = g.payments.parent().unwrap().display().to_string();
+    tool(&["produce-ledger", &b.addr, &folder, "--topics", kinds]).parse().unwrap()
+}
+
+fn applied_total(s: &serde_json::Value) -> u64 {
+    ["roster", "deaths", "payments", "reversals", "redelivered", "rejected"].iter().map(|k| s["counts"][k].as_u64().unwrap()).sum()
+}
+
+#[test]
+fn stream_replay_equals_the_audit_and_dead_letters_carry_their_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = ledger(&dir.path().join("ledger"), 300, OutFormat::Jsonl, 11);
+    let (want, audit_counts) = audited(&g, dir.path());
+    let broker = Broker::start(dir.path());
+    broker.create_contract_topics();
+    produce_ledger(&broker, &g, "roster,deaths,payments");
+
+    let port = free_port();
+    let cfg = service_config(dir.path(), &broker, port, "");
+    let mut svc = Service::start(&cfg, port, dir.path());
+    assert_eq!(svc.get("/healthz").map(|r| r.0), Some(200));
+    let st = svc.wait_idle();
+    assert_eq!(svc.get("/readyz").map(|r| r.0), Some(200));
+    assert_eq!(st["alerts"].as_u64(), Some(want.len() as u64), "{st}");
+
+    let (got, messages) = alert_ids_on_topic(&broker, dir.path(), want.len());
+    assert_same(&got, &want, "the alerts topic holds exactly the audit's alert ids");
+    assert_eq!(messages, want.len(), "no alert published twice in a clean run");
+
+    // Every bad record is on the dead-letter topic with its original bytes,
+    // its source position and reason, as many per reason as the audit found.
+    let dead = consume(&broker, "dibao.deadletter.v1", &dir.path().join("dead-topic.jsonl"), None);
+    let mut by_reason: BTreeMap<String, u64> = BTreeMap::new();
+    for m in &dead {
+        let topic = &m.headers["source_topic"];
+        assert!(["dibao.payments.v1", "dibao.roster.v1", "civil.deaths.v1"].contains(&topic.as_str()), "{m:?}");
+        let partition: i32 = m.headers["source_partition"].parse().unwrap();
+        let offset: i64 = m.headers["source_offset"].parse().unwrap();
+        assert!(partition >= 0 && offset >= 0);
+        let reason = &m.headers["reason"];
+        *by_reason.entry(reason.split(':').next().unwrap().to_owned()).or_default() += 1;
+    }
+    let audit_dead: BTreeMap<String, u64> =
+        serde_json::from_value(audit_counts["dead"].clone()).unwrap();
+    assert_eq!(by_reason, audit_dead);
+
+    // /metrics shows the same.
+    let (_, metrics) = svc.get("/metrics").unwrap();
+    assert!(metrics.contains("paywatch_records_total{outcome=\"ok\",topic=\"payments\"}"), "{metrics}");
+    assert!(metrics.contains("paywatch_dead_letters_total"), "{metrics}");
+
+    assert!(svc.terminate().success(), "SIGTERM ends the service with exit 0");
+}
+
+#[test]
+fn kill_9_three_times_during_the_replay_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = ledger(&dir.path().join("ledger"), 1500, OutFormat::Jsonl, 12);
+    let (want, _) = audited(&g, dir.path());
+    let broker = Broker::start(dir.path());
+    broker.create_contract_topics();
+    let produced = produce_ledger(&broker, &g, "roster,deaths,payments");
+
+    // A clean run for the totals, on its own state directory and group.
+    let clean_dir = dir.path().join("clean");
+    std::fs::create_dir_all(&clean_dir).unwrap();
+    let port = free_port();
+    let cfg = service_config(&clean_dir, &broker, port, "group_id = \"clean\"\n[kafka.client]\n\"session.timeout.ms\" = \"6000\"");
+    let mut clean = Service::start(&cfg, port, &clean_dir);
+    let clean_status = clean.wait_idle();
+    assert!(clean.terminate().success());
+
+    let port = free_port();
+    // A killed member leaves the group only when its session times out.
+    let cfg = service_config(dir.path(), &broker, port, "group_id = \"killed\"\n[kafka.client]\n\"session.timeout.ms\" = \"6000\"");
+    let mut svc = Service::start(&cfg, port, dir.path());
+    let step = produced / 5;
+    for kill in 1..=3 {
+        svc.wait_until(Duration::from_secs(120), "a fifth further", |s| s["applied"].as_u64().unwrap_or(0) >= step);
+        svc.kill9();
+        svc.restart();
+        eprintln!("kill -9 number {kill} done");
+    }
+    let st = svc.wait_idle();
+    // The committed totals equal the clean run's: no record applied twice
+    // (redeliveries are counted, and equal), none lost.
+    assert_eq!(st["counts"], clean_status["counts"], "killed {st}\nclean {clean_status}");
+    assert_eq!(applied_total(&st), applied_total(&clean_status));
+    assert_eq!(st["outbox"].as_i64(), Some(0));
+
+    // Both groups published to the one alerts topic: the set is the audit's.
+    let (got, _) = alert_ids_on_topic(&broker, dir.path(), want.len());
+    assert_same(&got, &want, "alerts topic against the audit");
+    assert!(svc.terminate().success());
+}
+
+#[test]
+fn a_second_consumer_in_the_group_holding_partitions_for_a_while_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = ledger(&dir.path().join("ledger"), 1500, OutFormat::Jsonl, 13);
+    let (want, _) = audited(&g, dir.path());
+    let broker = Broker::start(dir.path());
+    broker.create_contract_topics();
+    produce_ledger(&broker, &g, "roster,deaths,payments");
+
+    // A second member is in the group first and keeps some partitions for
+    // a while; paywatch must not run ahead of what it cannot read yet.
+    let addr = broker.addr.clone();
+    let joiner = std::thread::spawn(move || {
+        tool(&["join-group", &addr, "paywatch", "10", "dibao.payments.v1", "dibao.roster.v1", "civil.deaths.v1"])
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let port = free_port();
+    let cfg = service_config(dir.path(), &broker, port, "[kafka.client]\n\"session.timeout.ms\" = \"6000\"");
+    let mut svc = Service::start(&cfg, port, dir.path());
+    let shared = svc.wait_until(Duration::from_secs(60), "given a share", |s| s["assigned_partitions"].as_u64().unwrap_or(0) > 0);
+    let joined: serde_json::Value = serde_json::from_str(&joiner.join().unwrap()).unwrap();
+    assert!(joined["assigned"].as_u64().unwrap() > 0, "the second member held partitions: {joined}");
+    assert!(shared["assigned_partitions"].as_u64().unwrap() < 6, "paywatch shared the group: {shared}");
+
+    svc.wait_until(Duration::from_secs(60), "given every partition", |s| s["assigned_partitions"] == 6);
+    svc.wait_idle();
+    let (got, _) = alert_ids_on_topic(&broker, dir.path(), want.len());
+    assert_same(&got, &want, "alerts topic against the audit");
+    assert!(svc.terminate().success());
+}
+
+#[test]
+fn no_broker_at_start_is_not_ready_but_keeps_trying_then_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = ledger(&dir.path().join("ledger"), 100, OutFormat::Jsonl, 14);
+    let (want, _) = audited(&g, dir.path());
+    let broker_port = free_port();
+    // A config pointing at a port where no broker listens yet.
+    let placeholder = Broker::placeholder(broker_port);
+    let http = free_port();
+    let cfg = service_config(dir.path(), &placeholder, http, "");
+    let mut svc = Service::start(&cfg, http, dir.path());
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(svc.get("/healthz").map(|r| r.0), Some(200), "alive");
+    assert_eq!(svc.get("/readyz").map(|r| r.0), Some(503), "not ready without a broker");
+
+    let broker = Broker::start_on(dir.path(), broker_port);
+    broker.create_contract_topics();
+    produce_ledger(&broker, &g, "roster,deaths,payments");
+    svc.wait_until(Duration::from_secs(120), "ready", |s| s["assigned_partitions"] == 6);
+    assert_eq!(svc.get("/readyz").map(|r| r.0), Some(200));
+    svc.wait_idle();
+    let (got, _) = alert_ids_on_topic(&broker, dir.path(), want.len());
+    assert_same(&got, &want, "alerts topic against the audit");
+    assert!(svc.terminate().success());
+}

@@ -91,19 +91,37 @@ impl Consume {
         let mut in_batch = 0usize;
         let mut ready = Vec::new();
         while !stop.load(Ordering::Relaxed) {
-            // 1. Poll: one blocking wait, then whatever is already fetched.
-            let mut read = 0;
-            while read < READ_ROUND {
-                let wait = if read == 0 { Duration::from_millis(20) } else { Duration::ZERO };
-                let Some(m) = self.source.poll(wait) else { break };
-                self.read(m);
-                read += 1;
+            // 1. Read: the common queue first (callbacks, and messages fetched
+            // before a partition got its own queue), then the partitions'
+            // own queues that may be read now; wait a little when idle.
+            let mut read = self.read_common();
+            loop {
+                let events = self.source.rebalanced();
+                if events.is_empty() {
+                    break;
+                }
+                for ev in events {
+                    self.rebalanced(ev);
+                }
+                dirty = true;
+                read += self.read_common();
+            }
+            for p in self.reorder.readable() {
+                let mut n = 0;
+                while n < READ_ROUND {
+                    let Some(m) = self.source.poll_part(p) else { break };
+                    self.read(m);
+                    n += 1;
+                }
+                read += n;
+            }
+            if read == 0 {
+                if let Some(m) = self.source.poll(Duration::from_millis(10)) {
+                    self.read(m);
+                    read += 1;
+                }
             }
             dirty |= read > 0;
-            for ev in self.source.rebalanced() {
-                self.rebalanced(ev);
-                dirty = true;
-            }
             if read == 0 || last_check.elapsed() >= CHECK_EVERY {
                 self.check_caught_up();
                 last_check = Instant::now();
@@ -135,6 +153,17 @@ impl Consume {
         self.commit()?;
         tracing::info!(held = self.reorder.len(), "stopped reading; batch in hand committed (held records are read again at the next start)");
         Ok(())
+    }
+
+    /// Everything waiting on the common queue (which also serves the
+    /// rebalance callback).
+    fn read_common(&mut self) -> usize {
+        let mut n = 0;
+        while let Some(m) = self.source.poll(Duration::ZERO) {
+            self.read(m);
+            n += 1;
+        }
+        n
     }
 
     /// One message: skip it if applied before, else decode and hold it, or
@@ -206,12 +235,14 @@ impl Consume {
                     self.read_next.insert(*p, book.seek_to(*p).unwrap_or(0));
                 }
                 drop(book);
+                self.source.split(&parts);
                 self.reorder.assign(&parts);
                 let all = self.source.all_partitions(Duration::from_secs(2));
                 self.reorder.know(&all, self.clock.now());
             }
             Rebalanced::Revoked(parts) => {
                 let dropped = self.reorder.revoke(&parts, self.clock.now());
+                self.source.unsplit(&parts);
                 let mut book = self.book.lock().unwrap_or_else(|e| e.into_inner());
                 for p in &parts {
                     book.release(*p);

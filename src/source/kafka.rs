@@ -12,10 +12,12 @@ use crate::config::KafkaConfig;
 use crate::decode::Kind;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -139,8 +141,14 @@ impl SeekContext {
 }
 
 /// The consumer and what it shares with its rebalance callback.
+///
+/// Each assigned partition gets its own queue, so the loop can stop reading
+/// a partition that runs ahead while librdkafka stops fetching it once its
+/// queue holds `queued.min.messages`: flow control without pausing.
 pub struct KafkaSource {
-    consumer: BaseConsumer<SeekContext>,
+    consumer: Arc<BaseConsumer<SeekContext>>,
+    /// The assigned partitions' own queues.
+    queues: BTreeMap<Part, PartitionQueue<SeekContext>>,
     /// Topic names as C strings, for the watermark lookups.
     c_topics: [(Kind, CString); 3],
 }
@@ -157,6 +165,7 @@ impl KafkaSource {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
+            .set("queued.min.messages", cfg.client.get("queued.min.messages").map_or("20000", String::as_str))
             .create_with_context(ctx)
             .map_err(KafkaSourceError::Create)?;
         let names: Vec<&str> = topics.iter().map(|(_, n)| n.as_str()).collect();
@@ -164,13 +173,44 @@ impl KafkaSource {
             .subscribe(&names)
             .map_err(|source| KafkaSourceError::Subscribe { topics: names.join(", "), source })?;
         let c_topics = topics.map(|(k, n)| (k, CString::new(n).unwrap_or_default()));
-        Ok(KafkaSource { consumer, c_topics })
+        Ok(KafkaSource { consumer: Arc::new(consumer), queues: BTreeMap::new(), c_topics })
     }
 
-    /// Waits up to `timeout` for one message. Errors are logged (librdkafka
-    /// retries by itself) and read as "nothing yet".
+    /// Serves callbacks (rebalances, errors) and returns a message that
+    /// arrived on the common queue (fetched before its partition's queue
+    /// was split off), waiting up to `timeout`.
     pub fn poll(&self, timeout: Duration) -> Option<Incoming> {
-        match self.consumer.poll(timeout)? {
+        self.incoming(self.consumer.poll(timeout)?)
+    }
+
+    /// One message from a partition's own queue, without waiting.
+    pub fn poll_part(&self, p: Part) -> Option<Incoming> {
+        self.incoming(self.queues.get(&p)?.poll(Duration::ZERO)?)
+    }
+
+    /// Gives newly assigned partitions their own queues. Messages fetched
+    /// before are still on the common queue: the caller reads that empty
+    /// first, so each partition is read in offset order.
+    pub fn split(&mut self, parts: &[Part]) {
+        for p in parts {
+            match self.consumer.split_partition_queue(self.topic(p.kind()), p.partition) {
+                Some(q) => {
+                    self.queues.insert(*p, q);
+                }
+                None => tracing::warn!(partition = p.partition, "cannot give a partition its own queue; it is read from the common one"),
+            }
+        }
+    }
+
+    /// Forgets the queues of revoked partitions.
+    pub fn unsplit(&mut self, parts: &[Part]) {
+        for p in parts {
+            self.queues.remove(p);
+        }
+    }
+
+    fn incoming(&self, r: rdkafka::error::KafkaResult<rdkafka::message::BorrowedMessage<'_>>) -> Option<Incoming> {
+        match r {
             Ok(m) => {
                 let part = self.consumer.context().part(m.topic(), m.partition())?;
                 Some(Incoming { part, offset: m.offset(), key: m.key().map(<[u8]>::to_vec), value: m.payload().map(<[u8]>::to_vec) })

@@ -8,11 +8,15 @@
 //! only bring newer records. A record is released once its event time plus
 //! `max_out_of_order` is below that bound. Partitions of the input topics
 //! that another member of the group holds, or that were just revoked, keep
-//! the bound where they were for a grace period. Beyond its size the buffer
-//! lets its oldest records go early, so memory stays bounded. (Pausing the
-//! partitions that run ahead was tried: librdkafka 2.12 with this broker
-//! resumed past messages it had fetched but not handed out.) Time comes in
-//! as an argument; nothing here reads a clock, Kafka or the store.
+//! the bound where they were for a grace period.
+//!
+//! Memory stays bounded two ways: from half full only the partitions that
+//! hold the watermark back are read ([`Reorder::readable`]; the others wait
+//! in their own librdkafka queues), and beyond its size the buffer lets its
+//! oldest records go early. (Pausing partitions was tried first: librdkafka
+//! 2.12 with this broker resumed past messages it had fetched but not
+//! handed out.) Time comes in as an argument; nothing here reads a clock,
+//! Kafka or the store.
 
 use super::offsets::Part;
 use crate::model::{Record, Timestamp};
@@ -194,6 +198,18 @@ impl Reorder {
         }
     }
 
+    /// The partitions worth reading now: all assigned ones while the buffer
+    /// is under half full, else only those holding the watermark back (the
+    /// others wait in their own queues, where librdkafka stops fetching).
+    pub fn readable(&self) -> Vec<Part> {
+        if self.heap.len() < self.cap / 2 {
+            return self.assigned().collect();
+        }
+        let active = self.parts.iter().filter(|(_, c)| !c.caught_up && c.revoked_at.is_none());
+        let low = active.clone().map(|(_, c)| c.high).min();
+        active.filter(|(_, c)| Some(c.high) == low).map(|(p, _)| *p).collect()
+    }
+
     /// Bounds memory: while more than the cap are held, the oldest go
     /// into `out` even though the watermark has not passed them (the rules
     /// handle late records; only the order is lost). Returns how many.
@@ -339,6 +355,22 @@ mod tests {
         assert_eq!(released(&mut r, 10 * HOUR + grace - 1), vec![]);
         assert_eq!(released(&mut r, 10 * HOUR + grace), vec![(0, 0)]);
         assert!(r.idle());
+    }
+
+    #[test]
+    fn from_half_full_only_the_laggards_are_read() {
+        let mut r = Reorder::new(Duration::from_secs(3600), 8, GRACE);
+        let pay1 = Part { source: 2, partition: 1 };
+        r.assign(&[PAY, pay1, ROSTER]);
+        assert_eq!(r.readable(), vec![ROSTER, PAY, pay1]);
+        for o in 0..4 {
+            r.push(held(PAY, o, 10 * HOUR + o));
+        }
+        // Half full: the roster and pay1 have read nothing; they are read.
+        assert_eq!(r.readable(), vec![ROSTER, pay1]);
+        r.push(held(pay1, 0, 20 * HOUR));
+        r.set_caught_up(ROSTER, true);
+        assert_eq!(r.readable(), vec![PAY], "PAY is now the furthest behind");
     }
 
     #[test]

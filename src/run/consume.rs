@@ -25,6 +25,10 @@ use tokio::sync::Notify;
 const READ_ROUND: usize = 4096;
 /// How often partitions are checked for being caught up.
 const CHECK_EVERY: Duration = Duration::from_millis(50);
+/// A partition behind its end that delivers nothing for this long, while
+/// it may be read, is read again from its beginning (see
+/// `KafkaSource::rewind`).
+const STUCK_AFTER: Duration = Duration::from_secs(3);
 /// How often the broker is asked for the end of a partition that has
 /// delivered nothing yet.
 const ASK_END_EVERY: Duration = Duration::from_secs(1);
@@ -54,6 +58,10 @@ pub struct Consume {
     /// Per partition, the offset after the last message read in this
     /// process (for "caught up").
     read_next: FxHashMap<Part, i64>,
+    /// When each partition last delivered a message, or was last left
+    /// unread on purpose (the stuck-partition clock runs only while it may
+    /// be read).
+    last_seen: FxHashMap<Part, Instant>,
     /// When each partition's end was last asked of the broker.
     asked_end: FxHashMap<Part, Instant>,
     /// Totals for `/status`.
@@ -79,6 +87,7 @@ impl Consume {
             read_at: Vec::new(),
             read_next: FxHashMap::default(),
             asked_end: FxHashMap::default(),
+            last_seen: FxHashMap::default(),
             status: Status::default(),
         }
     }
@@ -106,7 +115,11 @@ impl Consume {
                 dirty = true;
                 read += self.read_common();
             }
-            for p in self.reorder.readable() {
+            let readable = self.reorder.readable();
+            for p in self.reorder.assigned().filter(|p| !readable.contains(p)).collect::<Vec<_>>() {
+                self.last_seen.insert(p, Instant::now());
+            }
+            for p in readable {
                 let mut n = 0;
                 while n < READ_ROUND {
                     let Some(m) = self.source.poll_part(p) else { break };
@@ -170,6 +183,7 @@ impl Consume {
     /// dead-letter it.
     fn read(&mut self, m: Incoming) {
         self.read_next.insert(m.part, m.offset + 1);
+        self.last_seen.insert(m.part, Instant::now());
         self.source.brokers_up();
         let admit = self.book.lock().unwrap_or_else(|e| e.into_inner()).admit(m.part, m.offset);
         if admit == Admit::Seen {
@@ -233,6 +247,7 @@ impl Consume {
                 let book = self.book.lock().unwrap_or_else(|e| e.into_inner());
                 for p in &parts {
                     self.read_next.insert(*p, book.seek_to(*p).unwrap_or(0));
+                    self.last_seen.insert(*p, Instant::now());
                 }
                 drop(book);
                 self.source.split(&parts);
@@ -273,6 +288,16 @@ impl Consume {
                 high = self.source.fetch_high_watermark(p, Duration::from_millis(500));
             }
             let caught_up = high.is_some_and(|h| at >= h);
+            let seen = *self.last_seen.entry(p).or_insert_with(Instant::now);
+            // Behind its end yet silent, or at its end with records read in
+            // an earlier run and never delivered again: the broker skipped
+            // them (a fetch starting inside a record batch).
+            let skipped = caught_up && self.book.lock().unwrap_or_else(|e| e.into_inner()).unread_pending(p);
+            if (skipped || (!caught_up && high.is_some())) && seen.elapsed() >= STUCK_AFTER {
+                tracing::warn!(topic = self.source.topic(p.kind()), partition = p.partition, at, ?high, skipped, "partition does not deliver what it holds; reading it again from the beginning (applied records are skipped)");
+                self.source.rewind(p);
+                self.last_seen.insert(p, Instant::now());
+            }
             tracing::trace!(source = p.source, partition = p.partition, at, ?high, caught_up, "partition position");
             self.reorder.set_caught_up(p, caught_up);
             let behind = high.map(|h| (h - at).max(0));

@@ -202,6 +202,16 @@ impl KafkaSource {
         }
     }
 
+    /// Reads a partition again from its first offset (what was applied is
+    /// skipped by the offset book). For brokers that return nothing for a
+    /// fetch that starts inside a record batch (tansu 0.6 does, after a
+    /// restart resumes mid-batch); a real Kafka broker never needs it.
+    pub fn rewind(&self, p: Part) {
+        if let Err(e) = self.consumer.seek(self.topic(p.kind()), p.partition, Offset::Beginning, Duration::from_secs(2)) {
+            tracing::warn!(error = %e, partition = p.partition, "cannot rewind a stuck partition; trying again later");
+        }
+    }
+
     /// Forgets the queues of revoked partitions.
     pub fn unsplit(&mut self, parts: &[Part]) {
         for p in parts {

@@ -133,6 +133,12 @@ impl OffsetBook {
         self.held.retain(|(q, _)| *q != p);
     }
 
+    /// Whether some pending offset of the partition is not held: read
+    /// before, not applied, and not read again yet.
+    pub fn unread_pending(&self, p: Part) -> bool {
+        self.parts.get(&p).is_some_and(|(_, pending)| pending.iter().any(|o| !self.held.contains(&(p, *o))))
+    }
+
     /// The resume offset of a partition (0 when never read).
     pub fn resume(&self, p: Part) -> i64 {
         self.parts.get(&p).map_or(0, |(r, _)| *r)
@@ -184,8 +190,10 @@ mod tests {
         assert_eq!(b.admit(P, 0), Admit::Seen, "applied");
         // Revoked: what was held is read again once.
         b.release(P);
+        assert!(b.unread_pending(P));
         assert_eq!(b.admit(P, 1), Admit::New);
         assert_eq!(b.admit(P, 1), Admit::Seen);
+        assert!(!b.unread_pending(P));
     }
 
     #[test]

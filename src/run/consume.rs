@@ -62,6 +62,11 @@ pub struct Consume {
     /// unread on purpose (the stuck-partition clock runs only while it may
     /// be read).
     last_seen: FxHashMap<Part, Instant>,
+    /// Per partition just (re)assigned, the offset it was pointed at: the
+    /// first message at or past it must be exactly there, or the broker
+    /// skipped records (a fetch starting inside a record batch) and the
+    /// partition is read again from its beginning.
+    expect_at: FxHashMap<Part, i64>,
     /// When each partition's end was last asked of the broker.
     asked_end: FxHashMap<Part, Instant>,
     /// Totals for `/status`.
@@ -88,6 +93,7 @@ impl Consume {
             read_next: FxHashMap::default(),
             asked_end: FxHashMap::default(),
             last_seen: FxHashMap::default(),
+            expect_at: FxHashMap::default(),
             status: Status::default(),
         }
     }
@@ -182,6 +188,23 @@ impl Consume {
     /// One message: skip it if applied before, else decode and hold it, or
     /// dead-letter it.
     fn read(&mut self, m: Incoming) {
+        if let Some(&want) = self.expect_at.get(&m.part) {
+            if m.offset > want {
+                tracing::warn!(
+                    topic = self.source.topic(m.part.kind()),
+                    partition = m.part.partition,
+                    asked = want,
+                    got = m.offset,
+                    "the broker skipped records after a seek; reading the partition again from its beginning (applied records are skipped)"
+                );
+                self.expect_at.remove(&m.part);
+                self.source.rewind(m.part);
+                return;
+            }
+            if m.offset == want {
+                self.expect_at.remove(&m.part);
+            }
+        }
         self.read_next.insert(m.part, m.offset + 1);
         self.last_seen.insert(m.part, Instant::now());
         self.source.brokers_up();
@@ -248,6 +271,10 @@ impl Consume {
                 for p in &parts {
                     self.read_next.insert(*p, book.seek_to(*p).unwrap_or(0));
                     self.last_seen.insert(*p, Instant::now());
+                    match book.seek_to(*p) {
+                        Some(at) => self.expect_at.insert(*p, at),
+                        None => self.expect_at.remove(p),
+                    };
                 }
                 drop(book);
                 self.source.split(&parts);
@@ -265,6 +292,7 @@ impl Consume {
                 drop(book);
                 for p in &parts {
                     self.read_next.remove(p);
+                    self.expect_at.remove(p);
                     let _ = self.metrics.lag.remove_label_values(&[self.source.topic(p.kind()), &p.partition.to_string()]);
                 }
                 if dropped > 0 {
@@ -296,6 +324,7 @@ impl Consume {
             if (skipped || (!caught_up && high.is_some())) && seen.elapsed() >= STUCK_AFTER {
                 tracing::warn!(topic = self.source.topic(p.kind()), partition = p.partition, at, ?high, skipped, "partition does not deliver what it holds; reading it again from the beginning (applied records are skipped)");
                 self.source.rewind(p);
+                self.expect_at.remove(&p);
                 self.last_seen.insert(p, Instant::now());
             }
             tracing::trace!(source = p.source, partition = p.partition, at, ?high, caught_up, "partition position");

@@ -5,7 +5,10 @@ CARGO_TARGET_DIR ?= $(CURDIR)/target
 export CARGO_TARGET_DIR
 BIN := $(CARGO_TARGET_DIR)/release/paywatch
 
-.PHONY: deps build demo test bench bench-criterion bench-e2e clean
+.PHONY: deps build demo demo-stream test bench bench-criterion bench-e2e bench-stream clean
+
+# The broker the streaming tests and demos start (installed by deps).
+export PAYWATCH_TANSU ?= /var/tmp/paywatch-tools/tansu/bin/tansu
 
 deps:
 	@scripts/deps.sh
@@ -17,19 +20,30 @@ build: deps
 demo: build
 	$(BIN) demo
 
+## A local broker, a generated ledger loaded into it, `paywatch run`
+## following it, and the alerts arriving on the alerts topic.
+demo-stream: build
+	scripts/demo-stream.sh
+
 ## The whole suite: unit tests, property tests, integration tests (release
 ## profile: one RocksDB build serves the binary, the tests and the benches).
 test: deps
 	cargo test --release
 
-## Criterion benches (decode, each rule) and the end-to-end bench (1M and 4M payments).
-bench: bench-criterion bench-e2e
+## Criterion benches (decode, each rule), the end-to-end file bench (1M and
+## 4M payments) and the streaming bench.
+bench: bench-criterion bench-e2e bench-stream
 
 bench-criterion: deps
 	cargo bench --bench decode --bench rules
 
 bench-e2e: build
 	scripts/bench-e2e.sh
+
+## 1,000,000 payments through the real broker: consume-only against the
+## full service, and produce-to-alert latency at 5,000 payments/s.
+bench-stream: build
+	scripts/bench-stream.sh
 
 clean:
 	cargo clean

@@ -2,7 +2,8 @@
 # Installs what building and testing paywatch needs, only when missing:
 # a Rust toolchain (must already be there: rustup is not fetched), Debian's
 # clang and libclang-dev (RocksDB's bindgen), a C++ compiler, GNU time (the
-# end-to-end bench reads peak RSS from it).
+# end-to-end bench reads peak RSS from it), and for the streaming tests the
+# tansu broker and the confluent-kafka client (see the end).
 set -euo pipefail
 
 need=()
@@ -10,6 +11,9 @@ command -v cargo >/dev/null 2>&1 || { echo "paywatch: cargo is missing; install 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 installed clang || need+=(clang)
 installed libclang-dev || need+=(libclang-dev)
+# librdkafka (built from source by rdkafka-sys) links OpenSSL.
+installed libssl-dev || need+=(libssl-dev)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 command -v c++ >/dev/null 2>&1 || need+=(g++)
 [ -x /usr/bin/time ] || need+=(time)
 command -v make >/dev/null 2>&1 || need+=(make)
@@ -20,4 +24,22 @@ if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# The streaming tests and demos: a Kafka-protocol broker (tansu, built once
+# into a cache outside the clone, ~9 minutes) and an independent client
+# (confluent-kafka from PyPI, which bundles a current librdkafka).
+TOOLS="${PAYWATCH_TOOLS:-/var/tmp/paywatch-tools}"
+if [ ! -x "$TOOLS/tansu/bin/tansu" ]; then
+  echo "paywatch: building the tansu broker into $TOOLS (once)" >&2
+  mkdir -p "$TOOLS"
+  # Build outside the clone so its target dir and lock file stay out of it.
+  (cd "$TOOLS" && CARGO_TARGET_DIR="$TOOLS/tansu-target" cargo install tansu --locked --features dynostore --root "$TOOLS/tansu" >"$TOOLS/tansu-install.log" 2>&1) \
+    || { echo "paywatch: building tansu failed; see $TOOLS/tansu-install.log" >&2; exit 1; }
+  rm -rf "$TOOLS/tansu-target"
+fi
+command -v python3 >/dev/null 2>&1 || { echo "paywatch: python3 is missing" >&2; exit 1; }
+if ! python3 -c "import confluent_kafka" 2>/dev/null; then
+  echo "paywatch: installing confluent-kafka (PyPI)" >&2
+  python3 -m pip install --quiet confluent-kafka >/dev/null
 fi

@@ -42,6 +42,19 @@ enum Cmd {
     /// Load a JSON Lines / CSV ledger file into an input topic (sorted by
     /// event time, keyed as the contract says).
     Produce(ProduceArgs),
+    /// Benchmark baseline: read and decode the input topics with the
+    /// service's consumer settings, nothing else (`make bench-stream`).
+    #[command(hide = true)]
+    ConsumeOnly(ConsumeOnlyArgs),
+}
+
+#[derive(Args)]
+struct ConsumeOnlyArgs {
+    #[arg(long)]
+    config: PathBuf,
+    /// Stop after this many messages.
+    #[arg(long)]
+    expect: u64,
 }
 
 #[derive(Args)]
@@ -146,7 +159,16 @@ fn main() -> ExitCode {
         Cmd::Demo(d) => report(demo::run(d.households)),
         Cmd::Run(r) => run_service(r),
         Cmd::Produce(p) => run_produce(p),
+        Cmd::ConsumeOnly(c) => report(run_consume_only(c)),
     }
+}
+
+fn run_consume_only(c: ConsumeOnlyArgs) -> anyhow::Result<()> {
+    let cfg = Config::load(&c.config)?;
+    let b = paywatch::run::consume_only(&cfg, c.expect, std::time::Duration::from_secs(30))?;
+    let rate = if b.seconds > 0.0 { b.records as f64 / b.seconds } else { 0.0 };
+    println!("{{\"records\":{},\"decoded\":{},\"seconds\":{:.3},\"rate\":{:.0}}}", b.records, b.decoded, b.seconds, rate);
+    Ok(())
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {

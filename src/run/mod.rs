@@ -6,6 +6,9 @@
 //! `kafka.drain_timeout` → close the HTTP port.
 
 mod consume;
+mod consume_only;
+
+pub use consume_only::{consume_only, Baseline};
 
 use crate::clock::Clock;
 use crate::config::Config;

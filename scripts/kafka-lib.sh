@@ -1,0 +1,69 @@
+# Shared by demo-stream.sh and bench-stream.sh: a tansu broker and
+# `paywatch run` on loopback, both stopped when the script exits.
+# Expects BIN (the paywatch binary) and WORK (a scratch folder).
+
+TANSU="${PAYWATCH_TANSU:-/var/tmp/paywatch-tools/tansu/bin/tansu}"
+TOOL="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/kafka/kafka_tool.py"
+PIDS=()
+
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+wait_port() {
+  for _ in $(seq 1 300); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on 127.0.0.1:$1" >&2
+  return 1
+}
+
+start_broker() {
+  [ -x "$TANSU" ] || { echo "no broker at $TANSU: run scripts/deps.sh" >&2; exit 1; }
+  BROKER_PORT=$(free_port)
+  BROKER="127.0.0.1:$BROKER_PORT"
+  "$TANSU" broker --listener-url "tcp://$BROKER" --advertised-listener-url "tcp://$BROKER" \
+    --storage-engine memory://tansu/ >"$WORK/tansu.log" 2>&1 &
+  PIDS+=($!)
+  wait_port "$BROKER_PORT"
+  python3 "$TOOL" create-topics "$BROKER" dibao.payments.v1:3 dibao.roster.v1:2 civil.deaths.v1:1 \
+    dibao.alerts.v1:1 dibao.deadletter.v1:1
+}
+
+# write_config FILE STATE_DIR GROUP -> sets HTTP_PORT
+write_config() {
+  HTTP_PORT=$(free_port)
+  cat >"$1" <<TOML
+[kafka]
+brokers = "$BROKER"
+group_id = "$3"
+[state]
+dir = "$2"
+[http]
+listen = "127.0.0.1:$HTTP_PORT"
+TOML
+}
+
+status() { curl -s "http://127.0.0.1:$HTTP_PORT/status"; }
+
+# wait_idle MIN_RECORDS: until /status says idle with at least that many
+# records applied (committed totals).
+wait_idle() {
+  python3 - "$HTTP_PORT" "$1" <<'PY'
+import json, sys, time, urllib.request
+port, want = sys.argv[1], int(sys.argv[2])
+while True:
+    try:
+        s = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5))
+        if s["idle"] and sum(s["counts"].values()) >= want:
+            break
+    except Exception:
+        pass
+    time.sleep(0.05)
+PY
+}

@@ -20,7 +20,7 @@ use crate::engine::{Engine, EngineError, Outcome};
 use crate::model::{Alert, Record};
 use crate::sink::JsonlSink;
 use crate::source::{stage, Inputs, RawLookup, SourceError, Staged};
-use crate::store::{Store, StoreError, StoreOptions};
+use crate::store::{keys, Cf, Store, StoreError, StoreOptions};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,6 +39,8 @@ pub enum AuditError {
     Output { path: String, source: std::io::Error },
     #[error("the state directory was built from other input files ({0}); use a new --state directory")]
     InputsChanged(String),
+    #[error("the state directory belongs to `paywatch run` (it holds Kafka offsets); use a new --state directory")]
+    StreamState,
     #[error("cannot make a temporary directory: {0}")]
     Temp(std::io::Error),
     #[error("interrupted after committing the batch in hand; run the same command (same --state) to resume")]
@@ -49,7 +51,7 @@ impl AuditError {
     /// 2 for what the caller asked wrongly, 1 for failures of I/O.
     pub fn exit_code(&self) -> i32 {
         match self {
-            AuditError::InputsChanged(_) | AuditError::Source(SourceError::UnknownFormat { .. }) => 2,
+            AuditError::InputsChanged(_) | AuditError::StreamState | AuditError::Source(SourceError::UnknownFormat { .. }) => 2,
             AuditError::Store(StoreError::Refused { .. }) => 2,
             AuditError::Interrupted => 130,
             _ => 1,
@@ -111,6 +113,9 @@ pub fn run(opts: &AuditOptions, cfg: &Config, clock: Arc<dyn Clock>) -> Result<S
         },
     )?;
     let mut engine = Engine::open(store, cfg.rules.clone(), cfg.tz(), cfg.engine.cache_entries, clock)?;
+    if engine.store().get_raw(Cf::Meta, keys::META_STREAM)?.is_some() {
+        return Err(AuditError::StreamState);
+    }
     let fingerprint = opts.inputs.fingerprint()?;
     let resumed = engine.progress().position;
     if resumed.is_some() && engine.progress().inputs != fingerprint {

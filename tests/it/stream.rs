@@ -201,3 +201,70 @@ fn no_broker_at_start_is_not_ready_but_keeps_trying_then_catches_up() {
     assert_same(&got, &want, "alerts topic against the audit");
     assert!(svc.terminate().success());
 }
+
+#[test]
+fn paywatch_produce_loads_csv_exports_that_the_service_audits_like_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = ledger(&dir.path().join("ledger"), 200, OutFormat::Csv, 15);
+    let (want, _) = audited(&g, dir.path());
+    let broker = Broker::start(dir.path());
+    broker.create_contract_topics();
+    let http = free_port();
+    let cfg = service_config(dir.path(), &broker, http, "");
+    for (topic, file) in [("dibao.roster.v1", &g.roster), ("civil.deaths.v1", &g.deaths), ("dibao.payments.v1", &g.payments)] {
+        let dead = dir.path().join(format!("{topic}-dead.jsonl"));
+        let o = run_ok(std::process::Command::new(super::common::bin()).args([
+            "produce",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--topic",
+            topic,
+            "--deadletter",
+            dead.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ]));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("produced"), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    // Keys are the contract's: beneficiary_id for payments.
+    let payments = consume(&broker, "dibao.payments.v1", &dir.path().join("payments-topic.jsonl"), None);
+    assert!(!payments.is_empty());
+    for m in &payments {
+        let v: serde_json::Value = serde_json::from_str(&m.value).expect("CSV rows become contract JSON");
+        assert_eq!(v["beneficiary_id"].as_str(), Some(m.key.as_str()));
+    }
+    let mut svc = Service::start(&cfg, http, dir.path());
+    svc.wait_idle();
+    let (got, _) = alert_ids_on_topic(&broker, dir.path(), want.len());
+    assert_same(&got, &want, "alerts from produced CSV against the audit of the CSV files");
+    assert!(svc.terminate().success());
+
+    // A topic that is not an input topic needs --kind.
+    let o = std::process::Command::new(super::common::bin())
+        .args(["produce", "--config", cfg.to_str().unwrap(), "--topic", "other", g.payments.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--kind"));
+}
+
+#[test]
+fn run_refuses_a_state_directory_made_by_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = ledger(&dir.path().join("ledger"), 50, OutFormat::Jsonl, 16);
+    audited(&g, dir.path());
+    let placeholder = Broker::placeholder(free_port());
+    let cfg = dir.path().join("run.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[kafka]\nbrokers = \"{}\"\n[state]\ndir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{}\"\n",
+            placeholder.addr,
+            dir.path().join("audit-state").display(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let o = std::process::Command::new(super::common::bin()).args(["run", "--config", cfg.to_str().unwrap()]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("paywatch audit"), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -268,3 +268,20 @@ fn run_refuses_a_state_directory_made_by_audit() {
     assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stderr).contains("paywatch audit"), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[test]
+fn audit_refuses_a_state_directory_made_by_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = ledger(&dir.path().join("ledger"), 50, OutFormat::Jsonl, 17);
+    let state = dir.path().join("stream-state");
+    {
+        use paywatch::store::{keys, Cf, Store, StoreOptions};
+        let store = Store::open(&state, StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false }).unwrap();
+        let mut b = store.batch();
+        b.put(Cf::Meta, keys::META_STREAM, &paywatch::run::StreamMeta::default()).unwrap();
+        store.commit(b).unwrap();
+    }
+    let o = audit(&g, &dir.path().join("a.jsonl"), &["--state", state.to_str().unwrap()]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("paywatch run"), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -82,7 +82,7 @@ pub fn due<'a>(
     let first = p.first_day();
     // Most recently updated wins; `roster` is in update order, so the last
     // qualifying record is the one.
-    let in_effect = known().filter(|r| r.status_since <= first).last();
+    let in_effect = known().rfind(|r| r.status_since <= first);
     match in_effect {
         Some(r) if r.status != Status::Active => None,
         Some(r) => Some(r),

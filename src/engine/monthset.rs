@@ -24,7 +24,7 @@ impl MonthSet {
         }
         if p.0 < self.base {
             let shift = ((self.base - p.0 + 63) / 64) as usize;
-            self.words.splice(0..0, std::iter::repeat(0).take(shift));
+            self.words.splice(0..0, std::iter::repeat_n(0, shift));
             self.base -= shift as i32 * 64;
         }
         let i = (p.0 - self.base) as usize;

@@ -40,7 +40,7 @@ impl Beneficiary {
     /// Adds a roster version in order; false when the same version is
     /// already there (a redelivery).
     pub fn insert_roster(&mut self, r: RosterRecord) -> bool {
-        if self.roster.iter().any(|x| *x == r) {
+        if self.roster.contains(&r) {
             return false;
         }
         let at = self.roster.partition_point(|x| x.updated_at <= r.updated_at);

@@ -65,10 +65,10 @@ pub fn generate(o: &GenerateOptions) -> Result<Generated, GenerateError> {
     let controls = (o.households / 200).max(2);
     let mut roles: Vec<Role> = Vec::new();
     for r in Role::PLANTED {
-        roles.extend(std::iter::repeat(r).take(planted));
+        roles.extend(std::iter::repeat_n(r, planted));
     }
     for r in Role::CONTROLS {
-        roles.extend(std::iter::repeat(r).take(controls));
+        roles.extend(std::iter::repeat_n(r, controls));
     }
     roles.shuffle(bd.rng());
     let homes = (o.households / 700).clamp(1, 3);

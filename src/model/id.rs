@@ -64,7 +64,7 @@ pub fn mask(s: &str) -> String {
         return "*".repeat(chars.len());
     }
     let mut out: String = chars[..6].iter().collect();
-    out.extend(std::iter::repeat('*').take(chars.len() - 10));
+    out.extend(std::iter::repeat_n('*', chars.len() - 10));
     out.extend(&chars[chars.len() - 4..]);
     out
 }

@@ -33,6 +33,15 @@ const STUCK_AFTER: Duration = Duration::from_secs(3);
 /// delivered nothing yet.
 const ASK_END_EVERY: Duration = Duration::from_secs(1);
 
+/// The handles the loop shares with the rest of the service.
+pub struct Shared {
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    /// Wakes the outbox publisher after a commit.
+    pub wake: Arc<Notify>,
+}
+
 pub struct Consume {
     pub engine: Engine,
     pub source: KafkaSource,
@@ -74,7 +83,8 @@ pub struct Consume {
 }
 
 impl Consume {
-    pub fn new(cfg: &Config, engine: Engine, source: KafkaSource, book: Arc<Mutex<OffsetBook>>, meta: StreamMeta, clock: Arc<dyn Clock>, metrics: Arc<Metrics>, health: Arc<Health>, wake: Arc<Notify>) -> Consume {
+    pub fn new(cfg: &Config, engine: Engine, source: KafkaSource, book: Arc<Mutex<OffsetBook>>, meta: StreamMeta, shared: Shared) -> Consume {
+        let Shared { clock, metrics, health, wake } = shared;
         Consume {
             engine,
             source,

@@ -20,7 +20,7 @@ use crate::sink::outbox;
 use crate::source::kafka::{KafkaSource, KafkaSourceError};
 use crate::source::offsets::{OffsetBook, Part, PartOffsets};
 use crate::store::{keys, Cf, Store, StoreError, StoreOptions};
-use consume::Consume;
+use consume::{Consume, Shared};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -122,7 +122,8 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
     let publishing = tokio::spawn(publisher.run());
 
     let source = KafkaSource::open(&cfg.kafka, Arc::clone(&book))?;
-    let consume = Consume::new(&cfg, engine, source, book, meta, clock, Arc::clone(&metrics), Arc::clone(&health), Arc::clone(&wake));
+    let shared = Shared { clock, metrics: Arc::clone(&metrics), health: Arc::clone(&health), wake: Arc::clone(&wake) };
+    let consume = Consume::new(&cfg, engine, source, book, meta, shared);
     let stop = Arc::new(AtomicBool::new(false));
     let mut consuming = {
         let stop = Arc::clone(&stop);

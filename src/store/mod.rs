@@ -85,6 +85,9 @@ impl Cf {
     }
 }
 
+/// A key and its value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// Tuning knobs the config exposes.
 #[derive(Clone, Copy, Debug)]
 pub struct StoreOptions {
@@ -244,7 +247,7 @@ impl Store {
 
     /// Up to `limit` entries of a column family from `start` up to (not
     /// including) `end`, in key order.
-    pub fn entries_between(&self, cf: Cf, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn entries_between(&self, cf: Cf, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<Entry>, StoreError> {
         let mut out = Vec::new();
         let mode = IteratorMode::From(start, rocksdb::Direction::Forward);
         for item in self.db.iterator_cf(self.cf(cf), mode) {

@@ -85,6 +85,9 @@ impl Cf {
     }
 }
 
+/// Written into a new state directory before RocksDB creates anything.
+const MARKER: &str = "PAYWATCH";
+
 /// A key and its value.
 pub type Entry = (Vec<u8>, Vec<u8>);
 
@@ -131,8 +134,17 @@ impl Store {
         // the outbox acknowledgements) are serialised by RocksDB.
         db_opts.set_allow_concurrent_memtable_write(false);
         // A kill between creating the database and writing the schema marker
-        // leaves paywatch's own column families and no marker: that is an
-        // interrupted creation, finished below, not a foreign database.
+        // leaves some of paywatch's own column families and no schema: that
+        // is an interrupted creation, finished below, not a foreign
+        // database. The `PAYWATCH` file, written before RocksDB creates
+        // anything, tells the two apart.
+        let marker = path.join(MARKER);
+        if !exists_nonempty {
+            std::fs::create_dir_all(path).map_err(|e| refuse(format!("cannot be created: {e}")))?;
+            std::fs::write(&marker, "paywatch state directory\n")
+                .and_then(|_| std::fs::File::open(&marker)?.sync_all())
+                .map_err(|e| refuse(format!("cannot be written: {e}")))?;
+        }
         let mut ours = false;
         let bootstrap_only = exists_nonempty && !path.join("CURRENT").exists() && only_rocksdb_files(path);
         let exists_nonempty = exists_nonempty && !bootstrap_only;
@@ -142,10 +154,12 @@ impl Store {
             }
             let cfs = DB::list_cf(&db_opts, path)
                 .map_err(|e| refuse(format!("cannot be read as RocksDB ({e}); refusing to touch it")))?;
-            if !cfs.iter().any(|c| c == Cf::Meta.name()) {
+            let interrupted =
+                marker.exists() && cfs.iter().all(|c| c == "default" || Cf::ALL.iter().any(|cf| cf.name() == c));
+            if !interrupted && !cfs.iter().any(|c| c == Cf::Meta.name()) {
                 return Err(refuse("is a RocksDB database that paywatch did not create; refusing to touch it".into()));
             }
-            ours = Cf::ALL.iter().all(|cf| cfs.iter().any(|c| c == cf.name()));
+            ours = interrupted || Cf::ALL.iter().all(|cf| cfs.iter().any(|c| c == cf.name()));
         }
         let cache = Cache::new_lru_cache(o.block_cache_mb << 20);
         let descriptors = Cf::ALL.iter().map(|cf| {
@@ -273,6 +287,7 @@ fn only_rocksdb_files(path: &Path) -> bool {
     entries.filter_map(Result::ok).all(|e| {
         let n = e.file_name().to_string_lossy().into_owned();
         n == "LOCK"
+            || n == MARKER
             || n == "IDENTITY"
             || n.starts_with("LOG")
             || n.starts_with("MANIFEST-")
@@ -380,5 +395,19 @@ mod tests {
         }
         let e = Store::open(other.path(), opts()).err().unwrap().to_string();
         assert!(e.contains("did not create"), "{e}");
+    }
+
+    #[test]
+    fn a_creation_killed_after_the_first_column_families_is_finished() {
+        // paywatch's marker, then RocksDB killed with only `default` made.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(MARKER), "paywatch state directory\n").unwrap();
+        {
+            let mut o = Options::default();
+            o.create_if_missing(true);
+            DB::open(&o, dir.path()).unwrap();
+        }
+        let s = Store::open(dir.path(), opts()).unwrap();
+        assert_eq!(s.get_raw(Cf::Meta, keys::META_SCHEMA).unwrap().as_deref(), Some(SCHEMA.as_bytes()));
     }
 }

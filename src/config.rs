@@ -134,6 +134,11 @@ pub struct KafkaConfig {
     /// (`security.protocol`, `sasl.*`, `ssl.*`, …). The settings paywatch's
     /// guarantees rest on cannot be overridden here.
     pub client: BTreeMap<String, String>,
+    /// Passed through to the consumer only (`session.timeout.ms`,
+    /// `queued.min.messages`, …).
+    pub consumer: BTreeMap<String, String>,
+    /// Passed through to the producer only (`linger.ms`, `compression.type`, …).
+    pub producer: BTreeMap<String, String>,
 }
 
 impl Default for KafkaConfig {
@@ -148,6 +153,8 @@ impl Default for KafkaConfig {
             drain_timeout: Duration::from_secs(30),
             topics: TopicsConfig::default(),
             client: BTreeMap::new(),
+            consumer: BTreeMap::new(),
+            producer: BTreeMap::new(),
         }
     }
 }
@@ -238,9 +245,11 @@ impl KafkaConfig {
                 return Err(format!("kafka.topics.{key}: {name:?} is also kafka.topics.{other}"));
             }
         }
-        for k in self.client.keys() {
-            if RESERVED_CLIENT_KEYS.contains(&k.as_str()) {
-                return Err(format!("kafka.client.{k:?}: paywatch sets this itself and it cannot be overridden"));
+        for (table, map) in [("client", &self.client), ("consumer", &self.consumer), ("producer", &self.producer)] {
+            for k in map.keys() {
+                if RESERVED_CLIENT_KEYS.contains(&k.as_str()) {
+                    return Err(format!("kafka.{table}.{k:?}: paywatch sets this itself and it cannot be overridden"));
+                }
             }
         }
         Ok(())
@@ -349,6 +358,8 @@ mod tests {
     fn reserved_kafka_settings_and_clashing_topics_are_refused() {
         let e = Config::parse("[kafka.client]\n\"enable.auto.commit\" = \"true\"\n").unwrap_err().to_string();
         assert!(e.contains("enable.auto.commit"), "{e}");
+        let e = Config::parse("[kafka.producer]\n\"acks\" = \"1\"\n").unwrap_err().to_string();
+        assert!(e.contains("kafka.producer") && e.contains("acks"), "{e}");
         let e = Config::parse("[kafka.topics]\nalerts = \"dibao.payments.v1\"\n").unwrap_err().to_string();
         assert!(e.contains("kafka.topics.alerts"), "{e}");
         let e = Config::parse("[http]\nlisten = \"localhost\"\n").unwrap_err().to_string();

@@ -32,11 +32,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// The idempotent producer used for alerts, dead letters and `produce`.
 pub fn producer(cfg: &KafkaConfig) -> Result<FutureProducer, KafkaError> {
-    client_config(cfg)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .create()
+    let mut c = client_config(cfg);
+    c.set("linger.ms", "5");
+    for (k, v) in &cfg.producer {
+        c.set(k, v);
+    }
+    c.set("enable.idempotence", "true").set("acks", "all").create()
 }
 
 pub struct Publisher {

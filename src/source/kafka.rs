@@ -159,13 +159,17 @@ impl KafkaSource {
         let t = &cfg.topics;
         let topics = [(Kind::Roster, t.roster.clone()), (Kind::Death, t.deaths.clone()), (Kind::Payment, t.payments.clone())];
         let ctx = SeekContext { topics: topics.clone(), book, events: Mutex::new(Vec::new()), brokers_down: AtomicBool::new(false) };
-        let consumer: BaseConsumer<SeekContext> = client_config(cfg)
+        let mut c = client_config(cfg);
+        for (k, v) in &cfg.consumer {
+            c.set(k, v);
+        }
+        let consumer: BaseConsumer<SeekContext> = c
             .set("group.id", &cfg.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
-            .set("queued.min.messages", cfg.client.get("queued.min.messages").map_or("20000", String::as_str))
+            .set("queued.min.messages", cfg.consumer.get("queued.min.messages").or(cfg.client.get("queued.min.messages")).map_or("20000", String::as_str))
             .create_with_context(ctx)
             .map_err(KafkaSourceError::Create)?;
         let names: Vec<&str> = topics.iter().map(|(_, n)| n.as_str()).collect();

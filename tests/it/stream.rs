@@ -114,14 +114,14 @@ fn kill_9_three_times_during_the_replay_loses_and_doubles_nothing() {
     let clean_dir = dir.path().join("clean");
     std::fs::create_dir_all(&clean_dir).unwrap();
     let port = free_port();
-    let cfg = service_config(&clean_dir, &broker, port, "group_id = \"clean\"\n[kafka.client]\n\"session.timeout.ms\" = \"6000\"");
+    let cfg = service_config(&clean_dir, &broker, port, "group_id = \"clean\"\n[kafka.consumer]\n\"session.timeout.ms\" = \"6000\"");
     let mut clean = Service::start(&cfg, port, &clean_dir);
     let clean_status = clean.wait_idle();
     assert!(clean.terminate().success());
 
     let port = free_port();
     // A killed member leaves the group only when its session times out.
-    let cfg = service_config(dir.path(), &broker, port, "group_id = \"killed\"\n[kafka.client]\n\"session.timeout.ms\" = \"6000\"");
+    let cfg = service_config(dir.path(), &broker, port, "group_id = \"killed\"\n[kafka.consumer]\n\"session.timeout.ms\" = \"6000\"");
     let mut svc = Service::start(&cfg, port, dir.path());
     // Killed when a quarter, a half and three quarters of the records are
     // committed (the committed totals survive the restarts).
@@ -162,7 +162,7 @@ fn a_second_consumer_in_the_group_holding_partitions_for_a_while_loses_nothing()
     });
     std::thread::sleep(Duration::from_secs(3));
     let port = free_port();
-    let cfg = service_config(dir.path(), &broker, port, "[kafka.client]\n\"session.timeout.ms\" = \"6000\"");
+    let cfg = service_config(dir.path(), &broker, port, "[kafka.consumer]\n\"session.timeout.ms\" = \"6000\"");
     let mut svc = Service::start(&cfg, port, dir.path());
     let shared = svc.wait_until(Duration::from_secs(60), "given a share", |s| s["assigned_partitions"].as_u64().unwrap_or(0) > 0);
     let joined: serde_json::Value = serde_json::from_str(&joiner.join().unwrap()).unwrap();

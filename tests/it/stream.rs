@@ -285,3 +285,25 @@ fn audit_refuses_a_state_directory_made_by_run() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("paywatch run"), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[test]
+fn a_broker_gone_for_a_while_during_the_replay_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = ledger(&dir.path().join("ledger"), 1500, OutFormat::Jsonl, 18);
+    let (want, _) = audited(&g, dir.path());
+    let broker = Broker::start(dir.path());
+    broker.create_contract_topics();
+    let produced = produce_ledger(&broker, &g, "roster,deaths,payments");
+    let port = free_port();
+    let cfg = service_config(dir.path(), &broker, port, "");
+    let mut svc = Service::start(&cfg, port, dir.path());
+    svc.wait_until(Duration::from_secs(60), "a third along", |s| s["counts"].is_object() && applied_total(s) >= produced / 3);
+    broker.freeze(true);
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(svc.get("/healthz").map(|r| r.0), Some(200), "alive while the broker is gone");
+    broker.freeze(false);
+    svc.wait_idle();
+    let (got, _) = alert_ids_on_topic(&broker, dir.path(), want.len());
+    assert_same(&got, &want, "alerts topic against the audit");
+    assert!(svc.terminate().success());
+}

@@ -76,6 +76,14 @@ impl Broker {
         Broker { child: None, addr: format!("127.0.0.1:{port}"), log: PathBuf::new() }
     }
 
+    /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) the broker: unreachable
+    /// for a while without losing its in-memory topics.
+    pub fn freeze(&self, frozen: bool) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let sig = if frozen { "-STOP" } else { "-CONT" };
+        assert!(Command::new("kill").args([sig, &pid]).status().expect("kill").success());
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();

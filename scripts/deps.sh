@@ -14,6 +14,8 @@ installed libclang-dev || need+=(libclang-dev)
 # librdkafka (built from source by rdkafka-sys) links OpenSSL.
 installed libssl-dev || need+=(libssl-dev)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+# The operators' tests: the real Prometheus and promtool.
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v c++ >/dev/null 2>&1 || need+=(g++)
 [ -x /usr/bin/time ] || need+=(time)
 command -v make >/dev/null 2>&1 || need+=(make)

@@ -20,6 +20,9 @@ pub const REORDER_OVERFLOW: &str = "paywatch_reorder_overflow_total";
 pub const COMMIT_SECONDS: &str = "paywatch_batch_commit_duration_seconds";
 pub const LATENCY_SECONDS: &str = "paywatch_processing_latency_seconds";
 pub const READY: &str = "paywatch_ready";
+pub const ROCKSDB_LIVE: &str = "paywatch_rocksdb_live_data_bytes";
+pub const ROCKSDB_PENDING_COMPACTION: &str = "paywatch_rocksdb_pending_compaction_bytes";
+pub const ROCKSDB_CACHE_HIT_RATIO: &str = "paywatch_rocksdb_block_cache_hit_ratio";
 pub const BUILD_INFO: &str = "paywatch_build_info";
 pub const START_TIME: &str = "paywatch_start_time_seconds";
 
@@ -55,6 +58,12 @@ pub struct Metrics {
     pub latency_seconds: Histogram,
     /// 1 when `/readyz` answers ready.
     pub ready: IntGauge,
+    /// RocksDB's estimate of live data, all column families.
+    pub rocksdb_live: IntGauge,
+    /// Bytes compaction still has to rewrite (write stalls follow).
+    pub rocksdb_pending_compaction: IntGauge,
+    /// Block-cache hits over lookups since start.
+    pub rocksdb_cache_hit_ratio: prometheus::Gauge,
 }
 
 impl Metrics {
@@ -108,11 +117,29 @@ impl Metrics {
             commit_seconds: histogram(COMMIT_SECONDS, "Duration of one atomic commit", secs.clone()),
             latency_seconds: histogram(LATENCY_SECONDS, "From a record read to its effects committed", secs),
             ready: gauge(READY, "1 when ready (store open, partitions assigned)"),
+            rocksdb_live: gauge(ROCKSDB_LIVE, "RocksDB estimate of live data"),
+            rocksdb_pending_compaction: gauge(ROCKSDB_PENDING_COMPACTION, "RocksDB bytes compaction still has to rewrite"),
+            rocksdb_cache_hit_ratio: {
+                let g = prometheus::Gauge::new(ROCKSDB_CACHE_HIT_RATIO, "RocksDB block-cache hits over lookups since start")
+                    .expect("valid metric");
+                registry.register(Box::new(g.clone())).expect("registered once");
+                g
+            },
             registry,
         }
     }
 
     /// The text exposition format.
+    /// Copies RocksDB's figures into the gauges.
+    pub fn observe_store(&self, s: crate::store::StoreStats) {
+        self.rocksdb_live.set(i64::try_from(s.live_data_bytes).unwrap_or(i64::MAX));
+        self.rocksdb_pending_compaction.set(i64::try_from(s.pending_compaction_bytes).unwrap_or(i64::MAX));
+        let lookups = s.block_cache_hits + s.block_cache_misses;
+        if lookups > 0 {
+            self.rocksdb_cache_hit_ratio.set(s.block_cache_hits as f64 / lookups as f64);
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);

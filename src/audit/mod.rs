@@ -110,6 +110,7 @@ pub fn run(opts: &AuditOptions, cfg: &Config, clock: Arc<dyn Clock>) -> Result<S
             block_cache_mb: cfg.state.block_cache_mb,
             write_buffer_mb: cfg.state.write_buffer_mb,
             sync: cfg.engine.sync_commits,
+            statistics: false,
         },
     )?;
     let mut engine = Engine::open(store, cfg.rules.clone(), cfg.tz(), cfg.engine.cache_entries, clock)?;

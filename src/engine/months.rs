@@ -66,7 +66,7 @@ mod tests {
     #[test]
     fn opened_months_decode_as_stored_payments() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false }).unwrap();
+        let store = Store::open(dir.path(), StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false, statistics: false }).unwrap();
         let mut m = Months::default();
         let p = payment("E1", "2020-03", "585.00", "2020-03-10T10:00:00+08:00");
         let key = crate::store::keys::month(p.beneficiary_id.as_str(), p.period);

@@ -25,7 +25,7 @@ impl Harness {
 
     fn with(rules: RulesConfig) -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false }).unwrap();
+        let store = Store::open(dir.path(), StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false, statistics: false }).unwrap();
         let clock = Arc::new(FixedClock::new(ts("2026-01-01T00:00:00+08:00")));
         Harness { engine: Engine::open(store, rules, Tz::default(), 64, clock).unwrap(), alerts: Vec::new(), _dir: dir }
     }

@@ -78,6 +78,8 @@ pub struct Consume {
     expect_at: FxHashMap<Part, i64>,
     /// When each partition's end was last asked of the broker.
     asked_end: FxHashMap<Part, Instant>,
+    /// When RocksDB's figures were last copied into the metrics.
+    store_observed: Instant,
     /// Totals for `/status`.
     status: Status,
 }
@@ -104,6 +106,7 @@ impl Consume {
             asked_end: FxHashMap::default(),
             last_seen: FxHashMap::default(),
             expect_at: FxHashMap::default(),
+            store_observed: Instant::now().checked_sub(Duration::from_secs(2)).unwrap_or_else(Instant::now),
             status: Status::default(),
         }
     }
@@ -391,6 +394,10 @@ impl Consume {
 
     /// Publishes the loop's state for `/readyz`, `/status` and the gauges.
     fn report(&mut self) {
+        if self.store_observed.elapsed() >= Duration::from_secs(1) {
+            self.metrics.observe_store(self.engine.store().stats());
+            self.store_observed = Instant::now();
+        }
         let assigned = self.reorder.assigned().count();
         let down = self.source.brokers_down();
         let ready = assigned > 0 && !down;

@@ -80,6 +80,7 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
             block_cache_mb: cfg.state.block_cache_mb,
             write_buffer_mb: cfg.state.write_buffer_mb,
             sync: cfg.engine.sync_commits,
+            statistics: true,
         },
     )?;
     let engine = Engine::open(store.clone(), cfg.rules.clone(), cfg.tz(), cfg.engine.cache_entries, Arc::clone(&clock))?;

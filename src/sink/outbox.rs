@@ -133,7 +133,7 @@ mod tests {
     #[test]
     fn entries_survive_until_acknowledged_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false }).unwrap();
+        let store = Store::open(dir.path(), StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false, statistics: false }).unwrap();
         let src = Source { topic: "t", partition: 3, offset: 41, key: Some(b"k"), value: b"{oops" };
         let mut seq = 0;
         let mut b = store.batch();

@@ -153,7 +153,7 @@ mod tests {
     #[test]
     fn evicted_changes_are_still_read_and_written() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false }).unwrap();
+        let store = Store::open(dir.path(), StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false, statistics: false }).unwrap();
         let mut t: Table<u64> = Table::new(Cf::Accounts, 8);
         for round in 1..=3u64 {
             for i in 0..100u64 {
@@ -177,7 +177,7 @@ mod tests {
     #[test]
     fn write_back_and_bounded() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false }).unwrap();
+        let store = Store::open(dir.path(), StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false, statistics: false }).unwrap();
         let mut t: Table<u64> = Table::new(Cf::Accounts, 10);
         for i in 0..100u64 {
             *t.get_or_default(&store, &i.to_be_bytes()).unwrap() += i;

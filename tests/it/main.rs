@@ -6,5 +6,6 @@ mod audit_truth;
 mod bad_input;
 mod cli;
 mod common;
+mod prometheus;
 mod resume;
 mod stream;

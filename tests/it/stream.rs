@@ -276,7 +276,7 @@ fn audit_refuses_a_state_directory_made_by_run() {
     let state = dir.path().join("stream-state");
     {
         use paywatch::store::{keys, Cf, Store, StoreOptions};
-        let store = Store::open(&state, StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false }).unwrap();
+        let store = Store::open(&state, StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false, statistics: false }).unwrap();
         let mut b = store.batch();
         b.put(Cf::Meta, keys::META_STREAM, &paywatch::run::StreamMeta::default()).unwrap();
         store.commit(b).unwrap();

@@ -28,7 +28,29 @@ pub struct Config {
     pub state: StateConfig,
     pub kafka: KafkaConfig,
     pub http: HttpConfig,
+    pub log: LogConfig,
     pub rules: RulesConfig,
+}
+
+/// How `paywatch run` logs (to stderr; the level comes from `PAYWATCH_LOG`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` for people, `json` (one object per line) for log collectors.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> LogConfig {
+        LogConfig { format: LogFormat::Text }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// How the engine runs.

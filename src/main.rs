@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use paywatch::audit::{self, AuditOptions};
 use paywatch::clock::SystemClock;
-use paywatch::config::Config;
+use paywatch::config::{Config, LogFormat};
 use paywatch::decode::Kind;
 use paywatch::produce::{self, ProduceOptions};
 use paywatch::generate::{self, GenerateOptions, OutFormat};
@@ -145,14 +145,22 @@ fn parse_period(s: &str) -> Result<Period, String> {
     Period::parse(s).ok_or_else(|| format!("{s:?} is not a month YYYY-MM"))
 }
 
+fn init_logging(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("PAYWATCH_LOG").unwrap_or_else(|_| "warn,paywatch=info".into());
+    let fmt = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
+    match format {
+        LogFormat::Text => fmt.init(),
+        LogFormat::Json => fmt.json().flatten_event(true).init(),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PAYWATCH_LOG").unwrap_or_else(|_| "warn,paywatch=info".into()),
-        )
-        .init();
+    // `run` logs as its config says; it sets up logging once it has read it.
+    if !matches!(cli.cmd, Cmd::Run(_)) {
+        init_logging(LogFormat::Text);
+    }
     match cli.cmd {
         Cmd::Audit(a) => run_audit(a),
         Cmd::Generate(g) => report(run_generate(g)),
@@ -206,6 +214,7 @@ fn run_service(r: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    init_logging(cfg.log.format);
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {

@@ -185,7 +185,7 @@ fn no_broker_at_start_is_not_ready_but_keeps_trying_then_catches_up() {
     // A config pointing at a port where no broker listens yet.
     let placeholder = Broker::placeholder(broker_port);
     let http = free_port();
-    let cfg = service_config(dir.path(), &placeholder, http, "");
+    let cfg = service_config(dir.path(), &placeholder, http, "[log]\nformat = \"json\"");
     let mut svc = Service::start(&cfg, http, dir.path());
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(svc.get("/healthz").map(|r| r.0), Some(200), "alive");
@@ -200,6 +200,16 @@ fn no_broker_at_start_is_not_ready_but_keeps_trying_then_catches_up() {
     let (got, _) = alert_ids_on_topic(&broker, dir.path(), want.len());
     assert_same(&got, &want, "alerts topic against the audit");
     assert!(svc.terminate().success());
+
+    // `[log] format = "json"`: one JSON object per line, saying what
+    // happened, and never an identity number.
+    let log = svc.log_text();
+    let lines: Vec<serde_json::Value> =
+        log.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    assert!(lines.iter().any(|l| l["message"].as_str().is_some_and(|m| m.contains("partitions assigned"))), "{log}");
+    assert!(lines.iter().any(|l| l["level"] == "WARN"), "the missing broker was logged: {log}");
+    let digits = log.as_bytes().windows(18).any(|w| w[..17].iter().all(u8::is_ascii_digit) && (w[17].is_ascii_digit() || w[17] == b'X'));
+    assert!(!digits, "an identity number in the log: {log}");
 }
 
 #[test]

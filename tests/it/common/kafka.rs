@@ -176,6 +176,13 @@ impl Service {
         assert!(wait_for_port(self.http_port, Duration::from_secs(30)), "paywatch run did not listen; see {}", log.display());
     }
 
+    /// Everything the process logged, over all its starts.
+    pub fn log_text(&self) -> String {
+        (1..=self.starts)
+            .map(|n| std::fs::read_to_string(self.log.with_extension(format!("{n}.log"))).unwrap_or_default())
+            .collect()
+    }
+
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
         http_get(self.http_port, path)
     }

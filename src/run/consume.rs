@@ -343,8 +343,11 @@ impl Consume {
             tracing::trace!(source = p.source, partition = p.partition, at, ?high, caught_up, "partition position");
             self.reorder.set_caught_up(p, caught_up);
             let behind = high.map(|h| (h - at).max(0));
-            if let Some(b) = behind {
-                self.metrics.lag.with_label_values(&[self.source.topic(p.kind()), &p.partition.to_string()]).set(b);
+            // The gauge is measured from the stored position (what a restart
+            // would read again), `/status` from what has been read.
+            if let Some(h) = high {
+                let stored = self.book.lock().unwrap_or_else(|e| e.into_inner()).seek_to(p).unwrap_or(0);
+                self.metrics.lag.with_label_values(&[self.source.topic(p.kind()), &p.partition.to_string()]).set((h - stored).max(0));
             }
             lag = lag.zip(behind).map(|(a, b)| a + b);
         }

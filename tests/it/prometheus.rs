@@ -86,6 +86,7 @@ fn a_real_prometheus_scrapes_paywatch_and_every_dashboard_query_returns_data() {
     let (_, scrape) = svc.get("/metrics").unwrap();
     let (ok, out) = promtool(&["check", "metrics"], Some(&scrape));
     assert!(ok, "promtool check metrics: {out}");
+    assert!(scrape.contains("paywatch_build_info{git_sha=\"") && !scrape.contains("git_sha=\"unknown\""), "the build names its commit");
 
     // A real Prometheus on 127.0.0.1 scraping every second.
     let port = free_port();

@@ -29,7 +29,112 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub http: HttpConfig,
     pub log: LogConfig,
+    pub webhooks: WebhooksConfig,
     pub rules: RulesConfig,
+}
+
+/// Supervisors' webhooks: where alerts are POSTed, signed, and how failed
+/// deliveries are retried.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Attempts per delivery before it goes to the webhook dead-letter list.
+    pub max_attempts: u32,
+    /// Wait before the first retry; it doubles each time (with ±20 % jitter)
+    /// up to `max_retry`. The defaults spread 10 attempts over ~6 hours.
+    #[serde(with = "humantime_serde")]
+    pub first_retry: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_retry: Duration,
+    /// One request, connection included.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Requests in flight per route at most.
+    pub concurrency: usize,
+    pub routes: Vec<RouteConfig>,
+}
+
+/// Most routes a config may declare.
+pub const MAX_ROUTES: usize = 200;
+
+impl Default for WebhooksConfig {
+    fn default() -> WebhooksConfig {
+        WebhooksConfig {
+            max_attempts: 10,
+            first_retry: Duration::from_secs(45),
+            max_retry: Duration::from_secs(2 * 3600),
+            timeout: Duration::from_secs(10),
+            concurrency: 4,
+            routes: Vec::new(),
+        }
+    }
+}
+
+/// One receiver (a township supervisor's system, the district office).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Names the route in metrics and the dead-letter list.
+    pub name: String,
+    /// `http://` or `https://`; redirects are refused.
+    pub url: String,
+    /// One secret, or two while rotating: every request is signed with each.
+    pub secrets: Vec<String>,
+    /// Only alerts of these townships; all when empty.
+    #[serde(default)]
+    pub townships: Vec<String>,
+    /// Only these rules; all when empty.
+    #[serde(default)]
+    pub rules: Vec<crate::model::Rule>,
+    /// Only alerts at least this severe.
+    #[serde(default = "lowest")]
+    pub min_severity: crate::model::Severity,
+}
+
+fn lowest() -> crate::model::Severity {
+    crate::model::Severity::Low
+}
+
+impl RouteConfig {
+    /// Whether an alert goes to this route.
+    pub fn matches(&self, a: &crate::model::Alert) -> bool {
+        (self.townships.is_empty() || self.townships.contains(&a.township))
+            && (self.rules.is_empty() || self.rules.contains(&a.rule))
+            && a.severity >= self.min_severity
+    }
+}
+
+impl WebhooksConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.max_attempts == 0 {
+            return Err("webhooks.max_attempts: must be at least 1".into());
+        }
+        if self.concurrency == 0 {
+            return Err("webhooks.concurrency: must be at least 1".into());
+        }
+        if self.timeout.is_zero() || self.first_retry.is_zero() || self.max_retry < self.first_retry {
+            return Err("webhooks: timeout and first_retry must be more than 0, max_retry at least first_retry".into());
+        }
+        if self.routes.len() > MAX_ROUTES {
+            return Err(format!("webhooks.routes: {} routes, at most {MAX_ROUTES}", self.routes.len()));
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            let at = format!("webhooks.routes[{i}] ({:?})", r.name);
+            if r.name.trim().is_empty() || r.name.len() > 64 {
+                return Err(format!("{at}.name: 1 to 64 characters"));
+            }
+            if self.routes[..i].iter().any(|o| o.name == r.name) {
+                return Err(format!("{at}.name: used twice"));
+            }
+            if !(r.url.starts_with("http://") || r.url.starts_with("https://")) {
+                return Err(format!("{at}.url: {:?} is not an http:// or https:// address", r.url));
+            }
+            if r.secrets.is_empty() || r.secrets.len() > 2 || r.secrets.iter().any(|s| s.len() < 16) {
+                return Err(format!("{at}.secrets: one or two (while rotating), each at least 16 characters"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How `paywatch run` logs (to stderr; the level comes from `PAYWATCH_LOG`).
@@ -319,6 +424,7 @@ impl Config {
             return Err("input.sort_run_records: must be at least 1000".into());
         }
         self.kafka.validate()?;
+        self.webhooks.validate()?;
         if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(format!("http.listen: {:?} is not an address like 127.0.0.1:9464", self.http.listen));
         }
@@ -386,6 +492,24 @@ mod tests {
         assert!(e.contains("kafka.topics.alerts"), "{e}");
         let e = Config::parse("[http]\nlisten = \"localhost\"\n").unwrap_err().to_string();
         assert!(e.contains("http.listen"), "{e}");
+    }
+
+    #[test]
+    fn webhook_routes_parse_match_and_are_checked() {
+        let c = Config::parse(
+            "[webhooks]\nfirst_retry = \"1s\"\n[[webhooks.routes]]\nname = \"shuiyang\"\nurl = \"https://x.example/hook\"\n\
+             secrets = [\"0123456789abcdef\"]\ntownships = [\"水阳镇\"]\nrules = [\"NAME_MISMATCH\"]\nmin_severity = \"medium\"\n",
+        )
+        .unwrap();
+        let r = &c.webhooks.routes[0];
+        assert_eq!(r.rules, vec![crate::model::Rule::NameMismatch]);
+        assert_eq!(c.webhooks.first_retry, Duration::from_secs(1));
+        let e = Config::parse("[[webhooks.routes]]\nname = \"a\"\nurl = \"ftp://x\"\nsecrets = [\"0123456789abcdef\"]\n").unwrap_err().to_string();
+        assert!(e.contains("url"), "{e}");
+        let e = Config::parse("[[webhooks.routes]]\nname = \"a\"\nurl = \"http://x\"\nsecrets = [\"short\"]\n").unwrap_err().to_string();
+        assert!(e.contains("secrets"), "{e}");
+        let e = Config::parse("[[webhooks.routes]]\nname = \"a\"\nurl = \"http://x\"\nsecrets = [\"0123456789abcdef\"]\ncolour = 1\n").unwrap_err().to_string();
+        assert!(e.contains("colour"), "{e}");
     }
 
     #[test]

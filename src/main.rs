@@ -42,10 +42,31 @@ enum Cmd {
     /// Load a JSON Lines / CSV ledger file into an input topic (sorted by
     /// event time, keyed as the contract says).
     Produce(ProduceArgs),
+    /// The webhook dead-letter list of a state directory (with the service
+    /// stopped: RocksDB allows one process at a time).
+    #[command(subcommand)]
+    Webhooks(WebhooksCmd),
     /// Benchmark baseline: read and decode the input topics with the
     /// service's consumer settings, nothing else (`make bench-stream`).
     #[command(hide = true)]
     ConsumeOnly(ConsumeOnlyArgs),
+}
+
+#[derive(Subcommand)]
+enum WebhooksCmd {
+    /// Print the deliveries that failed for good, one JSON object per line.
+    ListDead {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Queue them again (all, or one alert's) with a fresh retry schedule;
+    /// the service sends them at its next start.
+    RetryDead {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        alert_id: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -168,6 +189,64 @@ fn main() -> ExitCode {
         Cmd::Run(r) => run_service(r),
         Cmd::Produce(p) => run_produce(p),
         Cmd::ConsumeOnly(c) => report(run_consume_only(c)),
+        Cmd::Webhooks(w) => run_webhooks(w),
+    }
+}
+
+fn run_webhooks(w: WebhooksCmd) -> ExitCode {
+    use paywatch::sink::webhook;
+    use paywatch::store::{Store, StoreOptions};
+    let (WebhooksCmd::ListDead { config } | WebhooksCmd::RetryDead { config, .. }) = &w;
+    let cfg = match Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("paywatch: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(dir) = cfg.state.dir.clone() else {
+        eprintln!("paywatch: no state directory: set [state] dir in the config");
+        return ExitCode::from(2);
+    };
+    if !dir.join("CURRENT").exists() {
+        eprintln!("paywatch: {} holds no paywatch state", dir.display());
+        return ExitCode::from(2);
+    }
+    let opts = StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: true, statistics: false };
+    let store = match Store::open(&dir, opts) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("paywatch: {e} (is `paywatch run` still running on it? stop it first)");
+            return ExitCode::from(2);
+        }
+    };
+    let tz = cfg.tz();
+    let result = match w {
+        WebhooksCmd::ListDead { .. } => webhook::list_dead(&store).map(|dead| {
+            for (_, d) in &dead {
+                let line = serde_json::json!({
+                    "alert_id": d.delivery.alert_id,
+                    "route": d.delivery.route,
+                    "attempts": d.delivery.attempts,
+                    "last_error": d.delivery.last_error,
+                    "failed_at": tz.format(paywatch::model::Timestamp(d.failed_at_ms)),
+                });
+                println!("{line}");
+            }
+            eprintln!("{} deliveries on the webhook dead-letter list", dead.len());
+        }),
+        WebhooksCmd::RetryDead { alert_id, .. } => {
+            webhook::retry_dead(&store, alert_id.as_deref(), chrono::Utc::now().timestamp_millis()).map(|n| {
+                eprintln!("{n} deliveries queued again; `paywatch run` sends them when it starts");
+            })
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("paywatch: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -20,6 +20,9 @@ pub const REORDER_OVERFLOW: &str = "paywatch_reorder_overflow_total";
 pub const COMMIT_SECONDS: &str = "paywatch_batch_commit_duration_seconds";
 pub const LATENCY_SECONDS: &str = "paywatch_processing_latency_seconds";
 pub const READY: &str = "paywatch_ready";
+pub const WEBHOOK_DELIVERIES: &str = "paywatch_webhook_deliveries_total";
+pub const WEBHOOK_DEAD: &str = "paywatch_webhook_dead_letters";
+pub const WEBHOOK_DUE: &str = "paywatch_webhook_due_deliveries";
 pub const ROCKSDB_LIVE: &str = "paywatch_rocksdb_live_data_bytes";
 pub const ROCKSDB_PENDING_COMPACTION: &str = "paywatch_rocksdb_pending_compaction_bytes";
 pub const ROCKSDB_CACHE_HIT_RATIO: &str = "paywatch_rocksdb_block_cache_hit_ratio";
@@ -58,6 +61,12 @@ pub struct Metrics {
     pub latency_seconds: Histogram,
     /// 1 when `/readyz` answers ready.
     pub ready: IntGauge,
+    /// Webhook attempts by route and outcome (delivered, retry, dead).
+    pub webhook_deliveries: IntCounterVec,
+    /// Deliveries on the webhook dead-letter list.
+    pub webhook_dead: IntGauge,
+    /// Deliveries due now (waiting for a request slot).
+    pub webhook_pending: IntGauge,
     /// RocksDB's estimate of live data, all column families.
     pub rocksdb_live: IntGauge,
     /// Bytes compaction still has to rewrite (write stalls follow).
@@ -117,6 +126,9 @@ impl Metrics {
             commit_seconds: histogram(COMMIT_SECONDS, "Duration of one atomic commit", secs.clone()),
             latency_seconds: histogram(LATENCY_SECONDS, "From a record read to its effects committed", secs),
             ready: gauge(READY, "1 when ready (store open, partitions assigned)"),
+            webhook_deliveries: counter(WEBHOOK_DELIVERIES, "Webhook attempts by route and outcome", &["route", "outcome"]),
+            webhook_dead: gauge(WEBHOOK_DEAD, "Webhook deliveries on the dead-letter list"),
+            webhook_pending: gauge(WEBHOOK_DUE, "Webhook deliveries due now"),
             rocksdb_live: gauge(ROCKSDB_LIVE, "RocksDB estimate of live data"),
             rocksdb_pending_compaction: gauge(ROCKSDB_PENDING_COMPACTION, "RocksDB bytes compaction still has to rewrite"),
             rocksdb_cache_hit_ratio: {

@@ -11,6 +11,7 @@ use crate::http::{Health, Status};
 use crate::metrics::Metrics;
 use crate::model::Record;
 use crate::sink::outbox::{self, OutMessage, Source};
+use crate::sink::webhook;
 use crate::source::kafka::{Incoming, KafkaSource, Rebalanced};
 use crate::source::offsets::{Admit, OffsetBook, Part};
 use crate::source::reorder::{Held, Reorder};
@@ -40,9 +41,14 @@ pub struct Shared {
     pub health: Arc<Health>,
     /// Wakes the outbox publisher after a commit.
     pub wake: Arc<Notify>,
+    /// Wakes the webhook dispatcher after a commit.
+    pub wake_webhooks: Arc<Notify>,
 }
 
 pub struct Consume {
+    /// Webhook routes: deliveries are queued in the commit.
+    routes: Vec<crate::config::RouteConfig>,
+    wake_webhooks: Arc<Notify>,
     pub engine: Engine,
     pub source: KafkaSource,
     /// Offsets as state; shared with the rebalance callback.
@@ -86,8 +92,10 @@ pub struct Consume {
 
 impl Consume {
     pub fn new(cfg: &Config, engine: Engine, source: KafkaSource, book: Arc<Mutex<OffsetBook>>, meta: StreamMeta, shared: Shared) -> Consume {
-        let Shared { clock, metrics, health, wake } = shared;
+        let Shared { clock, metrics, health, wake, wake_webhooks } = shared;
         Consume {
+            routes: cfg.webhooks.routes.clone(),
+            wake_webhooks,
             engine,
             source,
             book,
@@ -363,9 +371,11 @@ impl Consume {
         let dead = staged.len();
         self.meta.offsets = self.book.lock().unwrap_or_else(|e| e.into_inner()).to_stored();
         let meta = &mut self.meta;
+        let routes = &self.routes;
         let committed = self.engine.commit_with(None, |batch, alerts| {
             for a in alerts {
                 outbox::stage(batch, &mut meta.outbox_seq, &OutMessage::alert(a, now_ms)?)?;
+                webhook::stage(batch, &mut meta.outbox_seq, routes, a, now_ms)?;
             }
             for m in &staged {
                 outbox::stage(batch, &mut meta.outbox_seq, m)?;
@@ -385,6 +395,7 @@ impl Consume {
         self.metrics.outbox_depth.add((committed.alerts.len() + dead) as i64);
         if !committed.alerts.is_empty() || dead > 0 {
             self.wake.notify_one();
+            self.wake_webhooks.notify_one();
         }
         let positions: Vec<(Part, i64)> = {
             let book = self.book.lock().unwrap_or_else(|e| e.into_inner());

@@ -3,7 +3,7 @@
 //! HTTP port and the outbox publisher, run the consumer loop (`consume.rs`)
 //! on its own thread until the shutdown signal, then drain in order:
 //! stop reading and commit the batch in hand → publish the outbox up to
-//! `kafka.drain_timeout` → close the HTTP port.
+//! `kafka.drain_timeout` → stop the webhook dispatcher → close the HTTP port.
 
 mod consume;
 mod consume_only;
@@ -17,6 +17,7 @@ use crate::http::{self, Health};
 use crate::metrics::Metrics;
 use crate::sink::kafka::{PublishError, Publisher};
 use crate::sink::outbox;
+use crate::sink::webhook::{self, WebhookError};
 use crate::source::kafka::{KafkaSource, KafkaSourceError};
 use crate::source::offsets::{OffsetBook, Part, PartOffsets};
 use crate::store::{keys, Cf, Store, StoreError, StoreOptions};
@@ -42,6 +43,8 @@ pub enum RunError {
     Source(#[from] KafkaSourceError),
     #[error(transparent)]
     Publish(#[from] PublishError),
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
     #[error("the consumer thread failed: {0}")]
@@ -123,7 +126,28 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
     let publishing = tokio::spawn(publisher.run());
 
     let source = KafkaSource::open(&cfg.kafka, Arc::clone(&book))?;
-    let shared = Shared { clock, metrics: Arc::clone(&metrics), health: Arc::clone(&health), wake: Arc::clone(&wake) };
+    // The webhook dispatcher: stops with the service; what it has not
+    // delivered waits in the outbox, its schedule with it.
+    let wake_webhooks = Arc::new(Notify::new());
+    let webhooks_stop = Arc::new(AtomicBool::new(false));
+    metrics.webhook_dead.set(webhook::list_dead(&store)?.len() as i64);
+    let dispatcher = webhook::Dispatcher::new(
+        &cfg.webhooks,
+        store.clone(),
+        Arc::clone(&clock),
+        Arc::clone(&metrics),
+        Arc::clone(&wake_webhooks),
+        Arc::clone(&webhooks_stop),
+    )?;
+    let dispatching = tokio::spawn(dispatcher.run());
+
+    let shared = Shared {
+        clock,
+        metrics: Arc::clone(&metrics),
+        health: Arc::clone(&health),
+        wake: Arc::clone(&wake),
+        wake_webhooks: Arc::clone(&wake_webhooks),
+    };
     let consume = Consume::new(&cfg, engine, source, book, meta, shared);
     let stop = Arc::new(AtomicBool::new(false));
     let mut consuming = {
@@ -157,7 +181,16 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
             "outbox not drained before kafka.drain_timeout; the rest is sent at the next start"
         ),
     }
-    // 3. Close the HTTP port.
+    // 3. Stop the webhook dispatcher (its requests in flight finish or time
+    // out; undelivered entries stay in the outbox).
+    webhooks_stop.store(true, Ordering::Relaxed);
+    wake_webhooks.notify_one();
+    match tokio::time::timeout(cfg.webhooks.timeout + std::time::Duration::from_secs(1), dispatching).await {
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "webhook dispatcher failed; deliveries stay for the next start"),
+        Err(_) => tracing::warn!("webhook requests still in flight at shutdown; they are sent again at the next start"),
+        _ => {}
+    }
+    // 4. Close the HTTP port.
     http_stop.notify_one();
     let _ = http.await;
     consumed

@@ -4,9 +4,11 @@
 //! - `jsonl`: the file audit's output files.
 //! - `outbox` + `kafka`: `paywatch run`'s messages, committed with the state
 //!   and deleted once the broker acknowledged them.
+//! - `webhook`: deliveries to supervisors' receivers, from the same outbox.
 
 pub mod jsonl;
 pub mod kafka;
 pub mod outbox;
+pub mod webhook;
 
 pub use jsonl::JsonlSink;

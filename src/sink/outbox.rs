@@ -93,7 +93,9 @@ pub fn stage(batch: &mut Batch<'_>, seq: &mut u64, m: &OutMessage) -> Result<(),
 
 /// Up to `limit` entries, oldest first within each target.
 pub fn pending(store: &Store, limit: usize) -> Result<Vec<(Vec<u8>, OutMessage)>, StoreError> {
-    let raw = store.entries_between(Cf::Outbox, &[], &[0xff], limit)?;
+    // Kafka targets only ('a', 'd'); webhook deliveries ('w') are the
+    // dispatcher's.
+    let raw = store.entries_between(Cf::Outbox, b"a", b"e", limit)?;
     raw.into_iter()
         .map(|(k, v)| {
             postcard::from_bytes(&v).map(|m| (k, m)).map_err(|source| StoreError::Decode { cf: Cf::Outbox.name(), source })
@@ -104,7 +106,7 @@ pub fn pending(store: &Store, limit: usize) -> Result<Vec<(Vec<u8>, OutMessage)>
 /// Entries waiting and the age of the oldest (ms since the epoch it was
 /// queued), for metrics and `/status`.
 pub fn depth(store: &Store) -> Result<(usize, Option<i64>), StoreError> {
-    let all = store.entries_between(Cf::Outbox, &[], &[0xff], usize::MAX)?;
+    let all = store.entries_between(Cf::Outbox, b"a", b"e", usize::MAX)?;
     let oldest = all
         .iter()
         .filter_map(|(_, v)| postcard::from_bytes::<OutMessage>(v).ok())

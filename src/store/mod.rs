@@ -55,10 +55,13 @@ pub enum Cf {
     /// (`paywatch run`): written in the same batch as the state that raised
     /// it, deleted only after delivery.
     Outbox,
+    /// sequence → a webhook delivery that failed for good, for operators to
+    /// inspect and send again.
+    WebhookDead,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 9] = [
+    pub const ALL: [Cf; 10] = [
         Cf::Meta,
         Cf::Beneficiaries,
         Cf::Months,
@@ -68,6 +71,7 @@ impl Cf {
         Cf::AlertLog,
         Cf::DeadLetters,
         Cf::Outbox,
+        Cf::WebhookDead,
     ];
 
     pub fn name(self) -> &'static str {
@@ -81,6 +85,7 @@ impl Cf {
             Cf::AlertLog => "alert_log",
             Cf::DeadLetters => "dead_letters",
             Cf::Outbox => "outbox",
+            Cf::WebhookDead => "webhook_dead",
         }
     }
 }

@@ -9,3 +9,4 @@ mod common;
 mod prometheus;
 mod resume;
 mod stream;
+mod webhooks;

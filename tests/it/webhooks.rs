@@ -1,0 +1,130 @@
+//! Signed webhooks from `paywatch run` to a real HTTP receiver on
+//! 127.0.0.1 (`tests/webhook/receiver.py`, which checks the signatures
+//! itself): retried through failures, delivered once per alert and route,
+//! routed by township and severity, refused ones on the dead-letter list.
+
+use super::common::kafka::{free_port, service_config, tool, Broker, Service};
+use super::common::{alerts, audit, bin, ledger, run_ok};
+use paywatch::generate::OutFormat;
+use paywatch::model::{Alert, Rule, Severity};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Receiver(Child);
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Hit {
+    path: String,
+    status: u16,
+    key: Option<String>,
+    alert_id: Option<String>,
+    content_type: Option<String>,
+    sig_ok: bool,
+}
+
+fn hits(out: &Path) -> Vec<Hit> {
+    super::common::read_jsonl(out)
+}
+
+const S1: &str = "first-secret-0123456789";
+const S2: &str = "second-secret-9876543210";
+
+#[test]
+fn webhooks_are_signed_retried_routed_and_delivered_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = ledger(&dir.path().join("ledger"), 300, OutFormat::Jsonl, 31);
+    let out = dir.path().join("audit.jsonl");
+    run_ok(audit(&g, &out, &[]));
+    let want: Vec<Alert> = alerts(&out);
+    let township = want.iter().find(|a| a.severity == Severity::High).map(|a| a.township.clone()).unwrap();
+    let want_township: BTreeSet<String> =
+        want.iter().filter(|a| a.township == township && a.severity == Severity::High).map(|a| a.alert_id.clone()).collect();
+    let want_refused: BTreeSet<String> =
+        want.iter().filter(|a| a.rule == Rule::NameMismatch).map(|a| a.alert_id.clone()).collect();
+    assert!(!want_refused.is_empty());
+
+    let broker = Broker::start(dir.path());
+    broker.create_contract_topics();
+    tool(&["produce-ledger", &broker.addr, g.payments.parent().unwrap().to_str().unwrap()]);
+
+    let port = free_port();
+    let got = dir.path().join("received.jsonl");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/webhook/receiver.py");
+    let _rx = Receiver(
+        Command::new("python3")
+            .arg(script)
+            .args([&port.to_string(), got.to_str().unwrap(), &format!("{S1},{S2}"), "7"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let http = free_port();
+    let routes = format!(
+        "[webhooks]\nfirst_retry = \"200ms\"\nmax_retry = \"1s\"\nmax_attempts = 50\n\
+         [[webhooks.routes]]\nname = \"district\"\nurl = \"http://127.0.0.1:{port}/district\"\nsecrets = [\"{S1}\", \"{S2}\"]\n\
+         [[webhooks.routes]]\nname = \"township\"\nurl = \"http://127.0.0.1:{port}/township\"\nsecrets = [\"{S1}\", \"{S2}\"]\n\
+         townships = [\"{township}\"]\nmin_severity = \"high\"\n\
+         [[webhooks.routes]]\nname = \"refusing\"\nurl = \"http://127.0.0.1:{port}/refuse\"\nsecrets = [\"{S1}\", \"{S2}\"]\nrules = [\"NAME_MISMATCH\"]\n"
+    );
+    let cfg = service_config(dir.path(), &broker, http, &routes);
+    let mut svc = Service::start(&cfg, http, dir.path());
+    svc.wait_idle();
+
+    // Wait until every alert reached the district route with a 200.
+    let end = Instant::now() + Duration::from_secs(90);
+    loop {
+        let ok: BTreeSet<String> =
+            hits(&got).into_iter().filter(|h| h.path == "/district" && h.status == 200).filter_map(|h| h.key).collect();
+        if ok.len() >= want.len() {
+            break;
+        }
+        assert!(Instant::now() < end, "{} of {} alerts delivered to /district", ok.len(), want.len());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let hs = hits(&got);
+    assert!(hs.iter().filter(|h| h.status == 503).count() == 7, "the first 7 requests failed and were retried");
+    assert!(hs.iter().all(|h| h.sig_ok), "every request carries a valid v1 signature for both secrets");
+    assert!(hs.iter().all(|h| h.content_type.as_deref() == Some("application/json")));
+    assert!(hs.iter().all(|h| h.key == h.alert_id), "Idempotency-Key is the alert id");
+    let mut delivered: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for h in hs.iter().filter(|h| h.status == 200) {
+        *delivered.entry((h.path.clone(), h.key.clone().unwrap())).or_default() += 1;
+    }
+    assert!(delivered.values().all(|n| *n == 1), "no alert delivered twice to a route");
+    let ids = |path: &str| -> BTreeSet<String> { delivered.keys().filter(|(p, _)| p == path).map(|(_, k)| k.clone()).collect() };
+    assert_eq!(ids("/district"), want.iter().map(|a| a.alert_id.clone()).collect::<BTreeSet<_>>());
+    assert_eq!(ids("/township"), want_township, "only {township}'s high alerts");
+    let refused: Vec<&Hit> = hs.iter().filter(|h| h.path == "/refuse" && h.status == 400).collect();
+    assert_eq!(refused.len(), want_refused.len(), "a 400 is not retried");
+    assert!(svc.terminate().success());
+
+    // The refused deliveries are on the dead-letter list; retry-dead
+    // queues them again and the next start sends them (and they are
+    // refused again).
+    let o = run_ok(Command::new(bin()).args(["webhooks", "list-dead", "--config", cfg.to_str().unwrap()]));
+    let dead: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(dead.iter().map(|d| d["alert_id"].as_str().unwrap().to_owned()).collect::<BTreeSet<_>>(), want_refused);
+    assert!(dead.iter().all(|d| d["route"] == "refusing" && d["last_error"] == "HTTP 400"), "{dead:?}");
+    let o = run_ok(Command::new(bin()).args(["webhooks", "retry-dead", "--config", cfg.to_str().unwrap()]));
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("{} deliveries queued again", want_refused.len())));
+    svc.restart();
+    let end = Instant::now() + Duration::from_secs(30);
+    while hits(&got).iter().filter(|h| h.path == "/refuse").count() < 2 * want_refused.len() {
+        assert!(Instant::now() < end, "the re-queued deliveries were not sent after the restart");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, metrics) = svc.get("/metrics").unwrap();
+    assert!(metrics.contains(&format!("paywatch_webhook_deliveries_total{{outcome=\"dead\",route=\"refusing\"}} {}", want_refused.len())), "{metrics}");
+    assert!(svc.terminate().success());
+}

@@ -332,14 +332,29 @@ impl Default for TopicsConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
-    /// Address for `/healthz`, `/readyz`, `/metrics` and `/status`.
+    /// Address for `/healthz`, `/readyz`, `/metrics`, `/status` and the API.
     pub listen: String,
+    /// Who may use `/api/v1/`: bearer tokens, stored as hashes.
+    pub tokens: Vec<TokenConfig>,
 }
 
 impl Default for HttpConfig {
     fn default() -> HttpConfig {
-        HttpConfig { listen: "127.0.0.1:9464".into() }
+        HttpConfig { listen: "127.0.0.1:9464".into(), tokens: Vec::new() }
     }
+}
+
+/// One API token. Only its SHA-256 is stored: `printf %s "$TOKEN" | sha256sum`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds it: recorded as the reviewer of the reviews it posts.
+    pub name: String,
+    /// Hex SHA-256 of the token.
+    pub sha256: String,
+    /// `district` (everything), `township:<name>` (that township's alerts
+    /// only) or `readonly` (read everything, review nothing).
+    pub role: String,
 }
 
 impl KafkaConfig {
@@ -427,6 +442,18 @@ impl Config {
         self.webhooks.validate()?;
         if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(format!("http.listen: {:?} is not an address like 127.0.0.1:9464", self.http.listen));
+        }
+        for (i, t) in self.http.tokens.iter().enumerate() {
+            let at = format!("http.tokens[{i}] ({:?})", t.name);
+            if t.name.trim().is_empty() || self.http.tokens[..i].iter().any(|o| o.name == t.name) {
+                return Err(format!("{at}.name: must be set and unique"));
+            }
+            if t.sha256.len() != 64 || hex::decode(&t.sha256).is_err() {
+                return Err(format!("{at}.sha256: the hex SHA-256 of the token (64 characters)"));
+            }
+            if crate::http::auth::Role::parse(&t.role).is_none() {
+                return Err(format!("{at}.role: {:?} is not district, readonly or township:<name>", t.role));
+            }
         }
         self.rules.validate()
     }

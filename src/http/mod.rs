@@ -1,6 +1,11 @@
-//! The service's HTTP port (axum): `/healthz`, `/readyz`, `/metrics` and
-//! `/status`. Handlers only read what the loop publishes; they never touch
-//! the store or the engine.
+//! The service's HTTP port (axum): `/healthz`, `/readyz`, `/metrics`,
+//! `/status`, and the supervisors' API under `/api/v1/` (`api.rs`, with
+//! tokens in `auth.rs`). The health handlers only read what the loop
+//! publishes; the API reads alerts and writes reviews through the store,
+//! never through the engine.
+
+pub mod api;
+pub mod auth;
 
 use crate::metrics::Metrics;
 use axum::extract::State;
@@ -57,13 +62,18 @@ struct App {
     health: Arc<Health>,
 }
 
-pub fn router(metrics: Arc<Metrics>, health: Arc<Health>) -> Router {
+/// Request bodies larger than this get 413.
+pub const MAX_BODY: usize = 64 * 1024;
+
+pub fn router(metrics: Arc<Metrics>, health: Arc<Health>, api: api::Api) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/status", get(status))
         .with_state(App { metrics, health })
+        .merge(api::routes(api))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }
 
 /// Serves until `shutdown` completes.
@@ -71,9 +81,10 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    api: api::Api,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(metrics, health)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(metrics, health, api)).with_graceful_shutdown(shutdown).await
 }
 
 async fn readyz(State(app): State<App>) -> Response {

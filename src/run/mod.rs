@@ -117,7 +117,13 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
     let http_stop = Arc::new(Notify::new());
     let http = {
         let stop = Arc::clone(&http_stop);
-        tokio::spawn(http::serve(listener, Arc::clone(&metrics), Arc::clone(&health), async move { stop.notified().await }))
+        let api = http::api::Api {
+            store: store.clone(),
+            tokens: Arc::new(cfg.http.tokens.clone()),
+            clock: Arc::clone(&clock),
+            tz: cfg.tz(),
+        };
+        tokio::spawn(http::serve(listener, Arc::clone(&metrics), Arc::clone(&health), api, async move { stop.notified().await }))
     };
 
     let wake = Arc::new(Notify::new());

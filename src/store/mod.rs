@@ -58,10 +58,12 @@ pub enum Cf {
     /// sequence → a webhook delivery that failed for good, for operators to
     /// inspect and send again.
     WebhookDead,
+    /// alert_id + sequence → a review (复核): append-only history.
+    Reviews,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 10] = [
+    pub const ALL: [Cf; 11] = [
         Cf::Meta,
         Cf::Beneficiaries,
         Cf::Months,
@@ -72,6 +74,7 @@ impl Cf {
         Cf::DeadLetters,
         Cf::Outbox,
         Cf::WebhookDead,
+        Cf::Reviews,
     ];
 
     pub fn name(self) -> &'static str {
@@ -86,6 +89,7 @@ impl Cf {
             Cf::DeadLetters => "dead_letters",
             Cf::Outbox => "outbox",
             Cf::WebhookDead => "webhook_dead",
+            Cf::Reviews => "reviews",
         }
     }
 }
@@ -304,6 +308,21 @@ impl Store {
         for item in self.db.iterator_cf(self.cf(cf), mode) {
             let (k, v) = item?;
             if k.as_ref() >= end || out.len() >= limit {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` entries from `start` (inclusive) downwards, newest key
+    /// first.
+    pub fn entries_before(&self, cf: Cf, start: &[u8], limit: usize) -> Result<Vec<Entry>, StoreError> {
+        let mut out = Vec::new();
+        let mode = IteratorMode::From(start, rocksdb::Direction::Reverse);
+        for item in self.db.iterator_cf(self.cf(cf), mode) {
+            let (k, v) = item?;
+            if out.len() >= limit {
                 break;
             }
             out.push((k.to_vec(), v.to_vec()));

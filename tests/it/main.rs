@@ -2,6 +2,7 @@
 //! ledgers, with real RocksDB state in temp dirs, and `paywatch run`
 //! against a real Kafka-protocol broker (tansu) on 127.0.0.1.
 
+mod api;
 mod audit_truth;
 mod bad_input;
 mod cli;

@@ -1,0 +1,230 @@
+//! `/api/v1/`: the alerts, newest first, filtered and paged; one alert with
+//! its review history; posting a review (复核). Every call needs a bearer
+//! token (401 without one), and a township's token sees only its own
+//! township (403 outside it). Bad parameters get 400 with a JSON error.
+
+use super::auth::{authenticate, Principal, Role};
+use crate::clock::Clock;
+use crate::config::TokenConfig;
+use crate::model::{Alert, Rule, Severity, Tz};
+use crate::review::{self, Outcome, Review};
+use crate::store::{keys, Cf, Store};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What the API reads and writes.
+#[derive(Clone)]
+pub struct Api {
+    pub store: Store,
+    pub tokens: Arc<Vec<TokenConfig>>,
+    /// Review times.
+    pub clock: Arc<dyn Clock>,
+    pub tz: Tz,
+}
+
+/// Largest page.
+pub const MAX_PAGE: usize = 500;
+/// Longest review note, in characters.
+pub const MAX_NOTE: usize = 2000;
+
+pub fn routes(api: Api) -> Router {
+    Router::new()
+        .route("/api/v1/alerts", get(list))
+        .route("/api/v1/alerts/{id}", get(one))
+        .route("/api/v1/alerts/{id}/reviews", post(add_review))
+        .with_state(api)
+}
+
+/// An error as `{"error": "..."}` with its status.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "API: store error");
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
+}
+
+fn who(api: &Api, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let auth = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    authenticate(&api.tokens, auth).ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "a valid bearer token is required".into()))
+}
+
+fn load(api: &Api, id: &str) -> Result<Option<Alert>, ApiError> {
+    match api.store.get_raw(Cf::Alerts, id.as_bytes()).map_err(internal)? {
+        Some(v) => serde_json::from_slice(&v).map(Some).map_err(internal),
+        None => Ok(None),
+    }
+}
+
+fn with_status(a: &Alert, reviews: &[Review], history: bool) -> Value {
+    let mut v = serde_json::to_value(a).unwrap_or_default();
+    v["status"] = json!(review::status(reviews));
+    if history {
+        v["reviews"] = json!(reviews);
+    }
+    v
+}
+
+/// The filters of the list, checked.
+struct Filter {
+    township: Option<String>,
+    rule: Option<Rule>,
+    severity: Option<Severity>,
+    status: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    cursor: Option<u64>,
+    limit: usize,
+}
+
+fn filter(q: &HashMap<String, String>, p: &Principal) -> Result<Filter, ApiError> {
+    for k in q.keys() {
+        if !["township", "rule", "severity", "status", "from", "to", "cursor", "limit"].contains(&k.as_str()) {
+            return Err(bad(format!("unknown parameter {k:?}")));
+        }
+    }
+    let date = |k: &str| -> Result<Option<String>, ApiError> {
+        match q.get(k) {
+            Some(d) if crate::model::time::Date::parse(d).is_none() => Err(bad(format!("{k}: {d:?} is not a date YYYY-MM-DD"))),
+            d => Ok(d.cloned()),
+        }
+    };
+    let mut township = q.get("township").cloned();
+    if let Role::Township(t) = &p.role {
+        match &township {
+            Some(asked) if asked != t => return Err(ApiError(StatusCode::FORBIDDEN, format!("this token sees only {t}"))),
+            _ => township = Some(t.clone()),
+        }
+    }
+    Ok(Filter {
+        township,
+        rule: q.get("rule").map(|r| Rule::from_code(r).ok_or_else(|| bad(format!("rule: {r:?} is not a rule code")))).transpose()?,
+        severity: q
+            .get("severity")
+            .map(|s| serde_json::from_value(json!(s)).map_err(|_| bad(format!("severity: {s:?} is not high, medium or low"))))
+            .transpose()?,
+        status: q
+            .get("status")
+            .map(|s| {
+                if s == "open" || Outcome::parse(s).is_some() {
+                    Ok(s.clone())
+                } else {
+                    Err(bad(format!("status: {s:?} is not open, confirmed, false_positive, corrected or in_progress")))
+                }
+            })
+            .transpose()?,
+        from: date("from")?,
+        to: date("to")?,
+        cursor: q.get("cursor").map(|c| c.parse().map_err(|_| bad(format!("cursor: {c:?} is not a cursor")))).transpose()?,
+        limit: match q.get("limit") {
+            None => 50,
+            Some(l) => match l.parse::<usize>() {
+                Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+                _ => return Err(bad(format!("limit: {l:?} is not 1 to {MAX_PAGE}"))),
+            },
+        },
+    })
+}
+
+async fn list(State(api): State<Api>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
+    let p = who(&api, &headers)?;
+    let f = filter(&q, &p)?;
+    let mut items = Vec::new();
+    let mut next = None;
+    // Newest first: walk the alert log down from the cursor.
+    let mut from = f.cursor.map_or(u64::MAX, |c| c.saturating_sub(1));
+    'scan: loop {
+        let chunk = api.store.entries_before(Cf::AlertLog, &keys::alert_seq(from), 1000).map_err(internal)?;
+        if chunk.is_empty() {
+            break;
+        }
+        for (k, id) in &chunk {
+            let seq = u64::from_be_bytes(k.as_slice().try_into().unwrap_or_default());
+            let Some(a) = load(&api, &String::from_utf8_lossy(id))? else { continue };
+            let day = a.event_time.get(..10).unwrap_or_default();
+            let keep = f.township.as_ref().is_none_or(|t| *t == a.township)
+                && f.rule.is_none_or(|r| r == a.rule)
+                && f.severity.is_none_or(|s| s == a.severity)
+                && f.from.as_ref().is_none_or(|d| day >= d.as_str())
+                && f.to.as_ref().is_none_or(|d| day <= d.as_str());
+            if !keep {
+                continue;
+            }
+            let reviews = review::history(&api.store, &a.alert_id).map_err(internal)?;
+            if f.status.as_ref().is_some_and(|s| s != review::status(&reviews)) {
+                continue;
+            }
+            if items.len() == f.limit {
+                next = Some((seq + 1).to_string());
+                break 'scan;
+            }
+            items.push(with_status(&a, &reviews, false));
+        }
+        let last = chunk.last().map(|(k, _)| u64::from_be_bytes(k.as_slice().try_into().unwrap_or_default())).unwrap_or(0);
+        if last == 0 {
+            break;
+        }
+        from = last - 1;
+    }
+    Ok(Json(json!({ "items": items, "next_cursor": next })))
+}
+
+async fn one(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let p = who(&api, &headers)?;
+    let a = load(&api, &id)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no alert {id:?}")))?;
+    if !p.role.sees(&a.township) {
+        return Err(ApiError(StatusCode::FORBIDDEN, "this alert belongs to another township".into()));
+    }
+    let reviews = review::history(&api.store, &id).map_err(internal)?;
+    Ok(Json(with_status(&a, &reviews, true)))
+}
+
+async fn add_review(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let p = who(&api, &headers)?;
+    if p.role == Role::ReadOnly {
+        return Err(ApiError(StatusCode::FORBIDDEN, "a read-only token cannot review".into()));
+    }
+    let a = load(&api, &id)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no alert {id:?}")))?;
+    if !p.role.sees(&a.township) {
+        return Err(ApiError(StatusCode::FORBIDDEN, "this alert belongs to another township".into()));
+    }
+    let v: Value = serde_json::from_slice(&body).map_err(|e| bad(format!("body is not JSON: {e}")))?;
+    let obj = v.as_object().ok_or_else(|| bad("body must be a JSON object"))?;
+    if let Some(k) = obj.keys().find(|k| !["outcome", "note"].contains(&k.as_str())) {
+        return Err(bad(format!("unknown field {k:?}")));
+    }
+    let outcome = obj
+        .get("outcome")
+        .and_then(Value::as_str)
+        .and_then(Outcome::parse)
+        .ok_or_else(|| bad("outcome: one of confirmed, false_positive, corrected, in_progress"))?;
+    let note = match obj.get("note") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) if s.chars().count() <= MAX_NOTE => s.clone(),
+        Some(_) => return Err(bad(format!("note: a string of at most {MAX_NOTE} characters"))),
+    };
+    let r = Review { outcome, note, reviewer: p.name.clone(), at: api.tz.format(api.clock.now()) };
+    review::append(&api.store, &id, &r).map_err(internal)?;
+    let reviews = review::history(&api.store, &id).map_err(internal)?;
+    Ok((StatusCode::CREATED, Json(with_status(&a, &reviews, true))))
+}

@@ -1,0 +1,152 @@
+//! The supervisors' API on `paywatch run`'s port: tokens and roles, the
+//! alert list (filters, paging, newest first), one alert with its history,
+//! reviews, and the errors a client gets.
+
+use super::common::kafka::{free_port, service_config, tool, Broker, Service};
+use super::common::{alerts, audit, ledger, run_ok};
+use paywatch::generate::OutFormat;
+use paywatch::model::{Alert, Rule};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// One HTTP/1.0 request on 127.0.0.1: (status, body as JSON or Null).
+fn call(port: u16, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, serde_json::Value) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n");
+    if let Some(t) = token {
+        req += &format!("Authorization: Bearer {t}\r\n");
+    }
+    let body = body.unwrap_or("");
+    req += &format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    s.write_all(req.as_bytes()).unwrap();
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    let code = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let text = buf.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    (code, serde_json::from_str(text).unwrap_or(serde_json::Value::Null))
+}
+
+fn path_escape(s: &str) -> String {
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+fn hash(t: &str) -> String {
+    hex::encode(Sha256::digest(t.as_bytes()))
+}
+
+const DISTRICT: &str = "district-token-0123456789";
+const TOWNSHIP: &str = "township-token-0123456789";
+const READONLY: &str = "readonly-token-0123456789";
+
+#[test]
+fn supervisors_list_filter_page_and_review_alerts_within_their_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = ledger(&dir.path().join("ledger"), 300, OutFormat::Jsonl, 41);
+    let out = dir.path().join("audit.jsonl");
+    run_ok(audit(&g, &out, &[]));
+    let want: Vec<Alert> = alerts(&out);
+    let township = want[0].township.clone();
+    let in_township: BTreeSet<String> = want.iter().filter(|a| a.township == township).map(|a| a.alert_id.clone()).collect();
+    let other = want.iter().find(|a| a.township != township).unwrap().clone();
+    let mine = want.iter().find(|a| a.township == township).unwrap().clone();
+
+    let broker = Broker::start(dir.path());
+    broker.create_contract_topics();
+    tool(&["produce-ledger", &broker.addr, g.payments.parent().unwrap().to_str().unwrap()]);
+    let port = free_port();
+    let tokens = format!(
+        "[[http.tokens]]\nname = \"district\"\nsha256 = \"{}\"\nrole = \"district\"\n\
+         [[http.tokens]]\nname = \"township\"\nsha256 = \"{}\"\nrole = \"township:{township}\"\n\
+         [[http.tokens]]\nname = \"auditor\"\nsha256 = \"{}\"\nrole = \"readonly\"\n",
+        hash(DISTRICT),
+        hash(TOWNSHIP),
+        hash(READONLY)
+    );
+    // The tokens go after [http] listen, which service_config writes last.
+    let cfg = service_config(dir.path(), &broker, port, "");
+    let text = std::fs::read_to_string(&cfg).unwrap() + &tokens;
+    std::fs::write(&cfg, text).unwrap();
+    let mut svc = Service::start(&cfg, port, dir.path());
+    svc.wait_idle();
+
+    // No token, a wrong token: 401.
+    assert_eq!(call(port, "GET", "/api/v1/alerts", None, None).0, 401);
+    assert_eq!(call(port, "GET", "/api/v1/alerts", Some("nope"), None).0, 401);
+
+    // The district pages through everything, newest first, no id twice.
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/alerts?limit=7".to_owned();
+    loop {
+        let (code, page) = call(port, "GET", &path, Some(DISTRICT), None);
+        assert_eq!(code, 200, "{page}");
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 7);
+        seen.extend(items.iter().map(|a| a["alert_id"].as_str().unwrap().to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/v1/alerts?limit=7&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), want.len(), "no alert twice across pages");
+    assert_eq!(seen.iter().cloned().collect::<BTreeSet<_>>(), want.iter().map(|a| a.alert_id.clone()).collect());
+    let (_, all) = call(port, "GET", "/api/v1/alerts?limit=500", Some(DISTRICT), None);
+    assert_eq!(all["items"][0]["alert_id"].as_str(), Some(seen[0].as_str()));
+    assert!(all["items"].as_array().unwrap().iter().all(|a| a["status"] == "open"));
+
+    // Filters.
+    let (_, nm) = call(port, "GET", "/api/v1/alerts?rule=NAME_MISMATCH&limit=500", Some(DISTRICT), None);
+    let nm = nm["items"].as_array().unwrap().clone();
+    assert_eq!(nm.len(), want.iter().filter(|a| a.rule == Rule::NameMismatch).count());
+    assert!(nm.iter().all(|a| a["rule"] == "NAME_MISMATCH"));
+    let (_, high) = call(port, "GET", "/api/v1/alerts?severity=high&from=2019-01-01&to=2019-12-31&limit=500", Some(DISTRICT), None);
+    assert!(high["items"].as_array().unwrap().iter().all(|a| a["severity"] == "high" && a["event_time"].as_str().unwrap().starts_with("2019")));
+
+    // A township sees its own alerts only.
+    let (_, t) = call(port, "GET", "/api/v1/alerts?limit=500", Some(TOWNSHIP), None);
+    let t_ids: BTreeSet<String> = t["items"].as_array().unwrap().iter().map(|a| a["alert_id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(t_ids, in_township);
+    let q = format!("/api/v1/alerts?township={}", path_escape(&other.township));
+    assert_eq!(call(port, "GET", &q, Some(TOWNSHIP), None).0, 403);
+    assert_eq!(call(port, "GET", &format!("/api/v1/alerts/{}", other.alert_id), Some(TOWNSHIP), None).0, 403);
+
+    // Bad parameters: 400 with a JSON error.
+    for bad in ["limit=0", "limit=501", "rule=NOPE", "severity=urgent", "from=2019-02-30", "status=done", "cursor=x", "colour=red"] {
+        let (code, body) = call(port, "GET", &format!("/api/v1/alerts?{bad}"), Some(DISTRICT), None);
+        assert_eq!(code, 400, "{bad}: {body}");
+        assert!(body["error"].is_string(), "{bad}: {body}");
+    }
+
+    // Reviews: the township corrects its alert; history and status follow.
+    let rpath = format!("/api/v1/alerts/{}/reviews", mine.alert_id);
+    let (code, body) = call(port, "POST", &rpath, Some(TOWNSHIP), Some(r#"{"outcome":"in_progress","note":"入户核查"}"#));
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = call(port, "POST", &rpath, Some(TOWNSHIP), Some(r#"{"outcome":"corrected","note":"已追回资金"}"#));
+    assert_eq!(code, 201, "{body}");
+    let (_, one) = call(port, "GET", &format!("/api/v1/alerts/{}", mine.alert_id), Some(DISTRICT), None);
+    assert_eq!(one["status"], "corrected");
+    let h = one["reviews"].as_array().unwrap();
+    assert_eq!(h.len(), 2);
+    assert_eq!(h[0]["outcome"], "in_progress");
+    assert_eq!(h[1]["reviewer"], "township");
+    assert_eq!(h[1]["note"], "已追回资金");
+    let (_, c) = call(port, "GET", "/api/v1/alerts?status=corrected", Some(DISTRICT), None);
+    assert_eq!(c["items"].as_array().unwrap().len(), 1);
+    let (_, o) = call(port, "GET", "/api/v1/alerts?status=open&limit=500", Some(DISTRICT), None);
+    assert_eq!(o["items"].as_array().unwrap().len(), want.len() - 1);
+
+    // What may not be done.
+    assert_eq!(call(port, "POST", &rpath, Some(READONLY), Some(r#"{"outcome":"confirmed"}"#)).0, 403);
+    let other_path = format!("/api/v1/alerts/{}/reviews", other.alert_id);
+    assert_eq!(call(port, "POST", &other_path, Some(TOWNSHIP), Some(r#"{"outcome":"confirmed"}"#)).0, 403);
+    assert_eq!(call(port, "POST", &rpath, Some(DISTRICT), Some(r#"{"outcome":"maybe"}"#)).0, 400);
+    assert_eq!(call(port, "POST", &rpath, Some(DISTRICT), Some(r#"{"outcome":"confirmed","by":"me"}"#)).0, 400);
+    assert_eq!(call(port, "POST", &rpath, Some(DISTRICT), Some("not json")).0, 400);
+    assert_eq!(call(port, "POST", "/api/v1/alerts/nope/reviews", Some(DISTRICT), Some(r#"{"outcome":"confirmed"}"#)).0, 404);
+    let big = format!(r#"{{"outcome":"confirmed","note":"{}"}}"#, "x".repeat(70_000));
+    assert_eq!(call(port, "POST", &rpath, Some(DISTRICT), Some(&big)).0, 413);
+    assert!(svc.terminate().success());
+}

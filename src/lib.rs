@@ -31,6 +31,7 @@ pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod produce;
+pub mod report;
 pub mod review;
 pub mod run;
 pub mod sink;

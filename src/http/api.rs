@@ -38,6 +38,7 @@ pub fn routes(api: Api) -> Router {
         .route("/api/v1/alerts", get(list))
         .route("/api/v1/alerts/{id}", get(one))
         .route("/api/v1/alerts/{id}/reviews", post(add_review))
+        .route("/api/v1/reports/ledger", get(ledger))
         .with_state(api)
 }
 
@@ -192,6 +193,34 @@ async fn one(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>)
     }
     let reviews = review::history(&api.store, &id).map_err(internal)?;
     Ok(Json(with_status(&a, &reviews, true)))
+}
+
+/// `GET /api/v1/reports/ledger?quarter=2021Q3&township=…&format=csv|xlsx`.
+async fn ledger(State(api): State<Api>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Result<Response, ApiError> {
+    let p = who(&api, &headers)?;
+    if let Some(k) = q.keys().find(|k| !["quarter", "township", "format"].contains(&k.as_str())) {
+        return Err(bad(format!("unknown parameter {k:?}")));
+    }
+    let quarter = q
+        .get("quarter")
+        .and_then(|s| crate::report::Quarter::parse(s))
+        .ok_or_else(|| bad("quarter: required, like 2021Q3"))?;
+    let mut township = q.get("township").cloned();
+    if let Role::Township(t) = &p.role {
+        match &township {
+            Some(asked) if asked != t => return Err(ApiError(StatusCode::FORBIDDEN, format!("this token sees only {t}"))),
+            _ => township = Some(t.clone()),
+        }
+    }
+    let format = q.get("format").map_or("csv", String::as_str);
+    let l = crate::report::ledger(&api.store, quarter, township.as_deref()).map_err(internal)?;
+    let (bytes, ctype, ext) = match format {
+        "csv" => (l.to_csv().map_err(internal)?, "text/csv; charset=utf-8", "csv"),
+        "xlsx" => (l.to_xlsx().map_err(internal)?, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "xlsx"),
+        other => return Err(bad(format!("format: {other:?} is not csv or xlsx"))),
+    };
+    let disposition = format!("attachment; filename=\"{}\"", l.file_name(ext));
+    Ok(([(axum::http::header::CONTENT_TYPE, ctype.to_owned()), (axum::http::header::CONTENT_DISPOSITION, disposition)], bytes).into_response())
 }
 
 async fn add_review(

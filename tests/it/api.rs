@@ -148,5 +148,43 @@ fn supervisors_list_filter_page_and_review_alerts_within_their_scope() {
     assert_eq!(call(port, "POST", "/api/v1/alerts/nope/reviews", Some(DISTRICT), Some(r#"{"outcome":"confirmed"}"#)).0, 404);
     let big = format!(r#"{{"outcome":"confirmed","note":"{}"}}"#, "x".repeat(70_000));
     assert_eq!(call(port, "POST", &rpath, Some(DISTRICT), Some(&big)).0, 413);
+
+    // The township work ledger of a quarter, as CSV (with a BOM) and XLSX.
+    let quarter = mine.event_time[..4].to_owned() + "Q" + &((mine.event_time[5..7].parse::<u32>().unwrap() + 2) / 3).to_string();
+    let (code, csv_text) = raw(port, &format!("/api/v1/reports/ledger?quarter={quarter}&format=csv"), TOWNSHIP);
+    assert_eq!(code, 200);
+    assert!(csv_text.starts_with('\u{feff}'), "a UTF-8 BOM for Excel");
+    let lines: Vec<&str> = csv_text.trim_start_matches('\u{feff}').lines().collect();
+    assert!(lines[0].starts_with("序号,预警编号,乡镇"), "{}", lines[0]);
+    let in_quarter = want
+        .iter()
+        .filter(|a| a.township == township && a.event_time.starts_with(&mine.event_time[..4]))
+        .filter(|a| (a.event_time[5..7].parse::<u32>().unwrap() + 2) / 3 == (mine.event_time[5..7].parse::<u32>().unwrap() + 2) / 3)
+        .count();
+    let rows: Vec<&&str> = lines.iter().skip(1).take_while(|l| !l.trim().is_empty() && !l.trim().trim_matches('"').is_empty()).collect();
+    assert_eq!(rows.len(), in_quarter, "{csv_text}");
+    assert!(csv_text.contains(&mine.alert_id) && csv_text.contains("已纠正") && csv_text.contains("已追回资金"));
+    let totals = lines.iter().position(|l| l.starts_with("乡镇,发现问题数")).expect("totals");
+    assert!(lines[totals + 1].starts_with(&format!("{township},{in_quarter},1,1,")), "{}", lines[totals + 1]);
+    let (code, xlsx) = raw(port, &format!("/api/v1/reports/ledger?quarter={quarter}&format=xlsx"), DISTRICT);
+    assert_eq!(code, 200);
+    assert!(xlsx.as_bytes().starts_with(b"PK"), "an XLSX is a zip");
+    assert!(xlsx.contains("xl/worksheets/sheet1.xml") && xlsx.contains("xl/worksheets/sheet2.xml"), "two sheets: 台账 and 汇总");
+    assert_eq!(raw(port, "/api/v1/reports/ledger?quarter=2021Q9", DISTRICT).0, 400);
+    let q = format!("/api/v1/reports/ledger?quarter={quarter}&township={}", path_escape(&other.township));
+    assert_eq!(raw(port, &q, TOWNSHIP).0, 403);
     assert!(svc.terminate().success());
+}
+
+/// A GET whose body is not JSON: (status, body as lossy text).
+fn raw(port: u16, path: &str, token: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").map_or(buf.len(), |i| i + 4);
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, String::from_utf8_lossy(&buf[split..]).into_owned())
 }

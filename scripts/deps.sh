@@ -16,6 +16,11 @@ installed libssl-dev || need+=(libssl-dev)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 # The operators' tests: the real Prometheus and promtool.
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# The review page's test: headless Chromium, its WebDriver, and CJK fonts
+# (so the kept screenshot shows Chinese, not boxes).
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+installed fonts-noto-cjk || need+=(fonts-noto-cjk)
 command -v c++ >/dev/null 2>&1 || need+=(g++)
 [ -x /usr/bin/time ] || need+=(time)
 command -v make >/dev/null 2>&1 || need+=(make)

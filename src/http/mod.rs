@@ -1,6 +1,6 @@
 //! The service's HTTP port (axum): `/healthz`, `/readyz`, `/metrics`,
-//! `/status`, and the supervisors' API under `/api/v1/` (`api.rs`, with
-//! tokens in `auth.rs`). The health handlers only read what the loop
+//! `/status`, the supervisors' API under `/api/v1/` (`api.rs`, with
+//! tokens in `auth.rs`) and the review page `/ui/` (`ui/index.html`). The health handlers only read what the loop
 //! publishes; the API reads alerts and writes reviews through the store,
 //! never through the engine.
 
@@ -71,6 +71,8 @@ pub fn router(metrics: Arc<Metrics>, health: Arc<Health>, api: api::Api) -> Rout
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/status", get(status))
+        .route("/ui/", get(ui))
+        .route("/ui", get(|| async { axum::response::Redirect::permanent("/ui/") }))
         .with_state(App { metrics, health })
         .merge(api::routes(api))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
@@ -85,6 +87,19 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(metrics, health, api)).with_graceful_shutdown(shutdown).await
+}
+
+/// The review page: one self-contained file (no CDN); it asks for a token
+/// and talks to `/api/v1/`.
+async fn ui() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' blob:"),
+        ],
+        include_str!("ui/index.html"),
+    )
+        .into_response()
 }
 
 async fn readyz(State(app): State<App>) -> Response {

@@ -10,4 +10,5 @@ mod common;
 mod prometheus;
 mod resume;
 mod stream;
+mod ui;
 mod webhooks;

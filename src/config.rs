@@ -28,6 +28,7 @@ pub struct Config {
     pub state: StateConfig,
     pub kafka: KafkaConfig,
     pub http: HttpConfig,
+    pub api: ApiConfig,
     pub log: LogConfig,
     pub webhooks: WebhooksConfig,
     pub rules: RulesConfig,
@@ -129,8 +130,11 @@ impl WebhooksConfig {
             if !(r.url.starts_with("http://") || r.url.starts_with("https://")) {
                 return Err(format!("{at}.url: {:?} is not an http:// or https:// address", r.url));
             }
-            if r.secrets.is_empty() || r.secrets.len() > 2 || r.secrets.iter().any(|s| s.len() < 16) {
-                return Err(format!("{at}.secrets: one or two (while rotating), each at least 16 characters"));
+            if r.secrets.is_empty() || r.secrets.len() > 4 || r.secrets.iter().any(String::is_empty) {
+                return Err(format!("{at}.secrets: one to four non-empty secrets (more than one while rotating)"));
+            }
+            if r.secrets.iter().any(|s| s.len() < 16) {
+                tracing::warn!(route = %r.name, "a webhook secret shorter than 16 characters is easy to guess");
             }
         }
         Ok(())
@@ -332,29 +336,45 @@ impl Default for TopicsConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
-    /// Address for `/healthz`, `/readyz`, `/metrics`, `/status` and the API.
+    /// Address for `/healthz`, `/readyz`, `/metrics`, `/status`, the API
+    /// and the review page.
     pub listen: String,
-    /// Who may use `/api/v1/`: bearer tokens, stored as hashes.
-    pub tokens: Vec<TokenConfig>,
 }
 
 impl Default for HttpConfig {
     fn default() -> HttpConfig {
-        HttpConfig { listen: "127.0.0.1:9464".into(), tokens: Vec::new() }
+        HttpConfig { listen: "127.0.0.1:9464".into() }
     }
+}
+
+/// The supervisors' API (`/api/v1/`) and review page.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Who may use it: bearer tokens, stored as hashes.
+    pub tokens: Vec<TokenConfig>,
 }
 
 /// One API token. Only its SHA-256 is stored: `printf %s "$TOKEN" | sha256sum`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
-    /// Who holds it: recorded as the reviewer of the reviews it posts.
-    pub name: String,
     /// Hex SHA-256 of the token.
-    pub sha256: String,
+    pub token_sha256: String,
     /// `district` (everything), `township:<name>` (that township's alerts
     /// only) or `readonly` (read everything, review nothing).
     pub role: String,
+    /// Who holds it, recorded as the reviewer of the reviews it posts; the
+    /// role when not given.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl TokenConfig {
+    /// The reviewer name recorded for this token.
+    pub fn holder(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.role.clone())
+    }
 }
 
 impl KafkaConfig {
@@ -443,13 +463,13 @@ impl Config {
         if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(format!("http.listen: {:?} is not an address like 127.0.0.1:9464", self.http.listen));
         }
-        for (i, t) in self.http.tokens.iter().enumerate() {
-            let at = format!("http.tokens[{i}] ({:?})", t.name);
-            if t.name.trim().is_empty() || self.http.tokens[..i].iter().any(|o| o.name == t.name) {
-                return Err(format!("{at}.name: must be set and unique"));
+        for (i, t) in self.api.tokens.iter().enumerate() {
+            let at = format!("api.tokens[{i}]");
+            if t.token_sha256.len() != 64 || hex::decode(&t.token_sha256).is_err() {
+                return Err(format!("{at}.token_sha256: the hex SHA-256 of the token (64 characters)"));
             }
-            if t.sha256.len() != 64 || hex::decode(&t.sha256).is_err() {
-                return Err(format!("{at}.sha256: the hex SHA-256 of the token (64 characters)"));
+            if self.api.tokens[..i].iter().any(|o| o.token_sha256.eq_ignore_ascii_case(&t.token_sha256)) {
+                return Err(format!("{at}.token_sha256: the same token twice"));
             }
             if crate::http::auth::Role::parse(&t.role).is_none() {
                 return Err(format!("{at}.role: {:?} is not district, readonly or township:<name>", t.role));
@@ -533,8 +553,18 @@ mod tests {
         assert_eq!(c.webhooks.first_retry, Duration::from_secs(1));
         let e = Config::parse("[[webhooks.routes]]\nname = \"a\"\nurl = \"ftp://x\"\nsecrets = [\"0123456789abcdef\"]\n").unwrap_err().to_string();
         assert!(e.contains("url"), "{e}");
-        let e = Config::parse("[[webhooks.routes]]\nname = \"a\"\nurl = \"http://x\"\nsecrets = [\"short\"]\n").unwrap_err().to_string();
+        let e = Config::parse("[[webhooks.routes]]\nname = \"a\"\nurl = \"http://x\"\nsecrets = []\n").unwrap_err().to_string();
         assert!(e.contains("secrets"), "{e}");
+        // The acceptance checks' own keys.
+        let c = Config::parse(
+            "[[webhooks.routes]]\nname = \"district-office\"\nurl = \"http://127.0.0.1:8080/hook\"\nsecrets = [\"s3cret\"]\n\
+             townships = []\nrules = []\nmin_severity = \"low\"\n\
+             [[api.tokens]]\ntoken_sha256 = \"{}\"\nrole = \"township:水阳镇\"\n"
+                .replace("{}", &"ab".repeat(32)),
+        )
+        .unwrap();
+        assert_eq!(c.api.tokens[0].holder(), "township:水阳镇");
+        assert_eq!(c.webhooks.routes[0].secrets, vec!["s3cret".to_string()]);
         let e = Config::parse("[[webhooks.routes]]\nname = \"a\"\nurl = \"http://x\"\nsecrets = [\"0123456789abcdef\"]\ncolour = 1\n").unwrap_err().to_string();
         assert!(e.contains("colour"), "{e}");
     }

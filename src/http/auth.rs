@@ -50,9 +50,9 @@ pub fn authenticate(tokens: &[TokenConfig], authorization: Option<&str>) -> Opti
     let hash = Sha256::digest(token.as_bytes());
     let mut found = None;
     for t in tokens {
-        let want = hex::decode(&t.sha256).unwrap_or_default();
+        let want = hex::decode(&t.token_sha256).unwrap_or_default();
         if constant_time_eq(&want, &hash) {
-            found = Role::parse(&t.role).map(|role| Principal { name: t.name.clone(), role });
+            found = Role::parse(&t.role).map(|role| Principal { name: t.holder(), role });
         }
     }
     found
@@ -70,7 +70,7 @@ mod tests {
     use super::*;
 
     fn token(name: &str, secret: &str, role: &str) -> TokenConfig {
-        TokenConfig { name: name.into(), sha256: hex::encode(Sha256::digest(secret.as_bytes())), role: role.into() }
+        TokenConfig { name: Some(name.into()), token_sha256: hex::encode(Sha256::digest(secret.as_bytes())), role: role.into() }
     }
 
     #[test]

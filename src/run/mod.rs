@@ -119,7 +119,7 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
         let stop = Arc::clone(&http_stop);
         let api = http::api::Api {
             store: store.clone(),
-            tokens: Arc::new(cfg.http.tokens.clone()),
+            tokens: Arc::new(cfg.api.tokens.clone()),
             clock: Arc::clone(&clock),
             tz: cfg.tz(),
         };

@@ -59,14 +59,14 @@ fn supervisors_list_filter_page_and_review_alerts_within_their_scope() {
     tool(&["produce-ledger", &broker.addr, g.payments.parent().unwrap().to_str().unwrap()]);
     let port = free_port();
     let tokens = format!(
-        "[[http.tokens]]\nname = \"district\"\nsha256 = \"{}\"\nrole = \"district\"\n\
-         [[http.tokens]]\nname = \"township\"\nsha256 = \"{}\"\nrole = \"township:{township}\"\n\
-         [[http.tokens]]\nname = \"auditor\"\nsha256 = \"{}\"\nrole = \"readonly\"\n",
+        "[[api.tokens]]\nname = \"district\"\ntoken_sha256 = \"{}\"\nrole = \"district\"\n\
+         [[api.tokens]]\nname = \"township\"\ntoken_sha256 = \"{}\"\nrole = \"township:{township}\"\n\
+         [[api.tokens]]\ntoken_sha256 = \"{}\"\nrole = \"readonly\"\n",
         hash(DISTRICT),
         hash(TOWNSHIP),
         hash(READONLY)
     );
-    // The tokens go after [http] listen, which service_config writes last.
+    // The tokens' [[api.tokens]] tables go after everything service_config writes.
     let cfg = service_config(dir.path(), &broker, port, "");
     let text = std::fs::read_to_string(&cfg).unwrap() + &tokens;
     std::fs::write(&cfg, text).unwrap();

@@ -136,7 +136,7 @@ fn a_supervisor_reviews_an_alert_on_the_page_in_chromium() {
     let token = "district-token-for-the-page";
     let cfg = service_config(dir.path(), &broker, port, "");
     let text = std::fs::read_to_string(&cfg).unwrap()
-        + &format!("[[http.tokens]]\nname = \"区民政局\"\nsha256 = \"{}\"\nrole = \"district\"\n", hex::encode(Sha256::digest(token)));
+        + &format!("[[api.tokens]]\nname = \"区民政局\"\ntoken_sha256 = \"{}\"\nrole = \"district\"\n", hex::encode(Sha256::digest(token)));
     std::fs::write(&cfg, text).unwrap();
     let mut svc = Service::start(&cfg, port, dir.path());
     svc.wait_idle();

@@ -1,7 +1,8 @@
 //! Signed webhooks from `paywatch run` to a real HTTP receiver on
 //! 127.0.0.1 (`tests/webhook/receiver.py`, which checks the signatures
-//! itself): retried through failures, delivered once per alert and route,
-//! routed by township and severity, refused ones on the dead-letter list.
+//! itself): waiting in the outbox while the receiver is down across a
+//! restart, retried through failures, delivered once per alert and route,
+//! routed by township and severity, a 410 on the dead-letter list.
 
 use super::common::kafka::{free_port, service_config, tool, Broker, Service};
 use super::common::{alerts, audit, bin, ledger, run_ok};
@@ -58,6 +59,22 @@ fn webhooks_are_signed_retried_routed_and_delivered_once() {
 
     let port = free_port();
     let got = dir.path().join("received.jsonl");
+    let http = free_port();
+    let routes = format!(
+        "[webhooks]\nfirst_retry = \"200ms\"\nmax_retry = \"1s\"\nmax_attempts = 1000\n\
+         [[webhooks.routes]]\nname = \"district\"\nurl = \"http://127.0.0.1:{port}/district\"\nsecrets = [\"{S1}\", \"{S2}\"]\n\
+         [[webhooks.routes]]\nname = \"township\"\nurl = \"http://127.0.0.1:{port}/township\"\nsecrets = [\"{S1}\", \"{S2}\"]\n\
+         townships = [\"{township}\"]\nmin_severity = \"high\"\n\
+         [[webhooks.routes]]\nname = \"refusing\"\nurl = \"http://127.0.0.1:{port}/refuse\"\nsecrets = [\"{S1}\", \"{S2}\"]\nrules = [\"NAME_MISMATCH\"]\n"
+    );
+    let cfg = service_config(dir.path(), &broker, http, &routes);
+    // The receiver is down for the whole first run: deliveries wait in the
+    // outbox through a restart.
+    let mut svc = Service::start(&cfg, http, dir.path());
+    svc.wait_idle();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(svc.terminate().success());
+    assert!(!got.exists(), "nothing can have been received yet");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/webhook/receiver.py");
     let _rx = Receiver(
         Command::new("python3")
@@ -67,17 +84,12 @@ fn webhooks_are_signed_retried_routed_and_delivered_once() {
             .spawn()
             .unwrap(),
     );
-    let http = free_port();
-    let routes = format!(
-        "[webhooks]\nfirst_retry = \"200ms\"\nmax_retry = \"1s\"\nmax_attempts = 50\n\
-         [[webhooks.routes]]\nname = \"district\"\nurl = \"http://127.0.0.1:{port}/district\"\nsecrets = [\"{S1}\", \"{S2}\"]\n\
-         [[webhooks.routes]]\nname = \"township\"\nurl = \"http://127.0.0.1:{port}/township\"\nsecrets = [\"{S1}\", \"{S2}\"]\n\
-         townships = [\"{township}\"]\nmin_severity = \"high\"\n\
-         [[webhooks.routes]]\nname = \"refusing\"\nurl = \"http://127.0.0.1:{port}/refuse\"\nsecrets = [\"{S1}\", \"{S2}\"]\nrules = [\"NAME_MISMATCH\"]\n"
-    );
-    let cfg = service_config(dir.path(), &broker, http, &routes);
-    let mut svc = Service::start(&cfg, http, dir.path());
-    svc.wait_idle();
+    let end = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < end, "the receiver did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    svc.restart();
 
     // Wait until every alert reached the district route with a 200.
     let end = Instant::now() + Duration::from_secs(90);
@@ -104,8 +116,8 @@ fn webhooks_are_signed_retried_routed_and_delivered_once() {
     let ids = |path: &str| -> BTreeSet<String> { delivered.keys().filter(|(p, _)| p == path).map(|(_, k)| k.clone()).collect() };
     assert_eq!(ids("/district"), want.iter().map(|a| a.alert_id.clone()).collect::<BTreeSet<_>>());
     assert_eq!(ids("/township"), want_township, "only {township}'s high alerts");
-    let refused: Vec<&Hit> = hs.iter().filter(|h| h.path == "/refuse" && h.status == 400).collect();
-    assert_eq!(refused.len(), want_refused.len(), "a 400 is not retried");
+    let refused: Vec<&Hit> = hs.iter().filter(|h| h.path == "/refuse" && h.status == 410).collect();
+    assert_eq!(refused.len(), want_refused.len(), "a 410 is not retried");
     assert!(svc.terminate().success());
 
     // The refused deliveries are on the dead-letter list; retry-dead
@@ -115,7 +127,7 @@ fn webhooks_are_signed_retried_routed_and_delivered_once() {
     let dead: Vec<serde_json::Value> =
         String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(dead.iter().map(|d| d["alert_id"].as_str().unwrap().to_owned()).collect::<BTreeSet<_>>(), want_refused);
-    assert!(dead.iter().all(|d| d["route"] == "refusing" && d["last_error"] == "HTTP 400"), "{dead:?}");
+    assert!(dead.iter().all(|d| d["route"] == "refusing" && d["last_error"] == "HTTP 410"), "{dead:?}");
     let o = run_ok(Command::new(bin()).args(["webhooks", "retry-dead", "--config", cfg.to_str().unwrap()]));
     assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("{} deliveries queued again", want_refused.len())));
     svc.restart();

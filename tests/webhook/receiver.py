@@ -5,7 +5,7 @@
 
 SECRETS is comma-separated; every request must carry a v1= signature for
 each (checked here independently of paywatch, with Python's hmac). The
-first FAIL_FIRST requests get 503; requests to /refuse get 400; the rest
+first FAIL_FIRST requests get 503; requests to /refuse get 410; the rest
 200. Every request is appended to OUT as one JSON line.
 """
 import hashlib
@@ -35,7 +35,7 @@ class Handler(BaseHTTPRequestHandler):
         if n <= FAIL_FIRST:
             status = 503
         elif self.path == "/refuse":
-            status = 400
+            status = 410
         else:
             status = 200
         try:

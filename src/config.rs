@@ -557,7 +557,7 @@ mod tests {
         assert!(e.contains("secrets"), "{e}");
         // The acceptance checks' own keys.
         let c = Config::parse(
-            "[[webhooks.routes]]\nname = \"district-office\"\nurl = \"http://127.0.0.1:8080/hook\"\nsecrets = [\"s3cret\"]\n\
+            &"[[webhooks.routes]]\nname = \"district-office\"\nurl = \"http://127.0.0.1:8080/hook\"\nsecrets = [\"s3cret\"]\n\
              townships = []\nrules = []\nmin_severity = \"low\"\n\
              [[api.tokens]]\ntoken_sha256 = \"{}\"\nrole = \"township:水阳镇\"\n"
                 .replace("{}", &"ab".repeat(32)),

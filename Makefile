@@ -5,13 +5,17 @@ CARGO_TARGET_DIR ?= $(CURDIR)/target
 export CARGO_TARGET_DIR
 BIN := $(CARGO_TARGET_DIR)/release/paywatch
 
-.PHONY: deps build demo demo-stream test bench bench-criterion bench-e2e bench-stream clean
+.PHONY: deps deps-test build demo demo-stream test bench bench-criterion bench-e2e bench-stream clean
 
 # The broker the streaming tests and demos start (installed by deps).
 export PAYWATCH_TANSU ?= /var/tmp/paywatch-tools/tansu/bin/tansu
 
 deps:
 	@scripts/deps.sh
+
+# Also the broker, the Kafka client, Prometheus and Chromium.
+deps-test:
+	@scripts/deps.sh --test
 
 build: deps
 	cargo build --release
@@ -22,12 +26,12 @@ demo: build
 
 ## A local broker, a generated ledger loaded into it, `paywatch run`
 ## following it, and the alerts arriving on the alerts topic.
-demo-stream: build
+demo-stream: build deps-test
 	scripts/demo-stream.sh
 
 ## The whole suite: unit tests, property tests, integration tests (release
 ## profile: one RocksDB build serves the binary, the tests and the benches).
-test: deps
+test: deps-test
 	cargo test --release
 
 ## Criterion benches (decode, each rule), the end-to-end file bench (1M and
@@ -42,7 +46,7 @@ bench-e2e: build
 
 ## 1,000,000 payments through the real broker: consume-only against the
 ## full service, and produce-to-alert latency at 5,000 payments/s.
-bench-stream: build
+bench-stream: build deps-test
 	scripts/bench-stream.sh
 
 clean:

@@ -5,6 +5,10 @@
 # end-to-end bench reads peak RSS from it), and for the streaming tests the
 # tansu broker and the confluent-kafka client (see the end).
 set -euo pipefail
+# --test: also what the tests, demo-stream and the benches need (a broker,
+# a Kafka client, Prometheus, Chromium).
+with_tests=false
+[ "${1:-}" = "--test" ] && with_tests=true
 
 need=()
 command -v cargo >/dev/null 2>&1 || { echo "paywatch: cargo is missing; install a Rust toolchain (rustup) first" >&2; exit 1; }
@@ -14,13 +18,15 @@ installed libclang-dev || need+=(libclang-dev)
 # librdkafka (built from source by rdkafka-sys) links OpenSSL.
 installed libssl-dev || need+=(libssl-dev)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
-# The operators' tests: the real Prometheus and promtool.
-command -v promtool >/dev/null 2>&1 || need+=(prometheus)
-# The review page's test: headless Chromium, its WebDriver, and CJK fonts
-# (so the kept screenshot shows Chinese, not boxes).
-[ -x /usr/bin/chromium ] || need+=(chromium)
-command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
-installed fonts-noto-cjk || need+=(fonts-noto-cjk)
+if $with_tests; then
+  # The operators' tests: the real Prometheus and promtool.
+  command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+  # The review page's test: headless Chromium, its WebDriver, and CJK fonts
+  # (so the kept screenshot shows Chinese, not boxes).
+  [ -x /usr/bin/chromium ] || need+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+  installed fonts-noto-cjk || need+=(fonts-noto-cjk)
+fi
 command -v c++ >/dev/null 2>&1 || need+=(g++)
 [ -x /usr/bin/time ] || need+=(time)
 command -v make >/dev/null 2>&1 || need+=(make)
@@ -32,6 +38,8 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+
+$with_tests || exit 0
 
 # The streaming tests and demos: a Kafka-protocol broker (tansu, built once
 # into a cache outside the clone, ~9 minutes) and an independent client

@@ -2,10 +2,8 @@
 //! alert list (filters, paging, newest first), one alert with its history,
 //! reviews, and the errors a client gets.
 
-use super::common::kafka::{free_port, service_config, tool, Broker, Service};
-use super::common::{alerts, audit, ledger, run_ok};
-use paywatch::generate::OutFormat;
-use paywatch::model::{Alert, Rule};
+use super::common::kafka::{fed, free_port, service_config, Fed, Service};
+use paywatch::model::Rule;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -45,18 +43,12 @@ const READONLY: &str = "readonly-token-0123456789";
 #[test]
 fn supervisors_list_filter_page_and_review_alerts_within_their_scope() {
     let dir = tempfile::tempdir().unwrap();
-    let g = ledger(&dir.path().join("ledger"), 300, OutFormat::Jsonl, 41);
-    let out = dir.path().join("audit.jsonl");
-    run_ok(audit(&g, &out, &[]));
-    let want: Vec<Alert> = alerts(&out);
+    let Fed { want, broker, .. } = fed(dir.path(), 300, 41);
     let township = want[0].township.clone();
     let in_township: BTreeSet<String> = want.iter().filter(|a| a.township == township).map(|a| a.alert_id.clone()).collect();
     let other = want.iter().find(|a| a.township != township).unwrap().clone();
     let mine = want.iter().find(|a| a.township == township).unwrap().clone();
 
-    let broker = Broker::start(dir.path());
-    broker.create_contract_topics();
-    tool(&["produce-ledger", &broker.addr, g.payments.parent().unwrap().to_str().unwrap()]);
     let port = free_port();
     let tokens = format!(
         "[[api.tokens]]\nname = \"district\"\ntoken_sha256 = \"{}\"\nrole = \"district\"\n\

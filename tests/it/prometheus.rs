@@ -3,9 +3,7 @@
 //! 127.0.0.1 scraping a `paywatch run` that processed a ledger, asked every
 //! PromQL expression of the Grafana dashboard.
 
-use super::common::kafka::{free_port, http_get, service_config, tool, Broker, Service};
-use super::common::ledger;
-use paywatch::generate::OutFormat;
+use super::common::kafka::{fed, free_port, http_get, service_config, Fed, Service};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -73,10 +71,7 @@ fn alert_rules_pass_promtool_and_their_unit_tests() {
 #[test]
 fn a_real_prometheus_scrapes_paywatch_and_every_dashboard_query_returns_data() {
     let dir = tempfile::tempdir().unwrap();
-    let g = ledger(&dir.path().join("ledger"), 300, OutFormat::Jsonl, 21);
-    let broker = Broker::start(dir.path());
-    broker.create_contract_topics();
-    tool(&["produce-ledger", &broker.addr, g.payments.parent().unwrap().to_str().unwrap()]);
+    let Fed { broker, .. } = fed(dir.path(), 300, 21);
     let http = free_port();
     let cfg = service_config(dir.path(), &broker, http, "");
     let mut svc = Service::start(&cfg, http, dir.path());

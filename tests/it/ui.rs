@@ -3,11 +3,9 @@
 //! alert, submit a review, see the status change. The screenshot is kept
 //! under the target directory.
 
-use super::common::kafka::{free_port, service_config, tool, Broker, Service};
-use super::common::{alerts, audit, ledger, run_ok};
+use super::common::kafka::{fed, free_port, service_config, Fed, Service};
 use base64::Engine as _;
-use paywatch::generate::OutFormat;
-use paywatch::model::{Alert, Rule};
+use paywatch::model::Rule;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
@@ -124,14 +122,8 @@ impl Driver {
 #[test]
 fn a_supervisor_reviews_an_alert_on_the_page_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
-    let g = ledger(&dir.path().join("ledger"), 300, OutFormat::Jsonl, 51);
-    let out = dir.path().join("audit.jsonl");
-    run_ok(audit(&g, &out, &[]));
-    let want: Vec<Alert> = alerts(&out);
+    let Fed { want, broker, .. } = fed(dir.path(), 300, 51);
     let name_mismatch = want.iter().filter(|a| a.rule == Rule::NameMismatch).count();
-    let broker = Broker::start(dir.path());
-    broker.create_contract_topics();
-    tool(&["produce-ledger", &broker.addr, g.payments.parent().unwrap().to_str().unwrap()]);
     let port = free_port();
     let token = "district-token-for-the-page";
     let cfg = service_config(dir.path(), &broker, port, "");

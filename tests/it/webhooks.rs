@@ -4,10 +4,9 @@
 //! restart, retried through failures, delivered once per alert and route,
 //! routed by township and severity, a 410 on the dead-letter list.
 
-use super::common::kafka::{free_port, service_config, tool, Broker, Service};
-use super::common::{alerts, audit, bin, ledger, run_ok};
-use paywatch::generate::OutFormat;
-use paywatch::model::{Alert, Rule, Severity};
+use super::common::kafka::{fed, free_port, service_config, Fed, Service};
+use super::common::{bin, run_ok};
+use paywatch::model::{Rule, Severity};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -42,20 +41,13 @@ const S2: &str = "second-secret-9876543210";
 #[test]
 fn webhooks_are_signed_retried_routed_and_delivered_once() {
     let dir = tempfile::tempdir().unwrap();
-    let g = ledger(&dir.path().join("ledger"), 300, OutFormat::Jsonl, 31);
-    let out = dir.path().join("audit.jsonl");
-    run_ok(audit(&g, &out, &[]));
-    let want: Vec<Alert> = alerts(&out);
+    let Fed { want, broker, .. } = fed(dir.path(), 300, 31);
     let township = want.iter().find(|a| a.severity == Severity::High).map(|a| a.township.clone()).unwrap();
     let want_township: BTreeSet<String> =
         want.iter().filter(|a| a.township == township && a.severity == Severity::High).map(|a| a.alert_id.clone()).collect();
     let want_refused: BTreeSet<String> =
         want.iter().filter(|a| a.rule == Rule::NameMismatch).map(|a| a.alert_id.clone()).collect();
     assert!(!want_refused.is_empty());
-
-    let broker = Broker::start(dir.path());
-    broker.create_contract_topics();
-    tool(&["produce-ledger", &broker.addr, g.payments.parent().unwrap().to_str().unwrap()]);
 
     let port = free_port();
     let got = dir.path().join("received.jsonl");

@@ -98,6 +98,25 @@ impl Drop for Broker {
     }
 }
 
+/// A generated ledger, the alerts `paywatch audit` finds in its files, and
+/// a fresh broker whose input topics the independent client loaded with it.
+pub struct Fed {
+    pub ledger: paywatch::generate::Generated,
+    pub want: Vec<paywatch::model::Alert>,
+    pub broker: Broker,
+}
+
+pub fn fed(dir: &Path, households: usize, seed: u64) -> Fed {
+    let ledger = super::ledger(&dir.join("ledger"), households, paywatch::generate::OutFormat::Jsonl, seed);
+    let out = dir.join("audit.jsonl");
+    super::run_ok(super::audit(&ledger, &out, &[]));
+    let want = super::alerts(&out);
+    let broker = Broker::start(dir);
+    broker.create_contract_topics();
+    tool(&["produce-ledger", &broker.addr, ledger.payments.parent().unwrap().to_str().unwrap()]);
+    Fed { ledger, want, broker }
+}
+
 /// Runs the independent client; returns its stdout.
 pub fn tool(args: &[&str]) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kafka/kafka_tool.py");

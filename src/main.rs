@@ -42,8 +42,9 @@ enum Cmd {
     /// Load a JSON Lines / CSV ledger file into an input topic (sorted by
     /// event time, keyed as the contract says).
     Produce(ProduceArgs),
-    /// The webhook dead-letter list of a state directory (with the service
-    /// stopped: RocksDB allows one process at a time).
+    /// The webhook dead-letter list of a state directory, with the service
+    /// stopped (RocksDB admits one process; while it runs, use
+    /// `/api/v1/webhooks/dead` and `/api/v1/webhooks/dead/retry`).
     #[command(subcommand)]
     Webhooks(WebhooksCmd),
     /// Benchmark baseline: read and decode the input topics with the
@@ -216,7 +217,10 @@ fn run_webhooks(w: WebhooksCmd) -> ExitCode {
     let store = match Store::open(&dir, opts) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("paywatch: {e} (is `paywatch run` still running on it? stop it first)");
+            eprintln!(
+                "paywatch: {e}\n(while `paywatch run` holds the state directory, use its API with a district token: \
+                 GET /api/v1/webhooks/dead, POST /api/v1/webhooks/dead/retry)"
+            );
             return ExitCode::from(2);
         }
     };

@@ -39,6 +39,8 @@ pub fn routes(api: Api) -> Router {
         .route("/api/v1/alerts/{id}", get(one))
         .route("/api/v1/alerts/{id}/reviews", post(add_review))
         .route("/api/v1/reports/ledger", get(ledger))
+        .route("/api/v1/webhooks/dead", get(dead_list))
+        .route("/api/v1/webhooks/dead/retry", post(dead_retry))
         .with_state(api)
 }
 
@@ -193,6 +195,51 @@ async fn one(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>)
     }
     let reviews = review::history(&api.store, &id).map_err(internal)?;
     Ok(Json(with_status(&a, &reviews, true)))
+}
+
+/// Webhook dead letters are the district's to handle.
+fn district_only(p: &Principal) -> Result<(), ApiError> {
+    match p.role {
+        Role::District => Ok(()),
+        _ => Err(ApiError(StatusCode::FORBIDDEN, "only a district token handles webhook dead letters".into())),
+    }
+}
+
+/// `GET /api/v1/webhooks/dead`: the webhook dead-letter list.
+async fn dead_list(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    district_only(&who(&api, &headers)?)?;
+    let dead = crate::sink::webhook::list_dead(&api.store).map_err(internal)?;
+    let items: Vec<Value> = dead
+        .iter()
+        .map(|(_, d)| {
+            json!({
+                "alert_id": d.delivery.alert_id,
+                "route": d.delivery.route,
+                "attempts": d.delivery.attempts,
+                "last_error": d.delivery.last_error,
+                "failed_at": api.tz.format(crate::model::Timestamp(d.failed_at_ms)),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+/// `POST /api/v1/webhooks/dead/retry` (optionally `{"alert_id": "…"}`):
+/// queues dead deliveries again; the running dispatcher sends them.
+async fn dead_retry(State(api): State<Api>, headers: HeaderMap, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+    district_only(&who(&api, &headers)?)?;
+    let alert_id = if body.is_empty() {
+        None
+    } else {
+        let v: Value = serde_json::from_slice(&body).map_err(|e| bad(format!("body is not JSON: {e}")))?;
+        match v.get("alert_id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => return Err(bad("alert_id: a string")),
+        }
+    };
+    let n = crate::sink::webhook::retry_dead(&api.store, alert_id.as_deref(), api.clock.now().0).map_err(internal)?;
+    Ok(Json(json!({ "queued": n })))
 }
 
 /// `GET /api/v1/reports/ledger?quarter=2021Q3&township=…&format=csv|xlsx`.

@@ -98,10 +98,9 @@ impl Drop for Broker {
     }
 }
 
-/// A generated ledger, the alerts `paywatch audit` finds in its files, and
-/// a fresh broker whose input topics the independent client loaded with it.
+/// The alerts `paywatch audit` finds in a generated ledger's files, and a
+/// fresh broker whose input topics the independent client loaded with it.
 pub struct Fed {
-    pub ledger: paywatch::generate::Generated,
     pub want: Vec<paywatch::model::Alert>,
     pub broker: Broker,
 }
@@ -114,7 +113,7 @@ pub fn fed(dir: &Path, households: usize, seed: u64) -> Fed {
     let broker = Broker::start(dir);
     broker.create_contract_topics();
     tool(&["produce-ledger", &broker.addr, ledger.payments.parent().unwrap().to_str().unwrap()]);
-    Fed { ledger, want, broker }
+    Fed { want, broker }
 }
 
 /// Runs the independent client; returns its stdout.

@@ -135,11 +135,18 @@ fn webhooks_are_signed_retried_routed_and_delivered_once() {
     // only), and one delivery queued again and sent (refused again).
     let (code, _) = api(http, "GET", "/api/v1/webhooks/dead", None, None);
     assert_eq!(code, 401);
-    let (code, listed) = api(http, "GET", "/api/v1/webhooks/dead", Some(TOKEN), None);
-    assert_eq!(code, 200, "{listed}");
-    let listed: BTreeSet<String> =
-        listed["items"].as_array().unwrap().iter().map(|d| d["alert_id"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(listed, want_refused);
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (code, listed) = api(http, "GET", "/api/v1/webhooks/dead", Some(TOKEN), None);
+        assert_eq!(code, 200, "{listed}");
+        let listed: BTreeSet<String> =
+            listed["items"].as_array().unwrap().iter().map(|d| d["alert_id"].as_str().unwrap().to_owned()).collect();
+        if listed == want_refused {
+            break;
+        }
+        assert!(Instant::now() < end, "dead list {listed:?}, want {want_refused:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let one = want_refused.iter().next().unwrap().clone();
     let (code, r) = api(http, "POST", "/api/v1/webhooks/dead/retry", Some(TOKEN), Some(&format!(r#"{{"alert_id":"{one}"}}"#)));
     assert_eq!((code, r["queued"].as_u64()), (200, Some(1)));

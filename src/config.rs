@@ -63,7 +63,7 @@ impl Default for WebhooksConfig {
         WebhooksConfig {
             max_attempts: 10,
             first_retry: Duration::from_secs(45),
-            max_retry: Duration::from_secs(2 * 3600),
+            max_retry: Duration::from_secs(3 * 3600),
             timeout: Duration::from_secs(10),
             concurrency: 4,
             routes: Vec::new(),

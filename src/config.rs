@@ -482,6 +482,17 @@ impl Config {
         Tz::parse(&self.engine.timezone).unwrap_or_default()
     }
 
+    /// The RocksDB settings of `[state]` and `[engine]`; `statistics` for
+    /// the service's metrics.
+    pub fn store_options(&self, statistics: bool) -> crate::store::StoreOptions {
+        crate::store::StoreOptions {
+            block_cache_mb: self.state.block_cache_mb,
+            write_buffer_mb: self.state.write_buffer_mb,
+            sync: self.engine.sync_commits,
+            statistics,
+        }
+    }
+
     pub fn limits(&self) -> Limits {
         Limits { max_record_bytes: self.input.max_record_bytes, max_field_chars: self.input.max_field_chars }
     }

@@ -20,7 +20,7 @@ use crate::engine::{Engine, EngineError, Outcome};
 use crate::model::{Alert, Record};
 use crate::sink::JsonlSink;
 use crate::source::{stage, Inputs, RawLookup, SourceError, Staged};
-use crate::store::{keys, Cf, Store, StoreError, StoreOptions};
+use crate::store::{keys, Cf, Store, StoreError};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -104,15 +104,7 @@ pub fn run(opts: &AuditOptions, cfg: &Config, clock: Arc<dyn Clock>) -> Result<S
             temp_state.path().to_owned()
         }
     };
-    let store = Store::open(
-        &state_dir,
-        StoreOptions {
-            block_cache_mb: cfg.state.block_cache_mb,
-            write_buffer_mb: cfg.state.write_buffer_mb,
-            sync: cfg.engine.sync_commits,
-            statistics: false,
-        },
-    )?;
+    let store = Store::open(&state_dir, cfg.store_options(false))?;
     let mut engine = Engine::open(store, cfg.rules.clone(), cfg.tz(), cfg.engine.cache_entries, clock)?;
     if engine.store().get_raw(Cf::Meta, keys::META_STREAM)?.is_some() {
         return Err(AuditError::StreamState);

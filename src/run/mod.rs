@@ -20,7 +20,7 @@ use crate::sink::outbox;
 use crate::sink::webhook::{self, WebhookError};
 use crate::source::kafka::{KafkaSource, KafkaSourceError};
 use crate::source::offsets::{OffsetBook, Part, PartOffsets};
-use crate::store::{keys, Cf, Store, StoreError, StoreOptions};
+use crate::store::{keys, Cf, Store, StoreError};
 use consume::{Consume, Shared};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -77,15 +77,7 @@ pub struct StreamMeta {
 pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     let dir = cfg.state.dir.clone().ok_or(RunError::NoStateDir)?;
     let wrong = |reason: String| RunError::WrongState { dir: dir.display().to_string(), reason };
-    let store = Store::open(
-        &dir,
-        StoreOptions {
-            block_cache_mb: cfg.state.block_cache_mb,
-            write_buffer_mb: cfg.state.write_buffer_mb,
-            sync: cfg.engine.sync_commits,
-            statistics: true,
-        },
-    )?;
+    let store = Store::open(&dir, cfg.store_options(true))?;
     let engine = Engine::open(store.clone(), cfg.rules.clone(), cfg.tz(), cfg.engine.cache_entries, Arc::clone(&clock))?;
     if engine.progress().position.is_some() || !engine.progress().inputs.is_empty() {
         return Err(wrong("was built by `paywatch audit` from files; `paywatch run` needs its own state directory".into()));

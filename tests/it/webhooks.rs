@@ -4,7 +4,7 @@
 //! restart, retried through failures, delivered once per alert and route,
 //! routed by township and severity, a 410 on the dead-letter list.
 
-use super::common::kafka::{fed, free_port, service_config, Fed, Service};
+use super::common::kafka::{api_call as api, fed, free_port, service_config, Fed, Service};
 use super::common::{bin, run_ok};
 use paywatch::model::{Rule, Severity};
 use sha2::Digest;
@@ -30,21 +30,6 @@ struct Hit {
     alert_id: Option<String>,
     content_type: Option<String>,
     sig_ok: bool,
-}
-
-/// One API call on 127.0.0.1: (status, JSON body).
-fn api(port: u16, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, serde_json::Value) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    let body = body.unwrap_or("");
-    write!(s, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{auth}Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf);
-    let code = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let text = buf.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
-    (code, serde_json::from_str(text).unwrap_or(serde_json::Value::Null))
 }
 
 fn hits(out: &Path) -> Vec<Hit> {

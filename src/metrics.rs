@@ -20,6 +20,7 @@ pub const REORDER_OVERFLOW: &str = "paywatch_reorder_overflow_total";
 pub const COMMIT_SECONDS: &str = "paywatch_batch_commit_duration_seconds";
 pub const LATENCY_SECONDS: &str = "paywatch_processing_latency_seconds";
 pub const READY: &str = "paywatch_ready";
+pub const STATE_WRITE_FAILURES: &str = "paywatch_state_write_failures_total";
 pub const WEBHOOK_DELIVERIES: &str = "paywatch_webhook_deliveries_total";
 pub const WEBHOOK_DEAD: &str = "paywatch_webhook_dead_letters";
 pub const WEBHOOK_DUE: &str = "paywatch_webhook_due_deliveries";
@@ -61,6 +62,10 @@ pub struct Metrics {
     pub latency_seconds: Histogram,
     /// 1 when `/readyz` answers ready.
     pub ready: IntGauge,
+    /// Writes to the state directory that failed (full disk, I/O error),
+    /// by writer (engine, outbox, webhooks): consuming stops while the
+    /// engine's fail.
+    pub state_write_failures: IntCounterVec,
     /// Webhook attempts by route and outcome (delivered, retry, dead).
     pub webhook_deliveries: IntCounterVec,
     /// Deliveries on the webhook dead-letter list.
@@ -125,7 +130,12 @@ impl Metrics {
             },
             commit_seconds: histogram(COMMIT_SECONDS, "Duration of one atomic commit", secs.clone()),
             latency_seconds: histogram(LATENCY_SECONDS, "From a record read to its effects committed", secs),
-            ready: gauge(READY, "1 when ready (store open, partitions assigned)"),
+            ready: gauge(READY, "1 when ready (store open and writable, partitions assigned)"),
+            state_write_failures: counter(
+                STATE_WRITE_FAILURES,
+                "Writes to the state directory that failed, by writer",
+                &["writer"],
+            ),
             webhook_deliveries: counter(WEBHOOK_DELIVERIES, "Webhook attempts by route and outcome", &["route", "outcome"]),
             webhook_dead: gauge(WEBHOOK_DEAD, "Webhook deliveries on the dead-letter list"),
             webhook_pending: gauge(WEBHOOK_DUE, "Webhook deliveries due now"),

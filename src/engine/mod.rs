@@ -19,7 +19,7 @@ use crate::decode::{DeadLetter, Rejection};
 use crate::detect::{Finding, RulesConfig};
 use crate::model::alert::alert_id;
 use crate::model::{Alert, PaymentKind, Record, SortKey, Timestamp, Tz};
-use crate::store::{keys, Batch, Cf, Store, StoreError, Table};
+use crate::store::{keys, Batch, Cf, Store, StoreError, Table, WriteFailed};
 use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 use months::Months;
@@ -88,7 +88,14 @@ pub struct Committed {
     pub alerts: Vec<Alert>,
     /// Dead letters that are now durable.
     pub dead_letters: Vec<DeadLetter>,
+    /// Attempts that failed before the write went through (see
+    /// [`Engine::on_write_failure`]).
+    pub failed_attempts: u32,
 }
+
+/// Asked after every failed commit attempt, with the error and the number
+/// of failed attempts: retry after a pause, or give up.
+pub type WriteFailurePolicy = Box<dyn FnMut(&StoreError, u32) -> WriteFailed + Send>;
 
 pub struct Engine {
     /// Thresholds, severities and which rules run.
@@ -117,6 +124,11 @@ pub struct Engine {
     staged_ids: FxHashSet<String>,
     /// Records the engine refused since the last commit.
     staged_dead: Vec<DeadLetter>,
+    /// What a failed commit does: `None` returns the error at once (the
+    /// file audit, which resumes from its last commit when run again);
+    /// the service sets a policy that waits for the disk to come back,
+    /// because the batch in hand is the only copy of its state.
+    on_write_failure: Option<WriteFailurePolicy>,
 }
 
 impl Engine {
@@ -137,7 +149,14 @@ impl Engine {
             staged_alerts: Vec::new(),
             staged_ids: FxHashSet::default(),
             staged_dead: Vec::new(),
+            on_write_failure: None,
         })
+    }
+
+    /// Sets what a commit that cannot be written does (see
+    /// [`Store::commit_retrying`]).
+    pub fn on_write_failure(&mut self, policy: WriteFailurePolicy) {
+        self.on_write_failure = Some(policy);
     }
 
     /// A handle on the engine's store, for the sinks (outbox) and the API.
@@ -213,11 +232,21 @@ impl Engine {
             self.progress.position = position;
         }
         batch.put(Cf::Meta, keys::META_PROGRESS, &self.progress)?;
-        self.store.commit(batch)?;
+        let failed_attempts = match &mut self.on_write_failure {
+            Some(policy) => self.store.commit_retrying(batch, policy.as_mut())?,
+            None => {
+                self.store.commit(batch)?;
+                0
+            }
+        };
         self.bens.trim();
         self.accounts.trim();
         self.staged_ids.clear();
-        Ok(Committed { alerts: std::mem::take(&mut self.staged_alerts), dead_letters: std::mem::take(&mut self.staged_dead) })
+        Ok(Committed {
+            alerts: std::mem::take(&mut self.staged_alerts),
+            dead_letters: std::mem::take(&mut self.staged_dead),
+            failed_attempts,
+        })
     }
 
     /// Every alert committed so far, in the order raised.

@@ -42,6 +42,8 @@ pub struct Status {
     pub alerts: u64,
     /// Set while no broker can be reached.
     pub brokers_down: bool,
+    /// Set while the state directory cannot be written.
+    pub store_error: Option<String>,
     /// Caught up: every partition read to its end, nothing held, the outbox
     /// empty.
     pub idle: bool,
@@ -50,8 +52,11 @@ pub struct Status {
 /// Shared between the loop (writer) and the handlers (readers).
 #[derive(Default)]
 pub struct Health {
-    /// Store open and partitions assigned.
+    /// Store open and writable, partitions assigned, a broker reachable.
     pub ready: AtomicBool,
+    /// Why the state directory cannot be written, while it cannot: the
+    /// loop has stopped consuming until its batch goes through.
+    pub store_error: Mutex<Option<String>>,
     /// The loop's last report.
     pub status: Mutex<Status>,
 }
@@ -103,6 +108,11 @@ async fn ui() -> Response {
 }
 
 async fn readyz(State(app): State<App>) -> Response {
+    let store_error = app.health.store_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some(e) = store_error {
+        let body = format!("not ready: the state directory cannot be written ({e}); consuming is stopped until it can\n");
+        return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+    }
     if app.health.ready.load(Ordering::Relaxed) {
         (StatusCode::OK, "ready\n").into_response()
     } else {
@@ -115,5 +125,7 @@ async fn metrics_text(State(app): State<App>) -> Response {
 }
 
 async fn status(State(app): State<App>) -> Json<Status> {
-    Json(app.health.status.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    let mut s = app.health.status.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    s.store_error = app.health.store_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    Json(s)
 }

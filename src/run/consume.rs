@@ -15,7 +15,7 @@ use crate::sink::webhook;
 use crate::source::kafka::{Incoming, KafkaSource, Rebalanced};
 use crate::source::offsets::{Admit, OffsetBook, Part};
 use crate::source::reorder::{Held, Reorder};
-use crate::store::{keys, Cf};
+use crate::store::{keys, Cf, WriteFailed};
 use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -120,7 +120,8 @@ impl Consume {
     }
 
     /// Runs until `stop` is set, then commits the batch in hand.
-    pub fn run(mut self, stop: &AtomicBool) -> Result<(), RunError> {
+    pub fn run(mut self, stop: Arc<AtomicBool>) -> Result<(), RunError> {
+        self.engine.on_write_failure(write_failure_policy(&self.health, &self.metrics, &stop, self.engine.store().path()));
         let mut last_commit = Instant::now();
         let mut last_check = Instant::now();
         let mut dirty = false;
@@ -383,6 +384,13 @@ impl Consume {
             batch.put(Cf::Meta, keys::META_STREAM, &*meta)?;
             Ok(())
         })?;
+        if committed.failed_attempts > 0 {
+            *self.health.store_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            tracing::warn!(
+                failed_attempts = committed.failed_attempts,
+                "the state directory can be written again; the batch in hand is committed and consuming resumes"
+            );
+        }
         let elapsed = started.elapsed();
         self.metrics.commit_seconds.observe(elapsed.as_secs_f64());
         for t in self.read_at.drain(..) {
@@ -414,7 +422,8 @@ impl Consume {
         }
         let assigned = self.reorder.assigned().count();
         let down = self.source.brokers_down();
-        let ready = assigned > 0 && !down;
+        let writable = self.health.store_error.lock().unwrap_or_else(|e| e.into_inner()).is_none();
+        let ready = assigned > 0 && !down && writable;
         self.health.ready.store(ready, Ordering::Relaxed);
         self.metrics.ready.set(i64::from(ready));
         self.metrics.reorder.set(self.reorder.len() as i64);
@@ -433,4 +442,39 @@ impl Consume {
         s.idle = self.reorder.idle() && s.lag == Some(0) && s.outbox == 0 && assigned > 0;
         *self.health.status.lock().unwrap_or_else(|e| e.into_inner()) = s.clone();
     }
+}
+
+/// While a commit cannot be written, the loop stops where it is: nothing
+/// more is read or applied, `/readyz` says why, and the same batch is
+/// written again every second until it goes through (RocksDB leaves its
+/// read-only state by itself once the disk has room). No offset is ever
+/// committed past state that was not written. A shutdown meanwhile gives
+/// up the batch; its records are read again at the next start.
+fn write_failure_policy(
+    health: &Arc<Health>,
+    metrics: &Arc<Metrics>,
+    stop: &Arc<AtomicBool>,
+    dir: &std::path::Path,
+) -> crate::engine::WriteFailurePolicy {
+    let (health, metrics, stop) = (Arc::clone(health), Arc::clone(metrics), Arc::clone(stop));
+    let dir = dir.display().to_string();
+    Box::new(move |e, attempt| {
+        metrics.state_write_failures.with_label_values(&["engine"]).inc();
+        health.ready.store(false, Ordering::Relaxed);
+        metrics.ready.set(0);
+        *health.store_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        if stop.load(Ordering::Relaxed) {
+            tracing::error!(error = %e, state = %dir, "stopping with a batch that could not be written; its records are read again at the next start");
+            return WriteFailed::GiveUp;
+        }
+        if attempt == 1 || attempt % 60 == 0 {
+            tracing::error!(
+                error = %e,
+                state = %dir,
+                attempt,
+                "cannot write the state directory: stopped consuming; nothing is committed until this write succeeds (retrying every second)"
+            );
+        }
+        WriteFailed::Retry(Duration::from_secs(1))
+    })
 }

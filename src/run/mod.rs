@@ -150,7 +150,7 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
     let stop = Arc::new(AtomicBool::new(false));
     let mut consuming = {
         let stop = Arc::clone(&stop);
-        tokio::task::spawn_blocking(move || consume.run(&stop))
+        tokio::task::spawn_blocking(move || consume.run(stop))
     };
     tracing::info!(brokers = %cfg.kafka.brokers, http = %cfg.http.listen, "paywatch run started");
 

@@ -90,7 +90,14 @@ impl Publisher {
                 continue;
             }
             let (acked, failed) = self.send_round(&entries).await;
-            outbox::acknowledge(&self.store, &acked)?;
+            if let Err(e) = outbox::acknowledge(&self.store, &acked) {
+                // The messages went out but stay in the outbox: they are
+                // sent again (same key) once the state can be written.
+                self.metrics.state_write_failures.with_label_values(&["outbox"]).inc();
+                tracing::warn!(error = %e, "cannot record outbox acknowledgements; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
             if entries.len() < ROUND {
                 // The whole outbox was in this round: its depth is exact.
                 self.metrics.outbox_depth.set((entries.len() - acked.len()) as i64);

@@ -199,7 +199,14 @@ impl Dispatcher {
                 let Ok((k, d, outcome)) = done else { continue };
                 this.settle(&mut batch, k, d, outcome)?;
             }
-            this.store.commit(batch)?;
+            if let Err(e) = this.store.commit(batch) {
+                // Delivered or not, these entries keep their old schedule
+                // and are sent again (same Idempotency-Key) once the state
+                // can be written.
+                this.metrics.state_write_failures.with_label_values(&["webhooks"]).inc();
+                tracing::warn!(error = %e, "cannot record webhook outcomes; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
         }
         Ok(())
     }

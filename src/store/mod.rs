@@ -178,10 +178,18 @@ impl Store {
         let exists_nonempty = exists_nonempty && !bootstrap_only;
         if exists_nonempty {
             if !path.join("CURRENT").exists() {
+                if marker.exists() {
+                    return Err(refuse(
+                        "is paywatch state that lost its RocksDB CURRENT file (damaged); refusing to open it: \
+                         restore it from a backup, or start again with a new state directory"
+                            .into(),
+                    ));
+                }
                 return Err(refuse("holds files but is not a RocksDB database; refusing to write into it".into()));
             }
-            let cfs = DB::list_cf(&db_opts, path)
-                .map_err(|e| refuse(format!("cannot be read as RocksDB ({e}); refusing to touch it")))?;
+            let cfs = DB::list_cf(&db_opts, path).map_err(|e| {
+                refuse(format!("cannot be read as RocksDB ({e}); refusing to touch it (damaged? restore it from a backup)"))
+            })?;
             let interrupted =
                 marker.exists() && cfs.iter().all(|c| c == "default" || Cf::ALL.iter().any(|cf| cf.name() == c));
             if !interrupted && !cfs.iter().any(|c| c == Cf::Meta.name()) {
@@ -218,7 +226,7 @@ impl Store {
             ColumnFamilyDescriptor::new(cf.name(), c)
         });
         let db = DB::open_cf_descriptors(&db_opts, path, descriptors)
-            .map_err(|e| refuse(format!("cannot be opened: {e}")))?;
+            .map_err(|e| refuse(format!("cannot be opened ({e}); refusing to touch it (damaged? restore it from a backup)")))?;
         let store = Store { db: Arc::new(db), path: path.to_owned(), sync: o.sync, opts: Arc::new(db_opts) };
         match store.get_raw(Cf::Meta, keys::META_SCHEMA)? {
             Some(v) if v == SCHEMA.as_bytes() => {}
@@ -271,6 +279,39 @@ impl Store {
         w.set_sync(self.sync);
         self.db.write_opt(batch.wb, &w)?;
         Ok(())
+    }
+
+    /// Commits one batch, and when it cannot be written (a full disk, an
+    /// I/O error) asks `failed` what to do, with the error and how many
+    /// attempts failed so far: try the same batch again after a pause, or
+    /// give up and return the error. Nothing of a failed write is applied,
+    /// so retrying the same bytes never commits anything twice; RocksDB
+    /// recovers from a full disk by itself once space returns. Returns the
+    /// number of failed attempts.
+    pub fn commit_retrying(
+        &self,
+        batch: Batch<'_>,
+        failed: &mut dyn FnMut(&StoreError, u32) -> WriteFailed,
+    ) -> Result<u32, StoreError> {
+        let mut w = WriteOptions::default();
+        w.set_sync(self.sync);
+        let data = batch.wb.data().to_vec();
+        let mut wb = batch.wb;
+        let mut attempts = 0u32;
+        loop {
+            match self.db.write_opt(wb, &w) {
+                Ok(()) => return Ok(attempts),
+                Err(e) => {
+                    attempts += 1;
+                    let e = StoreError::Db(e);
+                    match failed(&e, attempts) {
+                        WriteFailed::Retry(pause) => std::thread::sleep(pause),
+                        WriteFailed::GiveUp => return Err(e),
+                    }
+                    wb = WriteBatch::from_data(&data);
+                }
+            }
+        }
     }
 
     /// Keys of a column family from `start` up to (not including) `end`.
@@ -339,18 +380,32 @@ impl Store {
 /// True when a folder holds nothing but the files RocksDB writes while it
 /// creates a database (a creation interrupted before `CURRENT`).
 fn only_rocksdb_files(path: &Path) -> bool {
+    // What RocksDB writes while creating a database, before `CURRENT`:
+    // the lock, its info log, the identity, the first manifest and temp
+    // files. Anything more (table files, a later manifest, options, a
+    // non-empty write-ahead log) is a database that lost its `CURRENT`:
+    // opening it as new would throw its data away.
     let Ok(entries) = std::fs::read_dir(path) else { return false };
     entries.filter_map(Result::ok).all(|e| {
         let n = e.file_name().to_string_lossy().into_owned();
+        let empty = e.metadata().map(|m| m.len() == 0).unwrap_or(false);
         n == "LOCK"
             || n == MARKER
             || n == "IDENTITY"
             || n.starts_with("LOG")
-            || n.starts_with("MANIFEST-")
-            || n.starts_with("OPTIONS-")
-            || n.ends_with(".log")
+            || n == "MANIFEST-000001"
             || n.ends_with(".dbtmp")
+            || (n.ends_with(".log") && empty)
     })
+}
+
+/// The answer to a failed write, for [`Store::commit_retrying`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteFailed {
+    /// Write the same batch again after this pause.
+    Retry(std::time::Duration),
+    /// Return the error.
+    GiveUp,
 }
 
 /// Changes collected for one atomic commit.
@@ -465,5 +520,49 @@ mod tests {
         }
         let s = Store::open(dir.path(), opts()).unwrap();
         assert_eq!(s.get_raw(Cf::Meta, keys::META_SCHEMA).unwrap().as_deref(), Some(SCHEMA.as_bytes()));
+    }
+
+    #[test]
+    fn state_that_lost_current_is_refused_not_recreated() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), opts()).unwrap();
+            let mut b = s.batch();
+            b.put(Cf::Accounts, b"E1", &42u32).unwrap();
+            s.commit(b).unwrap();
+        }
+        std::fs::remove_file(dir.path().join("CURRENT")).unwrap();
+        let before: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let e = Store::open(dir.path(), opts()).err().unwrap().to_string();
+        assert!(e.contains("lost its RocksDB CURRENT"), "{e}");
+        assert!(!dir.path().join("CURRENT").exists(), "nothing was created");
+        let after: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(before, after);
+    }
+
+    #[test]
+    fn a_garbled_manifest_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path(), opts()).unwrap());
+        let current = std::fs::read_to_string(dir.path().join("CURRENT")).unwrap();
+        std::fs::write(dir.path().join(current.trim()), vec![0x5a; 300]).unwrap();
+        let e = Store::open(dir.path(), opts()).err().unwrap().to_string();
+        assert!(e.contains("refusing to touch it"), "{e}");
+    }
+
+    #[test]
+    fn commit_retrying_asks_and_gives_up_or_writes_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), opts()).unwrap();
+        let mut b = s.batch();
+        b.put(Cf::Accounts, b"E1", &7u32).unwrap();
+        let mut asked = 0;
+        let n = s.commit_retrying(b, &mut |_, _| {
+            asked += 1;
+            WriteFailed::GiveUp
+        });
+        assert_eq!(n.unwrap(), 0, "a write that works is not retried");
+        assert_eq!(asked, 0);
+        assert_eq!(s.get::<u32>(Cf::Accounts, b"E1").unwrap(), Some(7));
     }
 }

@@ -5,36 +5,13 @@
 //! routed by township and severity, a 410 on the dead-letter list.
 
 use super::common::kafka::{api_call as api, fed, free_port, service_config, Fed, Service};
+use super::common::webhook::{Hit, Receiver};
 use super::common::{bin, run_ok};
 use paywatch::model::{Rule, Severity};
 use sha2::Digest;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-struct Receiver(Child);
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct Hit {
-    path: String,
-    status: u16,
-    key: Option<String>,
-    alert_id: Option<String>,
-    content_type: Option<String>,
-    sig_ok: bool,
-}
-
-fn hits(out: &Path) -> Vec<Hit> {
-    super::common::read_jsonl(out)
-}
 
 const TOKEN: &str = "district-token-webhooks";
 const S1: &str = "first-secret-0123456789";
@@ -72,27 +49,14 @@ fn webhooks_are_signed_retried_routed_and_delivered_once() {
     std::thread::sleep(Duration::from_secs(2));
     assert!(svc.terminate().success());
     assert!(!got.exists(), "nothing can have been received yet");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/webhook/receiver.py");
-    let _rx = Receiver(
-        Command::new("python3")
-            .arg(script)
-            .args([&port.to_string(), got.to_str().unwrap(), &format!("{S1},{S2}"), "7"])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let end = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < end, "the receiver did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let rx = Receiver::start(port, &got, &[S1, S2], 7);
     svc.restart();
 
     // Wait until every alert reached the district route with a 200.
     let end = Instant::now() + Duration::from_secs(90);
     loop {
         let ok: BTreeSet<String> =
-            hits(&got).into_iter().filter(|h| h.path == "/district" && h.status == 200).filter_map(|h| h.key).collect();
+            rx.hits().into_iter().filter(|h| h.path == "/district" && h.status == 200).filter_map(|h| h.key).collect();
         if ok.len() >= want.len() {
             break;
         }
@@ -100,7 +64,7 @@ fn webhooks_are_signed_retried_routed_and_delivered_once() {
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_secs(2));
-    let hs = hits(&got);
+    let hs = rx.hits();
     assert!(hs.iter().filter(|h| h.status == 503).count() == 7, "the first 7 requests failed and were retried");
     assert!(hs.iter().all(|h| h.sig_ok), "every request carries a valid v1 signature for both secrets");
     assert!(hs.iter().all(|h| h.content_type.as_deref() == Some("application/json")));
@@ -136,7 +100,7 @@ fn webhooks_are_signed_retried_routed_and_delivered_once() {
     let (code, r) = api(http, "POST", "/api/v1/webhooks/dead/retry", Some(TOKEN), Some(&format!(r#"{{"alert_id":"{one}"}}"#)));
     assert_eq!((code, r["queued"].as_u64()), (200, Some(1)));
     let end = Instant::now() + Duration::from_secs(20);
-    while hits(&got).iter().filter(|h| h.path == "/refuse" && h.key.as_deref() == Some(one.as_str())).count() < 2 {
+    while rx.hits().iter().filter(|h| h.path == "/refuse" && h.key.as_deref() == Some(one.as_str())).count() < 2 {
         assert!(Instant::now() < end, "the re-queued delivery was not sent");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -165,7 +129,7 @@ fn webhooks_are_signed_retried_routed_and_delivered_once() {
     assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("{} deliveries queued again", want_refused.len())));
     svc.restart();
     let end = Instant::now() + Duration::from_secs(30);
-    while hits(&got).iter().filter(|h| h.path == "/refuse").count() < 2 * want_refused.len() + 1 {
+    while rx.hits().iter().filter(|h| h.path == "/refuse").count() < 2 * want_refused.len() + 1 {
         assert!(Instant::now() < end, "the re-queued deliveries were not sent after the restart");
         std::thread::sleep(Duration::from_millis(200));
     }

@@ -21,7 +21,7 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
-fn wait_for_port(port: u16, within: Duration) -> bool {
+pub fn wait_for_port(port: u16, within: Duration) -> bool {
     let end = Instant::now() + within;
     while Instant::now() < end {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -45,30 +45,36 @@ impl Broker {
     }
 
     pub fn start_on(dir: &Path, port: u16) -> Broker {
+        Broker::start_advertising(dir, port, port)
+    }
+
+    /// A broker listening on `port` that tells clients to connect to
+    /// `advertised` (a proxy in front of it); `addr` is the proxy's.
+    pub fn start_advertising(dir: &Path, port: u16, advertised: u16) -> Broker {
         let log = dir.join(format!("tansu-{port}.log"));
         let url = format!("tcp://127.0.0.1:{port}");
+        let public = format!("tcp://127.0.0.1:{advertised}");
         let child = Command::new(tansu())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &public, "--storage-engine", "memory://tansu/"])
             .stdout(Stdio::from(std::fs::File::create(&log).expect("log")))
             .stderr(Stdio::from(std::fs::File::options().append(true).open(&log).expect("log")))
             .spawn()
             .expect("start tansu");
-        let b = Broker { child: Some(child), addr: format!("127.0.0.1:{port}"), log };
+        let b = Broker { child: Some(child), addr: format!("127.0.0.1:{advertised}"), log };
         assert!(wait_for_port(port, Duration::from_secs(30)), "tansu did not listen; see {}", b.log.display());
         b
     }
 
     /// The input, alert and dead-letter topics of the contract.
     pub fn create_contract_topics(&self) {
-        tool(&[
-            "create-topics",
-            &self.addr,
-            "dibao.payments.v1:3",
-            "dibao.roster.v1:2",
-            "civil.deaths.v1:1",
-            "dibao.alerts.v1:1",
-            "dibao.deadletter.v1:1",
-        ]);
+        self.create_topics(&["dibao.payments.v1:3", "dibao.roster.v1:2", "civil.deaths.v1:1", "dibao.alerts.v1:1", "dibao.deadletter.v1:1"]);
+    }
+
+    /// Topics as `name:partitions`.
+    pub fn create_topics(&self, topics: &[&str]) {
+        let mut args = vec!["create-topics", self.addr.as_str()];
+        args.extend_from_slice(topics);
+        tool(&args);
     }
 
     /// The address of a broker that is not running (yet), for configs.

@@ -149,7 +149,7 @@ pub async fn produce(opts: &ProduceOptions, cfg: &Config) -> Result<Produced, Pr
 }
 
 /// A record as the contract's JSON object (for CSV input).
-fn contract_json(r: &Record, tz: Tz) -> Vec<u8> {
+pub fn contract_json(r: &Record, tz: Tz) -> Vec<u8> {
     let m = match r {
         Record::Payment(p) => payment_json(p, tz, false),
         Record::Roster(r) => roster_json(r, tz),

@@ -32,9 +32,47 @@ pub struct CsvItem {
     pub raw: String,
 }
 
+/// The CSV parser's read buffer.
+const PARSER_BUFFER: usize = 64 * 1024;
+
+/// What [`Bounded`] answers once a record has used up its allowance.
+const OVER_ALLOWANCE: &str = "paywatch: CSV record over its allowance";
+
+/// The file under the CSV parser. It stops handing bytes over once one
+/// record has taken more than its allowance, so a quote that is never
+/// closed cannot make the parser buffer the rest of the file.
+struct Bounded {
+    inner: BufReader<File>,
+    /// Bytes handed to the parser since the current record started.
+    since_record: u64,
+    /// The record limit plus what the parser may read ahead: a record
+    /// within the limit never reaches it.
+    allowance: u64,
+}
+
+impl Read for Bounded {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.since_record >= self.allowance {
+            return Err(io::Error::other(OVER_ALLOWANCE));
+        }
+        let room = usize::try_from(self.allowance - self.since_record).unwrap_or(usize::MAX);
+        let take = buf.len().min(room);
+        let n = self.inner.read(&mut buf[..take])?;
+        self.since_record += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for Bounded {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.since_record = 0;
+        self.inner.seek(pos)
+    }
+}
+
 /// Reads one CSV file of one record kind.
 pub struct CsvReader {
-    rdr: csv::Reader<BufReader<File>>,
+    rdr: csv::Reader<Bounded>,
     /// A second handle, to copy a rejected row's original bytes.
     raw: File,
     kind: Kind,
@@ -50,7 +88,12 @@ impl CsvReader {
         let io_err = |source| CsvError::Io { path: p.clone(), source };
         let file = File::open(path).map_err(io_err)?;
         let raw = File::open(path).map_err(io_err)?;
-        let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(BufReader::new(file));
+        let bounded = Bounded {
+            inner: BufReader::new(file),
+            since_record: 0,
+            allowance: (limits.max_record_bytes + 2 * PARSER_BUFFER) as u64,
+        };
+        let mut rdr = csv::ReaderBuilder::new().flexible(true).buffer_capacity(PARSER_BUFFER).from_reader(bounded);
         let headers = rdr.headers().map_err(|source| CsvError::Header { path: p.clone(), source })?.clone();
         let index = headers
             .iter()
@@ -62,15 +105,20 @@ impl CsvReader {
 
     pub fn next_item(&mut self) -> io::Result<Option<CsvItem>> {
         let start = self.rdr.position().clone();
+        self.rdr.get_mut().since_record = 0;
         let read = self.rdr.read_record(&mut self.row);
+        if let Err(e) = &read {
+            if matches!(e.kind(), csv::ErrorKind::Io(io) if io.to_string() == OVER_ALLOWANCE) {
+                return self.skip_oversized(&start).map(Some);
+            }
+        }
         let end = self.rdr.position().byte();
         let line = start.line();
         let decoded = match read {
             Ok(false) => return Ok(None),
-            Ok(true) if end - start.byte() > self.limits.max_record_bytes as u64 => Err(Rejection::new(
-                Reason::RecordTooLarge,
-                format!("record is larger than {} bytes", self.limits.max_record_bytes),
-            )),
+            Ok(true) if end - start.byte() > self.limits.max_record_bytes as u64 => {
+                return self.skip_oversized(&start).map(Some);
+            }
             Ok(true) if self.row.len() != self.width => Err(Rejection::new(
                 Reason::BadCsv,
                 format!("row has {} cells, the header has {}", self.row.len(), self.width),
@@ -89,6 +137,43 @@ impl CsvReader {
     /// Bytes consumed so far (for progress).
     pub fn offset(&self) -> u64 {
         self.rdr.position().byte()
+    }
+
+    /// A record that ran past its allowance (usually a quote never
+    /// closed): its first line is dead-lettered and reading starts again
+    /// at the next line, with the same header.
+    fn skip_oversized(&mut self, start: &csv::Position) -> io::Result<CsvItem> {
+        let resume = self.next_line_start(start.byte())?;
+        let raw = self.raw_text(start.byte(), resume)?;
+        let mut pos = csv::Position::new();
+        pos.set_byte(resume).set_line(start.line() + 1).set_record(start.record() + 1);
+        self.rdr.seek(pos).map_err(|e| io::Error::other(e.to_string()))?;
+        let decoded = Err(Rejection::new(
+            Reason::RecordTooLarge,
+            format!(
+                "record is larger than {} bytes (a quote that is never closed?); reading goes on at the next line",
+                self.limits.max_record_bytes
+            ),
+        ));
+        Ok(CsvItem { line: start.line(), offset: start.byte(), len: resume - start.byte(), decoded, raw })
+    }
+
+    /// The offset just after the first line end at or after `from` (the
+    /// file's length when there is none).
+    fn next_line_start(&mut self, from: u64) -> io::Result<u64> {
+        self.raw.seek(SeekFrom::Start(from))?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut at = from;
+        loop {
+            let n = self.raw.read(&mut buf)?;
+            if n == 0 {
+                return Ok(at);
+            }
+            if let Some(i) = buf[..n].iter().position(|&b| b == b'\n') {
+                return Ok(at + i as u64 + 1);
+            }
+            at += n as u64;
+        }
     }
 
     fn raw_text(&mut self, start: u64, end: u64) -> io::Result<String> {
@@ -217,5 +302,25 @@ mod tests {
         let e = items[1].decoded.as_ref().unwrap_err();
         assert_eq!(e.reason, Reason::MissingField);
         assert!(e.detail.contains("township"));
+    }
+
+    #[test]
+    fn an_unclosed_quote_costs_one_line_and_bounded_memory() {
+        let header = "event_id,beneficiary_id,beneficiary_name,household_id,township,program,period,amount,account_no,account_name,scheduled_at,paid_at\n";
+        let row = |i: usize| {
+            format!("E{i},11010519491231002X,张三,H1,水阳镇,rural_dibao,2019-03,585.00,6217001234567890,张三,2019-03-05,2019-03-12T09:30:00+08:00\n")
+        };
+        let mut text = header.to_owned() + &row(0) + "E-bad,\"never closed,x\n";
+        for i in 1..=3000 {
+            text += &row(i);
+        }
+        let items = read_all(Kind::Payment, &text);
+        assert!(items[0].decoded.is_ok());
+        let bad = &items[1];
+        assert_eq!((bad.line, bad.decoded.as_ref().unwrap_err().reason), (3, Reason::RecordTooLarge));
+        assert_eq!(bad.raw, "E-bad,\"never closed,x");
+        assert_eq!(items.len(), 3002, "every row after the bad line is read");
+        assert!(items[2..].iter().all(|i| i.decoded.is_ok()));
+        assert_eq!(items.last().unwrap().line, 3003);
     }
 }

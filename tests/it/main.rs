@@ -7,6 +7,7 @@ mod audit_truth;
 mod bad_input;
 mod cli;
 mod common;
+mod fuzz_corpus;
 mod prometheus;
 mod resume;
 mod stream;

@@ -339,12 +339,26 @@ pub struct HttpConfig {
     /// Address for `/healthz`, `/readyz`, `/metrics`, `/status`, the API
     /// and the review page.
     pub listen: String,
+    /// Serve HTTPS instead of plain HTTP: the API carries bearer tokens and
+    /// names of beneficiaries, so anything beyond loopback should be TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for HttpConfig {
     fn default() -> HttpConfig {
-        HttpConfig { listen: "127.0.0.1:9464".into() }
+        HttpConfig { listen: "127.0.0.1:9464".into(), tls: None }
     }
+}
+
+/// `[http.tls]`: the certificate and key the HTTP port serves (PEM).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain, leaf first.
+    pub cert: std::path::PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
 }
 
 /// The supervisors' API (`/api/v1/`) and review page.

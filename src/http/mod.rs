@@ -89,9 +89,40 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     api: api::Api,
+    tls: Option<Tls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(metrics, health, api)).with_graceful_shutdown(shutdown).await
+    let app = router(metrics, health, api);
+    let Some(Tls(tls)) = tls else {
+        return axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    };
+    let handle = axum_server::Handle::new();
+    let stop = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stop.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+    });
+    axum_server::from_tcp_rustls(listener.into_std()?, tls).handle(handle).serve(app.into_make_service()).await
+}
+
+/// The certificate and key of `[http.tls]`, loaded.
+pub struct Tls(axum_server::tls_rustls::RustlsConfig);
+
+impl Tls {
+    /// Reads the PEM files; the error names the file and what is wrong.
+    pub async fn load(cfg: &crate::config::TlsConfig) -> Result<Tls, String> {
+        // One process-wide provider (ring); a second install is a no-op.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        for p in [&cfg.cert, &cfg.key] {
+            if let Err(e) = std::fs::metadata(p) {
+                return Err(format!("http.tls: cannot read {}: {e}", p.display()));
+            }
+        }
+        axum_server::tls_rustls::RustlsConfig::from_pem_file(&cfg.cert, &cfg.key)
+            .await
+            .map(Tls)
+            .map_err(|e| format!("http.tls: {} / {}: {e}", cfg.cert.display(), cfg.key.display()))
+    }
 }
 
 /// The review page: one self-contained file (no CDN); it asks for a token

@@ -45,6 +45,8 @@ pub enum RunError {
     Publish(#[from] PublishError),
     #[error(transparent)]
     Webhook(#[from] WebhookError),
+    #[error("{0}")]
+    Tls(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
     #[error("the consumer thread failed: {0}")]
@@ -56,7 +58,7 @@ impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
             RunError::NoStateDir | RunError::WrongState { .. } | RunError::Store(StoreError::Refused { .. }) => 2,
-            RunError::Listen { .. } => 2,
+            RunError::Listen { .. } | RunError::Tls(_) => 2,
             _ => 1,
         }
     }
@@ -103,6 +105,10 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
     metrics.outbox_depth.set(depth as i64);
 
     // The HTTP port first, so operators see the service come up.
+    let tls = match &cfg.http.tls {
+        Some(t) => Some(http::Tls::load(t).await.map_err(RunError::Tls)?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
         .await
         .map_err(|source| RunError::Listen { addr: cfg.http.listen.clone(), source })?;
@@ -115,7 +121,7 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
             clock: Arc::clone(&clock),
             tz: cfg.tz(),
         };
-        tokio::spawn(http::serve(listener, Arc::clone(&metrics), Arc::clone(&health), api, async move { stop.notified().await }))
+        tokio::spawn(http::serve(listener, Arc::clone(&metrics), Arc::clone(&health), api, tls, async move { stop.notified().await }))
     };
 
     let wake = Arc::new(Notify::new());

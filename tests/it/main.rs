@@ -10,6 +10,7 @@ mod common;
 mod fuzz_corpus;
 mod prometheus;
 mod resume;
+mod security;
 mod stream;
 mod ui;
 mod webhooks;

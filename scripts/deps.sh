@@ -26,6 +26,11 @@ if $with_tests; then
   [ -x /usr/bin/chromium ] || need+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
   installed fonts-noto-cjk || need+=(fonts-noto-cjk)
+  # The security tests (a certificate, an HTTPS client) and the fault
+  # script (a tmpfs for the full-disk fault).
+  command -v openssl >/dev/null 2>&1 || need+=(openssl)
+  command -v curl >/dev/null 2>&1 || need+=(curl)
+  command -v mount >/dev/null 2>&1 || need+=(mount)
 fi
 command -v c++ >/dev/null 2>&1 || need+=(g++)
 [ -x /usr/bin/time ] || need+=(time)

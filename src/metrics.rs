@@ -111,7 +111,7 @@ impl Metrics {
             let _ = registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
         }
         let secs = vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
-        Metrics {
+        let m = Metrics {
             records: counter(RECORDS, "Input records read, by topic and outcome", &["topic", "outcome"]),
             dead_letters: counter(DEAD_LETTERS, "Records sent to the dead-letter output, by reason", &["reason"]),
             alerts: counter(ALERTS, "Alerts raised and committed", &["rule", "severity", "township"]),
@@ -148,10 +148,15 @@ impl Metrics {
                 g
             },
             registry,
+        };
+        // Every writer's series exists from the start (at 0), so the
+        // dashboard and the alert see it before the first failure.
+        for writer in ["engine", "outbox", "webhooks"] {
+            m.state_write_failures.with_label_values(&[writer]);
         }
+        m
     }
 
-    /// The text exposition format.
     /// Copies RocksDB's figures into the gauges.
     pub fn observe_store(&self, s: crate::store::StoreStats) {
         self.rocksdb_live.set(i64::try_from(s.live_data_bytes).unwrap_or(i64::MAX));
@@ -162,6 +167,7 @@ impl Metrics {
         }
     }
 
+    /// The text exposition format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);

@@ -66,6 +66,9 @@ pub fn kill9_during_replay(fx: &Fixture) -> Result<String, String> {
     svc.wait_until(Duration::from_secs(30), "done delivering", |_| {
         svc.get("/metrics").is_some_and(|(_, m)| m.contains("paywatch_webhook_due_deliveries 0"))
     });
+    if let Some((_, m)) = svc.get("/metrics") {
+        std::fs::write(fx.dir.join(name).join("metrics.txt"), m).unwrap();
+    }
     std::thread::sleep(Duration::from_millis(500));
     if !svc.terminate().success() {
         return Err("the last run did not exit cleanly on SIGTERM".into());

@@ -66,6 +66,7 @@ pub fn receiver_down(fx: &Fixture) -> Result<String, String> {
     svc.wait_idle();
     std::thread::sleep(Duration::from_secs(2));
     let (_, m) = svc.get("/metrics").ok_or("no /metrics")?;
+    std::fs::write(fx.dir.join(name).join("metrics.txt"), &m).unwrap();
     let retries = m
         .lines()
         .find(|l| l.starts_with("paywatch_webhook_deliveries_total") && l.contains("outcome=\"retry\""))

@@ -5,7 +5,7 @@ CARGO_TARGET_DIR ?= $(CURDIR)/target
 export CARGO_TARGET_DIR
 BIN := $(CARGO_TARGET_DIR)/release/paywatch
 
-.PHONY: deps deps-test build demo demo-stream test bench bench-criterion bench-e2e bench-stream clean
+.PHONY: deps deps-test build demo demo-stream test bench bench-criterion bench-e2e bench-stream fuzz clean
 
 # The broker the streaming tests and demos start (installed by deps).
 export PAYWATCH_TANSU ?= /var/tmp/paywatch-tools/tansu/bin/tansu
@@ -48,6 +48,11 @@ bench-e2e: build
 ## full service, and produce-to-alert latency at 5,000 payments/s.
 bench-stream: build deps-test
 	scripts/bench-stream.sh
+
+## Each cargo-fuzz target for FUZZ_SECONDS (180); crashers land in
+## fuzz/regressions/, which `make test` replays.
+fuzz: deps
+	scripts/fuzz.sh
 
 clean:
 	cargo clean

@@ -8,7 +8,8 @@ BIN := $(CARGO_TARGET_DIR)/release/paywatch
 .PHONY: deps deps-test build demo demo-stream test bench bench-criterion bench-e2e bench-stream fuzz clean
 
 # The broker the streaming tests and demos start (installed by deps).
-export PAYWATCH_TANSU ?= /var/tmp/paywatch-tools/tansu/bin/tansu
+export PAYWATCH_TOOLS ?= /var/tmp/paywatch-tools
+export PAYWATCH_TANSU ?= $(PAYWATCH_TOOLS)/tansu/bin/tansu
 
 deps:
 	@scripts/deps.sh
@@ -29,10 +30,12 @@ demo: build
 demo-stream: build deps-test
 	scripts/demo-stream.sh
 
-## The whole suite: unit tests, property tests, integration tests (release
-## profile: one RocksDB build serves the binary, the tests and the benches).
+## The whole suite: unit tests, property tests, integration tests, the
+## fault matrix (release profile: one RocksDB build serves the binary, the
+## tests and the benches), then the dependency checks (deny.toml).
 test: deps-test
 	cargo test --release
+	$(PAYWATCH_TOOLS)/cargo-deny/bin/cargo-deny --log-level error check licenses bans sources
 
 ## Criterion benches (decode, each rule), the end-to-end file bench (1M and
 ## 4M payments) and the streaming bench.

@@ -58,6 +58,13 @@ if [ ! -x "$TOOLS/tansu/bin/tansu" ]; then
     || { echo "paywatch: building tansu failed; see $TOOLS/tansu-install.log" >&2; exit 1; }
   rm -rf "$TOOLS/tansu-target"
 fi
+# cargo-deny for the dependency checks (licences, bans, sources).
+if [ ! -x "$TOOLS/cargo-deny/bin/cargo-deny" ]; then
+  echo "paywatch: installing cargo-deny into $TOOLS (once)" >&2
+  (cd "$TOOLS" && CARGO_TARGET_DIR="$TOOLS/cargo-deny-target" cargo install cargo-deny --locked --root "$TOOLS/cargo-deny" >"$TOOLS/cargo-deny-install.log" 2>&1) \
+    || { echo "paywatch: installing cargo-deny failed; see $TOOLS/cargo-deny-install.log" >&2; exit 1; }
+  rm -rf "$TOOLS/cargo-deny-target"
+fi
 command -v python3 >/dev/null 2>&1 || { echo "paywatch: python3 is missing" >&2; exit 1; }
 if ! python3 -c "import confluent_kafka" 2>/dev/null; then
   echo "paywatch: installing confluent-kafka (PyPI)" >&2

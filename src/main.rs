@@ -268,25 +268,31 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 /// Resolves at the first SIGINT or SIGTERM; a second one ends the process
 /// at once (the state stays consistent: it is only ever written atomically).
-async fn shutdown_signal() {
+/// The handlers are registered when this is called (inside the runtime),
+/// not when the future is first polled, so a signal during start-up is
+/// not lost to the default action: the service starts, then stops cleanly.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        eprintln!("paywatch: cannot handle signals; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    tracing::info!("shutting down: committing the batch in hand, then draining the outbox");
-    tokio::spawn(async move {
+    let handlers = signal(SignalKind::terminate()).and_then(|t| Ok((t, signal(SignalKind::interrupt())?)));
+    async move {
+        let Ok((mut term, mut int)) = handlers else {
+            eprintln!("paywatch: cannot handle signals; stop with SIGKILL");
+            return std::future::pending().await;
+        };
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
-        eprintln!("paywatch: second signal, exiting now");
-        std::process::exit(130);
-    });
+        tracing::info!("shutting down: committing the batch in hand, then draining the outbox");
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            eprintln!("paywatch: second signal, exiting now");
+            std::process::exit(130);
+        });
+    }
 }
 
 fn run_service(r: RunArgs) -> ExitCode {
@@ -305,7 +311,11 @@ fn run_service(r: RunArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(paywatch::run::run(cfg, Arc::new(SystemClock), shutdown_signal())) {
+    let shutdown = {
+        let _in_runtime = rt.enter();
+        shutdown_signal()
+    };
+    match rt.block_on(paywatch::run::run(cfg, Arc::new(SystemClock), shutdown)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("paywatch: {e}");

@@ -4,12 +4,9 @@
 
 use super::common::kafka::{free_port, Service};
 use super::common::webhook::Receiver;
-use super::{applied, outbox_left, same_ids, wait_applied, Fixture};
+use super::{applied, outbox_left, same_ids, wait_applied, wait_delivered, webhook_route, Fixture, SECRET};
 use rand::{Rng, SeedableRng};
-use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
-
-const SECRET: &str = "faults-secret-0123456789";
+use std::time::Duration;
 
 /// The consumer's session timeout here (`session.timeout.ms`).
 const SESSION: Duration = Duration::from_secs(6);
@@ -22,10 +19,7 @@ pub fn kill9_during_replay(fx: &Fixture) -> Result<String, String> {
         name,
         &state,
         http,
-        &format!(
-            "[kafka.consumer]\n\"session.timeout.ms\" = \"6000\"\n[webhooks]\nfirst_retry = \"200ms\"\nmax_retry = \"1s\"\nmax_attempts = 1000\n\
-             [[webhooks.routes]]\nname = \"district\"\nurl = \"http://127.0.0.1:{rx_port}/district\"\nsecrets = [\"{SECRET}\"]\n"
-        ),
+        &format!("[kafka.consumer]\n\"session.timeout.ms\" = \"6000\"\n{}", webhook_route(rx_port)),
     );
     let rx = Receiver::start(rx_port, &fx.dir.join(name).join("received.jsonl"), &[SECRET], 5);
 
@@ -54,22 +48,10 @@ pub fn kill9_during_replay(fx: &Fixture) -> Result<String, String> {
         svc.restart();
     }
     svc.wait_idle();
-    let end = Instant::now() + Duration::from_secs(120);
-    let delivered = loop {
-        let ok: BTreeSet<String> = rx.hits().into_iter().filter(|h| h.status == 200).filter_map(|h| h.key).collect();
-        if ok.len() >= fx.want.len() || Instant::now() > end {
-            break ok;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    // Until paywatch has recorded the last answers.
-    svc.wait_until(Duration::from_secs(30), "done delivering", |_| {
-        svc.get("/metrics").is_some_and(|(_, m)| m.contains("paywatch_webhook_due_deliveries 0"))
-    });
+    let delivered = wait_delivered(fx, &svc, &rx, Duration::from_secs(120));
     if let Some((_, m)) = svc.get("/metrics") {
         std::fs::write(fx.dir.join(name).join("metrics.txt"), m).unwrap();
     }
-    std::thread::sleep(Duration::from_millis(500));
     if !svc.terminate().success() {
         return Err("the last run did not exit cleanly on SIGTERM".into());
     }

@@ -19,6 +19,7 @@ mod outages;
 mod proxy;
 
 use common::kafka::{free_port, service_config, tool, Broker, Service};
+use common::webhook::Receiver;
 use paywatch::model::Alert;
 use paywatch::store::{Cf, Store, StoreOptions};
 use proxy::Proxy;
@@ -83,6 +84,37 @@ impl Fixture {
         let msgs = common::kafka::consume(&self.broker, &format!("faults.{name}.alerts"), &out, Some(self.want.len()));
         msgs.into_iter().map(|m| m.key).collect()
     }
+}
+
+/// The secret the webhook routes sign with.
+pub const SECRET: &str = "faults-secret-0123456789";
+
+/// A `[webhooks]` section with one route to a receiver on `port`, retried
+/// quickly (the faults are short).
+pub fn webhook_route(port: u16) -> String {
+    format!(
+        "[webhooks]\nfirst_retry = \"200ms\"\nmax_retry = \"1s\"\nmax_attempts = 1000\n\
+         [[webhooks.routes]]\nname = \"district\"\nurl = \"http://127.0.0.1:{port}/district\"\nsecrets = [\"{SECRET}\"]\n"
+    )
+}
+
+/// Waits (up to `within`) until the receiver has answered 200 for every
+/// wanted alert, then until paywatch has recorded the answers; returns the
+/// distinct `Idempotency-Key`s delivered.
+pub fn wait_delivered(fx: &Fixture, svc: &Service, rx: &Receiver, within: Duration) -> BTreeSet<String> {
+    let end = Instant::now() + within;
+    let delivered = loop {
+        let ok: BTreeSet<String> = rx.hits().into_iter().filter(|h| h.status == 200).filter_map(|h| h.key).collect();
+        if ok.len() >= fx.want.len() || Instant::now() > end {
+            break ok;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    svc.wait_until(Duration::from_secs(30), "done delivering", |_| {
+        svc.get("/metrics").is_some_and(|(_, m)| m.contains("paywatch_webhook_due_deliveries 0"))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    delivered
 }
 
 /// The records applied so far, from `/status` (committed totals).

@@ -2,11 +2,8 @@
 
 use super::common::kafka::{free_port, Service};
 use super::common::webhook::Receiver;
-use super::{applied, same_ids, wait_applied, Fixture};
-use std::collections::BTreeSet;
+use super::{applied, same_ids, wait_applied, wait_delivered, webhook_route, Fixture, SECRET};
 use std::time::{Duration, Instant};
-
-const SECRET: &str = "faults-secret-0123456789";
 
 /// The broker's port closed and every connection cut for 10 s, mid-replay.
 pub fn broker_down(fx: &Fixture) -> Result<String, String> {
@@ -57,10 +54,7 @@ pub fn receiver_down(fx: &Fixture) -> Result<String, String> {
         name,
         &state,
         http,
-        &format!(
-            "[webhooks]\nfirst_retry = \"300ms\"\nmax_retry = \"2s\"\nmax_attempts = 1000\n\
-             [[webhooks.routes]]\nname = \"district\"\nurl = \"http://127.0.0.1:{rx_port}/district\"\nsecrets = [\"{SECRET}\"]\n"
-        ),
+        &webhook_route(rx_port),
     );
     let mut svc = Service::start(&cfg, http, &fx.dir.join(name));
     svc.wait_idle();
@@ -78,19 +72,8 @@ pub fn receiver_down(fx: &Fixture) -> Result<String, String> {
     }
     let rx = Receiver::start(rx_port, &fx.dir.join(name).join("received.jsonl"), &[SECRET], 0);
     let up = Instant::now();
-    let end = up + Duration::from_secs(60);
-    let delivered = loop {
-        let ok: BTreeSet<String> = rx.hits().into_iter().filter(|h| h.status == 200).filter_map(|h| h.key).collect();
-        if ok.len() >= fx.want.len() || Instant::now() > end {
-            break ok;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let delivered = wait_delivered(fx, &svc, &rx, Duration::from_secs(60));
     let took = up.elapsed();
-    svc.wait_until(Duration::from_secs(30), "done delivering", |_| {
-        svc.get("/metrics").is_some_and(|(_, m)| m.contains("paywatch_webhook_due_deliveries 0"))
-    });
-    std::thread::sleep(Duration::from_millis(500));
     if !svc.terminate().success() {
         return Err("did not exit cleanly on SIGTERM".into());
     }

@@ -23,7 +23,7 @@ pub fn kill9_during_replay(fx: &Fixture) -> Result<String, String> {
     );
     let rx = Receiver::start(rx_port, &fx.dir.join(name).join("received.jsonl"), &[SECRET], 5);
 
-    // Ten random points: each a random pause (under 150 ms: a replay runs
+    // Ten random points: each a random pause (under 100 ms: a replay runs
     // at about 100,000 records/s) after the restarted process committed
     // its first records, so every kill lands mid-replay.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(fx.seed);
@@ -32,7 +32,7 @@ pub fn kill9_during_replay(fx: &Fixture) -> Result<String, String> {
     let mut last = 0;
     for _ in 0..10 {
         let resumed = wait_applied(&svc, last + 1);
-        std::thread::sleep(Duration::from_millis(rng.gen_range(0..150)));
+        std::thread::sleep(Duration::from_millis(rng.gen_range(0..100)));
         let s = svc.status().ok_or("no status")?;
         if s["idle"] == true {
             return Err(format!("the replay ended before kill {} (killed after {killed_at:?}); use a larger ledger", killed_at.len() + 1));

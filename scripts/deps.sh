@@ -50,9 +50,9 @@ $with_tests || exit 0
 # into a cache outside the clone, ~9 minutes) and an independent client
 # (confluent-kafka from PyPI, which bundles a current librdkafka).
 TOOLS="${PAYWATCH_TOOLS:-/var/tmp/paywatch-tools}"
+mkdir -p "$TOOLS"
 if [ ! -x "$TOOLS/tansu/bin/tansu" ]; then
   echo "paywatch: building the tansu broker into $TOOLS (once)" >&2
-  mkdir -p "$TOOLS"
   # Build outside the clone so its target dir and lock file stay out of it.
   (cd "$TOOLS" && CARGO_TARGET_DIR="$TOOLS/tansu-target" cargo install tansu --locked --features dynostore --root "$TOOLS/tansu" >"$TOOLS/tansu-install.log" 2>&1) \
     || { echo "paywatch: building tansu failed; see $TOOLS/tansu-install.log" >&2; exit 1; }

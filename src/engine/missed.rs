@@ -17,6 +17,9 @@ pub struct Timers {
     /// Beneficiaries added to a bucket (merged with the stored bucket at
     /// commit); `None` marks a bucket decided and deleted.
     pending: BTreeMap<Timestamp, Option<Vec<String>>>,
+    /// The buckets (whole) of a commit still being written in the
+    /// background; `None`: deleted by it. Reads look here before the store.
+    in_flight: BTreeMap<Timestamp, Option<Vec<String>>>,
 }
 
 impl Timers {
@@ -26,20 +29,49 @@ impl Timers {
         slot.get_or_insert_with(Vec::new).push(bid.to_owned());
     }
 
-    /// Writes the bucket changes into the commit.
-    pub fn flush(&mut self, store: &Store, batch: &mut Batch<'_>) -> Result<(), StoreError> {
+    /// The bucket of `deadline` as committed (or being committed).
+    fn stored(&self, store: &Store, deadline: Timestamp) -> Result<Vec<String>, StoreError> {
+        match self.in_flight.get(&deadline) {
+            Some(bucket) => Ok(bucket.clone().unwrap_or_default()),
+            None => Ok(store.get(Cf::Timers, &keys::timer_bound(deadline))?.unwrap_or_default()),
+        }
+    }
+
+    /// The committed (or being committed) deadlines before `w`.
+    fn stored_before(&self, store: &Store, w: Timestamp) -> Result<Vec<Timestamp>, StoreError> {
+        let mut out: Vec<Timestamp> =
+            store.keys_between(Cf::Timers, &[], &keys::timer_bound(w))?.iter().filter_map(|k| keys::timer_deadline(k)).collect();
+        out.retain(|d| !matches!(self.in_flight.get(d), Some(None)));
+        out.extend(self.in_flight.range(..w).filter(|(_, b)| b.is_some()).map(|(d, _)| *d));
+        Ok(out)
+    }
+
+    /// Writes the bucket changes into the commit. With `in_flight`, the
+    /// buckets written stay readable here until [`Timers::landed`].
+    pub fn flush(&mut self, store: &Store, batch: &mut Batch<'_>, in_flight: bool) -> Result<(), StoreError> {
+        let mut written = BTreeMap::new();
         for (deadline, change) in std::mem::take(&mut self.pending) {
             let key = keys::timer_bound(deadline);
             match change {
-                None => batch.delete(Cf::Timers, &key),
+                None => {
+                    batch.delete(Cf::Timers, &key);
+                    written.insert(deadline, None);
+                }
                 Some(mut added) => {
-                    let mut stored: Vec<String> = store.get(Cf::Timers, &key)?.unwrap_or_default();
+                    let mut stored = self.stored(store, deadline)?;
                     stored.append(&mut added);
                     batch.put(Cf::Timers, &key, &stored)?;
+                    written.insert(deadline, Some(stored));
                 }
             }
         }
+        self.in_flight = if in_flight { written } else { BTreeMap::new() };
         Ok(())
+    }
+
+    /// The batch written in the background is in the store now.
+    pub fn landed(&mut self) {
+        self.in_flight = BTreeMap::new();
     }
 }
 
@@ -49,14 +81,12 @@ impl Engine {
         if !self.rules.missed_payment.enabled {
             return Ok(());
         }
-        let bound = keys::timer_bound(w);
-        let mut deadlines: Vec<Timestamp> =
-            self.store.keys_between(Cf::Timers, &[], &bound)?.iter().filter_map(|k| keys::timer_deadline(k)).collect();
+        let mut deadlines = self.timers.stored_before(&self.store, w)?;
         deadlines.extend(self.timers.pending.range(..w).map(|(d, _)| *d));
         deadlines.sort();
         deadlines.dedup();
         for d in deadlines {
-            let mut bids: Vec<String> = self.store.get(Cf::Timers, &keys::timer_bound(d))?.unwrap_or_default();
+            let mut bids = self.timers.stored(&self.store, d)?;
             match self.timers.pending.insert(d, None) {
                 Some(Some(mut added)) => bids.append(&mut added),
                 Some(None) => bids.clear(),

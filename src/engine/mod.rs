@@ -19,7 +19,7 @@ use crate::decode::{DeadLetter, Rejection};
 use crate::detect::{Finding, RulesConfig};
 use crate::model::alert::alert_id;
 use crate::model::{Alert, PaymentKind, Record, SortKey, Timestamp, Tz};
-use crate::store::{keys, Batch, Cf, Store, StoreError, Table, WriteFailed};
+use crate::store::{keys, Batch, Cf, PendingWrite, Store, StoreError, Table, WriteFailed};
 use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 use months::Months;
@@ -129,6 +129,22 @@ pub struct Engine {
     /// the service sets a policy that waits for the disk to come back,
     /// because the batch in hand is the only copy of its state.
     on_write_failure: Option<WriteFailurePolicy>,
+    /// Size of the last commit, reserved for the next one: a batch of
+    /// tens of megabytes would otherwise be copied every time it doubles.
+    batch_bytes: usize,
+    /// The commit being written in the background, if any.
+    in_flight: Option<InFlight>,
+}
+
+/// A commit handed to RocksDB on another thread, not yet durable.
+struct InFlight {
+    /// The write.
+    write: PendingWrite,
+    /// Ids of its alerts: [`Engine::emit`] must not raise them again
+    /// before the store has them.
+    alert_ids: FxHashSet<String>,
+    /// What it makes durable, returned when it lands.
+    committed: Committed,
 }
 
 impl Engine {
@@ -150,6 +166,8 @@ impl Engine {
             staged_ids: FxHashSet::default(),
             staged_dead: Vec::new(),
             on_write_failure: None,
+            batch_bytes: 0,
+            in_flight: None,
         })
     }
 
@@ -207,18 +225,82 @@ impl Engine {
 
     /// Commits everything staged and, in the same atomic write, what `extra`
     /// adds for the staged alerts (the streaming service's input offsets
-    /// and outbox entries).
+    /// and outbox entries). A commit still being written in the background
+    /// lands first; what it made durable is returned with this one.
     pub fn commit_with(
         &mut self,
         position: Option<SortKey>,
         extra: impl FnOnce(&mut Batch<'_>, &[Alert]) -> Result<(), EngineError>,
     ) -> Result<Committed, EngineError> {
-        let mut batch = self.store.batch();
+        let mut landed = self.land()?;
+        // A handle of its own, so the batch does not borrow the engine.
+        let store = self.store.clone();
+        let mut batch = store.batch_with_capacity(self.batch_bytes + self.batch_bytes / 8);
         extra(&mut batch, &self.staged_alerts)?;
-        self.bens.flush(&mut batch)?;
-        self.months.flush(&mut batch);
-        self.accounts.flush(&mut batch)?;
-        self.timers.flush(&self.store, &mut batch)?;
+        self.fill(&mut batch, position, false)?;
+        let failed_attempts = match &mut self.on_write_failure {
+            Some(policy) => store.commit_retrying(batch, policy.as_mut())?,
+            None => {
+                store.commit(batch)?;
+                0
+            }
+        };
+        self.bens.trim();
+        self.accounts.trim();
+        self.staged_ids.clear();
+        landed.alerts.append(&mut self.staged_alerts);
+        landed.dead_letters.append(&mut self.staged_dead);
+        landed.failed_attempts += failed_attempts;
+        Ok(landed)
+    }
+
+    /// Commits everything staged in the background and returns at once,
+    /// with what the previous background commit made durable (it is
+    /// waited for first): the caller applies the next records while
+    /// RocksDB writes these. Reads see the batch being written (the
+    /// months, timers and alert ids in it are kept in memory, and the
+    /// caches keep its entries) until it lands. The file audit commits
+    /// this way; with a write-failure policy set (the service), this is
+    /// [`Engine::commit`].
+    pub fn commit_in_background(&mut self, position: Option<SortKey>) -> Result<Committed, EngineError> {
+        if self.on_write_failure.is_some() {
+            return self.commit(position);
+        }
+        let landed = self.land()?;
+        let store = self.store.clone();
+        let mut batch = store.batch_with_capacity(self.batch_bytes + self.batch_bytes / 8);
+        self.fill(&mut batch, position, true)?;
+        let write = store.commit_in_background(batch);
+        self.in_flight = Some(InFlight {
+            write,
+            alert_ids: std::mem::take(&mut self.staged_ids),
+            committed: Committed {
+                alerts: std::mem::take(&mut self.staged_alerts),
+                dead_letters: std::mem::take(&mut self.staged_dead),
+                failed_attempts: 0,
+            },
+        });
+        Ok(landed)
+    }
+
+    /// Waits for the commit being written in the background, if any, and
+    /// returns what it made durable.
+    fn land(&mut self) -> Result<Committed, EngineError> {
+        let Some(f) = self.in_flight.take() else { return Ok(Committed::default()) };
+        f.write.wait()?;
+        self.months.landed();
+        self.timers.landed();
+        self.bens.landed();
+        self.accounts.landed();
+        Ok(f.committed)
+    }
+
+    /// Puts everything staged, and the progress, into `batch`.
+    fn fill(&mut self, batch: &mut Batch<'_>, position: Option<SortKey>, in_flight: bool) -> Result<(), EngineError> {
+        self.bens.flush(batch, in_flight)?;
+        self.months.flush(batch, in_flight);
+        self.accounts.flush(batch, in_flight)?;
+        self.timers.flush(&self.store, batch, in_flight)?;
         for a in &self.staged_alerts {
             self.progress.alert_seq += 1;
             batch.put_raw(Cf::Alerts, a.alert_id.as_bytes(), &serde_json::to_vec(a)?);
@@ -232,21 +314,8 @@ impl Engine {
             self.progress.position = position;
         }
         batch.put(Cf::Meta, keys::META_PROGRESS, &self.progress)?;
-        let failed_attempts = match &mut self.on_write_failure {
-            Some(policy) => self.store.commit_retrying(batch, policy.as_mut())?,
-            None => {
-                self.store.commit(batch)?;
-                0
-            }
-        };
-        self.bens.trim();
-        self.accounts.trim();
-        self.staged_ids.clear();
-        Ok(Committed {
-            alerts: std::mem::take(&mut self.staged_alerts),
-            dead_letters: std::mem::take(&mut self.staged_dead),
-            failed_attempts,
-        })
+        self.batch_bytes = batch.size();
+        Ok(())
     }
 
     /// Every alert committed so far, in the order raised.
@@ -268,7 +337,8 @@ impl Engine {
         for f in findings {
             let parts: Vec<&str> = f.identity.iter().map(String::as_str).collect();
             let id = alert_id(f.rule, &parts);
-            if self.staged_ids.contains(&id) || self.store.get_raw(Cf::Alerts, id.as_bytes())?.is_some() {
+            let in_flight = self.in_flight.as_ref().is_some_and(|f| f.alert_ids.contains(&id));
+            if in_flight || self.staged_ids.contains(&id) || self.store.get_raw(Cf::Alerts, id.as_bytes())?.is_some() {
                 continue;
             }
             let alert = Alert {

@@ -23,13 +23,16 @@ struct StoredRef<'a> {
 pub struct Months {
     /// key → encoded `Vec<StoredPayment>`, not yet committed.
     pending: FxHashMap<Vec<u8>, Vec<u8>>,
+    /// The months of a commit still being written in the background: the
+    /// store does not have them yet, so reads must find them here.
+    in_flight: FxHashMap<Vec<u8>, Vec<u8>>,
 }
 
 impl Months {
     /// The month's payments (empty when there are none).
     pub fn get(&self, store: &Store, key: &[u8]) -> Result<Vec<StoredPayment>, StoreError> {
         let decode = |b: &[u8]| postcard::from_bytes(b).map_err(|source| StoreError::Decode { cf: Cf::Months.name(), source });
-        match self.pending.get(key) {
+        match self.pending.get(key).or_else(|| self.in_flight.get(key)) {
             Some(b) => decode(b),
             None => Ok(store.get(Cf::Months, key)?.unwrap_or_default()),
         }
@@ -50,10 +53,22 @@ impl Months {
         Ok(())
     }
 
-    pub fn flush(&mut self, batch: &mut Batch<'_>) {
-        for (k, v) in self.pending.drain() {
-            batch.put_raw(Cf::Months, &k, &v);
+    /// Puts the changed months into the batch. With `in_flight`, they stay
+    /// readable here until [`Months::landed`] says the batch is written.
+    pub fn flush(&mut self, batch: &mut Batch<'_>, in_flight: bool) {
+        for (k, v) in &self.pending {
+            batch.put_raw(Cf::Months, k, v);
         }
+        if in_flight {
+            self.in_flight = std::mem::take(&mut self.pending);
+        } else {
+            self.pending.clear();
+        }
+    }
+
+    /// The batch written in the background is in the store now.
+    pub fn landed(&mut self) {
+        self.in_flight = FxHashMap::default();
     }
 }
 
@@ -74,7 +89,7 @@ mod tests {
         let got = m.get(&store, &key).unwrap();
         assert_eq!(got, vec![StoredPayment { payment: p.clone(), reversed_by: None }]);
         let mut b = store.batch();
-        m.flush(&mut b);
+        m.flush(&mut b, false);
         store.commit(b).unwrap();
         assert_eq!(m.get(&store, &key).unwrap().len(), 1, "read back from the store");
         let other = crate::store::keys::month(p.beneficiary_id.as_str(), p.period.next());

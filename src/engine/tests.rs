@@ -25,7 +25,8 @@ impl Harness {
 
     fn with(rules: RulesConfig) -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false, statistics: false }).unwrap();
+        let mut store = Store::open(dir.path(), StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false, statistics: false }).unwrap();
+        store.defer_background_writes();
         let clock = Arc::new(FixedClock::new(ts("2026-01-01T00:00:00+08:00")));
         Harness { engine: Engine::open(store, rules, Tz::default(), 64, clock).unwrap(), alerts: Vec::new(), _dir: dir }
     }
@@ -255,4 +256,102 @@ fn alert_ids_are_stable_across_engines() {
     let a = run();
     assert_eq!(a.len(), 2);
     assert_eq!(a, run());
+}
+
+/// Every value of the state column families, and the alerts in the order
+/// raised.
+fn snapshot(engine: &Engine) -> (Vec<Vec<u8>>, Vec<Alert>) {
+    use crate::store::Cf;
+    let mut values = Vec::new();
+    for cf in [Cf::Beneficiaries, Cf::Months, Cf::Accounts, Cf::Timers, Cf::Alerts, Cf::AlertLog, Cf::DeadLetters] {
+        values.extend(engine.store().values(cf).map(Result::unwrap));
+    }
+    (values, engine.committed_alerts().map(Result::unwrap).collect())
+}
+
+#[test]
+fn background_commits_leave_the_same_state_and_alerts_as_synchronous_ones() {
+    use crate::generate::{generate, GenerateOptions, OutFormat};
+    use crate::model::Period;
+    use crate::source::{stage, Inputs};
+    let dir = tempfile::tempdir().unwrap();
+    let g = generate(&GenerateOptions {
+        out: dir.path().join("ledger"),
+        households: 120,
+        from: Period::parse("2019-01").unwrap(),
+        to: Period::parse("2020-06").unwrap(),
+        seed: 11,
+        format: OutFormat::Jsonl,
+    })
+    .unwrap();
+    let inputs = Inputs { roster: g.roster, deaths: g.deaths, payments: g.payments };
+    let runs = stage(&inputs, Default::default(), 5_000, dir.path(), &mut |_| Ok(()), &mut |_| true).unwrap();
+    let audit = |background: bool| {
+        let state = tempfile::tempdir().unwrap();
+        let mut store = Store::open(state.path(), StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false, statistics: false }).unwrap();
+        store.defer_background_writes();
+        let clock = Arc::new(FixedClock::new(ts("2026-01-01T00:00:00+08:00")));
+        // 16 cached entries and batches of 97 records: entries of a batch
+        // still being written are evicted and read again all the time.
+        let mut engine = Engine::open(store, RulesConfig::default(), Tz::default(), 16, clock).unwrap();
+        let mut durable = Vec::new();
+        let mut last = None;
+        for (i, s) in runs.merge(None).unwrap().enumerate() {
+            let s = s.unwrap();
+            engine.apply(&s.record).unwrap();
+            last = Some(s.key);
+            if i % 97 == 96 {
+                let c = if background { engine.commit_in_background(last) } else { engine.commit(last) };
+                durable.extend(c.unwrap().alerts);
+            }
+        }
+        durable.extend(engine.commit(last).unwrap().alerts);
+        let (values, committed) = snapshot(&engine);
+        assert_eq!(durable, committed, "each alert handed out once, in order, after it was written");
+        (values, committed, engine.progress().clone())
+    };
+    let (sync_values, sync_alerts, sync_progress) = audit(false);
+    let (bg_values, bg_alerts, bg_progress) = audit(true);
+    assert!(sync_alerts.len() > 20, "the ledger plants cases of every rule: {}", sync_alerts.len());
+    let ids = |a: &[Alert]| a.iter().map(|a| format!("{:?} {}", a.rule, a.alert_id)).collect::<Vec<_>>();
+    let (b, s) = (ids(&bg_alerts), ids(&sync_alerts));
+    let only_b: Vec<_> = b.iter().filter(|x| !s.contains(x)).collect();
+    let only_s: Vec<_> = s.iter().filter(|x| !b.contains(x)).collect();
+    assert!(only_b.is_empty() && only_s.is_empty(), "only background: {only_b:?}; only synchronous: {only_s:?}");
+    assert_eq!(b, s);
+    assert!(bg_alerts == sync_alerts);
+    assert_eq!(bg_progress, sync_progress);
+    assert!(bg_values == sync_values, "the stored state differs");
+}
+
+#[test]
+fn a_commit_in_the_background_is_read_back_before_it_lands() {
+    // Every record is its own batch, so each read meets the batch before
+    // it still being written.
+    let mut h = Harness::new();
+    let bg = |h: &mut Harness, r: Record| {
+        let o = h.engine.apply(&r).unwrap();
+        h.alerts.extend(h.engine.commit_in_background(None).unwrap().alerts);
+        o
+    };
+    bg(&mut h, Record::Roster(enrolled()));
+    let p = payment("E1", "2019-01", "585.00", "2019-01-10T10:00:00+08:00");
+    assert_eq!(bg(&mut h, Record::Payment(p.clone())), Outcome::Applied);
+    assert_eq!(bg(&mut h, Record::Payment(p)), Outcome::Redelivered, "the month in flight is read");
+    let mut rev = payment("R1", "2019-01", "585.00", "2019-01-11T10:00:00+08:00");
+    rev.kind = PaymentKind::Reversal;
+    rev.reverses = Some("E1".into());
+    assert_eq!(bg(&mut h, Record::Payment(rev)), Outcome::Applied, "the payment in flight is found");
+    bg(&mut h, Record::Payment(payment("E2", "2019-02", "585.00", "2019-02-10T10:00:00+08:00")));
+    bg(&mut h, Record::Payment(payment("E3", "2019-03", "585.00", "2019-03-10T10:00:00+08:00")));
+    bg(&mut h, death("2019-02-20", "2019-03-15T09:00:00+08:00"));
+    // An earlier date from another source: E3 again, while the alert for
+    // it is still in flight.
+    bg(&mut h, death("2019-01-20", "2019-03-16T09:00:00+08:00"));
+    h.alerts.extend(h.engine.commit(None).unwrap().alerts);
+    let found: Vec<&str> = h.of(Rule::PaidAfterDeath).iter().map(|a| a.evidence.event_ids[0].as_str()).collect();
+    assert_eq!(found, ["E3", "E2"], "E3 raised once");
+    let stored: Vec<String> = h.engine.committed_alerts().map(|a| a.unwrap().alert_id).collect();
+    let handed: Vec<String> = h.alerts.iter().map(|a| a.alert_id.clone()).collect();
+    assert_eq!(stored, handed);
 }

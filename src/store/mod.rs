@@ -10,6 +10,7 @@ mod table;
 
 pub use table::Table;
 
+
 use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -29,6 +30,8 @@ pub enum StoreError {
     Decode { cf: &'static str, source: postcard::Error },
     #[error("stored value cannot be encoded: {0}")]
     Encode(postcard::Error),
+    #[error("cannot write in the background: {0}")]
+    Thread(String),
 }
 
 /// The column families.
@@ -137,6 +140,9 @@ pub struct Store {
     sync: bool,
     /// The options it was opened with, for statistics.
     opts: Arc<Options>,
+    /// Tests: see [`Store::defer_background_writes`].
+    #[cfg(test)]
+    defer_background_writes: bool,
 }
 
 impl Store {
@@ -227,7 +233,14 @@ impl Store {
         });
         let db = DB::open_cf_descriptors(&db_opts, path, descriptors)
             .map_err(|e| refuse(format!("cannot be opened ({e}); refusing to touch it (damaged? restore it from a backup)")))?;
-        let store = Store { db: Arc::new(db), path: path.to_owned(), sync: o.sync, opts: Arc::new(db_opts) };
+        let store = Store {
+            db: Arc::new(db),
+            path: path.to_owned(),
+            sync: o.sync,
+            opts: Arc::new(db_opts),
+            #[cfg(test)]
+            defer_background_writes: false,
+        };
         match store.get_raw(Cf::Meta, keys::META_SCHEMA)? {
             Some(v) if v == SCHEMA.as_bytes() => {}
             Some(v) => {
@@ -273,12 +286,39 @@ impl Store {
         Batch { store: self, wb: WriteBatch::default(), scratch: Vec::new() }
     }
 
+    /// A new, empty batch with room for `bytes` reserved, so a large batch
+    /// is not copied again each time it outgrows its buffer.
+    pub fn batch_with_capacity(&self, bytes: usize) -> Batch<'_> {
+        Batch { store: self, wb: WriteBatch::with_capacity_bytes(bytes), scratch: Vec::new() }
+    }
+
     /// Commits one batch atomically (fsynced when configured).
     pub fn commit(&self, batch: Batch<'_>) -> Result<(), StoreError> {
         let mut w = WriteOptions::default();
         w.set_sync(self.sync);
         self.db.write_opt(batch.wb, &w)?;
         Ok(())
+    }
+
+    /// Starts writing one batch on its own thread, so the caller can go on
+    /// applying records while RocksDB copies it into its log and memtables.
+    /// The write is atomic like [`Store::commit`]; it is durable once
+    /// [`PendingWrite::wait`] returns `Ok`.
+    pub fn commit_in_background(&self, batch: Batch<'_>) -> PendingWrite {
+        let store = self.clone();
+        let wb = batch.wb;
+        #[cfg(test)]
+        if self.defer_background_writes {
+            return PendingWrite::Deferred(store, wb);
+        }
+        let thread = std::thread::Builder::new().name("paywatch-commit".into()).spawn(move || store.write(wb));
+        PendingWrite::Thread(thread)
+    }
+
+    fn write(&self, wb: WriteBatch) -> Result<(), StoreError> {
+        let mut w = WriteOptions::default();
+        w.set_sync(self.sync);
+        Ok(self.db.write_opt(wb, &w)?)
     }
 
     /// Commits one batch, and when it cannot be written (a full disk, an
@@ -312,6 +352,13 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// Tests: background writes are made only when waited for, so reads in
+    /// between meet a batch that is certainly not in the store yet.
+    #[cfg(test)]
+    pub fn defer_background_writes(&mut self) {
+        self.defer_background_writes = true;
     }
 
     /// Keys of a column family from `start` up to (not including) `end`.
@@ -399,6 +446,29 @@ fn only_rocksdb_files(path: &Path) -> bool {
     })
 }
 
+/// A batch being written by [`Store::commit_in_background`].
+pub enum PendingWrite {
+    /// The writing thread (an error when it could not be started).
+    Thread(std::io::Result<std::thread::JoinHandle<Result<(), StoreError>>>),
+    /// Tests: written only when waited for.
+    #[cfg(test)]
+    Deferred(Store, WriteBatch),
+}
+
+impl PendingWrite {
+    /// Waits until the batch is written (or has failed).
+    pub fn wait(self) -> Result<(), StoreError> {
+        match self {
+            PendingWrite::Thread(thread) => {
+                let thread = thread.map_err(|e| StoreError::Thread(e.to_string()))?;
+                thread.join().map_err(|_| StoreError::Thread("the commit thread panicked".into()))?
+            }
+            #[cfg(test)]
+            PendingWrite::Deferred(store, wb) => store.write(wb),
+        }
+    }
+}
+
 /// The answer to a failed write, for [`Store::commit_retrying`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WriteFailed {
@@ -434,6 +504,11 @@ impl Batch<'_> {
 
     pub fn delete(&mut self, cf: Cf, key: &[u8]) {
         self.wb.delete_cf(self.store.cf(cf), key);
+    }
+
+    /// Bytes of the encoded batch.
+    pub fn size(&self) -> usize {
+        self.wb.size_in_bytes()
     }
 
     pub fn len(&self) -> usize {

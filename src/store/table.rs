@@ -28,15 +28,22 @@ pub struct Table<V> {
     slots: FxHashMap<Vec<u8>, Slot<V>>,
     /// Changed entries evicted before the commit, encoded.
     evicted: FxHashMap<Vec<u8>, Vec<u8>>,
+    /// Evicted entries written by a commit still in the background: the
+    /// store does not have them yet.
+    in_flight: FxHashMap<Vec<u8>, Vec<u8>>,
     /// Decoded entries kept at most (plus a quarter before eviction runs).
     capacity: usize,
     /// A use counter, for least-recently-used eviction.
     tick: u64,
+    /// A commit is being written in the background: clean entries may be
+    /// newer than the store, so none is dropped until it lands. The cache
+    /// then grows by at most the entries one batch touches.
+    hold_clean: bool,
 }
 
 impl<V: Serialize + DeserializeOwned> Table<V> {
     pub fn new(cf: Cf, capacity: usize) -> Table<V> {
-        Table { cf, slots: FxHashMap::default(), evicted: FxHashMap::default(), capacity, tick: 0 }
+        Table { cf, slots: FxHashMap::default(), evicted: FxHashMap::default(), in_flight: FxHashMap::default(), capacity, tick: 0, hold_clean: false }
     }
 
     fn slot(&mut self, store: &Store, key: &[u8]) -> Result<&mut Slot<V>, StoreError> {
@@ -45,12 +52,13 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
             if self.slots.len() >= self.capacity + self.capacity / 4 {
                 self.shrink_to_capacity()?;
             }
+            let decode = |bytes: &[u8]| postcard::from_bytes(bytes).map_err(|source| StoreError::Decode { cf: self.cf.name(), source });
             let slot = match self.evicted.remove(key) {
-                Some(bytes) => {
-                    let value = postcard::from_bytes(&bytes).map_err(|source| StoreError::Decode { cf: self.cf.name(), source })?;
-                    Slot { value: Some(value), dirty: true, used: 0 }
-                }
-                None => Slot { value: store.get(self.cf, key)?, dirty: false, used: 0 },
+                Some(bytes) => Slot { value: Some(decode(&bytes)?), dirty: true, used: 0 },
+                None => match self.in_flight.get(key) {
+                    Some(bytes) => Slot { value: Some(decode(bytes)?), dirty: false, used: 0 },
+                    None => Slot { value: store.get(self.cf, key)?, dirty: false, used: 0 },
+                },
             };
             self.slots.insert(key.to_vec(), slot);
         }
@@ -89,10 +97,16 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         if excess == 0 {
             return Ok(());
         }
-        let mut ages: Vec<u64> = self.slots.values().map(|s| s.used).collect();
+        let hold = self.hold_clean;
+        let mut ages: Vec<u64> = self.slots.values().filter(|s| s.dirty || !hold).map(|s| s.used).collect();
+        if ages.is_empty() {
+            return Ok(());
+        }
+        let excess = excess.min(ages.len());
         let (_, cut, _) = ages.select_nth_unstable(excess - 1);
         let cut = *cut;
-        let old: Vec<Vec<u8>> = self.slots.iter().filter(|(_, s)| s.used <= cut).map(|(k, _)| k.clone()).collect();
+        let old: Vec<Vec<u8>> =
+            self.slots.iter().filter(|(_, s)| s.used <= cut && (s.dirty || !hold)).map(|(k, _)| k.clone()).collect();
         for k in old {
             if let Some(slot) = self.slots.remove(&k) {
                 if slot.dirty {
@@ -105,11 +119,16 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         Ok(())
     }
 
-    /// Writes every changed entry into the batch; all entries are then clean.
-    pub fn flush(&mut self, batch: &mut Batch<'_>) -> Result<(), StoreError> {
-        for (k, v) in self.evicted.drain() {
-            batch.put_raw(self.cf, &k, &v);
+    /// Writes every changed entry into the batch; all entries are then
+    /// clean. With `in_flight` (the batch is written in the background),
+    /// clean entries are kept until [`Table::landed`].
+    pub fn flush(&mut self, batch: &mut Batch<'_>, in_flight: bool) -> Result<(), StoreError> {
+        self.hold_clean = in_flight;
+        for (k, v) in &self.evicted {
+            batch.put_raw(self.cf, k, v);
         }
+        let evicted = std::mem::take(&mut self.evicted);
+        self.in_flight = if in_flight { evicted } else { FxHashMap::default() };
         for (k, slot) in self.slots.iter_mut().filter(|(_, s)| s.dirty) {
             match &slot.value {
                 Some(v) => batch.put(self.cf, k, v)?,
@@ -120,9 +139,17 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         Ok(())
     }
 
+    /// The batch written in the background is in the store now: clean
+    /// entries may be dropped again.
+    pub fn landed(&mut self) {
+        self.hold_clean = false;
+        self.in_flight = FxHashMap::default();
+        self.trim();
+    }
+
     /// Drops the least recently used clean entries beyond the capacity.
     pub fn trim(&mut self) {
-        if self.slots.len() <= self.capacity {
+        if self.hold_clean || self.slots.len() <= self.capacity {
             return;
         }
         let mut ages: Vec<u64> = self.slots.values().filter(|s| !s.dirty).map(|s| s.used).collect();
@@ -165,7 +192,7 @@ mod tests {
             assert_eq!(t.get(&store, &i.to_be_bytes()).unwrap(), Some(&6), "uncommitted change read back");
         }
         let mut b = store.batch();
-        t.flush(&mut b).unwrap();
+        t.flush(&mut b, false).unwrap();
         store.commit(b).unwrap();
         let fresh: Table<u64> = Table::new(Cf::Accounts, 8);
         drop(fresh);
@@ -184,7 +211,7 @@ mod tests {
         }
         assert_eq!(store.get::<u64>(Cf::Accounts, &7u64.to_be_bytes()).unwrap(), None, "not flushed yet");
         let mut b = store.batch();
-        t.flush(&mut b).unwrap();
+        t.flush(&mut b, false).unwrap();
         assert_eq!(b.len(), 100);
         store.commit(b).unwrap();
         t.trim();

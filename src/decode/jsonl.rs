@@ -50,7 +50,7 @@ impl<R: BufRead> LineReader<R> {
                     break;
                 }
                 any = true;
-                let (chunk, done) = match memchr(b'\n', buf) {
+                let (chunk, done) = match memchr::memchr(b'\n', buf) {
                     Some(i) => (&buf[..i], Some(i + 1)),
                     None => (buf, None),
                 };
@@ -87,10 +87,6 @@ impl<R: BufRead> LineReader<R> {
             return Ok(Some(RawLine { line: self.line, offset: start, bytes, too_large }));
         }
     }
-}
-
-fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|b| *b == needle)
 }
 
 /// Decodes one JSON Lines record of the given kind.

@@ -3,7 +3,7 @@
 //! runs (see `runs`). Memory is bounded by the run size, not the files.
 
 use super::runs::{encode, RunWriter, Runs};
-use crate::decode::{decode_json, CsvError, CsvReader, DeadLetter, Kind, Limits, LineReader, Rejection};
+use crate::decode::{decode_json, CsvError, CsvReader, DeadLetter, Kind, Limits, LineReader, RawLine, Rejection};
 use rayon::prelude::*;
 use crate::model::{Record, SortKey};
 use serde::{Deserialize, Serialize};
@@ -118,42 +118,57 @@ pub fn stage(
             Format::Jsonl => {
                 let file = File::open(path).map_err(|e| read_err(path, e))?;
                 let mut lines = LineReader::new(BufReader::with_capacity(1 << 20, file), limits.max_record_bytes);
-                // Lines are read in order, decoded in parallel a chunk at a
-                // time, and handed on in order again.
-                let mut chunk = Vec::with_capacity(CHUNK);
-                loop {
-                    chunk.clear();
-                    while chunk.len() < CHUNK {
-                        match lines.next_line().map_err(|e| read_err(path, e))? {
-                            Some(l) => chunk.push(l),
-                            None => break,
-                        }
-                    }
-                    if chunk.is_empty() {
-                        break;
-                    }
-                    let staged: Vec<Result<Result<(SortKey, Vec<u8>), Rejection>, SourceError>> = chunk
-                        .par_iter()
-                        .map(|l| match decode_json(kind, l, limits) {
-                            Ok(record) => {
-                                let key = SortKey { time: record.event_time(), rank: record.rank(), source, line: l.line };
-                                let s = Staged { key, offset: l.offset, len: l.bytes.len() as u64, record };
-                                Ok(Ok((key, encode(&s)?)))
+                // One thread reads lines a chunk at a time; the chunk in
+                // hand is decoded in parallel and handed on in order.
+                let read = std::thread::scope(|scope| -> Result<u64, SourceError> {
+                    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<(Vec<RawLine>, u64)>>(2);
+                    scope.spawn(move || loop {
+                        let mut chunk = Vec::with_capacity(CHUNK);
+                        let next = loop {
+                            match lines.next_line() {
+                                Ok(Some(l)) => {
+                                    chunk.push(l);
+                                    if chunk.len() == CHUNK {
+                                        break Ok((chunk, lines.offset()));
+                                    }
+                                }
+                                Ok(None) => break Ok((chunk, lines.offset())),
+                                Err(e) => break Err(e),
                             }
-                            Err(r) => Ok(Err(r)),
-                        })
-                        .collect();
-                    for (l, s) in chunk.iter().zip(staged) {
-                        match s? {
-                            Ok((key, bytes)) => runs.push_encoded(key, bytes)?,
-                            Err(r) => reject(l.line, &r, String::from_utf8_lossy(&l.bytes).into_owned())?,
+                        };
+                        let last = !matches!(&next, Ok((c, _)) if c.len() == CHUNK);
+                        if tx.send(next).is_err() || last {
+                            return;
+                        }
+                    });
+                    let mut read = 0;
+                    for next in rx {
+                        let (chunk, offset) = next.map_err(|e| read_err(path, e))?;
+                        read = offset;
+                        let staged: Vec<Result<Result<(SortKey, Vec<u8>), Rejection>, SourceError>> = chunk
+                            .par_iter()
+                            .map(|l| match decode_json(kind, l, limits) {
+                                Ok(record) => {
+                                    let key = SortKey { time: record.event_time(), rank: record.rank(), source, line: l.line };
+                                    let s = Staged { key, offset: l.offset, len: l.bytes.len() as u64, record };
+                                    Ok(Ok((key, encode(&s)?)))
+                                }
+                                Err(r) => Ok(Err(r)),
+                            })
+                            .collect();
+                        for (l, s) in chunk.iter().zip(staged) {
+                            match s? {
+                                Ok((key, bytes)) => runs.push_encoded(key, bytes)?,
+                                Err(r) => reject(l.line, &r, String::from_utf8_lossy(&l.bytes).into_owned())?,
+                            }
+                        }
+                        if !progress(done + offset) {
+                            return Err(SourceError::Stopped);
                         }
                     }
-                    if !progress(done + lines.offset()) {
-                        return Err(SourceError::Stopped);
-                    }
-                }
-                done += lines.offset();
+                    Ok(read)
+                })?;
+                done += read;
             }
             Format::Csv => {
                 let mut rows = CsvReader::open(path, kind, limits)?;

@@ -21,6 +21,9 @@ pub(super) struct RunWriter {
     files: Vec<PathBuf>,
     /// Records staged in all runs.
     total: u64,
+    /// The previous run, being sorted and written on its own thread while
+    /// the next one fills.
+    spilling: Option<std::thread::JoinHandle<Result<PathBuf, SourceError>>>,
 }
 
 fn spill_err(path: &Path, source: io::Error) -> SourceError {
@@ -29,7 +32,7 @@ fn spill_err(path: &Path, source: io::Error) -> SourceError {
 
 impl RunWriter {
     pub(super) fn new(dir: &Path, limit: usize) -> RunWriter {
-        RunWriter { dir: dir.to_owned(), limit, buf: Vec::new(), files: Vec::new(), total: 0 }
+        RunWriter { dir: dir.to_owned(), limit, buf: Vec::new(), files: Vec::new(), total: 0, spilling: None }
     }
 
     pub(super) fn push(&mut self, s: Staged) -> Result<(), SourceError> {
@@ -47,27 +50,45 @@ impl RunWriter {
         Ok(())
     }
 
+    /// Hands the filled run to a thread that sorts and writes it (after
+    /// the previous one is written): at most two runs are in memory.
     fn spill(&mut self) -> Result<(), SourceError> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        self.buf.sort_unstable_by_key(|(k, _)| *k);
+        self.wait_spilled()?;
         let path = self.dir.join(format!("run-{:05}.bin", self.files.len()));
-        let f = File::create(&path).map_err(|e| spill_err(&path, e))?;
-        let mut w = BufWriter::with_capacity(1 << 20, f);
-        for (_, bytes) in self.buf.drain(..) {
-            w.write_all(&(bytes.len() as u32).to_le_bytes()).map_err(|e| spill_err(&path, e))?;
-            w.write_all(&bytes).map_err(|e| spill_err(&path, e))?;
+        let buf = std::mem::take(&mut self.buf);
+        self.spilling = Some(std::thread::spawn(move || write_run(path, buf)));
+        Ok(())
+    }
+
+    fn wait_spilled(&mut self) -> Result<(), SourceError> {
+        if let Some(t) = self.spilling.take() {
+            let path = t.join().map_err(|_| SourceError::Damaged { path: "(sort)".into(), reason: "the sort thread panicked".into() })??;
+            self.files.push(path);
         }
-        w.flush().map_err(|e| spill_err(&path, e))?;
-        self.files.push(path);
         Ok(())
     }
 
     pub(super) fn finish(mut self) -> Result<Runs, SourceError> {
         self.spill()?;
+        self.wait_spilled()?;
         Ok(Runs { files: self.files, total: self.total })
     }
+}
+
+/// Sorts one run and writes it as frames.
+fn write_run(path: PathBuf, mut buf: Vec<(SortKey, Vec<u8>)>) -> Result<PathBuf, SourceError> {
+    buf.sort_unstable_by_key(|(k, _)| *k);
+    let f = File::create(&path).map_err(|e| spill_err(&path, e))?;
+    let mut w = BufWriter::with_capacity(1 << 20, f);
+    for (_, bytes) in buf {
+        w.write_all(&(bytes.len() as u32).to_le_bytes()).map_err(|e| spill_err(&path, e))?;
+        w.write_all(&bytes).map_err(|e| spill_err(&path, e))?;
+    }
+    w.flush().map_err(|e| spill_err(&path, e))?;
+    Ok(path)
 }
 
 /// A staged record's frame body.

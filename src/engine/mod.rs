@@ -235,7 +235,7 @@ impl Engine {
         let mut landed = self.land()?;
         // A handle of its own, so the batch does not borrow the engine.
         let store = self.store.clone();
-        let mut batch = store.batch_with_capacity(self.batch_bytes + self.batch_bytes / 8);
+        let mut batch = store.batch_with_capacity(self.batch_bytes + self.batch_bytes / 8 + self.months.pending_bytes());
         extra(&mut batch, &self.staged_alerts)?;
         self.fill(&mut batch, position, false)?;
         let failed_attempts = match &mut self.on_write_failure {
@@ -268,9 +268,12 @@ impl Engine {
         }
         let landed = self.land()?;
         let store = self.store.clone();
-        let mut batch = store.batch_with_capacity(self.batch_bytes + self.batch_bytes / 8);
+        let mut batch = store.batch_with_capacity(self.batch_bytes + self.batch_bytes / 8 + self.months.pending_bytes());
         self.fill(&mut batch, position, true)?;
-        let write = store.commit_in_background(batch);
+        // The months, a new entry for most payments, are put into the
+        // batch by the writing thread.
+        let months = self.months.hand_off();
+        let write = store.commit_in_background(batch, Box::new(move |b| months::put_all(b, &months)));
         self.in_flight = Some(InFlight {
             write,
             alert_ids: std::mem::take(&mut self.staged_ids),
@@ -295,10 +298,10 @@ impl Engine {
         Ok(f.committed)
     }
 
-    /// Puts everything staged, and the progress, into `batch`.
+    /// Puts everything staged, and the progress, into `batch`; with
+    /// `in_flight`, all but the months (see [`Engine::commit_in_background`]).
     fn fill(&mut self, batch: &mut Batch<'_>, position: Option<SortKey>, in_flight: bool) -> Result<(), EngineError> {
         self.bens.flush(batch, in_flight)?;
-        self.months.flush(batch, in_flight);
         self.accounts.flush(batch, in_flight)?;
         self.timers.flush(&self.store, batch, in_flight)?;
         for a in &self.staged_alerts {
@@ -314,7 +317,11 @@ impl Engine {
             self.progress.position = position;
         }
         batch.put(Cf::Meta, keys::META_PROGRESS, &self.progress)?;
+        // The next batch reserves this size plus its months.
         self.batch_bytes = batch.size();
+        if !in_flight {
+            self.months.flush(batch);
+        }
         Ok(())
     }
 

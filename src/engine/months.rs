@@ -11,6 +11,7 @@ use crate::model::Payment;
 use crate::store::{Batch, Cf, Store, StoreError};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
+use std::sync::Arc;
 
 /// Same encoding as `StoredPayment`, borrowing the payment.
 #[derive(Serialize)]
@@ -24,8 +25,11 @@ pub struct Months {
     /// key → encoded `Vec<StoredPayment>`, not yet committed.
     pending: FxHashMap<Vec<u8>, Vec<u8>>,
     /// The months of a commit still being written in the background: the
-    /// store does not have them yet, so reads must find them here.
-    in_flight: FxHashMap<Vec<u8>, Vec<u8>>,
+    /// store does not have them yet, so reads must find them here. Shared
+    /// with the thread that puts them into that commit.
+    in_flight: Arc<FxHashMap<Vec<u8>, Vec<u8>>>,
+    /// Bytes of keys and values pending, to size the next batch.
+    pending_bytes: usize,
 }
 
 impl Months {
@@ -41,6 +45,7 @@ impl Months {
     /// Replaces the month's payments.
     pub fn set(&mut self, key: Vec<u8>, list: &[StoredPayment]) -> Result<(), StoreError> {
         let bytes = postcard::to_stdvec(list).map_err(StoreError::Encode)?;
+        self.pending_bytes += key.len() + bytes.len() + ENTRY_OVERHEAD;
         self.pending.insert(key, bytes);
         Ok(())
     }
@@ -48,27 +53,47 @@ impl Months {
     /// Starts a month with its first payment.
     pub fn open(&mut self, key: Vec<u8>, p: &Payment) -> Result<(), StoreError> {
         let one = [StoredRef { payment: p, reversed_by: None }];
-        let bytes = postcard::to_stdvec(&one[..]).map_err(StoreError::Encode)?;
+        // Room for a typical payment, so encoding does not grow the buffer
+        // field by field.
+        let bytes = postcard::to_extend(&one[..], Vec::with_capacity(256)).map_err(StoreError::Encode)?;
+        self.pending_bytes += key.len() + bytes.len() + ENTRY_OVERHEAD;
         self.pending.insert(key, bytes);
         Ok(())
     }
 
-    /// Puts the changed months into the batch. With `in_flight`, they stay
-    /// readable here until [`Months::landed`] says the batch is written.
-    pub fn flush(&mut self, batch: &mut Batch<'_>, in_flight: bool) {
-        for (k, v) in &self.pending {
-            batch.put_raw(Cf::Months, k, v);
-        }
-        if in_flight {
-            self.in_flight = std::mem::take(&mut self.pending);
-        } else {
-            self.pending.clear();
-        }
+    /// Puts the changed months into the batch.
+    pub fn flush(&mut self, batch: &mut Batch<'_>) {
+        put_all(batch, &self.pending);
+        self.pending.clear();
+        self.pending_bytes = 0;
+    }
+
+    /// Hands the changed months to a commit written in the background (see
+    /// [`put_all`]); they stay readable here until [`Months::landed`].
+    pub fn hand_off(&mut self) -> Arc<FxHashMap<Vec<u8>, Vec<u8>>> {
+        self.in_flight = Arc::new(std::mem::take(&mut self.pending));
+        self.pending_bytes = 0;
+        Arc::clone(&self.in_flight)
+    }
+
+    /// Roughly what the pending months add to a batch.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_bytes
     }
 
     /// The batch written in the background is in the store now.
     pub fn landed(&mut self) {
-        self.in_flight = FxHashMap::default();
+        self.in_flight = Arc::default();
+    }
+}
+
+/// What a write batch spends on an entry besides key and value.
+const ENTRY_OVERHEAD: usize = 8;
+
+/// Puts months handed off by [`Months::hand_off`] into a batch.
+pub fn put_all(batch: &mut Batch<'_>, months: &FxHashMap<Vec<u8>, Vec<u8>>) {
+    for (k, v) in months {
+        batch.put_raw(Cf::Months, k, v);
     }
 }
 
@@ -89,7 +114,7 @@ mod tests {
         let got = m.get(&store, &key).unwrap();
         assert_eq!(got, vec![StoredPayment { payment: p.clone(), reversed_by: None }]);
         let mut b = store.batch();
-        m.flush(&mut b, false);
+        m.flush(&mut b);
         store.commit(b).unwrap();
         assert_eq!(m.get(&store, &key).unwrap().len(), 1, "read back from the store");
         let other = crate::store::keys::month(p.beneficiary_id.as_str(), p.period.next());

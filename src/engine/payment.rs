@@ -18,10 +18,14 @@ impl Engine {
     pub(super) fn on_payment(&mut self, p: &Payment) -> Result<Outcome, EngineError> {
         let bid = p.beneficiary_id.as_str();
         let month_key = keys::month(bid, p.period);
+        // The beneficiary is looked up once; everything up to the account
+        // step works on this borrow.
+        let (store, months, rules, tz) = (&self.store, &mut self.months, &self.rules, self.tz);
+        let ben = self.bens.get_or_default(store, bid.as_bytes())?;
         // A redelivery repeats the record, so it lands in a month that
         // already has payments; only then is the month read.
-        let known_month = self.bens.get(&self.store, bid.as_bytes())?.is_some_and(|b| b.months_any.contains(p.period));
-        let mut month = if known_month { self.months.get(&self.store, &month_key)? } else { Vec::new() };
+        let known_month = ben.months_any.contains(p.period);
+        let mut month = if known_month { months.get(store, &month_key)? } else { Vec::new() };
         if month.iter().any(|sp| sp.payment.event_id == p.event_id) {
             return Ok(Outcome::Redelivered);
         }
@@ -38,17 +42,16 @@ impl Engine {
         } else {
             Vec::new()
         };
-        let paid_on = self.tz.date(p.paid_at);
+        let paid_on = tz.date(p.paid_at);
         let mut findings = Vec::new();
         let review_year;
         let exempt;
         {
-            let ben = self.bens.get_or_default(&self.store, bid.as_bytes())?;
             let roster = ben.roster_at(p.paid_at);
             let custodian = roster.and_then(|r| custodian_in(r, paid_on, &p.account_no, &p.account_name));
             exempt = custodian.is_some();
-            let v = PaymentView { payment: p, roster, death: ben.death(), custodian, paid_on, tz: self.tz };
-            let r = &self.rules;
+            let v = PaymentView { payment: p, roster, death: ben.death(), custodian, paid_on, tz };
+            let r = rules;
             if r.name_mismatch.enabled {
                 findings.extend(name_mismatch::check(&r.name_mismatch, &v));
             }
@@ -76,17 +79,16 @@ impl Engine {
                 None
             };
         }
-        let ben = self.bens.get_or_default(&self.store, bid.as_bytes())?;
         if let Some(y) = review_year {
             ben.reviewed_years.insert(y);
         }
         ben.months_any.insert(p.period);
         ben.months_paid.insert(p.period);
         if month.is_empty() {
-            self.months.open(month_key, p)?;
+            months.open(month_key, p)?;
         } else {
             month.push(StoredPayment { payment: p.clone(), reversed_by: None });
-            self.months.set(month_key, &month)?;
+            months.set(month_key, &month)?;
         }
         let entry = WindowEntry {
             event_id: p.event_id.clone(),
@@ -157,18 +159,17 @@ impl Engine {
         if !self.rules.shared_account.enabled && !self.rules.frequent_payments.enabled {
             return Ok(Vec::new());
         }
-        let holders: Vec<String> = match self.accounts.get(&self.store, account_no.as_bytes())? {
-            Some(a) => a.custodian_of.iter().cloned().collect(),
-            None => Vec::new(),
-        };
+        // One lookup of the account; n is counted only for an account some
+        // roster ever named for a custodian (rare).
+        let (store, bens) = (&self.store, &mut self.bens);
+        let acct = self.accounts.get_or_default(store, account_no.as_bytes())?;
         let mut n = 0;
-        for id in holders {
-            let registered = self.bens.get(&self.store, id.as_bytes())?.and_then(|b| b.roster_at(t)).is_some_and(|r| {
+        for id in &acct.custodian_of {
+            let registered = bens.get(store, id.as_bytes())?.and_then(|b| b.roster_at(t)).is_some_and(|r| {
                 r.custodians.iter().any(|c| c.account_no == account_no && c.valid_on(day))
             });
             n += usize::from(registered);
         }
-        let acct = self.accounts.get_or_default(&self.store, account_no.as_bytes())?;
         Ok(acct.window.step(&self.rules, account_no, township, t, n, change))
     }
 }

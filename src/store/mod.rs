@@ -304,14 +304,21 @@ impl Store {
     /// applying records while RocksDB copies it into its log and memtables.
     /// The write is atomic like [`Store::commit`]; it is durable once
     /// [`PendingWrite::wait`] returns `Ok`.
-    pub fn commit_in_background(&self, batch: Batch<'_>) -> PendingWrite {
+    ///
+    /// `finish` runs on that thread first, to add what the caller can hand
+    /// over whole (the bulk of a batch) without building it itself.
+    pub fn commit_in_background(&self, batch: Batch<'_>, finish: Finish) -> PendingWrite {
         let store = self.clone();
         let wb = batch.wb;
         #[cfg(test)]
         if self.defer_background_writes {
-            return PendingWrite::Deferred(store, wb);
+            return PendingWrite::Deferred(store, wb, finish);
         }
-        let thread = std::thread::Builder::new().name("paywatch-commit".into()).spawn(move || store.write(wb));
+        let thread = std::thread::Builder::new().name("paywatch-commit".into()).spawn(move || {
+            let mut b = Batch { store: &store, wb, scratch: Vec::new() };
+            finish(&mut b);
+            store.write(b.wb)
+        });
         PendingWrite::Thread(thread)
     }
 
@@ -446,13 +453,16 @@ fn only_rocksdb_files(path: &Path) -> bool {
     })
 }
 
+/// Adds the last entries to a batch on the thread that writes it.
+pub type Finish = Box<dyn FnOnce(&mut Batch<'_>) + Send>;
+
 /// A batch being written by [`Store::commit_in_background`].
 pub enum PendingWrite {
     /// The writing thread (an error when it could not be started).
     Thread(std::io::Result<std::thread::JoinHandle<Result<(), StoreError>>>),
     /// Tests: written only when waited for.
     #[cfg(test)]
-    Deferred(Store, WriteBatch),
+    Deferred(Store, WriteBatch, Finish),
 }
 
 impl PendingWrite {
@@ -464,7 +474,11 @@ impl PendingWrite {
                 thread.join().map_err(|_| StoreError::Thread("the commit thread panicked".into()))?
             }
             #[cfg(test)]
-            PendingWrite::Deferred(store, wb) => store.write(wb),
+            PendingWrite::Deferred(store, wb, finish) => {
+                let mut b = Batch { store: &store, wb, scratch: Vec::new() };
+                finish(&mut b);
+                store.write(b.wb)
+            }
         }
     }
 }

@@ -16,7 +16,7 @@ pub use summary::{print_summary, Summary};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::decode::DeadLetter;
-use crate::engine::{Engine, EngineError, Outcome};
+use crate::engine::{prepare, Engine, EngineError, Opened, Outcome};
 use crate::model::{Alert, Record};
 use crate::sink::JsonlSink;
 use crate::source::{stage, Inputs, RawLookup, SourceError, Staged};
@@ -169,15 +169,18 @@ pub fn run(opts: &AuditOptions, cfg: &Config, clock: Arc<dyn Clock>) -> Result<S
     let mut applied = 0u64;
     let mut payments = 0u64;
     let merge = runs.merge(resumed)?;
-    // The merge (reading and decoding the sorted runs) runs on its own
-    // thread, a chunk ahead of the engine.
+    // The merge (reading and decoding the sorted runs, and preparing each
+    // record for the engine) runs on its own thread, a chunk ahead of it.
     std::thread::scope(|scope| -> Result<(), AuditError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Staged>, SourceError>>(8);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<(Staged, Option<Opened>)>, SourceError>>(8);
         scope.spawn(move || {
             let mut chunk = Vec::with_capacity(MERGE_CHUNK);
             for s in merge {
                 match s {
-                    Ok(s) => chunk.push(s),
+                    Ok(s) => {
+                        let opened = prepare(&s.record);
+                        chunk.push((s, opened));
+                    }
                     Err(e) => {
                         let _ = tx.send(Err(e));
                         return;
@@ -193,11 +196,11 @@ pub fn run(opts: &AuditOptions, cfg: &Config, clock: Arc<dyn Clock>) -> Result<S
             if opts.stop.load(Ordering::Relaxed) {
                 break;
             }
-            for s in chunk? {
+            for (s, opened) in chunk? {
                 if let Record::Payment(_) = s.record {
                     payments += 1;
                 }
-                if let Outcome::Rejected(r) = engine.apply(&s.record)? {
+                if let Outcome::Rejected(r) = engine.apply_prepared(&s.record, opened)? {
                     let raw_text = raw.raw(s.key.source, s.offset, s.len);
                     engine.stage_dead_letter(DeadLetter::new(&raw.name(s.key.source), s.key.line, &r, raw_text));
                 }

@@ -81,6 +81,28 @@ pub struct Progress {
     pub inputs: Vec<(String, u64)>,
 }
 
+/// The month a payment opens when it is the month's first, encoded ahead
+/// of [`Engine::apply_prepared`] by [`prepare`].
+pub struct Opened {
+    /// The `months` key.
+    key: Vec<u8>,
+    /// The month holding only this payment.
+    bytes: Vec<u8>,
+}
+
+/// The part of applying a record that needs no state, so a caller can do
+/// it on another thread ahead of the engine: most payments open a month,
+/// and encoding it is a good share of applying them.
+pub fn prepare(rec: &Record) -> Option<Opened> {
+    match rec {
+        Record::Payment(p) if p.kind == PaymentKind::Payment => {
+            let bytes = months::encode_opened(p).ok()?;
+            Some(Opened { key: keys::month(p.beneficiary_id.as_str(), p.period), bytes })
+        }
+        _ => None,
+    }
+}
+
 /// What one commit made durable, for the sinks.
 #[derive(Debug, Default)]
 pub struct Committed {
@@ -194,11 +216,16 @@ impl Engine {
 
     /// Applies one record at its event time.
     pub fn apply(&mut self, rec: &Record) -> Result<Outcome, EngineError> {
+        self.apply_prepared(rec, None)
+    }
+
+    /// Applies one record with what [`prepare`] made of it ahead of time.
+    pub fn apply_prepared(&mut self, rec: &Record, opened: Option<Opened>) -> Result<Outcome, EngineError> {
         self.advance_watermark(rec.event_time())?;
         let outcome = match rec {
             Record::Roster(r) => self.on_roster(r)?,
             Record::Death(d) => self.on_death(d)?,
-            Record::Payment(p) if p.kind == PaymentKind::Payment => self.on_payment(p)?,
+            Record::Payment(p) if p.kind == PaymentKind::Payment => self.on_payment(p, opened)?,
             Record::Payment(p) => self.on_reversal(p)?,
         };
         let c = &mut self.progress.counts;

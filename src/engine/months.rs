@@ -50,15 +50,10 @@ impl Months {
         Ok(())
     }
 
-    /// Starts a month with its first payment.
-    pub fn open(&mut self, key: Vec<u8>, p: &Payment) -> Result<(), StoreError> {
-        let one = [StoredRef { payment: p, reversed_by: None }];
-        // Room for a typical payment, so encoding does not grow the buffer
-        // field by field.
-        let bytes = postcard::to_extend(&one[..], Vec::with_capacity(256)).map_err(StoreError::Encode)?;
+    /// Starts a month with its first payment, encoded by [`encode_opened`].
+    pub fn open(&mut self, key: Vec<u8>, bytes: Vec<u8>) {
         self.pending_bytes += key.len() + bytes.len() + ENTRY_OVERHEAD;
         self.pending.insert(key, bytes);
-        Ok(())
     }
 
     /// Puts the changed months into the batch.
@@ -87,6 +82,14 @@ impl Months {
     }
 }
 
+/// A month holding only `p`, encoded as `Vec<StoredPayment>`.
+pub fn encode_opened(p: &Payment) -> Result<Vec<u8>, StoreError> {
+    let one = [StoredRef { payment: p, reversed_by: None }];
+    // Room for a typical payment, so encoding does not grow the buffer
+    // field by field.
+    postcard::to_extend(&one[..], Vec::with_capacity(256)).map_err(StoreError::Encode)
+}
+
 /// What a write batch spends on an entry besides key and value.
 const ENTRY_OVERHEAD: usize = 8;
 
@@ -110,7 +113,7 @@ mod tests {
         let mut m = Months::default();
         let p = payment("E1", "2020-03", "585.00", "2020-03-10T10:00:00+08:00");
         let key = crate::store::keys::month(p.beneficiary_id.as_str(), p.period);
-        m.open(key.clone(), &p).unwrap();
+        m.open(key.clone(), encode_opened(&p).unwrap());
         let got = m.get(&store, &key).unwrap();
         assert_eq!(got, vec![StoredPayment { payment: p.clone(), reversed_by: None }]);
         let mut b = store.batch();

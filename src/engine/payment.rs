@@ -2,7 +2,7 @@
 //! and the receiving account's window.
 
 use super::state::{custodian_in, StoredPayment};
-use super::{Engine, EngineError, Outcome};
+use super::{months, Engine, EngineError, Opened, Outcome};
 use crate::decode::{Reason, Rejection};
 use crate::detect::duplicate_period::Earlier;
 use crate::detect::episode::{Change, WindowEntry};
@@ -15,9 +15,12 @@ use crate::model::{Payment, PaymentType, Period, Timestamp};
 use crate::store::keys;
 
 impl Engine {
-    pub(super) fn on_payment(&mut self, p: &Payment) -> Result<Outcome, EngineError> {
+    pub(super) fn on_payment(&mut self, p: &Payment, opened: Option<Opened>) -> Result<Outcome, EngineError> {
         let bid = p.beneficiary_id.as_str();
-        let month_key = keys::month(bid, p.period);
+        let (month_key, opened) = match opened {
+            Some(o) => (o.key, Some(o.bytes)),
+            None => (keys::month(bid, p.period), None),
+        };
         // The beneficiary is looked up once; everything up to the account
         // step works on this borrow.
         let (store, months, rules, tz) = (&self.store, &mut self.months, &self.rules, self.tz);
@@ -85,7 +88,11 @@ impl Engine {
         ben.months_any.insert(p.period);
         ben.months_paid.insert(p.period);
         if month.is_empty() {
-            months.open(month_key, p)?;
+            let bytes = match opened {
+                Some(b) => b,
+                None => months::encode_opened(p)?,
+            };
+            months.open(month_key, bytes);
         } else {
             month.push(StoredPayment { payment: p.clone(), reversed_by: None });
             months.set(month_key, &month)?;

@@ -156,6 +156,9 @@ pub struct Engine {
     batch_bytes: usize,
     /// The commit being written in the background, if any.
     in_flight: Option<InFlight>,
+    /// What a background commit that landed between commits made durable,
+    /// returned by the next commit.
+    landed: Committed,
 }
 
 /// A commit handed to RocksDB on another thread, not yet durable.
@@ -190,6 +193,7 @@ impl Engine {
             on_write_failure: None,
             batch_bytes: 0,
             in_flight: None,
+            landed: Committed::default(),
         })
     }
 
@@ -221,6 +225,13 @@ impl Engine {
 
     /// Applies one record with what [`prepare`] made of it ahead of time.
     pub fn apply_prepared(&mut self, rec: &Record, opened: Option<Opened>) -> Result<Outcome, EngineError> {
+        // A background commit that has landed releases what it held (its
+        // months, and the clean entries the caches keep for it) at once.
+        if self.in_flight.as_ref().is_some_and(|f| f.write.is_finished()) {
+            let mut c = self.land()?;
+            self.landed.alerts.append(&mut c.alerts);
+            self.landed.dead_letters.append(&mut c.dead_letters);
+        }
         self.advance_watermark(rec.event_time())?;
         let outcome = match rec {
             Record::Roster(r) => self.on_roster(r)?,
@@ -314,15 +325,18 @@ impl Engine {
     }
 
     /// Waits for the commit being written in the background, if any, and
-    /// returns what it made durable.
+    /// returns what it (and any that landed earlier) made durable.
     fn land(&mut self) -> Result<Committed, EngineError> {
-        let Some(f) = self.in_flight.take() else { return Ok(Committed::default()) };
+        let mut landed = std::mem::take(&mut self.landed);
+        let Some(mut f) = self.in_flight.take() else { return Ok(landed) };
         f.write.wait()?;
         self.months.landed();
         self.timers.landed();
         self.bens.landed();
         self.accounts.landed();
-        Ok(f.committed)
+        landed.alerts.append(&mut f.committed.alerts);
+        landed.dead_letters.append(&mut f.committed.dead_letters);
+        Ok(landed)
     }
 
     /// Puts everything staged, and the progress, into `batch`; with

@@ -466,6 +466,16 @@ pub enum PendingWrite {
 }
 
 impl PendingWrite {
+    /// True once [`PendingWrite::wait`] would not block.
+    pub fn is_finished(&self) -> bool {
+        match self {
+            PendingWrite::Thread(Ok(thread)) => thread.is_finished(),
+            PendingWrite::Thread(Err(_)) => true,
+            #[cfg(test)]
+            PendingWrite::Deferred(..) => false,
+        }
+    }
+
     /// Waits until the batch is written (or has failed).
     pub fn wait(self) -> Result<(), StoreError> {
         match self {

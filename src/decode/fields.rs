@@ -102,7 +102,9 @@ impl Check {
             None | Some(Scalar::Null) => Ok(None),
             Some(Scalar::Str(s)) if s.trim().is_empty() => Ok(None),
             Some(Scalar::Str(s)) => {
-                if s.chars().count() > self.limits.max_field_chars {
+                // A string has no more characters than bytes: only a long one
+                // needs counting.
+                if s.len() > self.limits.max_field_chars && s.chars().count() > self.limits.max_field_chars {
                     Err(Rejection::new(
                         Reason::BadField,
                         format!("{name} is longer than {} characters", self.limits.max_field_chars),

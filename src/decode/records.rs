@@ -52,7 +52,7 @@ pub struct RawPayment<'a> {
 pub fn validate_payment(r: &RawPayment<'_>, limits: Limits) -> Result<Payment, Rejection> {
     let c = Check { limits };
     let event_id = match &r.event_id {
-        Some(Scalar::Str(s)) if !s.is_empty() && s.chars().count() > 64 => {
+        Some(Scalar::Str(s)) if s.len() > 64 && s.chars().count() > 64 => {
             return Err(Rejection::new(Reason::BadEventId, "event_id must be 1-64 characters"))
         }
         v => c.req("event_id", v)?.to_owned(),

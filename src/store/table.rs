@@ -12,6 +12,9 @@ use rustc_hash::FxHashMap;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+/// A key kept inline when it is short (every key paywatch caches is).
+type Key = smallvec::SmallVec<[u8; 24]>;
+
 struct Slot<V> {
     /// `None`: known to be absent from the store.
     value: Option<V>,
@@ -24,8 +27,9 @@ struct Slot<V> {
 pub struct Table<V> {
     /// The column family behind it.
     cf: Cf,
-    /// Decoded entries.
-    slots: FxHashMap<Vec<u8>, Slot<V>>,
+    /// Decoded entries. Keys (identity and account numbers, at most 19
+    /// bytes) are stored inline, so a lookup does not chase a pointer.
+    slots: FxHashMap<Key, Slot<V>>,
     /// Changed entries evicted before the commit, encoded.
     evicted: FxHashMap<Vec<u8>, Vec<u8>>,
     /// Evicted entries written by a commit still in the background: the
@@ -60,7 +64,7 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
                     None => Slot { value: store.get(self.cf, key)?, dirty: false, used: 0 },
                 },
             };
-            self.slots.insert(key.to_vec(), slot);
+            self.slots.insert(Key::from_slice(key), slot);
         }
         let slot = self.slots.get_mut(key).expect("just inserted");
         slot.used = self.tick;
@@ -105,13 +109,13 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         let excess = excess.min(ages.len());
         let (_, cut, _) = ages.select_nth_unstable(excess - 1);
         let cut = *cut;
-        let old: Vec<Vec<u8>> =
+        let old: Vec<Key> =
             self.slots.iter().filter(|(_, s)| s.used <= cut && (s.dirty || !hold)).map(|(k, _)| k.clone()).collect();
         for k in old {
             if let Some(slot) = self.slots.remove(&k) {
                 if slot.dirty {
                     if let Some(v) = &slot.value {
-                        self.evicted.insert(k, postcard::to_stdvec(v).map_err(StoreError::Encode)?);
+                        self.evicted.insert(k.to_vec(), postcard::to_stdvec(v).map_err(StoreError::Encode)?);
                     }
                 }
             }

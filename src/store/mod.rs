@@ -214,10 +214,13 @@ impl Store {
             c.set_block_based_table_factory(&t);
             c.set_write_buffer_size(o.write_buffer_mb << 20);
             // Most point reads ask for keys that do not exist yet (a new
-            // event, a new month): a memtable bloom filter answers them
-            // without walking the skip list.
-            c.set_memtable_prefix_bloom_ratio(0.1);
-            c.set_memtable_whole_key_filtering(true);
+            // beneficiary, a new account): a memtable bloom filter answers
+            // them without walking the skip list. `months` is read only for
+            // months known to exist, so its filter would only cost inserts.
+            if *cf != Cf::Months {
+                c.set_memtable_prefix_bloom_ratio(0.1);
+                c.set_memtable_whole_key_filtering(true);
+            }
             if *cf == Cf::Months {
                 // One insert per payment, read back only by exact key: a
                 // memtable hashed on the beneficiary keeps inserts short.

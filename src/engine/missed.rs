@@ -24,9 +24,9 @@ pub struct Timers {
 
 impl Timers {
     /// Puts a beneficiary in the bucket of `deadline`.
-    pub fn add(&mut self, deadline: Timestamp, bid: &str) {
+    pub fn add(&mut self, deadline: Timestamp, bid: String) {
         let slot = self.pending.entry(deadline).or_insert_with(|| Some(Vec::new()));
-        slot.get_or_insert_with(Vec::new).push(bid.to_owned());
+        slot.get_or_insert_with(Vec::new).push(bid);
     }
 
     /// The bucket of `deadline` as committed (or being committed).
@@ -93,14 +93,15 @@ impl Engine {
                 None => {}
             }
             for bid in bids {
-                self.decide_months(&bid, d, w)?;
+                self.decide_months(bid, d, w)?;
             }
         }
         Ok(())
     }
 
     /// Decides the months of one beneficiary waiting on `deadline`.
-    fn decide_months(&mut self, bid: &str, deadline: Timestamp, w: Timestamp) -> Result<(), EngineError> {
+    /// Takes the id from the bucket it leaves to the bucket it joins.
+    fn decide_months(&mut self, bid: String, deadline: Timestamp, w: Timestamp) -> Result<(), EngineError> {
         let cfg = &self.rules.missed_payment;
         let tz = self.tz;
         let Some(ben) = self.bens.get_mut(&self.store, bid.as_bytes())? else { return Ok(()) };

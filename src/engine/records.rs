@@ -16,7 +16,7 @@ impl Engine {
         if missed.enabled && ben.missed_next.is_none() && ben.death().is_none() {
             let first = missed.first_open_month(self.tz, Period::of(r.enrolled_at), self.progress.watermark);
             ben.missed_next = Some(first);
-            self.timers.add(missed.deadline(self.tz, first), bid);
+            self.timers.add(missed.deadline(self.tz, first), bid.to_owned());
         }
         if let Some(w) = self.progress.watermark {
             ben.prune_roster(w);

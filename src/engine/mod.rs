@@ -115,6 +115,15 @@ pub struct Committed {
     pub failed_attempts: u32,
 }
 
+impl Committed {
+    /// Adds what a later commit made durable, after this one's.
+    fn absorb(&mut self, mut later: Committed) {
+        self.alerts.append(&mut later.alerts);
+        self.dead_letters.append(&mut later.dead_letters);
+        self.failed_attempts += later.failed_attempts;
+    }
+}
+
 /// Asked after every failed commit attempt, with the error and the number
 /// of failed attempts: retry after a pause, or give up.
 pub type WriteFailurePolicy = Box<dyn FnMut(&StoreError, u32) -> WriteFailed + Send>;
@@ -228,9 +237,7 @@ impl Engine {
         // A background commit that has landed releases what it held (its
         // months, and the clean entries the caches keep for it) at once.
         if self.in_flight.as_ref().is_some_and(|f| f.write.is_finished()) {
-            let mut c = self.land()?;
-            self.landed.alerts.append(&mut c.alerts);
-            self.landed.dead_letters.append(&mut c.dead_letters);
+            self.landed = self.land()?;
         }
         self.advance_watermark(rec.event_time())?;
         let outcome = match rec {
@@ -273,7 +280,7 @@ impl Engine {
         let mut landed = self.land()?;
         // A handle of its own, so the batch does not borrow the engine.
         let store = self.store.clone();
-        let mut batch = store.batch_with_capacity(self.batch_bytes + self.batch_bytes / 8 + self.months.pending_bytes());
+        let mut batch = store.batch_with_capacity(self.batch_capacity());
         extra(&mut batch, &self.staged_alerts)?;
         self.fill(&mut batch, position, false)?;
         let failed_attempts = match &mut self.on_write_failure {
@@ -286,9 +293,11 @@ impl Engine {
         self.bens.trim();
         self.accounts.trim();
         self.staged_ids.clear();
-        landed.alerts.append(&mut self.staged_alerts);
-        landed.dead_letters.append(&mut self.staged_dead);
-        landed.failed_attempts += failed_attempts;
+        landed.absorb(Committed {
+            alerts: std::mem::take(&mut self.staged_alerts),
+            dead_letters: std::mem::take(&mut self.staged_dead),
+            failed_attempts,
+        });
         Ok(landed)
     }
 
@@ -306,7 +315,7 @@ impl Engine {
         }
         let landed = self.land()?;
         let store = self.store.clone();
-        let mut batch = store.batch_with_capacity(self.batch_bytes + self.batch_bytes / 8 + self.months.pending_bytes());
+        let mut batch = store.batch_with_capacity(self.batch_capacity());
         self.fill(&mut batch, position, true)?;
         // The months, a new entry for most payments, are put into the
         // batch by the writing thread.
@@ -328,15 +337,20 @@ impl Engine {
     /// returns what it (and any that landed earlier) made durable.
     fn land(&mut self) -> Result<Committed, EngineError> {
         let mut landed = std::mem::take(&mut self.landed);
-        let Some(mut f) = self.in_flight.take() else { return Ok(landed) };
+        let Some(f) = self.in_flight.take() else { return Ok(landed) };
         f.write.wait()?;
         self.months.landed();
         self.timers.landed();
         self.bens.landed();
         self.accounts.landed();
-        landed.alerts.append(&mut f.committed.alerts);
-        landed.dead_letters.append(&mut f.committed.dead_letters);
+        landed.absorb(f.committed);
         Ok(landed)
+    }
+
+    /// Room to reserve for the next batch: the last one's size (months
+    /// aside) with some slack, plus the months pending now.
+    fn batch_capacity(&self) -> usize {
+        self.batch_bytes + self.batch_bytes / 8 + self.months.pending_bytes()
     }
 
     /// Puts everything staged, and the progress, into `batch`; with

@@ -123,19 +123,7 @@ pub fn stage(
                 let read = std::thread::scope(|scope| -> Result<u64, SourceError> {
                     let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<(Vec<RawLine>, u64)>>(2);
                     scope.spawn(move || loop {
-                        let mut chunk = Vec::with_capacity(CHUNK);
-                        let next = loop {
-                            match lines.next_line() {
-                                Ok(Some(l)) => {
-                                    chunk.push(l);
-                                    if chunk.len() == CHUNK {
-                                        break Ok((chunk, lines.offset()));
-                                    }
-                                }
-                                Ok(None) => break Ok((chunk, lines.offset())),
-                                Err(e) => break Err(e),
-                            }
-                        };
+                        let next = read_chunk(&mut lines);
                         let last = !matches!(&next, Ok((c, _)) if c.len() == CHUNK);
                         if tx.send(next).is_err() || last {
                             return;
@@ -194,6 +182,18 @@ pub fn stage(
         }
     }
     runs.finish()
+}
+
+/// Up to [`CHUNK`] lines, and the bytes consumed after them.
+fn read_chunk<R: io::BufRead>(lines: &mut LineReader<R>) -> io::Result<(Vec<RawLine>, u64)> {
+    let mut chunk = Vec::with_capacity(CHUNK);
+    while chunk.len() < CHUNK {
+        match lines.next_line()? {
+            Some(l) => chunk.push(l),
+            None => break,
+        }
+    }
+    Ok((chunk, lines.offset()))
 }
 
 /// Reads a record's original text back from its input file, to quote it in

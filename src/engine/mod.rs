@@ -79,6 +79,9 @@ pub struct Progress {
     /// The inputs this state was built from (name, size): a resumed audit
     /// must read the same files.
     pub inputs: Vec<(String, u64)>,
+    /// Commits so far: each numbers the `months` segments it writes, so a
+    /// later segment sorts after (and overrides) an earlier one.
+    pub commits: u64,
 }
 
 /// The month a payment opens when it is the month's first, encoded ahead
@@ -319,8 +322,8 @@ impl Engine {
         self.fill(&mut batch, position, true)?;
         // The months, a new entry for most payments, are put into the
         // batch by the writing thread.
-        let months = self.months.hand_off();
-        let write = store.commit_in_background(batch, Box::new(move |b| months::put_all(b, &months)));
+        let (months, segment) = (self.months.hand_off(), self.progress.commits);
+        let write = store.commit_in_background(batch, Box::new(move |b| months::put_all(b, &months, segment)));
         self.in_flight = Some(InFlight {
             write,
             alert_ids: std::mem::take(&mut self.staged_ids),
@@ -371,11 +374,12 @@ impl Engine {
         if position.is_some() {
             self.progress.position = position;
         }
+        self.progress.commits += 1;
         batch.put(Cf::Meta, keys::META_PROGRESS, &self.progress)?;
         // The next batch reserves this size plus its months.
         self.batch_bytes = batch.size();
         if !in_flight {
-            self.months.flush(batch);
+            self.months.flush(batch, self.progress.commits);
         }
         Ok(())
     }

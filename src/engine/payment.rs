@@ -121,12 +121,18 @@ impl Engine {
             None => Vec::new(),
         };
         months.sort_by_key(|m| *m != p.period);
+        // The reversal's own month first (one read), then all the others
+        // in one pass.
+        let (own, others) = months.split_at(months.len().min(1));
         let mut found = None;
-        for m in months {
-            let key = keys::month(bid, m);
-            let list = self.months.get(&self.store, &key)?;
-            if let Some(i) = list.iter().position(|sp| sp.payment.event_id == target_id) {
-                found = Some((m, key, list, i));
+        for months in [own, others] {
+            let keys: Vec<Vec<u8>> = months.iter().map(|m| keys::month(bid, *m)).collect();
+            let lists = self.months.get_many(&self.store, &keys)?;
+            found = months.iter().zip(keys).zip(lists).find_map(|((m, key), list)| {
+                let i = list.iter().position(|sp| sp.payment.event_id == target_id)?;
+                Some((*m, key, list, i))
+            });
+            if found.is_some() {
                 break;
             }
         }

@@ -41,10 +41,11 @@ impl Engine {
         // A late record: every payment already made for a later month is
         // now known to be improper.
         let after: Vec<Period> = ben.months_any.after(Period::of(d.date_of_death)).collect();
+        let keys: Vec<Vec<u8>> = after.iter().map(|m| keys::month(bid, *m)).collect();
+        let months = self.months.get_many(&self.store, &keys)?;
+        let ben = self.bens.get(&self.store, bid.as_bytes())?.expect("created above");
         let mut findings = Vec::new();
-        for m in after {
-            let month = self.months.get(&self.store, &keys::month(bid, m))?;
-            let ben = self.bens.get(&self.store, bid.as_bytes())?.expect("created above");
+        for month in months {
             for sp in &month {
                 let p = &sp.payment;
                 let v = PaymentView {

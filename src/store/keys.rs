@@ -32,13 +32,27 @@ pub fn timer_deadline(key: &[u8]) -> Option<Timestamp> {
     Some(Timestamp((u64::from_be_bytes(b) ^ (1 << 63)) as i64))
 }
 
-/// Length of the beneficiary part of a month key.
+/// Length of the beneficiary part of a `months` key (an identity number).
 pub const MONTH_PREFIX: usize = 18;
 
-/// `beneficiary_id | month`.
+/// Length of the month part of a [`month`] key.
+pub const MONTH_SUFFIX: usize = 4;
+
+/// `beneficiary_id | month`: one month of one beneficiary, as the engine
+/// holds it in memory and as a segment labels it.
 pub fn month(beneficiary_id: &str, p: Period) -> Vec<u8> {
-    let mut k = beneficiary_id.as_bytes().to_vec();
+    let mut k = Vec::with_capacity(beneficiary_id.len() + MONTH_SUFFIX);
+    k.extend_from_slice(beneficiary_id.as_bytes());
     k.extend_from_slice(&(p.0 as u32).to_be_bytes());
+    k
+}
+
+/// `beneficiary_id | segment`: the months of one beneficiary that one
+/// commit wrote (the `months` column family). Segments sort in commit order.
+pub fn month_segment(beneficiary_id: &[u8], segment: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(beneficiary_id.len() + 8);
+    k.extend_from_slice(beneficiary_id);
+    k.extend_from_slice(&segment.to_be_bytes());
     k
 }
 

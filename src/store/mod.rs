@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The layout version written into every state directory.
-const SCHEMA: &str = "paywatch-state-v1";
+const SCHEMA: &str = "paywatch-state-v2";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -29,6 +29,8 @@ pub enum StoreError {
     Db(#[from] rocksdb::Error),
     #[error("stored value in {cf} cannot be decoded: {source}")]
     Decode { cf: &'static str, source: postcard::Error },
+    #[error("stored value in {cf} is malformed: {why}")]
+    Malformed { cf: &'static str, why: &'static str },
     #[error("stored value cannot be encoded: {0}")]
     Encode(postcard::Error),
     #[error("cannot write in the background: {0}")]
@@ -42,7 +44,9 @@ pub enum Cf {
     Meta,
     /// beneficiary_id → roster history, deaths, months paid, review years.
     Beneficiaries,
-    /// beneficiary_id + month → the payments for that month.
+    /// beneficiary_id + segment → the months (and their payments) of that
+    /// beneficiary that one commit wrote; the newest segment holding a
+    /// month has it whole.
     Months,
     /// account_no → the account's window and alert episodes.
     Accounts,
@@ -223,8 +227,10 @@ impl Store {
                 c.set_memtable_whole_key_filtering(true);
             }
             if *cf == Cf::Months {
-                // One insert per payment, read back only by exact key: a
-                // memtable hashed on the beneficiary keeps inserts short.
+                // Read by beneficiary (all its segments), and written one
+                // segment per beneficiary and commit: a memtable hashed on
+                // the beneficiary keeps inserts short, and the filters are
+                // on the beneficiary part of the key.
                 c.set_prefix_extractor(rocksdb::SliceTransform::create_fixed_prefix(keys::MONTH_PREFIX));
                 c.set_memtable_factory(rocksdb::MemtableFactory::HashSkipList {
                     bucket_count: 200_000,
@@ -340,6 +346,30 @@ impl Store {
             out.push((k.to_vec(), v.to_vec()));
         }
         Ok(out)
+    }
+
+    /// Calls `f` with every entry whose key starts with `prefix`, in key
+    /// order, stopping at its first error.
+    pub fn scan_prefix(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut ro = rocksdb::ReadOptions::default();
+        // Lets a column family with a prefix extractor (`months`) use its
+        // prefix bloom filters; the `starts_with` check below decides.
+        ro.set_prefix_same_as_start(true);
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(cf), ro);
+        it.seek(prefix);
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if !k.starts_with(prefix) {
+                break;
+            }
+            f(k, v)?;
+            it.next();
+        }
+        Ok(it.status()?)
     }
 
     /// Every value of a column family in key order.

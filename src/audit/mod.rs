@@ -173,8 +173,9 @@ pub fn run(opts: &AuditOptions, cfg: &Config, clock: Arc<dyn Clock>) -> Result<S
     // record for the engine) runs on its own thread, a chunk ahead of it.
     std::thread::scope(|scope| -> Result<(), AuditError> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<(Staged, Option<Opened>)>, SourceError>>(8);
-        // Applied chunks go back to be freed by the thread that allocated
-        // them, which the allocator does faster than a free from elsewhere.
+        // Applied chunks go back to be emptied by the thread that allocated
+        // their records, which the allocator frees faster than a free from
+        // elsewhere, and to be filled again.
         let (done_tx, done_rx) = std::sync::mpsc::channel::<Vec<(Staged, Option<Opened>)>>();
         scope.spawn(move || {
             let mut chunk = Vec::with_capacity(MERGE_CHUNK);
@@ -190,7 +191,15 @@ pub fn run(opts: &AuditOptions, cfg: &Config, clock: Arc<dyn Clock>) -> Result<S
                     }
                 }
                 if chunk.len() == MERGE_CHUNK {
-                    if tx.send(Ok(std::mem::take(&mut chunk))).is_err() {
+                    // The next chunk reuses an applied one, emptied here.
+                    let next = match done_rx.try_recv() {
+                        Ok(mut done) => {
+                            done.clear();
+                            done
+                        }
+                        Err(_) => Vec::with_capacity(MERGE_CHUNK),
+                    };
+                    if tx.send(Ok(std::mem::replace(&mut chunk, next))).is_err() {
                         return;
                     }
                     done_rx.try_iter().for_each(drop);

@@ -102,7 +102,10 @@ impl Months {
     /// Hands the changed months to a commit written in the background (see
     /// [`put_all`]); they stay readable here until [`Months::landed`].
     pub fn hand_off(&mut self) -> Arc<FxHashMap<Vec<u8>, Vec<u8>>> {
-        self.in_flight = Arc::new(std::mem::take(&mut self.pending));
+        // The next batch opens about as many months: room for them now,
+        // not by doubling while it runs.
+        let room = FxHashMap::with_capacity_and_hasher(self.pending.len(), Default::default());
+        self.in_flight = Arc::new(std::mem::replace(&mut self.pending, room));
         self.pending_bytes = 0;
         Arc::clone(&self.in_flight)
     }

@@ -46,6 +46,8 @@ impl RunWriter {
         self.total += 1;
         if self.buf.len() >= self.limit {
             self.spill()?;
+            // The next run fills as far: room for it now, not by doubling.
+            self.buf.reserve(self.limit);
         }
         Ok(())
     }

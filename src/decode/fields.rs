@@ -170,10 +170,10 @@ impl Check {
         })
     }
 
-    pub fn account_no(&self, name: &str, v: &Option<Scalar<'_>>) -> Result<String, Rejection> {
+    pub fn account_no<'s>(&self, name: &str, v: &'s Option<Scalar<'_>>) -> Result<&'s str, Rejection> {
         let s = self.req(name, v)?;
         check_account_no(name, s)?;
-        Ok(s.to_owned())
+        Ok(s)
     }
 
     /// An enumerated string, mapped by `parse`.

@@ -6,7 +6,7 @@ use super::{Limits, Reason, Rejection};
 use crate::model::time::Date;
 use crate::model::{
     Custodian, DeathRecord, DeathSource, Payment, PaymentKind, PaymentType, Program, RosterRecord,
-    Status,
+    Status, Text,
 };
 use serde::Deserialize;
 
@@ -55,7 +55,7 @@ pub fn validate_payment(r: &RawPayment<'_>, limits: Limits) -> Result<Payment, R
         Some(Scalar::Str(s)) if s.len() > 64 && s.chars().count() > 64 => {
             return Err(Rejection::new(Reason::BadEventId, "event_id must be 1-64 characters"))
         }
-        v => c.req("event_id", v)?.to_owned(),
+        v => Text::from(c.req("event_id", v)?),
     };
     let kind = c
         .enumerated("kind", &r.kind, "payment, reversal", |s| match s {
@@ -64,7 +64,7 @@ pub fn validate_payment(r: &RawPayment<'_>, limits: Limits) -> Result<Payment, R
             _ => None,
         })?
         .unwrap_or(PaymentKind::Payment);
-    let reverses = c.opt("reverses", &r.reverses)?.map(str::to_owned);
+    let reverses = c.opt("reverses", &r.reverses)?.map(Text::from);
     match (kind, &reverses) {
         (PaymentKind::Reversal, None) => {
             return Err(Rejection::new(Reason::BadReversal, "a reversal must name the event_id it reverses"))
@@ -78,9 +78,9 @@ pub fn validate_payment(r: &RawPayment<'_>, limits: Limits) -> Result<Payment, R
         _ => {}
     }
     let beneficiary_id = c.person_id("beneficiary_id", &r.beneficiary_id)?;
-    let beneficiary_name = c.req("beneficiary_name", &r.beneficiary_name)?.to_owned();
-    let household_id = c.req("household_id", &r.household_id)?.to_owned();
-    let township = c.req("township", &r.township)?.to_owned();
+    let beneficiary_name = Text::from(c.req("beneficiary_name", &r.beneficiary_name)?);
+    let household_id = Text::from(c.req("household_id", &r.household_id)?);
+    let township = Text::from(c.req("township", &r.township)?);
     let program = c
         .enumerated("program", &r.program, PROGRAMS, Program::from_code)?
         .ok_or_else(|| Rejection::new(Reason::MissingField, "program is required"))?;
@@ -89,9 +89,9 @@ pub fn validate_payment(r: &RawPayment<'_>, limits: Limits) -> Result<Payment, R
     let payment_type = c
         .enumerated("payment_type", &r.payment_type, "regular, back_pay, one_off", PaymentType::from_code)?
         .unwrap_or(PaymentType::Regular);
-    let account_no = c.account_no("account_no", &r.account_no)?;
-    let account_name = c.req("account_name", &r.account_name)?.to_owned();
-    let bank = c.opt("bank", &r.bank)?.map(str::to_owned);
+    let account_no = Text::from(c.account_no("account_no", &r.account_no)?);
+    let account_name = Text::from(c.req("account_name", &r.account_name)?);
+    let bank = c.opt("bank", &r.bank)?.map(Text::from);
     let scheduled_at = c.date("scheduled_at", &r.scheduled_at)?;
     let paid_at = c.timestamp("paid_at", &r.paid_at)?;
     Ok(Payment {

@@ -9,15 +9,15 @@
 
 use super::{frequent_payments, shared_account, Finding, RulesConfig};
 use crate::model::time::MS_PER_DAY;
-use crate::model::{Money, Timestamp};
+use crate::model::{Money, Text, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// One payment received by an account, kept while any window may need it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WindowEntry {
-    pub event_id: String,
+    pub event_id: Text,
     pub paid_at: Timestamp,
-    pub household_id: String,
+    pub household_id: Text,
     pub amount: Money,
     /// Paid to this account as a custodian registered for the beneficiary
     /// and valid on the paid day: does not count for `SHARED_ACCOUNT`.

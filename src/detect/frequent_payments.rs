@@ -53,7 +53,7 @@ pub fn finding(cfg: &Config, account_no: &str, township: &str, entries: &[Window
     let used: Vec<&WindowEntry> = counted(cfg, entries, now).collect();
     let total = used.iter().fold(Money::ZERO, |a, e| a.plus(e.amount));
     let limit = cfg.limit(custodian_of);
-    let event_ids: Vec<String> = used.iter().map(|e| e.event_id.clone()).collect();
+    let event_ids: Vec<String> = used.iter().map(|e| e.event_id.to_string()).collect();
     let mut evidence = Evidence { event_ids: event_ids.clone(), ..Evidence::default() };
     evidence.figures.insert("payments".into(), used.len().to_string());
     evidence.figures.insert("threshold".into(), limit.to_string());

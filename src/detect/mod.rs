@@ -106,22 +106,22 @@ impl PaymentView<'_> {
     /// A payment-level finding: one per offending payment (§6).
     pub fn finding(&self, rule: Rule, severity: Severity, reason: String) -> Finding {
         let p = self.payment;
-        let mut evidence = Evidence { event_ids: vec![p.event_id.clone()], ..Evidence::default() };
+        let mut evidence = Evidence { event_ids: vec![p.event_id.to_string()], ..Evidence::default() };
         evidence.figures.insert("amount".into(), p.amount.to_string());
-        evidence.figures.insert("beneficiary_name".into(), p.beneficiary_name.clone());
+        evidence.figures.insert("beneficiary_name".into(), p.beneficiary_name.to_string());
         Finding {
             rule,
             severity,
-            township: p.township.clone(),
+            township: p.township.to_string(),
             beneficiary_id: Some(p.beneficiary_id.as_str().to_owned()),
-            household_id: Some(p.household_id.clone()),
-            account_no: Some(p.account_no.clone()),
+            household_id: Some(p.household_id.to_string()),
+            account_no: Some(p.account_no.to_string()),
             period: Some(p.period),
             amount: Some(p.amount),
             evidence,
             reason,
             event_time: p.paid_at,
-            identity: vec![p.event_id.clone()],
+            identity: vec![p.event_id.to_string()],
         }
     }
 }

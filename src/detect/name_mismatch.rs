@@ -37,8 +37,8 @@ pub fn check(cfg: &Config, v: &PaymentView<'_>) -> Option<Finding> {
         account_tail(&p.account_no),
     );
     let mut f = v.finding(Rule::NameMismatch, cfg.severity, reason);
-    f.evidence.figures.insert("account_name".into(), p.account_name.clone());
-    f.evidence.figures.insert("beneficiary_name".into(), p.beneficiary_name.clone());
+    f.evidence.figures.insert("account_name".into(), p.account_name.to_string());
+    f.evidence.figures.insert("beneficiary_name".into(), p.beneficiary_name.to_string());
     if let Some(r) = v.roster {
         f.evidence.record_ids.push(super::roster_ref(r, v.tz));
     }
@@ -81,7 +81,7 @@ mod tests {
         p.account_name = "李四".into();
         let c = Custodian {
             name: "李四".into(),
-            account_no: p.account_no.clone(),
+            account_no: p.account_no.to_string(),
             registered_at: day("2019-01-01"),
             revoked_at: None,
         };

@@ -65,7 +65,7 @@ pub fn finding(cfg: &Config, account_no: &str, township: &str, entries: &[Window
     let used: Vec<&WindowEntry> = counted(cfg, entries, now).collect();
     let households: BTreeSet<&str> = used.iter().map(|e| e.household_id.as_str()).collect();
     let total = used.iter().fold(Money::ZERO, |a, e| a.plus(e.amount));
-    let event_ids: Vec<String> = used.iter().map(|e| e.event_id.clone()).collect();
+    let event_ids: Vec<String> = used.iter().map(|e| e.event_id.to_string()).collect();
     let mut evidence = Evidence { event_ids: event_ids.clone(), ..Evidence::default() };
     evidence.figures.insert("households".into(), households.len().to_string());
     evidence.figures.insert("threshold".into(), cfg.min_households.to_string());

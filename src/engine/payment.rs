@@ -40,7 +40,7 @@ impl Engine {
                         && sp.payment.program == p.program
                         && sp.payment.payment_type == PaymentType::Regular
                 })
-                .map(|sp| Earlier { event_id: sp.payment.event_id.clone(), amount: sp.payment.amount })
+                .map(|sp| Earlier { event_id: sp.payment.event_id.to_string(), amount: sp.payment.amount })
                 .collect()
         } else {
             Vec::new()
@@ -144,7 +144,7 @@ impl Engine {
             Some(by) => return bad(format!("reverses {target_id}, which {by} already reversed")),
             None => {}
         }
-        list[i].reversed_by = Some(p.event_id.clone());
+        list[i].reversed_by = Some(p.event_id.to_string());
         let target = list[i].payment.clone();
         let still_paid = list.iter().any(|sp| sp.reversed_by.is_none());
         self.months.set(key, &list)?;

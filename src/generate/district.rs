@@ -223,20 +223,20 @@ impl Builder {
         let minute = self.rng().gen_range(0..480);
         let lead = self.rng().gen_range(0..=3);
         Payment {
-            event_id: self.next_event("PAY"),
+            event_id: self.next_event("PAY").into(),
             kind: PaymentKind::Payment,
             reverses: None,
             beneficiary_id: PersonId::parse(&b.id).expect("generated ids are valid"),
-            beneficiary_name: b.name.clone(),
-            household_id: b.household.clone(),
-            township: b.township.to_owned(),
+            beneficiary_name: b.name.as_str().into(),
+            household_id: b.household.as_str().into(),
+            township: b.township.into(),
             program: b.program,
             period: p,
             amount: b.amount(p, self.from),
             payment_type: PaymentType::Regular,
-            account_no: b.account.clone(),
-            account_name: b.account_name.clone(),
-            bank: Some(b.bank.to_owned()),
+            account_no: b.account.as_str().into(),
+            account_name: b.account_name.as_str().into(),
+            bank: Some(b.bank.into()),
             scheduled_at: paid_on.plus_days(-lead),
             paid_at: self.at(paid_on, 9, minute),
         }
@@ -244,7 +244,7 @@ impl Builder {
 
     /// Records a payment; returns its event id.
     pub fn push(&mut self, p: Payment) -> String {
-        let id = p.event_id.clone();
+        let id = p.event_id.to_string();
         self.payments.push(p);
         id
     }
@@ -263,7 +263,7 @@ impl Builder {
     /// A reversal of `of`, `days` after it was paid.
     pub fn reversal(&mut self, of: &Payment, days: i64) -> Payment {
         let mut r = of.clone();
-        r.event_id = self.next_event("REV");
+        r.event_id = self.next_event("REV").into();
         r.kind = PaymentKind::Reversal;
         r.reverses = Some(of.event_id.clone());
         r.paid_at = Timestamp(of.paid_at.0 + days * MS_PER_DAY);

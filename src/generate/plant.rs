@@ -108,8 +108,8 @@ pub fn plant(bd: &mut Builder, role: Role) {
             for p in month_range(b.start, to) {
                 let mut x = bd.regular(&b, p);
                 if p == m || p == m.next() {
-                    x.account_no = cadre_account.clone();
-                    x.account_name = cadre.clone();
+                    x.account_no = cadre_account.as_str().into();
+                    x.account_name = cadre.as_str().into();
                     let id = bd.push(x);
                     bd.expect(Rule::NameMismatch, key(Rule::NameMismatch, &id), "paid into a non-custodian's account");
                 } else {
@@ -127,8 +127,8 @@ pub fn plant(bd: &mut Builder, role: Role) {
             for p in month_range(b.start, to) {
                 let mut x = bd.regular(&b, p);
                 if p <= m.next() {
-                    x.account_no = c.account_no.clone();
-                    x.account_name = c.name.clone();
+                    x.account_no = c.account_no.as_str().into();
+                    x.account_name = c.name.as_str().into();
                 }
                 let id = bd.push(x);
                 if p == m || p == m.next() {
@@ -146,8 +146,8 @@ pub fn plant(bd: &mut Builder, role: Role) {
             for p in month_range(b.start, to) {
                 let mut x = bd.regular(&b, p);
                 if p == m {
-                    x.account_no = host.account.clone();
-                    x.account_name = host.name.clone();
+                    x.account_no = host.account.as_str().into();
+                    x.account_name = host.name.as_str().into();
                     let id = bd.push(x);
                     bd.expect(Rule::NameMismatch, key(Rule::NameMismatch, &id), "paid into another household's card");
                     bd.expect(
@@ -300,8 +300,8 @@ pub fn plant(bd: &mut Builder, role: Role) {
             for p in month_range(b.start, to) {
                 let mut x = bd.regular(&b, p);
                 if p >= m {
-                    x.account_no = c.account_no.clone();
-                    x.account_name = variant(&c.name, p.0 as usize);
+                    x.account_no = c.account_no.as_str().into();
+                    x.account_name = variant(&c.name, p.0 as usize).into();
                 }
                 bd.push(x);
             }

@@ -6,7 +6,7 @@ use std::fmt;
 /// A validated 18-character resident identity number.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct PersonId(String);
+pub struct PersonId(super::Text);
 
 /// Why an identity number was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,7 +43,7 @@ impl PersonId {
         if b[17] as char != expected {
             return Err(IdError::CheckDigit { found: b[17] as char, expected });
         }
-        Ok(PersonId(s.to_owned()))
+        Ok(PersonId(s.into()))
     }
 
     pub fn as_str(&self) -> &str {

@@ -19,3 +19,9 @@ pub use records::{
     RosterRecord, SortKey, Status,
 };
 pub use time::{Period, Timestamp, Tz};
+
+/// A short string kept inline (up to 24 bytes) instead of on the heap. The
+/// fields of a payment (ids, names, township, bank) all fit, so a payment
+/// is decoded, copied and dropped without an allocation per field, and it
+/// encodes exactly like a `String`.
+pub type Text = compact_str::CompactString;

@@ -2,6 +2,7 @@
 
 use super::time::{Date, Period, Timestamp};
 use super::{Money, PersonId};
+use super::Text;
 use serde::{Deserialize, Serialize};
 
 /// Benefit programmes. The first three are paid monthly.
@@ -142,19 +143,19 @@ impl DeathSource {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Payment {
     /// Identifies the disbursement: a second delivery of it is a redelivery.
-    pub event_id: String,
+    pub event_id: Text,
     /// A reversal is money the bank returned; it cancels `reverses`.
     pub kind: PaymentKind,
     /// `event_id` of the payment a reversal cancels; `None` for payments.
-    pub reverses: Option<String>,
+    pub reverses: Option<Text>,
     /// Whose benefit this is: the key of all beneficiary state.
     pub beneficiary_id: PersonId,
     /// Compared with `account_name` for `NAME_MISMATCH`.
-    pub beneficiary_name: String,
+    pub beneficiary_name: Text,
     /// Benefits are granted per household: `SHARED_ACCOUNT` counts these.
-    pub household_id: String,
+    pub household_id: Text,
     /// Routes the alert to the township's supervisor.
-    pub township: String,
+    pub township: Text,
     /// `DUPLICATE_PERIOD` is per programme; the alert names it.
     pub program: Program,
     /// The benefit month this money is for.
@@ -164,11 +165,11 @@ pub struct Payment {
     /// Regular, back pay (补发) or one-off: each has its own limits.
     pub payment_type: PaymentType,
     /// The receiving card or passbook: the key of account state.
-    pub account_no: String,
+    pub account_no: Text,
     /// The holder as the bank has it.
-    pub account_name: String,
+    pub account_name: Text,
     /// Optional in the contract; kept for the supervisor.
-    pub bank: Option<String>,
+    pub bank: Option<Text>,
     /// The approved day: `DISBURSEMENT_DELAY` measures from it.
     pub scheduled_at: Date,
     /// When the bank executed it: the event time.

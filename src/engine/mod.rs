@@ -88,7 +88,7 @@ pub struct Progress {
 /// of [`Engine::apply_prepared`] by [`prepare`].
 pub struct Opened {
     /// The `months` key.
-    key: Vec<u8>,
+    key: keys::MonthKey,
     /// The month holding only this payment.
     bytes: Vec<u8>,
 }

@@ -18,7 +18,7 @@
 
 use super::state::StoredPayment;
 use crate::model::Payment;
-use crate::store::keys::{self, MONTH_SUFFIX};
+use crate::store::keys::{self, MonthKey, MONTH_SUFFIX};
 use crate::store::{Batch, Cf, Store, StoreError};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
@@ -34,11 +34,11 @@ struct StoredRef<'a> {
 #[derive(Default)]
 pub struct Months {
     /// [`keys::month`] → encoded `Vec<StoredPayment>`, not yet committed.
-    pending: FxHashMap<Vec<u8>, Vec<u8>>,
+    pending: FxHashMap<MonthKey, Vec<u8>>,
     /// The months of a commit still being written in the background: the
     /// store does not have them yet, so reads must find them here. Shared
     /// with the thread that puts them into that commit.
-    in_flight: Arc<FxHashMap<Vec<u8>, Vec<u8>>>,
+    in_flight: Arc<FxHashMap<MonthKey, Vec<u8>>>,
     /// Bytes of keys and values pending, to size the next batch.
     pending_bytes: usize,
 }
@@ -47,12 +47,12 @@ impl Months {
     /// The month's payments (empty when there are none); `key` is a
     /// [`keys::month`].
     pub fn get(&self, store: &Store, key: &[u8]) -> Result<Vec<StoredPayment>, StoreError> {
-        Ok(self.get_many(store, &[key.to_vec()])?.pop().unwrap_or_default())
+        Ok(self.get_many(store, &[MonthKey::from_slice(key)])?.pop().unwrap_or_default())
     }
 
     /// Several months of one beneficiary, in the order of `keys`, with one
     /// pass over the beneficiary's segments in the store.
-    pub fn get_many(&self, store: &Store, keys: &[Vec<u8>]) -> Result<Vec<Vec<StoredPayment>>, StoreError> {
+    pub fn get_many(&self, store: &Store, keys: &[MonthKey]) -> Result<Vec<Vec<StoredPayment>>, StoreError> {
         let mut found: Vec<Option<Vec<u8>>> =
             keys.iter().map(|k| self.pending.get(k).or_else(|| self.in_flight.get(k)).cloned()).collect();
         let missing: Vec<usize> = (0..keys.len()).filter(|i| found[*i].is_none()).collect();
@@ -79,7 +79,7 @@ impl Months {
     }
 
     /// Replaces the month's payments.
-    pub fn set(&mut self, key: Vec<u8>, list: &[StoredPayment]) -> Result<(), StoreError> {
+    pub fn set(&mut self, key: MonthKey, list: &[StoredPayment]) -> Result<(), StoreError> {
         let bytes = postcard::to_stdvec(list).map_err(StoreError::Encode)?;
         self.pending_bytes += key.len() + bytes.len() + FRAME_OVERHEAD;
         self.pending.insert(key, bytes);
@@ -87,7 +87,7 @@ impl Months {
     }
 
     /// Starts a month with its first payment, encoded by [`encode_opened`].
-    pub fn open(&mut self, key: Vec<u8>, bytes: Vec<u8>) {
+    pub fn open(&mut self, key: MonthKey, bytes: Vec<u8>) {
         self.pending_bytes += key.len() + bytes.len() + FRAME_OVERHEAD;
         self.pending.insert(key, bytes);
     }
@@ -101,7 +101,7 @@ impl Months {
 
     /// Hands the changed months to a commit written in the background (see
     /// [`put_all`]); they stay readable here until [`Months::landed`].
-    pub fn hand_off(&mut self) -> Arc<FxHashMap<Vec<u8>, Vec<u8>>> {
+    pub fn hand_off(&mut self) -> Arc<FxHashMap<MonthKey, Vec<u8>>> {
         // The next batch opens about as many months: room for them now,
         // not by doubling while it runs.
         let room = FxHashMap::with_capacity_and_hasher(self.pending.len(), Default::default());
@@ -141,8 +141,8 @@ fn beneficiary(key: &[u8]) -> &[u8] {
 /// segment per beneficiary, numbered `segment`, holding each month as its
 /// [`keys::month`] suffix, a little-endian `u32` length and the encoded
 /// month.
-pub fn put_all(batch: &mut Batch<'_>, months: &FxHashMap<Vec<u8>, Vec<u8>>, segment: u64) {
-    let mut sorted: Vec<(&Vec<u8>, &Vec<u8>)> = months.iter().collect();
+pub fn put_all(batch: &mut Batch<'_>, months: &FxHashMap<MonthKey, Vec<u8>>, segment: u64) {
+    let mut sorted: Vec<(&MonthKey, &Vec<u8>)> = months.iter().collect();
     sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let mut value = Vec::new();
     for group in sorted.chunk_by(|a, b| beneficiary(a.0) == beneficiary(b.0)) {

@@ -12,7 +12,7 @@ use crate::detect::{
 };
 use crate::model::time::Date;
 use crate::model::{Payment, PaymentType, Period, Timestamp};
-use crate::store::keys;
+use crate::store::keys::{self, MonthKey};
 
 impl Engine {
     pub(super) fn on_payment(&mut self, p: &Payment, opened: Option<Opened>) -> Result<Outcome, EngineError> {
@@ -126,7 +126,7 @@ impl Engine {
         let (own, others) = months.split_at(months.len().min(1));
         let mut found = None;
         for months in [own, others] {
-            let keys: Vec<Vec<u8>> = months.iter().map(|m| keys::month(bid, *m)).collect();
+            let keys: Vec<MonthKey> = months.iter().map(|m| keys::month(bid, *m)).collect();
             let lists = self.months.get_many(&self.store, &keys)?;
             found = months.iter().zip(keys).zip(lists).find_map(|((m, key), list)| {
                 let i = list.iter().position(|sp| sp.payment.event_id == target_id)?;

@@ -3,7 +3,7 @@
 use super::{Engine, EngineError, Outcome};
 use crate::detect::{paid_after_death, PaymentView};
 use crate::model::{DeathRecord, Period, RosterRecord};
-use crate::store::keys;
+use crate::store::keys::{self, MonthKey};
 
 impl Engine {
     pub(super) fn on_roster(&mut self, r: &RosterRecord) -> Result<Outcome, EngineError> {
@@ -41,7 +41,7 @@ impl Engine {
         // A late record: every payment already made for a later month is
         // now known to be improper.
         let after: Vec<Period> = ben.months_any.after(Period::of(d.date_of_death)).collect();
-        let keys: Vec<Vec<u8>> = after.iter().map(|m| keys::month(bid, *m)).collect();
+        let keys: Vec<MonthKey> = after.iter().map(|m| keys::month(bid, *m)).collect();
         let months = self.months.get_many(&self.store, &keys)?;
         let ben = self.bens.get(&self.store, bid.as_bytes())?.expect("created above");
         let mut findings = Vec::new();

@@ -38,11 +38,14 @@ pub const MONTH_PREFIX: usize = 18;
 /// Length of the month part of a [`month`] key.
 pub const MONTH_SUFFIX: usize = 4;
 
+/// A [`month`] key, kept inline (an identity number and a month are 22
+/// bytes): one is made for every payment.
+pub type MonthKey = smallvec::SmallVec<[u8; 24]>;
+
 /// `beneficiary_id | month`: one month of one beneficiary, as the engine
 /// holds it in memory and as a segment labels it.
-pub fn month(beneficiary_id: &str, p: Period) -> Vec<u8> {
-    let mut k = Vec::with_capacity(beneficiary_id.len() + MONTH_SUFFIX);
-    k.extend_from_slice(beneficiary_id.as_bytes());
+pub fn month(beneficiary_id: &str, p: Period) -> MonthKey {
+    let mut k = MonthKey::from_slice(beneficiary_id.as_bytes());
     k.extend_from_slice(&(p.0 as u32).to_be_bytes());
     k
 }

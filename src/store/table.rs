@@ -9,6 +9,7 @@
 
 use super::{Batch, Cf, Store, StoreError};
 use rustc_hash::FxHashMap;
+use std::collections::hash_map::Entry;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -52,21 +53,25 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
 
     fn slot(&mut self, store: &Store, key: &[u8]) -> Result<&mut Slot<V>, StoreError> {
         self.tick += 1;
-        if !self.slots.contains_key(key) {
-            if self.slots.len() >= self.capacity + self.capacity / 4 {
-                self.shrink_to_capacity()?;
-            }
-            let decode = |bytes: &[u8]| postcard::from_bytes(bytes).map_err(|source| StoreError::Decode { cf: self.cf.name(), source });
-            let slot = match self.evicted.remove(key) {
-                Some(bytes) => Slot { value: Some(decode(&bytes)?), dirty: true, used: 0 },
-                None => match self.in_flight.get(key) {
-                    Some(bytes) => Slot { value: Some(decode(bytes)?), dirty: false, used: 0 },
-                    None => Slot { value: store.get(self.cf, key)?, dirty: false, used: 0 },
-                },
-            };
-            self.slots.insert(Key::from_slice(key), slot);
+        if self.slots.len() >= self.capacity + self.capacity / 4 && !self.slots.contains_key(key) {
+            self.shrink_to_capacity()?;
         }
-        let slot = self.slots.get_mut(key).expect("just inserted");
+        // One probe: the key is inline, so making it costs no allocation.
+        let slot = match self.slots.entry(Key::from_slice(key)) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => {
+                let cf = self.cf;
+                let decode = |bytes: &[u8]| postcard::from_bytes(bytes).map_err(|source| StoreError::Decode { cf: cf.name(), source });
+                let slot = match self.evicted.remove(key) {
+                    Some(bytes) => Slot { value: Some(decode(&bytes)?), dirty: true, used: 0 },
+                    None => match self.in_flight.get(key) {
+                        Some(bytes) => Slot { value: Some(decode(bytes)?), dirty: false, used: 0 },
+                        None => Slot { value: store.get(cf, key)?, dirty: false, used: 0 },
+                    },
+                };
+                v.insert(slot)
+            }
+        };
         slot.used = self.tick;
         Ok(slot)
     }

@@ -102,17 +102,23 @@ pub fn decode_json(kind: Kind, line: &RawLine, limits: Limits) -> Decoded {
     decode_json_str(kind, text, limits)
 }
 
+/// Why serde_json refused a line, in words for the dead letter.
+fn bad(e: serde_json::Error) -> Rejection {
+    let msg = e.to_string();
+    let msg = if msg.starts_with("invalid type") { "expected a JSON object".to_owned() } else { msg };
+    Rejection::new(Reason::BadJson, msg)
+}
+
 /// Decodes one JSON object of the given kind.
 pub fn decode_json_str(kind: Kind, text: &str, limits: Limits) -> Decoded {
-    let bad = |e: serde_json::Error| {
-        let msg = e.to_string();
-        let msg = if msg.starts_with("invalid type") { "expected a JSON object".to_owned() } else { msg };
-        Rejection::new(Reason::BadJson, msg)
-    };
     match kind {
         Kind::Payment => {
-            let raw: RawPayment = serde_json::from_str(text).map_err(bad)?;
-            validate_payment(&raw, limits).map(Record::Payment)
+            // The usual flat line is split directly; serde_json reads the
+            // rest, and would read these the same (see `flat`).
+            if let Some(raw) = super::flat::plain_object(text).and_then(|pairs| RawPayment::from_pairs(&pairs)) {
+                return validate_payment(&raw, limits).map(Record::Payment);
+            }
+            payment_by_serde(text, limits)
         }
         Kind::Roster => {
             let raw: RawRoster = serde_json::from_str(text).map_err(bad)?;
@@ -123,6 +129,12 @@ pub fn decode_json_str(kind: Kind, text: &str, limits: Limits) -> Decoded {
             validate_death(&raw, limits).map(Record::Death)
         }
     }
+}
+
+/// A payment line read by serde_json.
+fn payment_by_serde(text: &str, limits: Limits) -> Decoded {
+    let raw: RawPayment = serde_json::from_str(text).map_err(bad)?;
+    validate_payment(&raw, limits).map(Record::Payment)
 }
 
 #[cfg(test)]
@@ -182,6 +194,77 @@ mod tests {
         assert_eq!(reason(&with("account_no", "\"6217-0012\"")), Reason::BadAccountNo);
         assert_eq!(reason(&with("kind", "\"reversal\"")), Reason::BadReversal);
         assert_eq!(reason(&with("reverses", "\"E0\"")), Reason::BadReversal);
+    }
+
+    /// Every case above, as the flat line an exporter writes (no nested
+    /// field): the fast path takes it and answers as serde_json does.
+    #[test]
+    fn the_flat_fast_path_answers_as_serde_json() {
+        let flat = |text: String| {
+            let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            v.as_object_mut().unwrap().remove("extra");
+            v.to_string()
+        };
+        let mut cases = vec![flat(GOOD.to_owned())];
+        for (field, value) in [
+            ("event_id", "<absent>"),
+            ("event_id", &format!("\"{}\"", "x".repeat(65))),
+            ("township", "\"\""),
+            ("beneficiary_id", "\"110105194912310021\""),
+            ("beneficiary_id", "\"11010519491231\""),
+            ("amount", "\"-5.00\""),
+            ("amount", "\"5.001\""),
+            ("amount", "\" 585.00 \""),
+            ("period", "\"2019-13\""),
+            ("scheduled_at", "\"2019-02-30\""),
+            ("paid_at", "\"2019-03-12 09:30\""),
+            ("program", "\"dibao\""),
+            ("payment_type", "\"back_pay\""),
+            ("kind", "\"reversal\""),
+            ("reverses", "\"E0\""),
+            ("account_no", "\"6217-0012\""),
+            ("account_name", "\"张 三\""),
+            ("bank", "\"宣城农商银行\""),
+        ] {
+            cases.push(flat(with(field, value)));
+        }
+        let good = flat(GOOD.to_owned());
+        cases.push(good.replacen("{", "{\"event_id\":\"E2\",", 1));
+        cases.push(good.replacen("{", "{\"unknown\":\"x\",", 1));
+        for text in cases {
+            assert!(super::super::flat::plain_object(&text).is_some(), "not flat: {text}");
+            assert_eq!(payment(&text), payment_by_serde(&text, Limits::default()), "{text}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any object made of the payment's fields (some left out, some
+        /// given twice, some unknown), with odd values among good ones.
+        #[test]
+        fn any_flat_payment_line_answers_as_serde_json(
+            fields in proptest::collection::vec((0usize..18, 0usize..6), 0..24),
+        ) {
+            const KEYS: [&str; 18] = [
+                "event_id", "kind", "reverses", "beneficiary_id", "beneficiary_name", "household_id", "township",
+                "program", "period", "amount", "payment_type", "account_no", "account_name", "bank",
+                "scheduled_at", "paid_at", "note", "event_ID",
+            ];
+            let good: serde_json::Value = serde_json::from_str(GOOD).unwrap();
+            let odd = ["", " ", "E1", "2019-03", "12.5", "张\u{3000}三"];
+            let body: Vec<String> = fields
+                .iter()
+                .map(|(k, v)| {
+                    let key = KEYS[*k];
+                    let value = match (good.get(key).and_then(|x| x.as_str()), *v) {
+                        (Some(g), 0..=2) => g.to_owned(),
+                        (_, v) => odd[v].to_owned(),
+                    };
+                    format!("{}:{}", serde_json::Value::from(key), serde_json::Value::from(value))
+                })
+                .collect();
+            let text = format!("{{{}}}", body.join(","));
+            proptest::prop_assert_eq!(payment(&text), payment_by_serde(&text, Limits::default()));
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 mod csv;
 mod fields;
+mod flat;
 pub mod fuzz;
 mod jsonl;
 mod records;

@@ -49,6 +49,39 @@ pub struct RawPayment<'a> {
     pub paid_at: Option<Scalar<'a>>,
 }
 
+impl<'a> RawPayment<'a> {
+    /// The payment serde would read from these pairs (unknown keys
+    /// ignored); `None` for a key given twice, which serde refuses.
+    pub fn from_pairs(pairs: &[(&'a str, &'a str)]) -> Option<RawPayment<'a>> {
+        let mut r = RawPayment::default();
+        for (k, v) in pairs {
+            let field = match *k {
+                "event_id" => &mut r.event_id,
+                "kind" => &mut r.kind,
+                "reverses" => &mut r.reverses,
+                "beneficiary_id" => &mut r.beneficiary_id,
+                "beneficiary_name" => &mut r.beneficiary_name,
+                "household_id" => &mut r.household_id,
+                "township" => &mut r.township,
+                "program" => &mut r.program,
+                "period" => &mut r.period,
+                "amount" => &mut r.amount,
+                "payment_type" => &mut r.payment_type,
+                "account_no" => &mut r.account_no,
+                "account_name" => &mut r.account_name,
+                "bank" => &mut r.bank,
+                "scheduled_at" => &mut r.scheduled_at,
+                "paid_at" => &mut r.paid_at,
+                _ => continue,
+            };
+            if field.replace(Scalar::Str(std::borrow::Cow::Borrowed(v))).is_some() {
+                return None;
+            }
+        }
+        Some(r)
+    }
+}
+
 pub fn validate_payment(r: &RawPayment<'_>, limits: Limits) -> Result<Payment, Rejection> {
     let c = Check { limits };
     let event_id = match &r.event_id {

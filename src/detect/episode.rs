@@ -120,8 +120,13 @@ impl AccountWindow {
         }
         match change {
             Change::Add(e) => {
-                let at = self.entries.partition_point(|x| x.paid_at <= e.paid_at);
-                self.entries.insert(at, e);
+                // Payments mostly arrive in time order: then it goes last.
+                if self.entries.last().is_none_or(|x| x.paid_at <= e.paid_at) {
+                    self.entries.push(e);
+                } else {
+                    let at = self.entries.partition_point(|x| x.paid_at <= e.paid_at);
+                    self.entries.insert(at, e);
+                }
             }
             Change::Reverse(id) => {
                 if let Some(e) = self.entries.iter_mut().find(|e| e.event_id == id) {
@@ -143,7 +148,8 @@ impl AccountWindow {
             }
         }
         let keep_from = now.0 - sw.max(fw);
-        self.entries.retain(|e| e.paid_at.0 > keep_from);
+        let expired = self.entries.partition_point(|e| e.paid_at.0 <= keep_from);
+        self.entries.drain(..expired);
         self.last_eval = Some(now);
         out
     }
@@ -153,9 +159,12 @@ pub fn days_ms(days: u32) -> i64 {
     i64::from(days) * MS_PER_DAY
 }
 
-/// The entries inside the window `(at - W, at]`.
+/// The entries inside the window `(at - W, at]`; `entries` are sorted by
+/// `paid_at`, so both ends are found by bisection.
 pub fn in_window(entries: &[WindowEntry], at: Timestamp, window_ms: i64) -> impl Iterator<Item = &WindowEntry> {
-    entries.iter().filter(move |e| e.paid_at.0 > at.0 - window_ms && e.paid_at <= at)
+    let from = entries.partition_point(|e| e.paid_at.0 <= at.0 - window_ms);
+    let to = entries.partition_point(|e| e.paid_at <= at);
+    entries[from..to.max(from)].iter()
 }
 
 #[cfg(test)]

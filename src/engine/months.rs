@@ -115,9 +115,14 @@ impl Months {
         self.pending_bytes
     }
 
-    /// The batch written in the background is in the store now.
+    /// The batch written in the background is in the store now. Its
+    /// months (a few hundred thousand buffers) are freed on a thread of
+    /// their own, not on the engine's.
     pub fn landed(&mut self) {
-        self.in_flight = Arc::default();
+        let landed = std::mem::take(&mut self.in_flight);
+        if landed.len() > 1024 {
+            let _ = std::thread::Builder::new().name("paywatch-free".into()).spawn(move || drop(landed));
+        }
     }
 }
 

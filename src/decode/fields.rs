@@ -100,7 +100,8 @@ impl Check {
     pub fn opt<'s>(&self, name: &str, v: &'s Option<Scalar<'_>>) -> Result<Option<&'s str>, Rejection> {
         match v {
             None | Some(Scalar::Null) => Ok(None),
-            Some(Scalar::Str(s)) if s.trim().is_empty() => Ok(None),
+            // All white space (stops at the first other character).
+            Some(Scalar::Str(s)) if s.chars().all(char::is_whitespace) => Ok(None),
             Some(Scalar::Str(s)) => {
                 // A string has no more characters than bytes: only a long one
                 // needs counting.

@@ -8,21 +8,17 @@
 //! twice, text after the object — is left to serde_json, so every answer,
 //! and every rejection, is exactly the one serde_json gives.
 
-use smallvec::SmallVec;
-
-/// Key/value pairs of a flat object, in line order.
-pub type Pairs<'a> = SmallVec<[(&'a str, &'a str); 20]>;
-
-/// The pairs of `text` when it is a flat object of plain strings; `None`
-/// when it is anything else (then serde_json decides).
-pub fn plain_object(text: &str) -> Option<Pairs<'_>> {
+/// Calls `pair` with each key and value, in line order, when `text` is a
+/// flat object of plain strings, and returns `Some(())`; `None` when it is
+/// anything else (then serde_json decides), or as soon as `pair` answers
+/// `None`. Pairs already passed to `pair` are then to be forgotten.
+pub fn plain_object<'a>(text: &'a str, mut pair: impl FnMut(&'a str, &'a str) -> Option<()>) -> Option<()> {
     let b = text.as_bytes();
     let mut i = skip_ws(b, 0);
     if b.get(i) != Some(&b'{') {
         return None;
     }
     i = skip_ws(b, i + 1);
-    let mut out = Pairs::new();
     loop {
         let (key, next) = plain_string(text, i)?;
         i = skip_ws(b, next);
@@ -30,7 +26,7 @@ pub fn plain_object(text: &str) -> Option<Pairs<'_>> {
             return None;
         }
         let (value, next) = plain_string(text, skip_ws(b, i + 1))?;
-        out.push((key, value));
+        pair(key, value)?;
         i = skip_ws(b, next);
         match b.get(i) {
             Some(b',') => i = skip_ws(b, i + 1),
@@ -38,8 +34,22 @@ pub fn plain_object(text: &str) -> Option<Pairs<'_>> {
             _ => return None,
         }
     }
-    (skip_ws(b, i + 1) == b.len()).then_some(out)
+    (skip_ws(b, i + 1) == b.len()).then_some(())
 }
+
+/// Bytes that end a plain string's fast scan: the quote, an escape, and
+/// the control characters JSON forbids inside strings.
+static STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = true;
+        c += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
 
 /// JSON white space from `i` on.
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
@@ -57,7 +67,7 @@ fn plain_string(text: &str, i: usize) -> Option<(&str, usize)> {
         return None;
     }
     let start = i + 1;
-    let len = b[start..].iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+    let len = b[start..].iter().position(|&c| STOP[usize::from(c)])?;
     let end = start + len;
     // Both ends are ASCII quotes, so the slice is on character boundaries.
     (b[end] == b'"').then(|| (&text[start..end], end + 1))
@@ -68,10 +78,20 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The pairs of a flat object, or `None`.
+    fn pairs(text: &str) -> Option<Vec<(&str, &str)>> {
+        let mut out = Vec::new();
+        plain_object(text, |k, v| {
+            out.push((k, v));
+            Some(())
+        })?;
+        Some(out)
+    }
+
     #[test]
     fn flat_objects_of_plain_strings_only() {
-        let pairs = plain_object(" {\"a\" : \"1\",\t\"b\":\"张三\"}\r\n").unwrap();
-        assert_eq!(pairs.as_slice(), [("a", "1"), ("b", "张三")]);
+        assert_eq!(pairs(" {\"a\" : \"1\",\t\"b\":\"张三\"}\r\n").unwrap(), [("a", "1"), ("b", "张三")]);
+        assert!(plain_object(r#"{"a":"1","b":"2"}"#, |k, _| (k == "a").then_some(())).is_none(), "stopped by the caller");
         for other in [
             r#"{}"#,
             r#"{"a":1}"#,
@@ -88,7 +108,7 @@ mod tests {
             r#"{"a" "x"}"#,
             "",
         ] {
-            assert!(plain_object(other).is_none(), "{other}");
+            assert!(pairs(other).is_none(), "{other}");
         }
     }
 
@@ -97,7 +117,7 @@ mod tests {
         /// strings in the same order.
         #[test]
         fn agrees_with_serde_json(text in r#"[ {}":,ab\\\tx张"]{0,40}"#) {
-            if let Some(pairs) = plain_object(&text) {
+            if let Some(pairs) = pairs(&text) {
                 let v: serde_json::Value = serde_json::from_str(&text).expect("serde_json reads what the fast path reads");
                 let serde_json::Value::Object(map) = v else { panic!("not an object: {text}") };
                 let mut seen = std::collections::HashSet::new();

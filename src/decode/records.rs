@@ -50,12 +50,13 @@ pub struct RawPayment<'a> {
 }
 
 impl<'a> RawPayment<'a> {
-    /// The payment serde would read from these pairs (unknown keys
-    /// ignored); `None` for a key given twice, which serde refuses.
-    pub fn from_pairs(pairs: &[(&'a str, &'a str)]) -> Option<RawPayment<'a>> {
+    /// The payment serde would read from a flat line of plain strings
+    /// (see `flat`; unknown keys ignored); `None` for any other line, and
+    /// for a key given twice, which serde refuses.
+    pub fn from_flat(text: &'a str) -> Option<RawPayment<'a>> {
         let mut r = RawPayment::default();
-        for (k, v) in pairs {
-            let field = match *k {
+        super::flat::plain_object(text, |k, v| {
+            let field = match k {
                 "event_id" => &mut r.event_id,
                 "kind" => &mut r.kind,
                 "reverses" => &mut r.reverses,
@@ -72,12 +73,13 @@ impl<'a> RawPayment<'a> {
                 "bank" => &mut r.bank,
                 "scheduled_at" => &mut r.scheduled_at,
                 "paid_at" => &mut r.paid_at,
-                _ => continue,
+                _ => return Some(()),
             };
-            if field.replace(Scalar::Str(std::borrow::Cow::Borrowed(v))).is_some() {
-                return None;
+            match field.replace(Scalar::Str(std::borrow::Cow::Borrowed(v))) {
+                Some(_) => None,
+                None => Some(()),
             }
-        }
+        })?;
         Some(r)
     }
 }

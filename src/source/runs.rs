@@ -95,7 +95,9 @@ fn write_run(path: PathBuf, mut buf: Vec<(SortKey, Vec<u8>)>) -> Result<PathBuf,
 
 /// A staged record's frame body.
 pub(super) fn encode(s: &Staged) -> Result<Vec<u8>, SourceError> {
-    postcard::to_stdvec(s).map_err(|e| SourceError::Damaged { path: "(encoding)".into(), reason: e.to_string() })
+    // Room for a typical record, so encoding does not grow the buffer
+    // field by field.
+    postcard::to_extend(s, Vec::with_capacity(320)).map_err(|e| SourceError::Damaged { path: "(encoding)".into(), reason: e.to_string() })
 }
 
 /// Sorted runs on disk, ready to merge.

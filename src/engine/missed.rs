@@ -85,6 +85,7 @@ impl Engine {
         deadlines.extend(self.timers.pending.range(..w).map(|(d, _)| *d));
         deadlines.sort();
         deadlines.dedup();
+        let mut memo = Deadlines::new(self.rules.missed_payment.clone(), self.tz);
         for d in deadlines {
             let mut bids = self.timers.stored(&self.store, d)?;
             match self.timers.pending.insert(d, None) {
@@ -93,7 +94,7 @@ impl Engine {
                 None => {}
             }
             for bid in bids {
-                self.decide_months(bid, d, w)?;
+                self.decide_months(bid, d, w, &mut memo)?;
             }
         }
         Ok(())
@@ -101,17 +102,17 @@ impl Engine {
 
     /// Decides the months of one beneficiary waiting on `deadline`.
     /// Takes the id from the bucket it leaves to the bucket it joins.
-    fn decide_months(&mut self, bid: String, deadline: Timestamp, w: Timestamp) -> Result<(), EngineError> {
+    fn decide_months(&mut self, bid: String, deadline: Timestamp, w: Timestamp, memo: &mut Deadlines) -> Result<(), EngineError> {
         let cfg = &self.rules.missed_payment;
         let tz = self.tz;
         let Some(ben) = self.bens.get_mut(&self.store, bid.as_bytes())? else { return Ok(()) };
         // A stale entry: the beneficiary has moved on (or stopped) since.
-        if ben.missed_next.map(|p| cfg.deadline(tz, p)) != Some(deadline) {
+        if ben.missed_next.map(|p| memo.of(p)) != Some(deadline) {
             return Ok(());
         }
         let mut findings = Vec::new();
         while let Some(p) = ben.missed_next {
-            let d = cfg.deadline(tz, p);
+            let d = memo.of(p);
             if d >= w {
                 break;
             }
@@ -124,8 +125,35 @@ impl Engine {
             ben.missed_next = if died.is_some_and(|m| p >= m) { None } else { Some(p.next()) };
         }
         if let Some(p) = ben.missed_next {
-            self.timers.add(cfg.deadline(tz, p), bid);
+            self.timers.add(memo.of(p), bid);
         }
         self.emit(findings)
+    }
+}
+
+/// The deadlines of the few months one sweep asks about (each beneficiary
+/// of a bucket asks for the same one or two), each computed once.
+struct Deadlines {
+    cfg: missed_payment::Config,
+    tz: crate::model::Tz,
+    /// Months asked so far, with their deadlines; a handful at most.
+    known: Vec<(Period, Timestamp)>,
+}
+
+impl Deadlines {
+    fn new(cfg: missed_payment::Config, tz: crate::model::Tz) -> Deadlines {
+        Deadlines { cfg, tz, known: Vec::new() }
+    }
+
+    fn of(&mut self, p: Period) -> Timestamp {
+        if let Some((_, d)) = self.known.iter().find(|(q, _)| *q == p) {
+            return *d;
+        }
+        if self.known.len() >= 16 {
+            self.known.clear();
+        }
+        let d = self.cfg.deadline(self.tz, p);
+        self.known.push((p, d));
+        d
     }
 }

@@ -1,5 +1,8 @@
 //! A set of benefit months as a bitmap: a beneficiary's paid months fit in a
-//! few words instead of a tree, whatever the length of the history.
+//! few words instead of a tree, whatever the length of the history. Up to
+//! four words (21 years and more) are kept inline, so asking about a month
+//! reads the beneficiary itself rather than a separate allocation: every
+//! payment asks, and that read was one of the engine's costliest.
 
 use crate::model::Period;
 use serde::{Deserialize, Serialize};
@@ -8,7 +11,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MonthSet {
     base: i32,
-    words: Vec<u64>,
+    /// Encoded as a sequence, like a `Vec`.
+    words: smallvec::SmallVec<[u64; 4]>,
 }
 
 impl MonthSet {
@@ -24,7 +28,7 @@ impl MonthSet {
         }
         if p.0 < self.base {
             let shift = ((self.base - p.0 + 63) / 64) as usize;
-            self.words.splice(0..0, std::iter::repeat_n(0, shift));
+            self.words.insert_many(0, std::iter::repeat_n(0, shift));
             self.base -= shift as i32 * 64;
         }
         let i = (p.0 - self.base) as usize;

@@ -163,7 +163,7 @@ pub fn put_all(batch: &mut Batch<'_>, months: &FxHashMap<MonthKey, Vec<u8>>, seg
 
 /// Calls `f` with each month of a segment: its [`keys::month`] suffix and
 /// its encoded payments.
-fn for_each_month(mut segment: &[u8], mut f: impl FnMut(&[u8], &[u8])) -> Result<(), StoreError> {
+pub(super) fn for_each_month(mut segment: &[u8], mut f: impl FnMut(&[u8], &[u8])) -> Result<(), StoreError> {
     let malformed = StoreError::Malformed { cf: Cf::Months.name(), why: "a segment ends inside a month" };
     while !segment.is_empty() {
         let Some((month, rest)) = segment.split_at_checked(MONTH_SUFFIX) else { return Err(malformed) };

@@ -355,3 +355,54 @@ fn a_commit_in_the_background_is_read_back_before_it_lands() {
     let handed: Vec<String> = h.alerts.iter().map(|a| a.alert_id.clone()).collect();
     assert_eq!(stored, handed);
 }
+
+/// A state directory of the previous layout (v1: one `months` entry per
+/// beneficiary and month, progress without `commits`) is upgraded in place
+/// when opened: its payments are still found, and its counts go on.
+#[test]
+fn a_v1_state_directory_is_upgraded_in_place() {
+    use crate::store::{keys, Cf};
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false, statistics: false };
+    let clock = || Arc::new(FixedClock::new(ts("2026-01-01T00:00:00+08:00")));
+    let paid = |m: u32| payment(&format!("E{m:02}"), &format!("2019-{m:02}"), "585.00", &format!("2019-{m:02}-10T10:00:00+08:00"));
+    {
+        let store = Store::open(dir.path(), opts).unwrap();
+        let mut e = Engine::open(store.clone(), RulesConfig::default(), Tz::default(), 64, clock()).unwrap();
+        e.apply(&Record::Roster(enrolled())).unwrap();
+        for m in 1..=6 {
+            assert_eq!(e.apply(&Record::Payment(paid(m))).unwrap(), Outcome::Applied);
+            if m == 3 {
+                e.commit(None).unwrap();
+            }
+        }
+        e.commit(None).unwrap();
+        // Written back as v1 would have it.
+        let mut segments = Vec::new();
+        store.scan_prefix(Cf::Months, BID.as_bytes(), |k, v| Ok(segments.push((k.to_vec(), v.to_vec())))).unwrap();
+        assert_eq!(segments.len(), 2, "one segment per commit");
+        let mut b = store.batch();
+        for (k, v) in &segments {
+            super::months::for_each_month(v, |month, bytes| b.put_raw(Cf::Months, &[BID.as_bytes(), month].concat(), bytes))
+                .unwrap();
+            b.delete(Cf::Months, k);
+        }
+        let mut progress = store.get_raw(Cf::Meta, keys::META_PROGRESS).unwrap().unwrap();
+        assert_eq!(progress.pop(), Some(2), "`commits` is the last field");
+        b.put_raw(Cf::Meta, keys::META_PROGRESS, &progress);
+        b.put_raw(Cf::Meta, keys::META_SCHEMA, b"paywatch-state-v1");
+        store.commit(b).unwrap();
+    }
+    let store = Store::open(dir.path(), opts).unwrap();
+    assert_eq!(store.get_raw(Cf::Meta, keys::META_SCHEMA).unwrap().as_deref(), Some(b"paywatch-state-v2".as_slice()));
+    let mut e = Engine::open(store.clone(), RulesConfig::default(), Tz::default(), 64, clock()).unwrap();
+    assert_eq!((e.progress().counts.payments, e.progress().commits), (6, 0));
+    assert_eq!(e.apply(&Record::Payment(paid(2))).unwrap(), Outcome::Redelivered, "a v1 month is read");
+    e.apply(&death("2019-03-20", "2019-07-01T09:00:00+08:00")).unwrap();
+    let alerts = e.commit(None).unwrap().alerts;
+    let found: Vec<&str> = alerts.iter().filter(|a| a.rule == Rule::PaidAfterDeath).map(|a| a.evidence.event_ids[0].as_str()).collect();
+    assert_eq!(found, ["E04", "E05", "E06"], "the v1 months after the death, from both v1 commits");
+    let mut keys_left = Vec::new();
+    store.scan_prefix(Cf::Months, BID.as_bytes(), |k, _| Ok(keys_left.push(k.len()))).unwrap();
+    assert_eq!(keys_left, [BID.len() + 8], "the v1 entries became one segment");
+}

@@ -6,6 +6,7 @@
 //! else writes.
 
 pub mod keys;
+mod migrate;
 mod table;
 mod write;
 
@@ -253,6 +254,7 @@ impl Store {
         };
         match store.get_raw(Cf::Meta, keys::META_SCHEMA)? {
             Some(v) if v == SCHEMA.as_bytes() => {}
+            Some(v) if v == migrate::V1.as_bytes() => migrate::v1_to_v2(&store)?,
             Some(v) => {
                 return Err(refuse(format!(
                     "holds state version {:?}, this paywatch reads {SCHEMA:?}",

@@ -92,18 +92,28 @@ impl<R: BufRead> LineReader<R> {
 /// Decodes one JSON Lines record of the given kind.
 pub fn decode_json(kind: Kind, line: &RawLine, limits: Limits) -> Decoded {
     if line.too_large {
-        return Err(Rejection::new(
-            Reason::RecordTooLarge,
-            format!("record is larger than {} bytes", limits.max_record_bytes),
-        ));
+        return Err(too_large(limits));
+    }
+    decode_json_bytes(kind, &line.bytes, limits)
+}
+
+/// Decodes one record of the given kind from raw bytes (a line, a Kafka
+/// message): the size limit, UTF-8, then the JSON.
+pub fn decode_json_bytes(kind: Kind, bytes: &[u8], limits: Limits) -> Decoded {
+    if bytes.len() > limits.max_record_bytes {
+        return Err(too_large(limits));
     }
     // The vectorised check first; the standard one says where it fails.
-    let text = match simdutf8::basic::from_utf8(&line.bytes) {
+    let text = match simdutf8::basic::from_utf8(bytes) {
         Ok(text) => text,
-        Err(_) => std::str::from_utf8(&line.bytes)
+        Err(_) => std::str::from_utf8(bytes)
             .map_err(|e| Rejection::new(Reason::BadEncoding, format!("not UTF-8 at byte {}", e.valid_up_to())))?,
     };
     decode_json_str(kind, text, limits)
+}
+
+fn too_large(limits: Limits) -> Rejection {
+    Rejection::new(Reason::RecordTooLarge, format!("record is larger than {} bytes", limits.max_record_bytes))
 }
 
 /// Why serde_json refused a line, in words for the dead letter.

@@ -13,7 +13,7 @@ mod jsonl;
 mod records;
 
 pub use self::csv::{CsvError, CsvItem, CsvReader};
-pub use jsonl::{decode_json, decode_json_str, LineReader, RawLine};
+pub use jsonl::{decode_json, decode_json_bytes, decode_json_str, LineReader, RawLine};
 pub use records::{validate_death, validate_payment, validate_roster, RawDeath, RawPayment, RawRoster};
 
 use crate::model::Record;

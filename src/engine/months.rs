@@ -60,7 +60,7 @@ impl Months {
             let bid = beneficiary(&keys[*first]);
             // Segments come oldest first: a later one replaces the month.
             store.scan_prefix(Cf::Months, bid, |_, segment| {
-                for_each_month(segment, |month, bytes| {
+                crate::store::keys::for_each_segment_month(segment, |month, bytes| {
                     for i in &missing {
                         if keys[*i][bid.len()..] == *month && beneficiary(&keys[*i]) == bid {
                             found[*i] = Some(bytes.to_vec());
@@ -143,9 +143,7 @@ fn beneficiary(key: &[u8]) -> &[u8] {
 }
 
 /// Puts changed months (from [`Months::hand_off`]) into a batch: one
-/// segment per beneficiary, numbered `segment`, holding each month as its
-/// [`keys::month`] suffix, a little-endian `u32` length and the encoded
-/// month.
+/// segment per beneficiary, numbered `segment` (layout: [`keys::push_segment_month`]).
 pub fn put_all(batch: &mut Batch<'_>, months: &FxHashMap<MonthKey, Vec<u8>>, segment: u64) {
     let mut sorted: Vec<(&MonthKey, &Vec<u8>)> = months.iter().collect();
     sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
@@ -153,26 +151,10 @@ pub fn put_all(batch: &mut Batch<'_>, months: &FxHashMap<MonthKey, Vec<u8>>, seg
     for group in sorted.chunk_by(|a, b| beneficiary(a.0) == beneficiary(b.0)) {
         value.clear();
         for (k, v) in group {
-            value.extend_from_slice(&k[k.len() - MONTH_SUFFIX..]);
-            value.extend_from_slice(&(v.len() as u32).to_le_bytes());
-            value.extend_from_slice(v);
+            keys::push_segment_month(&mut value, &k[k.len() - MONTH_SUFFIX..], v);
         }
         batch.put_raw(Cf::Months, &keys::month_segment(beneficiary(group[0].0), segment), &value);
     }
-}
-
-/// Calls `f` with each month of a segment: its [`keys::month`] suffix and
-/// its encoded payments.
-pub(super) fn for_each_month(mut segment: &[u8], mut f: impl FnMut(&[u8], &[u8])) -> Result<(), StoreError> {
-    let malformed = StoreError::Malformed { cf: Cf::Months.name(), why: "a segment ends inside a month" };
-    while !segment.is_empty() {
-        let Some((month, rest)) = segment.split_at_checked(MONTH_SUFFIX) else { return Err(malformed) };
-        let Some((len, rest)) = rest.split_first_chunk::<4>() else { return Err(malformed) };
-        let Some((bytes, rest)) = rest.split_at_checked(u32::from_le_bytes(*len) as usize) else { return Err(malformed) };
-        f(month, bytes);
-        segment = rest;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -246,16 +228,5 @@ mod tests {
         let mut segments = 0;
         store.scan_prefix(Cf::Months, bid.as_bytes(), |_, _| Ok(segments += 1)).unwrap();
         assert_eq!(segments, 2, "one entry per commit, not per month");
-    }
-
-    #[test]
-    fn a_truncated_segment_is_an_error() {
-        let mut seen = 0;
-        let whole = [0, 0, 0x5e, 0x10, 2, 0, 0, 0, 7, 7];
-        assert!(for_each_month(&whole, |_, b| seen += b.len()).is_ok());
-        assert_eq!(seen, 2);
-        for cut in 1..whole.len() {
-            assert!(matches!(for_each_month(&whole[..cut], |_, _| {}), Err(StoreError::Malformed { .. })), "cut at {cut}");
-        }
     }
 }

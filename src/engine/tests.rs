@@ -383,7 +383,7 @@ fn a_v1_state_directory_is_upgraded_in_place() {
         assert_eq!(segments.len(), 2, "one segment per commit");
         let mut b = store.batch();
         for (k, v) in &segments {
-            super::months::for_each_month(v, |month, bytes| b.put_raw(Cf::Months, &[BID.as_bytes(), month].concat(), bytes))
+            keys::for_each_segment_month(v, |month, bytes| b.put_raw(Cf::Months, &[BID.as_bytes(), month].concat(), bytes))
                 .unwrap();
             b.delete(Cf::Months, k);
         }

@@ -5,7 +5,7 @@
 use super::{RunError, StreamMeta};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::decode::{decode_json_str, Limits, Reason, Rejection};
+use crate::decode::{decode_json_bytes, Limits, Reason, Rejection};
 use crate::engine::{Engine, Outcome};
 use crate::http::{Health, Status};
 use crate::metrics::Metrics;
@@ -252,15 +252,7 @@ impl Consume {
 
     fn decode(&self, part: Part, value: Option<&[u8]>) -> Result<Record, Rejection> {
         let bytes = value.ok_or_else(|| Rejection::new(Reason::BadJson, "message has no value (a tombstone)"))?;
-        if bytes.len() > self.limits.max_record_bytes {
-            return Err(Rejection::new(
-                Reason::RecordTooLarge,
-                format!("record is larger than {} bytes", self.limits.max_record_bytes),
-            ));
-        }
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| Rejection::new(Reason::BadEncoding, format!("not UTF-8 at byte {}", e.valid_up_to())))?;
-        decode_json_str(part.kind(), text, self.limits)
+        decode_json_bytes(part.kind(), bytes, self.limits)
     }
 
     fn apply(&mut self, h: Held) -> Result<(), RunError> {

@@ -1,5 +1,7 @@
-//! Key encodings. Fixed-width big-endian numbers so keys sort by value.
+//! Key encodings (fixed-width big-endian numbers, so keys sort by value),
+//! and the layout of a `months` segment.
 
+use super::{Cf, StoreError};
 use crate::model::{Period, Timestamp};
 
 pub const META_SCHEMA: &[u8] = b"schema";
@@ -59,6 +61,28 @@ pub fn month_segment(beneficiary_id: &[u8], segment: u64) -> Vec<u8> {
     k
 }
 
+/// Adds one month to a segment value: its [`month`] suffix, a
+/// little-endian `u32` length, and the encoded month.
+pub fn push_segment_month(value: &mut Vec<u8>, month: &[u8], bytes: &[u8]) {
+    value.extend_from_slice(month);
+    value.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    value.extend_from_slice(bytes);
+}
+
+/// Calls `f` with each month of a segment value: its [`month`] suffix and
+/// its encoded payments.
+pub fn for_each_segment_month(mut segment: &[u8], mut f: impl FnMut(&[u8], &[u8])) -> Result<(), StoreError> {
+    let malformed = StoreError::Malformed { cf: Cf::Months.name(), why: "a segment ends inside a month" };
+    while !segment.is_empty() {
+        let Some((month, rest)) = segment.split_at_checked(MONTH_SUFFIX) else { return Err(malformed) };
+        let Some((len, rest)) = rest.split_first_chunk::<4>() else { return Err(malformed) };
+        let Some((bytes, rest)) = rest.split_at_checked(u32::from_le_bytes(*len) as usize) else { return Err(malformed) };
+        f(month, bytes);
+        segment = rest;
+    }
+    Ok(())
+}
+
 pub fn alert_seq(seq: u64) -> Vec<u8> {
     seq.to_be_bytes().to_vec()
 }
@@ -67,6 +91,17 @@ pub fn alert_seq(seq: u64) -> Vec<u8> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_truncated_segment_is_an_error() {
+        let mut seen = 0;
+        let whole = [0, 0, 0x5e, 0x10, 2, 0, 0, 0, 7, 7];
+        assert!(for_each_segment_month(&whole, |_, b| seen += b.len()).is_ok());
+        assert_eq!(seen, 2);
+        for cut in 1..whole.len() {
+            assert!(matches!(for_each_segment_month(&whole[..cut], |_, _| {}), Err(StoreError::Malformed { .. })), "cut at {cut}");
+        }
+    }
 
     proptest! {
         #[test]

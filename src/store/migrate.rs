@@ -43,9 +43,7 @@ pub(super) fn v1_to_v2(store: &Store) -> Result<(), StoreError> {
                 segment = Some((bid.to_vec(), Vec::new()));
             }
             if let Some((_, value)) = segment.as_mut() {
-                value.extend_from_slice(month);
-                value.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                value.extend_from_slice(v);
+                keys::push_segment_month(value, month, v);
             }
             batch.delete(Cf::Months, k);
         }

@@ -3,9 +3,10 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use paywatch::decode::{decode_json_str, Kind, Limits};
-use paywatch::detect::duplicate_period::Earlier;
 use paywatch::detect::episode::{AccountWindow, Change, WindowEntry};
-use paywatch::detect::{self, PaymentView, RulesConfig};
+use paywatch::detect::registry::{Hook, RULES};
+use paywatch::detect::{self, PaymentView, RulesConfig, NO_YEARS};
+use paywatch::engine::state::StoredPayment;
 use paywatch::model::time::MS_PER_DAY;
 use paywatch::model::{DeathRecord, Money, Payment, Period, Record, RosterRecord, Timestamp, Tz};
 
@@ -24,25 +25,28 @@ fn fixtures() -> (Payment, RosterRecord, DeathRecord) {
 fn payment_rules(c: &mut Criterion) {
     let (p, r, d) = fixtures();
     let tz = Tz::default();
-    let v = PaymentView { payment: &p, roster: Some(&r), death: Some(&d), custodian: None, paid_on: tz.date(p.paid_at), tz };
+    // One earlier payment in the same month, so DUPLICATE_PERIOD fires.
+    let mut first = p.clone();
+    first.event_id = "PAY1".into();
+    let month = [StoredPayment { payment: first, reversed_by: None }];
+    let v = PaymentView {
+        payment: &p,
+        roster: Some(&r),
+        death: Some(&d),
+        custodian: None,
+        paid_on: tz.date(p.paid_at),
+        tz,
+        month: &month,
+        reviewed_years: &NO_YEARS,
+    };
     let cfg = RulesConfig::default();
-    let earlier = [Earlier { event_id: "PAY1".into(), amount: Money::parse("585.00").unwrap() }];
     let mut g = c.benchmark_group("rule");
-    g.bench_function("NAME_MISMATCH", |b| b.iter(|| detect::name_mismatch::check(&cfg.name_mismatch, black_box(&v))));
-    g.bench_function("LARGE_AMOUNT", |b| b.iter(|| detect::large_amount::check(&cfg.large_amount, black_box(&v))));
-    g.bench_function("DUPLICATE_PERIOD", |b| {
-        b.iter(|| detect::duplicate_period::check(&cfg.duplicate_period, black_box(&v), &earlier))
-    });
-    g.bench_function("DISBURSEMENT_DELAY", |b| {
-        b.iter(|| detect::disbursement_delay::check(&cfg.disbursement_delay, black_box(&v)))
-    });
-    g.bench_function("PAID_AFTER_DEATH", |b| b.iter(|| detect::paid_after_death::check(&cfg.paid_after_death, black_box(&v))));
-    g.bench_function("INACTIVE_BENEFICIARY", |b| {
-        b.iter(|| detect::inactive_beneficiary::check(&cfg.inactive_beneficiary, black_box(&v)))
-    });
-    g.bench_function("FILED_RELATIVE_REVIEW", |b| {
-        b.iter(|| detect::filed_relative_review::check(&cfg.filed_relative_review, black_box(&v), |_| false))
-    });
+    // Every payment-level rule of the registry, as the engine calls it.
+    for rule in &RULES {
+        if let Hook::Payment(check) = rule.hook {
+            g.bench_function(rule.code, |b| b.iter(|| check(&cfg, black_box(&v))));
+        }
+    }
     let roster = [r.clone()];
     let deaths = [d.clone()];
     let as_of = Timestamp(p.paid_at.0 + 90 * MS_PER_DAY);

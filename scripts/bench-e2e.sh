@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
 bin="$target/release/paywatch"
 dir="${BENCH_DIR:-/var/tmp/paywatch-bench}"
-sizes="${BENCH_SIZES:-20000:2018-01:2021-12 20000:2018-01:2033-12 80000:2018-01:2021-12}"
+sizes="${BENCH_SIZES:-20000:2018-01:2021-12 20000:2009-11:2025-10 80000:2018-01:2021-12}"
 mkdir -p "$dir"
 printf '%-30s %-14s %-10s %-18s %-12s\n' households:months payment_events seconds payment_events/s peak_rss_MiB
 for size in $sizes; do

@@ -25,9 +25,10 @@ pub fn run(households: usize) -> anyhow::Result<()> {
     })?;
     let out = dir.join("alerts.jsonl");
     let opts = AuditOptions {
-        inputs: Inputs { roster: g.roster.clone(), deaths: g.deaths.clone(), payments: g.payments.clone() },
+        inputs: Inputs { decisions: Some(g.decisions.clone()), ..Inputs::new(g.roster.clone(), g.deaths.clone(), g.payments.clone()) },
         out: Some(out.clone()),
         deadletter: dir.join("deadletter.jsonl"),
+        cases: Some(dir.join("cases.jsonl")),
         state: Some(dir.join("state")),
         progress: std::io::stderr().is_terminal(),
         stop: Default::default(),

@@ -110,6 +110,7 @@ enum FeedKind {
     Payments,
     Roster,
     Deaths,
+    Decisions,
 }
 
 #[derive(Args)]
@@ -123,6 +124,14 @@ struct AuditArgs {
     /// Payment events.
     #[arg(long)]
     payments: PathBuf,
+    /// Case decisions (contract §8): the rectification ledger, JSON Lines
+    /// or CSV.
+    #[arg(long)]
+    decisions: Option<PathBuf>,
+    /// Write every case (status, counts, amounts, decisions) here as JSON
+    /// Lines at the end.
+    #[arg(long)]
+    cases: Option<PathBuf>,
     /// Alerts as JSON Lines; stdout when omitted.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -337,6 +346,8 @@ fn run_produce(p: ProduceArgs) -> ExitCode {
         Some(FeedKind::Payments) => Kind::Payment,
         Some(FeedKind::Roster) => Kind::Roster,
         Some(FeedKind::Deaths) => Kind::Death,
+        Some(FeedKind::Decisions) => Kind::Decision,
+        None if p.topic == t.decisions => Kind::Decision,
         None if p.topic == t.payments => Kind::Payment,
         None if p.topic == t.roster => Kind::Roster,
         None if p.topic == t.deaths => Kind::Death,
@@ -412,7 +423,8 @@ fn run_audit(a: AuditArgs) -> ExitCode {
         }
     }
     let opts = AuditOptions {
-        inputs: Inputs { roster: a.roster, deaths: a.deaths, payments: a.payments },
+        inputs: Inputs { roster: a.roster, deaths: a.deaths, payments: a.payments, decisions: a.decisions },
+        cases: a.cases,
         out: a.out,
         deadletter,
         state: a.state.or(cfg.state.dir.clone()),
@@ -432,6 +444,18 @@ fn run_audit(a: AuditArgs) -> ExitCode {
 }
 
 fn run_generate(g: GenerateArgs) -> anyhow::Result<()> {
+    // The ledger's last events (late death reports, delayed payments) fall
+    // months after --to; a record dated after the wall clock would be
+    // dead-lettered `future_time` by the audit, against the truth.
+    let now = paywatch::clock::Clock::now(&paywatch::clock::SystemClock);
+    let this_month = Period::of(paywatch::model::Tz::default().date(now));
+    if g.to.0 + 12 > this_month.0 {
+        anyhow::bail!(
+            "--to {} is too recent: a generated ledger's last records fall up to a year after its last month, and records dated after today are dead-lettered future_time; use --to {} or earlier",
+            g.to,
+            paywatch::model::Period(this_month.0 - 12)
+        );
+    }
     let out = generate::generate(&GenerateOptions {
         out: g.out.clone(),
         households: g.households,

@@ -70,11 +70,14 @@ pub async fn produce(opts: &ProduceOptions, cfg: &Config) -> Result<Produced, Pr
         roster: if opts.kind == Kind::Roster { opts.file.clone() } else { empty("roster")? },
         deaths: if opts.kind == Kind::Death { opts.file.clone() } else { empty("deaths")? },
         payments: if opts.kind == Kind::Payment { opts.file.clone() } else { empty("payments")? },
+        decisions: (opts.kind == Kind::Decision).then(|| opts.file.clone()),
     };
     let dl_path = opts.deadletter.display().to_string();
     let mut dead = JsonlSink::create(&opts.deadletter).map_err(|source| ProduceError::Output { path: dl_path.clone(), source })?;
     let mut out = Produced::default();
-    let limits = cfg.limits();
+    // Checked against the wall clock as `paywatch run` would: a record it
+    // would dead-letter `future_time` is dead-lettered here.
+    let limits = cfg.limits(crate::clock::Clock::now(&crate::clock::SystemClock));
     let sort_dir = tmp.path().join("sort");
     std::fs::create_dir_all(&sort_dir).map_err(ProduceError::Temp)?;
     let runs = stage(
@@ -117,6 +120,7 @@ pub async fn produce(opts: &ProduceOptions, cfg: &Config) -> Result<Produced, Pr
             Record::Payment(p) => p.beneficiary_id.as_str().to_owned(),
             Record::Roster(r) => r.beneficiary_id.as_str().to_owned(),
             Record::Death(d) => d.person_id.as_str().to_owned(),
+            Record::Decision(d) => d.case_id.clone(),
         };
         loop {
             let rec = FutureRecord::to(&opts.topic).key(key.as_bytes()).payload(&value);
@@ -154,6 +158,7 @@ pub fn contract_json(r: &Record, tz: Tz) -> Vec<u8> {
         Record::Payment(p) => payment_json(p, tz, false),
         Record::Roster(r) => roster_json(r, tz),
         Record::Death(d) => death_json(d, tz),
+        Record::Decision(d) => crate::generate::decision_json(d, tz),
     };
     serde_json::to_vec(&m).unwrap_or_default()
 }

@@ -3,7 +3,9 @@
 //! confirmed, corrected, money involved). As CSV with a UTF-8 BOM (so Excel
 //! opens it) or as XLSX. Amounts stay exact decimals, written as text.
 
-use crate::model::{Alert, Money};
+use crate::model::decision::Decision;
+use crate::model::{Alert, Money, Tz};
+use crate::store::cases::Case;
 use crate::review::{self, Review};
 use crate::store::{Cf, Store, StoreError};
 use rust_decimal::Decimal;
@@ -57,6 +59,50 @@ pub struct Totals {
     pub confirmed: u64,
     pub corrected: u64,
     pub amount: Decimal,
+}
+
+/// A decision as the API and the `--cases` output show it (times in the
+/// district's offset): exactly the contract's decision record.
+pub fn decision_json(d: &Decision, tz: Tz) -> serde_json::Value {
+    serde_json::json!({
+        "decision_id": d.decision_id,
+        "case_id": d.case_id,
+        "rule": d.rule,
+        "subject": d.subject,
+        "outcome": d.outcome,
+        "action": d.action,
+        "amount_recovered": d.amount_recovered,
+        "document_no": d.document_no,
+        "clue_no": d.clue_no,
+        "note": d.note,
+        "decided_by": d.decided_by,
+        "decided_at": tz.format(d.decided_at),
+    })
+}
+
+/// A case as the API and `paywatch audit --cases` show it: status, counts,
+/// amounts, its alerts' ids and its decisions.
+pub fn case_json(c: &Case, tz: Tz) -> serde_json::Value {
+    serde_json::json!({
+        "case_id": c.case_id,
+        "rule": c.rule,
+        "rule_chinese": c.rule.chinese(),
+        "subject": c.subject,
+        "township": c.township,
+        "beneficiary_id": c.beneficiary_id,
+        "household_id": c.household_id,
+        "account_no": c.account_no,
+        "status": c.status.code(),
+        "relapsed": c.relapsed,
+        "alert_count": c.alerts.len(),
+        "alert_ids": c.alerts,
+        "amount_involved": c.amount,
+        "amount_recovered": c.amount_recovered(),
+        "first_event_time": tz.format(c.first_event),
+        "newest_event_time": tz.format(c.newest_event),
+        "opened_at": tz.format(c.opened_at),
+        "decisions": c.decisions.iter().map(|d| decision_json(d, tz)).collect::<Vec<_>>(),
+    })
 }
 
 pub struct Ledger {

@@ -70,6 +70,8 @@ pub struct AuditOptions {
     pub out: Option<PathBuf>,
     /// Dead letters file.
     pub deadletter: PathBuf,
+    /// Cases file (JSON Lines, one per case), written at the end.
+    pub cases: Option<PathBuf>,
     /// State directory; a temporary one when `None`.
     pub state: Option<PathBuf>,
     /// Draw a progress bar on stderr (only drawn when it is a terminal).
@@ -105,7 +107,7 @@ pub fn run(opts: &AuditOptions, cfg: &Config, clock: Arc<dyn Clock>) -> Result<S
         }
     };
     let store = Store::open(&state_dir, cfg.store_options(false))?;
-    let mut engine = Engine::open(store, cfg.rules.clone(), cfg.tz(), cfg.engine.cache_entries, clock)?;
+    let mut engine = Engine::open(store, cfg.rules.clone(), cfg.tz(), cfg.engine.cache_entries, Arc::clone(&clock))?;
     if engine.store().get_raw(Cf::Meta, keys::META_STREAM)?.is_some() {
         return Err(AuditError::StreamState);
     }
@@ -128,7 +130,8 @@ pub fn run(opts: &AuditOptions, cfg: &Config, clock: Arc<dyn Clock>) -> Result<S
     // 1. Stage: decode, dead-letter, sort.
     let bar = progress_bar(opts.progress, opts.inputs.total_bytes(), "reading");
     let sort_dir = tempfile::Builder::new().prefix("paywatch-sort-").tempdir().map_err(AuditError::Temp)?;
-    let limits = cfg.limits();
+    // Event times are bounded by the wall clock when the files are read.
+    let limits = cfg.limits(clock.now());
     let runs = stage(
         &opts.inputs,
         limits,
@@ -248,6 +251,17 @@ pub fn run(opts: &AuditOptions, cfg: &Config, clock: Arc<dyn Clock>) -> Result<S
 
     for a in engine.committed_alerts() {
         summary.count_alert(&a?);
+    }
+    if let Some(path) = &opts.cases {
+        let shown = path.display().to_string();
+        let mut out = JsonlSink::create(path).map_err(out_err(&shown))?;
+        for c in crate::store::cases::all(engine.store()) {
+            let c = c?;
+            summary.count_case(&c);
+            out.write(&crate::report::case_json(&c, cfg.tz())).map_err(out_err(&shown))?;
+        }
+        out.flush().map_err(out_err(&shown))?;
+        summary.cases_path = Some(shown);
     }
     summary.records_this_run = applied;
     summary.payments_this_run = payments;

@@ -22,12 +22,22 @@ pub struct Summary {
     pub alerts_path: String,
     pub deadletter_path: String,
     pub state_dir: Option<String>,
+    /// Cases by status, when `--cases` was asked for.
+    pub cases: BTreeMap<&'static str, u64>,
+    /// Cases reopened by a relapse.
+    pub relapsed_cases: u64,
+    pub cases_path: Option<String>,
 }
 
 impl Summary {
     pub fn count_alert(&mut self, a: &Alert) {
         *self.alerts.entry((a.rule, a.severity)).or_default() += 1;
         *self.by_township.entry(a.township.clone()).or_default() += 1;
+    }
+
+    pub fn count_case(&mut self, c: &crate::store::cases::Case) {
+        *self.cases.entry(c.status.code()).or_default() += 1;
+        self.relapsed_cases += u64::from(c.relapsed);
     }
 
     pub fn count_dead(&mut self, d: &DeadLetter) {
@@ -75,8 +85,8 @@ pub fn print_summary(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
     let c = &s.counts;
     writeln!(
         w,
-        "records applied: roster {} · deaths {} · payments {} · reversals {} · redelivered (ignored) {} · rejected by state {}",
-        c.roster, c.deaths, c.payments, c.reversals, c.redelivered, c.rejected
+        "records applied: roster {} · deaths {} · payments {} · reversals {} · decisions {} · redelivered (ignored) {} · rejected by state {}",
+        c.roster, c.deaths, c.payments, c.reversals, c.decisions, c.redelivered, c.rejected
     )?;
     writeln!(
         w,
@@ -86,6 +96,10 @@ pub fn print_summary(s: &Summary, w: &mut dyn Write) -> io::Result<()> {
         s.elapsed.as_secs_f64(),
         s.payments_per_second()
     )?;
+    if let Some(path) = &s.cases_path {
+        let by: Vec<String> = s.cases.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        writeln!(w, "cases 问题: {} · relapsed 反弹 {} → {path}", by.join(" · "), s.relapsed_cases)?;
+    }
     writeln!(w, "alerts → {}", s.alerts_path)?;
     writeln!(w, "dead letters → {}", s.deadletter_path)?;
     if let Some(d) = &s.state_dir {

@@ -3,7 +3,7 @@
 
 use crate::decode::Limits;
 use crate::detect::RulesConfig;
-use crate::model::Tz;
+use crate::model::{Timestamp, Tz};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +34,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub log: LogConfig,
     pub webhooks: WebhooksConfig,
+    pub cases: CasesConfig,
     pub rules: RulesConfig,
 }
 
@@ -92,12 +93,23 @@ pub struct InputConfig {
     /// Records sorted in memory at a time before spilling a sorted run to
     /// disk; bounds the sorter's memory.
     pub sort_run_records: usize,
+    /// A record whose event time is more than this after the wall clock
+    /// when it is read is dead-lettered `future_time` (contract §7 v1.1):
+    /// one mistyped year would otherwise move the watermark years ahead
+    /// and raise a `MISSED_PAYMENT` for every beneficiary and month between.
+    #[serde(with = "humantime_serde")]
+    pub max_future: Duration,
 }
 
 impl Default for InputConfig {
     fn default() -> InputConfig {
         let l = Limits::default();
-        InputConfig { max_record_bytes: l.max_record_bytes, max_field_chars: l.max_field_chars, sort_run_records: 250_000 }
+        InputConfig {
+            max_record_bytes: l.max_record_bytes,
+            max_field_chars: l.max_field_chars,
+            sort_run_records: 250_000,
+            max_future: Duration::from_secs(24 * 3600),
+        }
     }
 }
 
@@ -210,6 +222,9 @@ pub struct TopicsConfig {
     pub roster: String,
     /// Death records, keyed by `person_id`.
     pub deaths: String,
+    /// Case decisions (§8), keyed by `case_id`: read like the other inputs,
+    /// and written by `POST /api/v1/cases/{id}/decisions`.
+    pub decisions: String,
     /// Where alerts go, keyed by `alert_id`.
     pub alerts: String,
     /// Where bad records go, with their source position in headers.
@@ -222,6 +237,7 @@ impl Default for TopicsConfig {
             payments: "dibao.payments.v1".into(),
             roster: "dibao.roster.v1".into(),
             deaths: "civil.deaths.v1".into(),
+            decisions: "dibao.decisions.v1".into(),
             alerts: "dibao.alerts.v1".into(),
             deadletter: "dibao.deadletter.v1".into(),
         }
@@ -255,6 +271,36 @@ pub struct TlsConfig {
     pub cert: std::path::PathBuf,
     /// Private key (PKCS#8, PKCS#1 or SEC1).
     pub key: std::path::PathBuf,
+}
+
+/// `[cases]`: the deadlines of the rectification loop (wall clock, from a
+/// case's opening or reopening, never from event time).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CasesConfig {
+    /// A case not closed (`rectified` or `false_positive`) this many days
+    /// after it was opened is overdue (超期).
+    pub deadline_days: u32,
+    /// From this many days it is due soon (临期).
+    pub warn_days: u32,
+}
+
+impl Default for CasesConfig {
+    fn default() -> CasesConfig {
+        CasesConfig { deadline_days: 30, warn_days: 25 }
+    }
+}
+
+impl CasesConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.deadline_days == 0 || self.deadline_days > 3650 {
+            return Err("cases.deadline_days: must be 1-3650".into());
+        }
+        if self.warn_days >= self.deadline_days {
+            return Err("cases.warn_days: must be less than cases.deadline_days".into());
+        }
+        Ok(())
+    }
 }
 
 /// The supervisors' API (`/api/v1/`) and review page.
@@ -306,6 +352,7 @@ impl KafkaConfig {
             ("payments", &t.payments),
             ("roster", &t.roster),
             ("deaths", &t.deaths),
+            ("decisions", &t.decisions),
             ("alerts", &t.alerts),
             ("deadletter", &t.deadletter),
         ];
@@ -365,6 +412,7 @@ impl Config {
         if self.input.max_field_chars < 18 {
             return Err("input.max_field_chars: must be at least 18".into());
         }
+        self.cases.validate()?;
         if self.input.sort_run_records < 1000 {
             return Err("input.sort_run_records: must be at least 1000".into());
         }
@@ -403,8 +451,15 @@ impl Config {
         }
     }
 
-    pub fn limits(&self) -> Limits {
-        Limits { max_record_bytes: self.input.max_record_bytes, max_field_chars: self.input.max_field_chars }
+    /// The decoding limits for records read at `now` (wall clock).
+    pub fn limits(&self, now: Timestamp) -> Limits {
+        let l = Limits { max_record_bytes: self.input.max_record_bytes, max_field_chars: self.input.max_field_chars, ..Limits::default() };
+        l.read_at(now, self.max_future_ms())
+    }
+
+    /// `input.max_future` in milliseconds.
+    pub fn max_future_ms(&self) -> i64 {
+        i64::try_from(self.input.max_future.as_millis()).unwrap_or(i64::MAX)
     }
 }
 

@@ -253,6 +253,23 @@ impl CsvReader {
                 };
                 validate_death(&raw, self.limits).map(Record::Death)
             }
+            Kind::Decision => {
+                let raw = super::RawDecision {
+                    decision_id: c("decision_id"),
+                    case_id: c("case_id"),
+                    rule: c("rule"),
+                    subject: c("subject"),
+                    outcome: c("outcome"),
+                    action: c("action"),
+                    amount_recovered: c("amount_recovered"),
+                    document_no: c("document_no"),
+                    clue_no: c("clue_no"),
+                    note: c("note"),
+                    decided_by: c("decided_by"),
+                    decided_at: c("decided_at"),
+                };
+                super::validate_decision(&raw, self.limits).map(Record::Decision)
+            }
         }
     }
 }

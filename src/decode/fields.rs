@@ -171,6 +171,21 @@ impl Check {
         })
     }
 
+    /// A record's event time: a timestamp no later than the limits'
+    /// latest accepted event time (contract §7 v1.1, `future_time`).
+    pub fn event_time(&self, name: &str, v: &Option<Scalar<'_>>) -> Result<Timestamp, Rejection> {
+        let t = self.timestamp(name, v)?;
+        if t > self.limits.latest_event_time {
+            let s = self.req(name, v)?;
+            let latest = crate::model::Tz::default().format(self.limits.latest_event_time);
+            return Err(Rejection::new(
+                Reason::FutureTime,
+                format!("{name} {s:?} is later than {latest}, the wall clock when it was read plus input.max_future; a mistyped year?"),
+            ));
+        }
+        Ok(t)
+    }
+
     pub fn account_no<'s>(&self, name: &str, v: &'s Option<Scalar<'_>>) -> Result<&'s str, Rejection> {
         let s = self.req(name, v)?;
         check_account_no(name, s)?;

@@ -10,7 +10,7 @@ use crate::model::Record;
 use std::io::Write;
 
 /// Small limits, so that the fuzzer reaches them.
-const LIMITS: Limits = Limits { max_record_bytes: 4096, max_field_chars: 64 };
+const LIMITS: Limits = Limits { max_record_bytes: 4096, max_field_chars: 64, latest_event_time: crate::model::Timestamp(i64::MAX) };
 
 /// One record of `kind` from `data`, as one line and as a file of lines.
 pub fn one_record(kind: Kind, data: &[u8]) {

@@ -142,6 +142,10 @@ pub fn decode_json_str(kind: Kind, text: &str, limits: Limits) -> Decoded {
             let raw: RawDeath = serde_json::from_str(text).map_err(bad)?;
             validate_death(&raw, limits).map(Record::Death)
         }
+        Kind::Decision => {
+            let raw: super::RawDecision = serde_json::from_str(text).map_err(bad)?;
+            super::validate_decision(&raw, limits).map(Record::Decision)
+        }
     }
 }
 
@@ -208,6 +212,34 @@ mod tests {
         assert_eq!(reason(&with("account_no", "\"6217-0012\"")), Reason::BadAccountNo);
         assert_eq!(reason(&with("kind", "\"reversal\"")), Reason::BadReversal);
         assert_eq!(reason(&with("reverses", "\"E0\"")), Reason::BadReversal);
+    }
+
+    /// Contract §7 v1.1: an event time more than `max_future` after the
+    /// wall clock is `future_time`, for each kind's event-time field; one
+    /// exactly at the bound is accepted.
+    #[test]
+    fn an_event_time_past_the_bound_is_future_time() {
+        use crate::model::Timestamp;
+        let now = Timestamp::parse_rfc3339("2026-11-30T12:00:00+08:00").unwrap();
+        let limits = Limits::default().read_at(now, 24 * 3600 * 1000);
+        let at_bound = "\"2026-12-01T12:00:00+08:00\"";
+        let past = "\"2026-12-01T12:00:00.001+08:00\"";
+        let decode = |t: &str| decode_json_str(Kind::Payment, &with("paid_at", t), limits);
+        assert!(decode(at_bound).is_ok());
+        let r = decode(past).unwrap_err();
+        assert_eq!(r.reason, Reason::FutureTime);
+        assert!(r.detail.contains("2026-12-01T12:00:00+08:00") && r.detail.contains("input.max_future"), "{r}");
+        assert_eq!(decode("\"2199-01-05T00:00:00+08:00\"").unwrap_err().reason, Reason::FutureTime);
+        // Without a bound (the default limits), the same line is accepted.
+        assert!(decode_json_str(Kind::Payment, &with("paid_at", past), Limits::default()).is_ok());
+
+        let roster = r#"{"beneficiary_id":"11010519491231002X","name":"张三","household_id":"H1","township":"水阳镇","program":"rural_dibao","status":"active","enrolled_at":"2019-01-01","status_since":"2019-01-01","monthly_amount":"585.00","updated_at":"UPDATED"}"#;
+        let death = r#"{"record_id":"D1","person_id":"11010519491231002X","name":"张三","date_of_death":"2019-01-01","source":"village","reported_at":"UPDATED"}"#;
+        for (kind, text) in [(Kind::Roster, roster), (Kind::Death, death)] {
+            assert!(decode_json_str(kind, &text.replace("UPDATED", "2026-12-01T12:00:00+08:00"), limits).is_ok());
+            let late = decode_json_str(kind, &text.replace("UPDATED", "2199-01-05T00:00:00+08:00"), limits);
+            assert_eq!(late.unwrap_err().reason, Reason::FutureTime, "{kind:?}");
+        }
     }
 
     /// Every case above, as the flat line an exporter writes (no nested
@@ -336,7 +368,7 @@ mod tests {
                 proptest::prop_assert!(l.line > last);
                 proptest::prop_assert!(l.bytes.len() <= limit + 1);
                 last = l.line;
-                let _ = decode_json(Kind::Payment, &l, Limits { max_record_bytes: limit, max_field_chars: 256 });
+                let _ = decode_json(Kind::Payment, &l, Limits { max_record_bytes: limit, ..Limits::default() });
             }
         }
     }

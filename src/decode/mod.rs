@@ -6,6 +6,7 @@
 //! dead-letter output. This module never touches state.
 
 mod csv;
+mod decision;
 mod fields;
 mod flat;
 pub mod fuzz;
@@ -14,18 +15,21 @@ mod records;
 
 pub use self::csv::{CsvError, CsvItem, CsvReader};
 pub use jsonl::{decode_json, decode_json_bytes, decode_json_str, LineReader, RawLine};
+pub use decision::{validate_decision, RawDecision};
 pub use records::{validate_death, validate_payment, validate_roster, RawDeath, RawPayment, RawRoster};
 
-use crate::model::Record;
+use crate::model::{Record, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// Which of the three feeds a line belongs to.
+/// Which feed a line belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Kind {
     Payment,
     Roster,
     Death,
+    /// Case decisions (§8 v1.1).
+    Decision,
 }
 
 impl Kind {
@@ -34,6 +38,7 @@ impl Kind {
             Kind::Payment => "payments",
             Kind::Roster => "roster",
             Kind::Death => "deaths",
+            Kind::Decision => "decisions",
         }
     }
 }
@@ -76,10 +81,22 @@ pub enum Reason {
     BadReversal,
     /// A `custodians` entry that does not meet the contract.
     BadCustodians,
+    /// An event time more than `input.max_future` after the wall clock
+    /// when the record was read (contract §7 v1.1): a mistyped year must
+    /// not move the watermark years ahead.
+    FutureTime,
+    /// A decision whose `case_id` is not 32 lowercase hex characters, or
+    /// not the case of its `rule` and `subject` (§8).
+    BadCaseId,
+    /// A decision whose case has no alert at its event time (§8).
+    UnknownCase,
+    /// A decision whose `decision_id` was seen before with other content
+    /// (§11.5).
+    ConflictingDecision,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 20] = [
         Reason::BadJson,
         Reason::BadCsv,
         Reason::BadEncoding,
@@ -96,6 +113,10 @@ impl Reason {
         Reason::BadAccountNo,
         Reason::BadReversal,
         Reason::BadCustodians,
+        Reason::FutureTime,
+        Reason::BadCaseId,
+        Reason::UnknownCase,
+        Reason::ConflictingDecision,
     ];
 
     pub fn code(self) -> &'static str {
@@ -116,6 +137,10 @@ impl Reason {
             Reason::BadAccountNo => "bad_account_no",
             Reason::BadReversal => "bad_reversal",
             Reason::BadCustodians => "bad_custodians",
+            Reason::FutureTime => "future_time",
+            Reason::BadCaseId => "bad_case_id",
+            Reason::UnknownCase => "unknown_case",
+            Reason::ConflictingDecision => "conflicting_decision",
         }
     }
 }
@@ -170,11 +195,26 @@ pub struct Limits {
     pub max_record_bytes: usize,
     /// Longest string field accepted, in characters.
     pub max_field_chars: usize,
+    /// The latest event time accepted: the wall clock when the record is
+    /// read plus `input.max_future` (see [`Limits::read_at`]). A later one
+    /// is dead-lettered `future_time`, so that it never reaches the
+    /// watermark.
+    pub latest_event_time: Timestamp,
+}
+
+impl Limits {
+    /// These limits for a record read at `now`, accepting event times up to
+    /// `max_future_ms` after it.
+    pub fn read_at(self, now: Timestamp, max_future_ms: i64) -> Limits {
+        Limits { latest_event_time: Timestamp(now.0.saturating_add(max_future_ms)), ..self }
+    }
 }
 
 impl Default for Limits {
+    /// The contract's size limits, and no bound on event time: callers that
+    /// read records set it with [`Limits::read_at`].
     fn default() -> Limits {
-        Limits { max_record_bytes: 64 * 1024, max_field_chars: 256 }
+        Limits { max_record_bytes: 64 * 1024, max_field_chars: 256, latest_event_time: Timestamp(i64::MAX) }
     }
 }
 

@@ -128,7 +128,7 @@ pub fn validate_payment(r: &RawPayment<'_>, limits: Limits) -> Result<Payment, R
     let account_name = Text::from(c.req("account_name", &r.account_name)?);
     let bank = c.opt("bank", &r.bank)?.map(Text::from);
     let scheduled_at = c.date("scheduled_at", &r.scheduled_at)?;
-    let paid_at = c.timestamp("paid_at", &r.paid_at)?;
+    let paid_at = c.event_time("paid_at", &r.paid_at)?;
     Ok(Payment {
         event_id,
         kind,
@@ -195,7 +195,7 @@ pub fn validate_roster(r: &RawRoster<'_>, limits: Limits) -> Result<RosterRecord
     let monthly_amount = c.money("monthly_amount", &r.monthly_amount, false)?;
     let filed_relative = c.boolean("filed_relative", &r.filed_relative)?;
     let custodians = custodians(r.custodians.as_ref(), limits)?;
-    let updated_at = c.timestamp("updated_at", &r.updated_at)?;
+    let updated_at = c.event_time("updated_at", &r.updated_at)?;
     Ok(RosterRecord {
         beneficiary_id,
         name,
@@ -303,6 +303,6 @@ pub fn validate_death(r: &RawDeath<'_>, limits: Limits) -> Result<DeathRecord, R
     let source = c
         .enumerated("source", &r.source, "funeral_home, hospital, police, village", DeathSource::from_code)?
         .ok_or_else(|| Rejection::new(Reason::MissingField, "source is required"))?;
-    let reported_at = c.timestamp("reported_at", &r.reported_at)?;
+    let reported_at = c.event_time("reported_at", &r.reported_at)?;
     Ok(DeathRecord { record_id, person_id, name, date_of_death, source, reported_at })
 }

@@ -18,15 +18,15 @@ impl Default for Config {
     }
 }
 
-/// `already_reviewed(year)` tells whether this beneficiary already has the
-/// year's review alert; the engine records the year when this fires.
-pub fn check(cfg: &Config, v: &PaymentView<'_>, already_reviewed: impl Fn(i32) -> bool) -> Option<Finding> {
+/// `v.reviewed_years` holds the years this beneficiary already has the
+/// review alert of; the engine records the year when this fires.
+pub fn check(cfg: &Config, v: &PaymentView<'_>) -> Option<Finding> {
     let r = v.roster?;
     if !r.filed_relative {
         return None;
     }
     let year = v.paid_on.year();
-    if already_reviewed(year) {
+    if v.reviewed_years.contains(&year) {
         return None;
     }
     let p = v.payment;
@@ -55,15 +55,18 @@ mod tests {
     fn once_per_beneficiary_and_year() {
         let mut r = roster(Status::Active, "2018-01-01", "2018-01-01T00:00:00+08:00");
         let p = payment("E1", "2020-01", "585.00", "2020-01-10T10:00:00+08:00");
-        assert!(check(&Config::default(), &view(&p, Some(&r)), |_| false).is_none(), "not filed");
+        assert!(check(&Config::default(), &view(&p, Some(&r))).is_none(), "not filed");
         r.filed_relative = true;
-        let f = check(&Config::default(), &view(&p, Some(&r)), |_| false).unwrap();
+        let f = check(&Config::default(), &view(&p, Some(&r))).unwrap();
         assert_eq!(f.evidence.figures["year"], "2020");
         assert_eq!(f.severity, Severity::Low);
-        assert!(check(&Config::default(), &view(&p, Some(&r)), |y| y == 2020).is_none());
+        let reviewed = std::collections::BTreeSet::from([2020]);
+        let v = PaymentView { reviewed_years: &reviewed, ..view(&p, Some(&r)) };
+        assert!(check(&Config::default(), &v).is_none());
         // The year is the district's: 16:30Z on 31 Dec is already next year.
         let p = payment("E2", "2020-12", "585.00", "2020-12-31T16:30:00Z");
-        let f = check(&Config::default(), &view(&p, Some(&r)), |y| y == 2020).unwrap();
+        let v = PaymentView { reviewed_years: &reviewed, ..view(&p, Some(&r)) };
+        let f = check(&Config::default(), &v).unwrap();
         assert_eq!(f.evidence.figures["year"], "2021");
     }
 }

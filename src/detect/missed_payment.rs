@@ -44,16 +44,18 @@ impl Config {
         Ok(())
     }
 
-    /// The instant after which month P is decided: end of P plus G days.
+    /// The instant at which month P is decided: end of P plus G days. A
+    /// record at or after it is applied after the decision (§11.2).
     pub fn deadline(&self, tz: Tz, p: Period) -> Timestamp {
         tz.day_start(p.next().first_day().plus_days(i64::from(self.grace_days)))
     }
 
-    /// The first month whose deadline the watermark has not yet passed.
+    /// The first month not yet decided: whose deadline is after the
+    /// watermark.
     pub fn first_open_month(&self, tz: Tz, from: Period, watermark: Option<Timestamp>) -> Period {
         let mut p = from.max(self.feed_start);
         if let Some(w) = watermark {
-            while self.deadline(tz, p) < w {
+            while self.deadline(tz, p) <= w {
                 p = p.next();
             }
         }
@@ -146,8 +148,10 @@ mod tests {
         let cfg = Config::default();
         let tz = Tz::default();
         assert_eq!(tz.format(cfg.deadline(tz, p("2020-03"))), "2020-04-21T00:00:00+08:00");
-        let w = ts("2020-04-21T00:00:01+08:00");
-        assert_eq!(cfg.first_open_month(tz, p("2019-06"), Some(w)), p("2020-04"));
+        let w = ts("2020-04-21T00:00:00+08:00");
+        assert_eq!(cfg.first_open_month(tz, p("2019-06"), Some(w)), p("2020-04"), "March is decided at its deadline");
+        let w = ts("2020-04-20T23:59:59.999+08:00");
+        assert_eq!(cfg.first_open_month(tz, p("2019-06"), Some(w)), p("2020-03"));
         assert_eq!(cfg.first_open_month(tz, p("2016-06"), None), p("2018-01"), "feed start");
     }
 

@@ -1,10 +1,13 @@
-//! The ten rules of feed-v1 §5, one file each.
+//! The rules of feed-v1 §5, one file each, and their [`registry`].
 //!
 //! A detector is pure: it looks at a payment (or an account window, or a
 //! beneficiary's month) together with the state the engine hands it, and
 //! returns findings. It never reads or writes the store; the engine owns
-//! state and turns findings into alerts. Adding a rule means one file here,
-//! one variant in [`crate::model::Rule`] and one section in [`RulesConfig`].
+//! state and turns findings into alerts. Adding a payment-level rule means
+//! one file here (config, logic, tests), one variant in
+//! [`crate::model::Rule`], one line in [`registry::RULES`] and one section in
+//! [`RulesConfig`]; the engine, summaries, metrics, API and page read the
+//! registry.
 
 pub mod disbursement_delay;
 pub mod duplicate_period;
@@ -16,9 +19,13 @@ pub mod large_amount;
 pub mod missed_payment;
 pub mod name_mismatch;
 pub mod paid_after_death;
+pub mod rectification_relapse;
+pub mod registry;
 pub mod shared_account;
 
+use crate::engine::state::StoredPayment;
 use crate::model::time::{Date, Tz};
+use std::collections::BTreeSet;
 use crate::model::{Custodian, DeathRecord, Evidence, Money, Payment, Period, RosterRecord, Rule, Severity, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -36,32 +43,33 @@ pub struct RulesConfig {
     pub paid_after_death: paid_after_death::Config,
     pub inactive_beneficiary: inactive_beneficiary::Config,
     pub filed_relative_review: filed_relative_review::Config,
+    pub rectification_relapse: rectification_relapse::Config,
 }
 
 impl RulesConfig {
     /// Checks every section; the error names the section and key.
     pub fn validate(&self) -> Result<(), String> {
-        self.shared_account.validate().map_err(|e| format!("rules.shared_account.{e}"))?;
-        self.frequent_payments.validate().map_err(|e| format!("rules.frequent_payments.{e}"))?;
-        self.large_amount.validate().map_err(|e| format!("rules.large_amount.{e}"))?;
-        self.disbursement_delay.validate().map_err(|e| format!("rules.disbursement_delay.{e}"))?;
-        self.missed_payment.validate().map_err(|e| format!("rules.missed_payment.{e}"))?;
+        for r in &registry::RULES {
+            (r.validate)(self).map_err(|e| format!("rules.{}.{e}", r.section))?;
+        }
         Ok(())
     }
 
     pub fn enabled(&self, rule: Rule) -> bool {
-        match rule {
-            Rule::NameMismatch => self.name_mismatch.enabled,
-            Rule::SharedAccount => self.shared_account.enabled,
-            Rule::FrequentPayments => self.frequent_payments.enabled,
-            Rule::LargeAmount => self.large_amount.enabled,
-            Rule::DuplicatePeriod => self.duplicate_period.enabled,
-            Rule::DisbursementDelay => self.disbursement_delay.enabled,
-            Rule::MissedPayment => self.missed_payment.enabled,
-            Rule::PaidAfterDeath => self.paid_after_death.enabled,
-            Rule::InactiveBeneficiary => self.inactive_beneficiary.enabled,
-            Rule::FiledRelativeReview => self.filed_relative_review.enabled,
-        }
+        (rule.info().enabled)(self)
+    }
+
+    /// The payment-level checks that are on, in the registry's order: what
+    /// the engine asks of every payment.
+    pub fn payment_checks(&self) -> Vec<fn(&RulesConfig, &PaymentView<'_>) -> Option<Finding>> {
+        registry::RULES
+            .iter()
+            .filter(|r| (r.enabled)(self))
+            .filter_map(|r| match r.hook {
+                registry::Hook::Payment(check) => Some(check),
+                _ => None,
+            })
+            .collect()
     }
 }
 
@@ -100,7 +108,16 @@ pub struct PaymentView<'a> {
     /// The local day of `paid_at`.
     pub paid_on: Date,
     pub tz: Tz,
+    /// This beneficiary's earlier payments for the same `period`, any
+    /// programme, reversed or not, in arrival order (empty when the engine
+    /// re-checks an old payment against a late record).
+    pub month: &'a [StoredPayment],
+    /// Years whose `FILED_RELATIVE_REVIEW` this beneficiary already has.
+    pub reviewed_years: &'a BTreeSet<i32>,
 }
+
+/// No years: for views of payments the engine re-checks.
+pub static NO_YEARS: BTreeSet<i32> = BTreeSet::new();
 
 impl PaymentView<'_> {
     /// A payment-level finding: one per offending payment (§6).
@@ -194,6 +211,15 @@ pub mod testkit {
 
     pub fn view<'a>(p: &'a Payment, roster: Option<&'a RosterRecord>) -> PaymentView<'a> {
         let tz = Tz::default();
-        PaymentView { payment: p, roster, death: None, custodian: None, paid_on: tz.date(p.paid_at), tz }
+        PaymentView {
+            payment: p,
+            roster,
+            death: None,
+            custodian: None,
+            paid_on: tz.date(p.paid_at),
+            tz,
+            month: &[],
+            reviewed_years: &NO_YEARS,
+        }
     }
 }

@@ -76,13 +76,13 @@ impl Timers {
 }
 
 impl Engine {
-    /// Decides every month whose deadline is before `w`.
+    /// Decides every month whose deadline is at or before `w`.
     pub(super) fn sweep_missed(&mut self, w: Timestamp) -> Result<(), EngineError> {
         if !self.rules.missed_payment.enabled {
             return Ok(());
         }
-        let mut deadlines = self.timers.stored_before(&self.store, w)?;
-        deadlines.extend(self.timers.pending.range(..w).map(|(d, _)| *d));
+        let mut deadlines = self.timers.stored_before(&self.store, Timestamp(w.0.saturating_add(1)))?;
+        deadlines.extend(self.timers.pending.range(..=w).map(|(d, _)| *d));
         deadlines.sort();
         deadlines.dedup();
         let mut memo = Deadlines::new(self.rules.missed_payment.clone(), self.tz);
@@ -113,7 +113,7 @@ impl Engine {
         let mut findings = Vec::new();
         while let Some(p) = ben.missed_next {
             let d = memo.of(p);
-            if d >= w {
+            if d > w {
                 break;
             }
             if let Some(r) = missed_payment::due(cfg, p, &ben.roster, &ben.deaths, d) {

@@ -7,6 +7,7 @@
 //! staged — state, timers, alerts, dead letters and the input position — as
 //! one atomic batch. The engine never reads input and never writes output.
 
+mod cases;
 mod missed;
 mod months;
 mod monthset;
@@ -58,6 +59,9 @@ pub struct Counts {
     pub payments: u64,
     /// Reversals applied.
     pub reversals: u64,
+    /// Case decisions applied (§8).
+    #[serde(default)]
+    pub decisions: u64,
     /// Records seen before and ignored.
     pub redelivered: u64,
     /// Records refused against state (dead-lettered).
@@ -134,6 +138,8 @@ pub type WriteFailurePolicy = Box<dyn FnMut(&StoreError, u32) -> WriteFailed + S
 pub struct Engine {
     /// Thresholds, severities and which rules run.
     rules: RulesConfig,
+    /// The payment-level rules that are on, read off the registry once.
+    payment_checks: Vec<fn(&RulesConfig, &crate::detect::PaymentView<'_>) -> Option<Finding>>,
     /// The offset calendar questions are answered in.
     tz: Tz,
     /// The only way to the disk.
@@ -146,6 +152,10 @@ pub struct Engine {
     months: Months,
     /// Per-account windows and episodes, cached.
     accounts: Table<Account>,
+    /// Cases, cached (`store::cases` owns the layout).
+    cases: Table<crate::store::cases::Case>,
+    /// decision_id → the case it was filed under (§11.5), cached.
+    decision_cases: Table<String>,
     /// `MISSED_PAYMENT` bucket changes since the last commit.
     timers: missed::Timers,
     /// Position, watermark and counts, committed with every batch.
@@ -156,6 +166,9 @@ pub struct Engine {
     staged_alerts: Vec<Alert>,
     /// Their ids, so one finding raised twice in a batch is one alert.
     staged_ids: FxHashSet<String>,
+    /// The staged alerts of cases closed as `false_positive`: recorded and
+    /// published, but not sent to supervisors' webhooks (§11.4).
+    quiet_ids: FxHashSet<String>,
     /// Records the engine refused since the last commit.
     staged_dead: Vec<DeadLetter>,
     /// What a failed commit does: `None` returns the error at once (the
@@ -189,18 +202,22 @@ impl Engine {
     pub fn open(store: Store, rules: RulesConfig, tz: Tz, cache_entries: usize, clock: Arc<dyn Clock>) -> Result<Engine, EngineError> {
         let progress = store.get(Cf::Meta, keys::META_PROGRESS)?.unwrap_or_default();
         Ok(Engine {
+            payment_checks: rules.payment_checks(),
             rules,
             tz,
             clock,
             bens: Table::new(Cf::Beneficiaries, cache_entries),
             months: Months::default(),
             accounts: Table::new(Cf::Accounts, cache_entries),
+            cases: Table::new(Cf::Cases, cache_entries),
+            decision_cases: Table::new(Cf::Cases, cache_entries),
             store,
             timers: missed::Timers::default(),
             progress,
             next_deadline: None,
             staged_alerts: Vec::new(),
             staged_ids: FxHashSet::default(),
+            quiet_ids: FxHashSet::default(),
             staged_dead: Vec::new(),
             on_write_failure: None,
             batch_bytes: 0,
@@ -242,23 +259,39 @@ impl Engine {
         if self.in_flight.as_ref().is_some_and(|f| f.write.is_finished()) {
             self.landed = self.land()?;
         }
-        self.advance_watermark(rec.event_time())?;
-        let outcome = match rec {
-            Record::Roster(r) => self.on_roster(r)?,
-            Record::Death(d) => self.on_death(d)?,
-            Record::Payment(p) if p.kind == PaymentKind::Payment => self.on_payment(p, opened)?,
-            Record::Payment(p) => self.on_reversal(p)?,
+        // A reversal's target is found first: one the engine refuses is
+        // dead-lettered, and only accepted records move the watermark.
+        let target = match rec {
+            Record::Payment(p) if p.kind == PaymentKind::Reversal => match self.reversal_target(p)? {
+                Ok(t) => Some(t),
+                Err(outcome) => return Ok(self.count(outcome, rec)),
+            },
+            _ => None,
         };
+        self.advance_watermark(rec.event_time())?;
+        let outcome = match (rec, target) {
+            (Record::Roster(r), _) => self.on_roster(r)?,
+            (Record::Death(d), _) => self.on_death(d)?,
+            (Record::Decision(d), _) => self.on_decision(d)?,
+            (Record::Payment(p), Some(t)) => self.on_reversal(p, t)?,
+            (Record::Payment(p), None) => self.on_payment(p, opened)?,
+        };
+        Ok(self.count(outcome, rec))
+    }
+
+    /// Adds one record's outcome to the running totals.
+    fn count(&mut self, outcome: Outcome, rec: &Record) -> Outcome {
         let c = &mut self.progress.counts;
         match (&outcome, rec) {
             (Outcome::Redelivered, _) => c.redelivered += 1,
             (Outcome::Rejected(_), _) => c.rejected += 1,
             (Outcome::Applied, Record::Roster(_)) => c.roster += 1,
             (Outcome::Applied, Record::Death(_)) => c.deaths += 1,
+            (Outcome::Applied, Record::Decision(_)) => c.decisions += 1,
             (Outcome::Applied, Record::Payment(p)) if p.kind == PaymentKind::Payment => c.payments += 1,
             (Outcome::Applied, Record::Payment(_)) => c.reversals += 1,
         }
-        Ok(outcome)
+        outcome
     }
 
     /// Stages a dead letter for a record the engine rejected.
@@ -268,7 +301,7 @@ impl Engine {
 
     /// Commits everything staged, with `position` as the input reached.
     pub fn commit(&mut self, position: Option<SortKey>) -> Result<Committed, EngineError> {
-        self.commit_with(position, |_, _| Ok(()))
+        self.commit_with(position, |_, _, _| Ok(()))
     }
 
     /// Commits everything staged and, in the same atomic write, what `extra`
@@ -278,13 +311,13 @@ impl Engine {
     pub fn commit_with(
         &mut self,
         position: Option<SortKey>,
-        extra: impl FnOnce(&mut Batch<'_>, &[Alert]) -> Result<(), EngineError>,
+        extra: impl FnOnce(&mut Batch<'_>, &[Alert], &FxHashSet<String>) -> Result<(), EngineError>,
     ) -> Result<Committed, EngineError> {
         let mut landed = self.land()?;
         // A handle of its own, so the batch does not borrow the engine.
         let store = self.store.clone();
         let mut batch = store.batch_with_capacity(self.batch_capacity());
-        extra(&mut batch, &self.staged_alerts)?;
+        extra(&mut batch, &self.staged_alerts, &self.quiet_ids)?;
         self.fill(&mut batch, position, false)?;
         let failed_attempts = match &mut self.on_write_failure {
             Some(policy) => store.commit_retrying(batch, policy.as_mut())?,
@@ -295,7 +328,10 @@ impl Engine {
         };
         self.bens.trim();
         self.accounts.trim();
+        self.cases.trim();
+        self.decision_cases.trim();
         self.staged_ids.clear();
+        self.quiet_ids.clear();
         landed.absorb(Committed {
             alerts: std::mem::take(&mut self.staged_alerts),
             dead_letters: std::mem::take(&mut self.staged_dead),
@@ -324,6 +360,8 @@ impl Engine {
         // batch by the writing thread.
         let (months, segment) = (self.months.hand_off(), self.progress.commits);
         let write = store.commit_in_background(batch, Box::new(move |b| months::put_all(b, &months, segment)));
+        // The file audit sends nothing to supervisors: nothing is quiet.
+        self.quiet_ids.clear();
         self.in_flight = Some(InFlight {
             write,
             alert_ids: std::mem::take(&mut self.staged_ids),
@@ -346,6 +384,8 @@ impl Engine {
         self.timers.landed();
         self.bens.landed();
         self.accounts.landed();
+        self.cases.landed();
+        self.decision_cases.landed();
         landed.absorb(f.committed);
         Ok(landed)
     }
@@ -361,6 +401,8 @@ impl Engine {
     fn fill(&mut self, batch: &mut Batch<'_>, position: Option<SortKey>, in_flight: bool) -> Result<(), EngineError> {
         self.bens.flush(batch, in_flight)?;
         self.accounts.flush(batch, in_flight)?;
+        self.cases.flush(batch, in_flight)?;
+        self.decision_cases.flush(batch, in_flight)?;
         self.timers.flush(&self.store, batch, in_flight)?;
         for a in &self.staged_alerts {
             self.progress.alert_seq += 1;
@@ -408,7 +450,7 @@ impl Engine {
                 continue;
             }
             let alert = Alert {
-                alert_id: id.clone(),
+                alert_id: id,
                 rule: f.rule,
                 severity: f.severity,
                 township: f.township,
@@ -421,15 +463,26 @@ impl Engine {
                 reason: f.reason,
                 event_time: self.tz.format(f.event_time),
                 detected_at: self.tz.format(self.clock.now()),
+                case_id: String::new(),
             };
-            self.staged_ids.insert(id);
-            self.staged_alerts.push(alert);
+            self.stage_alert(alert, f.event_time)?;
         }
         Ok(())
     }
 
+    /// Stages one alert (its case already filed), `quiet` when supervisors
+    /// are not to be sent it.
+    fn push_alert(&mut self, alert: Alert, quiet: bool) {
+        if quiet {
+            self.quiet_ids.insert(alert.alert_id.clone());
+        }
+        self.staged_ids.insert(alert.alert_id.clone());
+        self.staged_alerts.push(alert);
+    }
+
     /// Moves the watermark to `t` when `t` is newer, first deciding every
-    /// month whose deadline lies before `t`.
+    /// month whose deadline is at or before `t` (§11.2: timers due at or
+    /// before a record's event time fire before the record is applied).
     fn advance_watermark(&mut self, t: Timestamp) -> Result<(), EngineError> {
         let Some(w) = self.progress.watermark else {
             self.progress.watermark = Some(t);
@@ -440,11 +493,11 @@ impl Engine {
         }
         let next = match self.next_deadline {
             Some(d) => d,
-            None => self.deadline_at_or_after(w),
+            None => self.deadline_after(w),
         };
-        if t > next {
+        if t >= next {
             self.sweep_missed(t)?;
-            self.next_deadline = Some(self.deadline_at_or_after(t));
+            self.next_deadline = Some(self.deadline_after(t));
         } else {
             self.next_deadline = Some(next);
         }
@@ -452,11 +505,12 @@ impl Engine {
         Ok(())
     }
 
-    fn deadline_at_or_after(&self, t: Timestamp) -> Timestamp {
+    /// The first `MISSED_PAYMENT` deadline after `t`.
+    fn deadline_after(&self, t: Timestamp) -> Timestamp {
         let cfg = &self.rules.missed_payment;
         let back = t.plus_days(-i64::from(cfg.grace_days));
         let mut p = crate::model::Period(crate::model::Period::of(self.tz.date(back)).0 - 2);
-        while cfg.deadline(self.tz, p) < t {
+        while cfg.deadline(self.tz, p) <= t {
             p = p.next();
         }
         cfg.deadline(self.tz, p)

@@ -4,15 +4,21 @@
 use super::state::{custodian_in, StoredPayment};
 use super::{months, Engine, EngineError, Opened, Outcome};
 use crate::decode::{Reason, Rejection};
-use crate::detect::duplicate_period::Earlier;
 use crate::detect::episode::{Change, WindowEntry};
-use crate::detect::{
-    disbursement_delay, duplicate_period, filed_relative_review, inactive_beneficiary, large_amount, name_mismatch,
-    paid_after_death, PaymentView,
-};
+use crate::detect::PaymentView;
 use crate::model::time::Date;
-use crate::model::{Payment, PaymentType, Period, Timestamp};
+use crate::model::{Payment, Period, Rule, Timestamp};
 use crate::store::keys::{self, MonthKey};
+
+/// The payment a reversal cancels, and the month that holds it.
+pub(super) struct Target {
+    period: Period,
+    key: MonthKey,
+    /// The month's payments, as read.
+    list: Vec<StoredPayment>,
+    /// The cancelled payment's place in `list`.
+    index: usize,
+}
 
 impl Engine {
     pub(super) fn on_payment(&mut self, p: &Payment, opened: Option<Opened>) -> Result<Outcome, EngineError> {
@@ -23,7 +29,7 @@ impl Engine {
         };
         // The beneficiary is looked up once; everything up to the account
         // step works on this borrow.
-        let (store, months, rules, tz) = (&self.store, &mut self.months, &self.rules, self.tz);
+        let (store, months, rules, tz, checks) = (&self.store, &mut self.months, &self.rules, self.tz, &self.payment_checks);
         let ben = self.bens.get_or_default(store, bid.as_bytes())?;
         // A redelivery repeats the record, so it lands in a month that
         // already has payments; only then is the month read.
@@ -32,58 +38,31 @@ impl Engine {
         if month.iter().any(|sp| sp.payment.event_id == p.event_id) {
             return Ok(Outcome::Redelivered);
         }
-        let earlier: Vec<Earlier> = if p.payment_type == PaymentType::Regular {
-            month
-                .iter()
-                .filter(|sp| {
-                    sp.reversed_by.is_none()
-                        && sp.payment.program == p.program
-                        && sp.payment.payment_type == PaymentType::Regular
-                })
-                .map(|sp| Earlier { event_id: sp.payment.event_id.to_string(), amount: sp.payment.amount })
-                .collect()
-        } else {
-            Vec::new()
-        };
         let paid_on = tz.date(p.paid_at);
         let mut findings = Vec::new();
-        let review_year;
         let exempt;
         {
             let roster = ben.roster_at(p.paid_at);
             let custodian = roster.and_then(|r| custodian_in(r, paid_on, &p.account_no, &p.account_name));
             exempt = custodian.is_some();
-            let v = PaymentView { payment: p, roster, death: ben.death(), custodian, paid_on, tz };
-            let r = rules;
-            if r.name_mismatch.enabled {
-                findings.extend(name_mismatch::check(&r.name_mismatch, &v));
-            }
-            if r.large_amount.enabled {
-                findings.extend(large_amount::check(&r.large_amount, &v));
-            }
-            if r.duplicate_period.enabled {
-                findings.extend(duplicate_period::check(&r.duplicate_period, &v, &earlier));
-            }
-            if r.disbursement_delay.enabled {
-                findings.extend(disbursement_delay::check(&r.disbursement_delay, &v));
-            }
-            if r.paid_after_death.enabled {
-                findings.extend(paid_after_death::check(&r.paid_after_death, &v));
-            }
-            if r.inactive_beneficiary.enabled {
-                findings.extend(inactive_beneficiary::check(&r.inactive_beneficiary, &v));
-            }
-            review_year = if r.filed_relative_review.enabled {
-                let f = filed_relative_review::check(&r.filed_relative_review, &v, |y| ben.reviewed_years.contains(&y));
-                let year = f.as_ref().map(|_| paid_on.year());
-                findings.extend(f);
-                year
-            } else {
-                None
+            let v = PaymentView {
+                payment: p,
+                roster,
+                death: ben.death(),
+                custodian,
+                paid_on,
+                tz,
+                month: &month,
+                reviewed_years: &ben.reviewed_years,
             };
+            // Every payment-level rule that is on (the registry's).
+            for check in checks {
+                findings.extend(check(rules, &v));
+            }
         }
-        if let Some(y) = review_year {
-            ben.reviewed_years.insert(y);
+        // The year's review is raised once (contract §6).
+        if findings.iter().any(|f| f.rule == Rule::FiledRelativeReview) {
+            ben.reviewed_years.insert(paid_on.year());
         }
         ben.months_any.insert(p.period);
         ben.months_paid.insert(p.period);
@@ -110,12 +89,14 @@ impl Engine {
         Ok(Outcome::Applied)
     }
 
-    /// Reverses a payment of the same beneficiary, found in the reversal's
-    /// own month first and then in every month with payments.
-    pub(super) fn on_reversal(&mut self, p: &Payment) -> Result<Outcome, EngineError> {
+    /// Finds the payment a reversal cancels, of the same beneficiary: in
+    /// the reversal's own month first, then in every month with payments.
+    /// Done before the watermark moves, so a refused or repeated reversal
+    /// (`Err` with its outcome) never moves it.
+    pub(super) fn reversal_target(&mut self, p: &Payment) -> Result<Result<Target, Outcome>, EngineError> {
         let bid = p.beneficiary_id.as_str();
         let target_id = p.reverses.as_deref().unwrap_or_default();
-        let bad = |why: String| Ok(Outcome::Rejected(Rejection::new(Reason::BadReversal, why)));
+        let bad = |why: String| Ok(Err(Outcome::Rejected(Rejection::new(Reason::BadReversal, why))));
         let mut months: Vec<Period> = match self.bens.get(&self.store, bid.as_bytes())? {
             Some(b) => b.months_any.iter().collect(),
             None => Vec::new(),
@@ -136,14 +117,21 @@ impl Engine {
                 break;
             }
         }
-        let Some((period, key, mut list, i)) = found else {
+        let Some((period, key, list, i)) = found else {
             return bad(format!("reverses {target_id}, which was not paid to this beneficiary before it"));
         };
         match &list[i].reversed_by {
-            Some(by) if *by == p.event_id => return Ok(Outcome::Redelivered),
-            Some(by) => return bad(format!("reverses {target_id}, which {by} already reversed")),
-            None => {}
+            Some(by) if *by == p.event_id => Ok(Err(Outcome::Redelivered)),
+            Some(by) => bad(format!("reverses {target_id}, which {by} already reversed")),
+            None => Ok(Ok(Target { period, key, list, index: i })),
         }
+    }
+
+    /// Reverses the payment [`Engine::reversal_target`] found.
+    pub(super) fn on_reversal(&mut self, p: &Payment, target: Target) -> Result<Outcome, EngineError> {
+        let bid = p.beneficiary_id.as_str();
+        let target_id = p.reverses.as_deref().unwrap_or_default();
+        let Target { period, key, mut list, index: i } = target;
         list[i].reversed_by = Some(p.event_id.to_string());
         let target = list[i].payment.clone();
         let still_paid = list.iter().any(|sp| sp.reversed_by.is_none());

@@ -1,7 +1,7 @@
 //! Roster versions and death records.
 
 use super::{Engine, EngineError, Outcome};
-use crate::detect::{paid_after_death, PaymentView};
+use crate::detect::{paid_after_death, PaymentView, NO_YEARS};
 use crate::model::{DeathRecord, Period, RosterRecord};
 use crate::store::keys::{self, MonthKey};
 
@@ -55,6 +55,8 @@ impl Engine {
                     custodian: None,
                     paid_on: self.tz.date(p.paid_at),
                     tz: self.tz,
+                    month: &[],
+                    reviewed_years: &NO_YEARS,
                 };
                 findings.extend(paid_after_death::check(&self.rules.paid_after_death, &v));
             }

@@ -9,6 +9,7 @@ use crate::model::{
     Custodian, DeathRecord, DeathSource, Money, Payment, PaymentKind, PaymentType, PersonId, Period, Program,
     RosterRecord, Rule, Status, Timestamp,
 };
+use crate::model::decision::{case_id, Action, Decision, Outcome};
 use rand::Rng;
 
 /// One beneficiary and how they are paid.
@@ -59,6 +60,8 @@ pub struct Builder {
     pub roster: Vec<RosterRecord>,
     pub deaths: Vec<DeathRecord>,
     pub payments: Vec<Payment>,
+    /// Supervisors' decisions on planted cases (the rectification ledger).
+    pub decisions: Vec<Decision>,
     /// Payments written twice (redelivery controls), by event id.
     pub redeliver: Vec<String>,
     pub truth: Truth,
@@ -76,6 +79,7 @@ impl Builder {
             roster: Vec::new(),
             deaths: Vec::new(),
             payments: Vec::new(),
+            decisions: Vec::new(),
             redeliver: Vec::new(),
             truth: Truth::default(),
             seq: 0,
@@ -298,6 +302,29 @@ impl Builder {
             reported_at: reported,
         });
         record_id
+    }
+
+    /// Records a supervisor's decision on the case of `rule` on `subject`;
+    /// returns its id.
+    pub fn decide(&mut self, rule: Rule, subject: &str, outcome: Outcome, action: Option<Action>, at: Timestamp) -> String {
+        let n = self.decisions.len() + 1;
+        let decision_id = format!("DEC{n:07}");
+        let rectified = outcome == Outcome::Rectified;
+        self.decisions.push(Decision {
+            decision_id: decision_id.clone(),
+            case_id: case_id(rule, subject),
+            rule,
+            subject: subject.to_owned(),
+            outcome,
+            action,
+            amount_recovered: (action == Some(Action::Recovered)).then(|| Money::from_fen(58_500)),
+            document_no: rectified.then(|| format!("民整〔{}〕{n}号", self.tz.date(at).year())),
+            clue_no: None,
+            note: Some(format!("{}：{}", outcome.chinese(), action.map_or("复核", |a| a.chinese()))),
+            decided_by: "乡镇民政办".into(),
+            decided_at: at,
+        });
+        decision_id
     }
 
     pub fn expect(&mut self, rule: Rule, key: String, case: &str) {

@@ -10,7 +10,7 @@ pub mod truth;
 mod write;
 
 pub use truth::{truth_key, Truth};
-pub use write::{death_json, payment_json, roster_json, OutFormat};
+pub use write::{death_json, decision_json, payment_json, roster_json, OutFormat};
 
 use crate::model::{Period, Timestamp};
 use district::Builder;
@@ -49,6 +49,8 @@ pub struct Generated {
     pub roster: PathBuf,
     pub deaths: PathBuf,
     pub payments: PathBuf,
+    /// The rectification ledger: decisions on planted cases (§8).
+    pub decisions: PathBuf,
     pub truth_path: PathBuf,
     pub truth: Truth,
 }
@@ -175,6 +177,14 @@ fn write_ledger(bd: &mut Builder, o: &GenerateOptions) -> Result<Generated, Gene
             e,
         ),
     ));
+    // A mistyped year (contract §7 v1.1): valid in every field, but far
+    // ahead of the wall clock. Accepted, it would move the watermark to 2199
+    // and raise a MISSED_PAYMENT for every beneficiary and month between.
+    let mistyped = |m: &Map<String, Value>, field: &str| {
+        let s = m.get(field).and_then(Value::as_str).unwrap_or("2019-01-01T00:00:00+08:00");
+        json!(format!("2199{}", s.get(4..).unwrap_or("")))
+    };
+    pay_bad.push(("future_time", bad(&sample_p, &[("paid_at", mistyped(&sample_p, "paid_at"))], e)));
     pay_bad.push((
         if csv { "bad_csv" } else { "bad_json" },
         Line::Text { jsonl: r#"{"event_id": "BROKEN-1", "amount": "#.into(), csv: "BROKEN-1,payment".into() },
@@ -183,6 +193,7 @@ fn write_ledger(bd: &mut Builder, o: &GenerateOptions) -> Result<Generated, Gene
         ("unknown_enum", bad(&sample_r, &[("status", json!("deleted"))], None)),
         ("bad_date", bad(&sample_r, &[("enrolled_at", json!("2019-02-30"))], None)),
         ("missing_field", bad(&sample_r, &[("updated_at", Value::Null)], None)),
+        ("future_time", bad(&sample_r, &[("updated_at", mistyped(&sample_r, "updated_at"))], None)),
     ];
     let death_bad = if sample_d.is_empty() {
         vec![]
@@ -190,6 +201,7 @@ fn write_ledger(bd: &mut Builder, o: &GenerateOptions) -> Result<Generated, Gene
         vec![
             ("bad_id", bad(&sample_d, &[("person_id", json!("12345"))], Some("record_id"))),
             ("bad_date", bad(&sample_d, &[("reported_at", json!("yesterday"))], Some("record_id"))),
+            ("future_time", bad(&sample_d, &[("reported_at", mistyped(&sample_d, "reported_at"))], Some("record_id"))),
         ]
     };
     for (lines, bads) in [(&mut pay_lines, pay_bad), (&mut roster_lines, roster_bad), (&mut death_lines, death_bad)] {
@@ -202,6 +214,9 @@ fn write_ledger(bd: &mut Builder, o: &GenerateOptions) -> Result<Generated, Gene
     write_lines(&payments_path, o.format, &write::PAYMENT_FIELDS, &pay_lines).map_err(err(&payments_path))?;
     write_lines(&roster_path, o.format, &write::ROSTER_FIELDS, &roster_lines).map_err(err(&roster_path))?;
     write_lines(&deaths_path, o.format, &write::DEATH_FIELDS, &death_lines).map_err(err(&deaths_path))?;
+    let decisions_path = o.out.join(format!("decisions.{ext}"));
+    let decision_lines = decision_lines(bd);
+    write_lines(&decisions_path, o.format, &write::DECISION_FIELDS, &decision_lines).map_err(err(&decisions_path))?;
 
     let t = &mut bd.truth;
     t.seed = o.seed;
@@ -212,5 +227,45 @@ fn write_ledger(bd: &mut Builder, o: &GenerateOptions) -> Result<Generated, Gene
     let truth_path = o.out.join("truth.json");
     let text = serde_json::to_string_pretty(&bd.truth).unwrap_or_default();
     std::fs::write(&truth_path, text).map_err(err(&truth_path))?;
-    Ok(Generated { roster: roster_path, deaths: deaths_path, payments: payments_path, truth_path, truth: bd.truth.clone() })
+    Ok(Generated {
+        roster: roster_path,
+        deaths: deaths_path,
+        payments: payments_path,
+        decisions: decisions_path,
+        truth_path,
+        truth: bd.truth.clone(),
+    })
+}
+
+/// The rectification ledger: every planted decision, a copy of one (a
+/// redelivery), and decisions that must be dead-lettered: a case with no
+/// alert, a `case_id` that is not its rule and subject's, and a reused
+/// `decision_id` with other content.
+fn decision_lines(bd: &mut Builder) -> Vec<Line> {
+    let tz = bd.tz;
+    bd.decisions.sort_by(|a, b| (a.decided_at, &a.decision_id).cmp(&(b.decided_at, &b.decision_id)));
+    let mut lines: Vec<Line> = bd.decisions.iter().map(|d| Line::Object(decision_json(d, tz))).collect();
+    if let Some(first) = bd.decisions.first().cloned() {
+        lines.push(Line::Object(decision_json(&first, tz)));
+        bd.truth.redelivered += 1;
+        let mut conflicting = first.clone();
+        conflicting.note = Some("同一编号、不同内容".into());
+        lines.push(Line::Object(decision_json(&conflicting, tz)));
+        *bd.truth.dead_letters.entry("conflicting_decision".into()).or_default() += 1;
+        let mut mismatched = decision_json(&first, tz);
+        let other = bd.people.id();
+        mismatched.insert("decision_id".into(), json!("DEC-BAD-CASE"));
+        mismatched.insert("subject".into(), json!(other));
+        lines.push(Line::Object(mismatched));
+        *bd.truth.dead_letters.entry("bad_case_id".into()).or_default() += 1;
+        let nobody = bd.people.id();
+        let mut unknown = first;
+        unknown.decision_id = "DEC-NO-CASE".into();
+        unknown.subject = nobody.clone();
+        unknown.case_id = crate::model::decision::case_id(unknown.rule, &nobody);
+        lines.push(Line::Object(decision_json(&unknown, tz)));
+        *bd.truth.dead_letters.entry("unknown_case".into()).or_default() += 1;
+    }
+    bd.truth.decision_records = lines.len() as u64;
+    lines
 }

@@ -4,6 +4,7 @@
 use super::district::{Builder, Change};
 use super::people::variant;
 use crate::model::time::{Date, MS_PER_DAY};
+use crate::model::decision::{case_id, Action, Outcome};
 use crate::model::{Custodian, Money, PaymentType, Period, Program, Rule, Status, Timestamp};
 use rand::Rng;
 
@@ -27,6 +28,8 @@ pub enum Role {
     SuspendedPaid,
     NotOnRoster,
     Filed,
+    /// A name mismatch rectified on paper: it goes on after the decision.
+    Relapse,
     // controls
     Custodian,
     CustodianLater,
@@ -38,10 +41,16 @@ pub enum Role {
     Cancelled,
     Suspended,
     OneOff,
+    /// A name mismatch rectified that stays clean.
+    RectifiedClean,
+    /// A name mismatch decided `false_positive`, with alerts after it.
+    FalsePositiveLater,
+    /// A name mismatch decided `confirmed`, with alerts after it.
+    ConfirmedLater,
 }
 
 impl Role {
-    pub const PLANTED: [Role; 17] = [
+    pub const PLANTED: [Role; 18] = [
         Role::NameMismatch,
         Role::CustodianRevoked,
         Role::SharedAccount,
@@ -59,8 +68,9 @@ impl Role {
         Role::SuspendedPaid,
         Role::NotOnRoster,
         Role::Filed,
+        Role::Relapse,
     ];
-    pub const CONTROLS: [Role; 10] = [
+    pub const CONTROLS: [Role; 13] = [
         Role::Custodian,
         Role::CustodianLater,
         Role::NameVariant,
@@ -71,6 +81,9 @@ impl Role {
         Role::Cancelled,
         Role::Suspended,
         Role::OneOff,
+        Role::RectifiedClean,
+        Role::FalsePositiveLater,
+        Role::ConfirmedLater,
     ];
 }
 
@@ -114,6 +127,50 @@ pub fn plant(bd: &mut Builder, role: Role) {
                     bd.expect(Rule::NameMismatch, key(Rule::NameMismatch, &id), "paid into a non-custodian's account");
                 } else {
                     bd.push(x);
+                }
+            }
+        }
+        Role::Relapse | Role::RectifiedClean | Role::FalsePositiveLater | Role::ConfirmedLater => {
+            // A name mismatch that the township decides on between alerts.
+            let account = bd.people.account();
+            let holder = other_name(bd, &b.name);
+            bd.roster_history(&b, &[]);
+            let bad = if role == Role::RectifiedClean { vec![m] } else { vec![m, m.next(), Period(m.0 + 2)] };
+            let mut first = None;
+            for p in month_range(b.start, to) {
+                let mut x = bd.regular(&b, p);
+                if bad.contains(&p) {
+                    x.account_no = account.as_str().into();
+                    x.account_name = holder.as_str().into();
+                    first.get_or_insert(x.paid_at);
+                    let id = bd.push(x);
+                    bd.expect(Rule::NameMismatch, key(Rule::NameMismatch, &id), "paid into a non-custodian's account");
+                } else {
+                    bd.push(x);
+                }
+            }
+            // Five days after the first mismatched payment, a month before
+            // the next one.
+            let decided = Timestamp(first.expect("a mismatched month").0 + 5 * MS_PER_DAY);
+            let rule = Rule::NameMismatch;
+            match role {
+                Role::Relapse => {
+                    bd.decide(rule, &b.id, Outcome::InProgress, None, Timestamp(decided.0 - 2 * MS_PER_DAY));
+                    let d = bd.decide(rule, &b.id, Outcome::Rectified, Some(Action::Corrected), decided);
+                    let key = format!("RECTIFICATION_RELAPSE:{}:{d}", case_id(rule, &b.id));
+                    bd.expect(Rule::RectificationRelapse, key, "still paid into the same account after it was rectified");
+                }
+                Role::RectifiedClean => {
+                    bd.decide(rule, &b.id, Outcome::Rectified, Some(Action::Recovered), decided);
+                    bd.control("rectified and clean since", &b.id);
+                }
+                Role::FalsePositiveLater => {
+                    bd.decide(rule, &b.id, Outcome::FalsePositive, None, decided);
+                    bd.control("decided a false positive, alerts after it", &b.id);
+                }
+                _ => {
+                    bd.decide(rule, &b.id, Outcome::Confirmed, None, decided);
+                    bd.control("confirmed, alerts after it", &b.id);
                 }
             }
         }

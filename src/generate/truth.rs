@@ -32,8 +32,12 @@ pub struct Truth {
     pub controls: Vec<Control>,
     /// Dead letters by reason code.
     pub dead_letters: BTreeMap<String, u64>,
-    /// Payment lines that repeat an earlier `event_id`.
+    /// Lines that repeat an earlier record (payments by `event_id`,
+    /// decisions by `decision_id`).
     pub redelivered: u64,
+    /// Decision lines written (the rectification ledger).
+    #[serde(default)]
+    pub decision_records: u64,
     pub roster_records: u64,
     pub death_records: u64,
     pub payment_events: u64,
@@ -43,8 +47,9 @@ pub struct Truth {
 /// `RULE:event` for payment-level rules (the offending payment, the first of
 /// `evidence.event_ids`), `RULE:account:event` for account-level rules (the
 /// payment that crossed the threshold, the newest in the evidence),
-/// `MISSED_PAYMENT:beneficiary:month` and
-/// `FILED_RELATIVE_REVIEW:beneficiary:year`.
+/// `MISSED_PAYMENT:beneficiary:month`,
+/// `FILED_RELATIVE_REVIEW:beneficiary:year` and
+/// `RECTIFICATION_RELAPSE:case:decision`.
 pub fn truth_key(a: &Alert) -> String {
     let first = a.evidence.event_ids.first().map(String::as_str).unwrap_or("");
     let last = a.evidence.event_ids.last().map(String::as_str).unwrap_or("");
@@ -56,6 +61,9 @@ pub fn truth_key(a: &Alert) -> String {
         Rule::MissedPayment => format!("{}:{}:{}", a.rule.code(), bid, a.period.map(|p| p.to_string()).unwrap_or_default()),
         Rule::FiledRelativeReview => {
             format!("{}:{}:{}", a.rule.code(), bid, a.evidence.figures.get("year").map(String::as_str).unwrap_or(""))
+        }
+        Rule::RectificationRelapse => {
+            format!("{}:{}:{}", a.rule.code(), a.case_id, a.evidence.record_ids.first().map(String::as_str).unwrap_or(""))
         }
         _ => format!("{}:{}", a.rule.code(), first),
     }

@@ -31,6 +31,21 @@ pub const ROSTER_FIELDS: [&str; 12] = [
     "monthly_amount", "filed_relative", "custodians", "updated_at",
 ];
 pub const DEATH_FIELDS: [&str; 6] = ["record_id", "person_id", "name", "date_of_death", "source", "reported_at"];
+pub const DECISION_FIELDS: [&str; 12] = [
+    "decision_id", "case_id", "rule", "subject", "outcome", "action", "amount_recovered", "document_no", "clue_no",
+    "note", "decided_by", "decided_at",
+];
+
+/// A decision as the rectification ledger holds it (absent fields left out).
+pub fn decision_json(d: &crate::model::decision::Decision, tz: Tz) -> Map<String, Value> {
+    match crate::report::decision_json(d, tz) {
+        Value::Object(mut m) => {
+            m.retain(|_, v| !v.is_null());
+            m
+        }
+        _ => Map::new(),
+    }
+}
 
 /// Timestamps are written in `+08:00`, and one in twenty in UTC (`Z`), as
 /// some bank systems do: the engine must read both the same.

@@ -26,6 +26,12 @@ pub struct Api {
     /// Review times.
     pub clock: Arc<dyn Clock>,
     pub tz: Tz,
+    /// The running rules, for `GET /api/v1/rules` (which are on).
+    pub rules: Arc<crate::detect::RulesConfig>,
+    /// The case deadlines.
+    pub cases: crate::config::CasesConfig,
+    /// Where posted decisions go (the decisions topic).
+    pub decisions: Option<Arc<super::cases::DecisionSink>>,
 }
 
 /// Largest page.
@@ -35,6 +41,10 @@ pub const MAX_NOTE: usize = 2000;
 
 pub fn routes(api: Api) -> Router {
     Router::new()
+        .route("/api/v1/rules", get(rules))
+        .route("/api/v1/cases", get(super::cases::list))
+        .route("/api/v1/cases/{id}", get(super::cases::one))
+        .route("/api/v1/cases/{id}/decisions", post(super::cases::decide))
         .route("/api/v1/alerts", get(list))
         .route("/api/v1/alerts/{id}", get(one))
         .route("/api/v1/alerts/{id}/reviews", post(add_review))
@@ -45,7 +55,7 @@ pub fn routes(api: Api) -> Router {
 }
 
 /// An error as `{"error": "..."}` with its status.
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub StatusCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -53,16 +63,16 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn bad(msg: impl Into<String>) -> ApiError {
+pub(super) fn bad(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
+pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "API: store error");
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
 }
 
-fn who(api: &Api, headers: &HeaderMap) -> Result<Principal, ApiError> {
+pub(super) fn who(api: &Api, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let auth = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     authenticate(&api.tokens, auth).ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "a valid bearer token is required".into()))
 }
@@ -185,6 +195,13 @@ async fn list(State(api): State<Api>, headers: HeaderMap, Query(q): Query<HashMa
         from = last - 1;
     }
     Ok(Json(json!({ "items": items, "next_cursor": next })))
+}
+
+/// The rules, read off the registry: code, Chinese name, subject, config
+/// section, hook, whether on. The review page names rules from this.
+async fn rules(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    who(&api, &headers)?;
+    Ok(Json(json!({ "rules": crate::detect::registry::describe(&api.rules) })))
 }
 
 async fn one(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod cases;
 
 use crate::metrics::Metrics;
 use axum::extract::State;

@@ -5,6 +5,7 @@
 //! re-check formats.
 
 pub mod alert;
+pub mod decision;
 pub mod id;
 pub mod money;
 pub mod name;

@@ -252,6 +252,8 @@ pub enum Record {
     Roster(RosterRecord),
     Death(DeathRecord),
     Payment(Payment),
+    /// A decision on a case (§8 v1.1).
+    Decision(super::decision::Decision),
 }
 
 impl Record {
@@ -260,19 +262,29 @@ impl Record {
             Record::Roster(r) => r.updated_at,
             Record::Death(d) => d.reported_at,
             Record::Payment(p) => p.paid_at,
+            Record::Decision(d) => d.decided_at,
         }
     }
 
-    /// Tie-break rank among records with the same event time.
+    /// Tie-break rank among records with the same event time (§6): roster,
+    /// deaths, vulnerable persons, decisions, payments (reversals after
+    /// payments).
     pub fn rank(&self) -> u8 {
         match self {
             Record::Roster(_) => 0,
             Record::Death(_) => 1,
-            Record::Payment(p) if p.kind == PaymentKind::Payment => 2,
-            Record::Payment(_) => 3,
+            Record::Decision(_) => RANK_DECISION,
+            Record::Payment(p) if p.kind == PaymentKind::Payment => RANK_PAYMENT,
+            Record::Payment(_) => RANK_PAYMENT + 1,
         }
     }
 }
+
+/// The rank of a decision: after deaths and vulnerable persons (2).
+pub const RANK_DECISION: u8 = 3;
+/// The rank of a payment (a reversal's is one more). State layout v2 had
+/// 2; its positions are moved on upgrade (`store::migrate`).
+pub const RANK_PAYMENT: u8 = 4;
 
 /// A record's place in the merged input (§6): event time, then the kind's
 /// rank, then the source file and the line in it. Total and deterministic,

@@ -56,7 +56,11 @@ pub struct Consume {
     pub reorder: Reorder,
     /// Committed with every batch.
     pub meta: StreamMeta,
+    /// Size limits; the event-time bound is set from the clock for each
+    /// message read (`decode`).
     pub limits: Limits,
+    /// `input.max_future`, in milliseconds.
+    max_future_ms: i64,
     /// Records per batch at most (`engine.batch_records`).
     pub batch_records: usize,
     /// Longest time between commits (`kafka.commit_interval`).
@@ -101,7 +105,8 @@ impl Consume {
             book,
             reorder: Reorder::new(cfg.kafka.max_out_of_order, cfg.kafka.reorder_buffer_records, cfg.kafka.revoked_grace),
             meta,
-            limits: cfg.limits(),
+            limits: cfg.limits(clock.now()),
+            max_future_ms: cfg.max_future_ms(),
             batch_records: cfg.engine.batch_records,
             commit_interval: cfg.kafka.commit_interval,
             clock,
@@ -252,7 +257,8 @@ impl Consume {
 
     fn decode(&self, part: Part, value: Option<&[u8]>) -> Result<Record, Rejection> {
         let bytes = value.ok_or_else(|| Rejection::new(Reason::BadJson, "message has no value (a tombstone)"))?;
-        decode_json_bytes(part.kind(), bytes, self.limits)
+        let limits = self.limits.read_at(self.clock.now(), self.max_future_ms);
+        decode_json_bytes(part.kind(), bytes, limits)
     }
 
     fn apply(&mut self, h: Held) -> Result<(), RunError> {
@@ -365,10 +371,14 @@ impl Consume {
         self.meta.offsets = self.book.lock().unwrap_or_else(|e| e.into_inner()).to_stored();
         let meta = &mut self.meta;
         let routes = &self.routes;
-        let committed = self.engine.commit_with(None, |batch, alerts| {
+        let committed = self.engine.commit_with(None, |batch, alerts, quiet| {
             for a in alerts {
                 outbox::stage(batch, &mut meta.outbox_seq, &OutMessage::alert(a, now_ms)?)?;
-                webhook::stage(batch, &mut meta.outbox_seq, routes, a, now_ms)?;
+                // An alert of a case closed as false_positive is published
+                // but not sent to supervisors again (§11.4).
+                if !quiet.contains(&a.alert_id) {
+                    webhook::stage(batch, &mut meta.outbox_seq, routes, a, now_ms)?;
+                }
             }
             for m in &staged {
                 outbox::stage(batch, &mut meta.outbox_seq, m)?;

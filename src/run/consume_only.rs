@@ -23,7 +23,7 @@ pub struct Baseline {
 pub fn consume_only(cfg: &Config, expect: u64, give_up: Duration) -> Result<Baseline, super::RunError> {
     let book = Arc::new(Mutex::new(OffsetBook::default()));
     let mut source = KafkaSource::open(&cfg.kafka, book)?;
-    let limits = cfg.limits();
+    let limits = cfg.limits(crate::clock::Clock::now(&crate::clock::SystemClock));
     let (mut records, mut decoded) = (0u64, 0u64);
     let mut first: Option<Instant> = None;
     let mut last_seen = Instant::now();

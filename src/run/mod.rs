@@ -51,6 +51,8 @@ pub enum RunError {
     Listen { addr: String, source: std::io::Error },
     #[error("the consumer thread failed: {0}")]
     Thread(String),
+    #[error("cannot create the Kafka producer for decisions: {0}")]
+    DecisionProducer(rdkafka::error::KafkaError),
 }
 
 impl RunError {
@@ -120,6 +122,14 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
             tokens: Arc::new(cfg.api.tokens.clone()),
             clock: Arc::clone(&clock),
             tz: cfg.tz(),
+            rules: Arc::new(cfg.rules.clone()),
+            cases: cfg.cases.clone(),
+            decisions: Some(Arc::new(http::cases::DecisionSink::new(
+                crate::sink::kafka::producer(&cfg.kafka).map_err(RunError::DecisionProducer)?,
+                cfg.kafka.topics.decisions.clone(),
+                cfg.limits(clock.now()),
+                cfg.max_future_ms(),
+            ))),
         };
         tokio::spawn(http::serve(listener, Arc::clone(&metrics), Arc::clone(&health), api, tls, async move { stop.notified().await }))
     };

@@ -29,17 +29,30 @@ pub enum SourceError {
     Stopped,
 }
 
-/// The three input files of an audit, in source-index order.
+/// The input files of an audit, in source-index order: roster 0, deaths
+/// 1, payments 2, then the optional ones in the order given here.
 #[derive(Clone, Debug)]
 pub struct Inputs {
     pub roster: PathBuf,
     pub deaths: PathBuf,
     pub payments: PathBuf,
+    /// The rectification ledger (`--decisions`, §8), when given.
+    pub decisions: Option<PathBuf>,
 }
 
 impl Inputs {
-    pub fn list(&self) -> [(Kind, &Path); 3] {
-        [(Kind::Roster, &self.roster), (Kind::Death, &self.deaths), (Kind::Payment, &self.payments)]
+    /// The three required inputs and no optional one.
+    pub fn new(roster: PathBuf, deaths: PathBuf, payments: PathBuf) -> Inputs {
+        Inputs { roster, deaths, payments, decisions: None }
+    }
+
+    /// Every input given, in source-index order.
+    pub fn list(&self) -> Vec<(Kind, &Path)> {
+        let mut l = vec![(Kind::Roster, self.roster.as_path()), (Kind::Death, &self.deaths), (Kind::Payment, &self.payments)];
+        if let Some(d) = &self.decisions {
+            l.push((Kind::Decision, d));
+        }
+        l
     }
 
     /// File name and size of each input: a resumed audit must see the same.

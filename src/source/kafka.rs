@@ -1,5 +1,5 @@
-//! The Kafka source of `paywatch run`: one consumer in a group on the three
-//! input topics, auto-commit and auto offset store off.
+//! The Kafka source of `paywatch run`: one consumer in a group on the four
+//! input topics (payments, roster, deaths, decisions), auto-commit and auto offset store off.
 //!
 //! Offsets are state (`offsets.rs`): on every assignment the consumer is
 //! pointed at the offsets stored in RocksDB (the beginning for a partition
@@ -62,7 +62,7 @@ pub struct Incoming {
 /// What the rebalance callback (run inside `poll`) shares with the loop.
 pub struct SeekContext {
     /// Input topic names, by feed.
-    topics: [(Kind, String); 3],
+    topics: [(Kind, String); 4],
     /// Where each partition resumes; read on assignment.
     book: Arc<Mutex<OffsetBook>>,
     /// Changes not yet taken by the loop.
@@ -150,14 +150,19 @@ pub struct KafkaSource {
     /// The assigned partitions' own queues.
     queues: BTreeMap<Part, PartitionQueue<SeekContext>>,
     /// Topic names as C strings, for the watermark lookups.
-    c_topics: [(Kind, CString); 3],
+    c_topics: [(Kind, CString); 4],
 }
 
 impl KafkaSource {
     /// Creates the consumer and subscribes to the three input topics.
     pub fn open(cfg: &KafkaConfig, book: Arc<Mutex<OffsetBook>>) -> Result<KafkaSource, KafkaSourceError> {
         let t = &cfg.topics;
-        let topics = [(Kind::Roster, t.roster.clone()), (Kind::Death, t.deaths.clone()), (Kind::Payment, t.payments.clone())];
+        let topics = [
+            (Kind::Roster, t.roster.clone()),
+            (Kind::Death, t.deaths.clone()),
+            (Kind::Payment, t.payments.clone()),
+            (Kind::Decision, t.decisions.clone()),
+        ];
         let ctx = SeekContext { topics: topics.clone(), book, events: Mutex::new(Vec::new()), brokers_down: AtomicBool::new(false) };
         let mut c = client_config(cfg);
         for (k, v) in &cfg.consumer {

@@ -15,7 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 /// One partition of one of the three input topics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Part {
-    /// Which feed: roster 0, deaths 1, payments 2 (the file audit's order).
+    /// Which feed: roster 0, deaths 1, payments 2, decisions 3 (the file
+    /// audit's order).
     pub source: u8,
     pub partition: i32,
 }
@@ -29,6 +30,7 @@ impl Part {
         match self.source {
             0 => Kind::Roster,
             1 => Kind::Death,
+            3 => Kind::Decision,
             _ => Kind::Payment,
         }
     }
@@ -40,6 +42,7 @@ pub fn source_of(kind: Kind) -> u8 {
         Kind::Roster => 0,
         Kind::Death => 1,
         Kind::Payment => 2,
+        Kind::Decision => 3,
     }
 }
 

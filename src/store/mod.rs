@@ -5,6 +5,7 @@
 //! atomically together with the input position it corresponds to; nothing
 //! else writes.
 
+pub mod cases;
 pub mod keys;
 mod migrate;
 mod table;
@@ -69,10 +70,12 @@ pub enum Cf {
     WebhookDead,
     /// alert_id + sequence → a review (复核): append-only history.
     Reviews,
+    /// case_id → the case (its alerts, decisions, status): see `cases`.
+    Cases,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 11] = [
+    pub const ALL: [Cf; 12] = [
         Cf::Meta,
         Cf::Beneficiaries,
         Cf::Months,
@@ -84,6 +87,7 @@ impl Cf {
         Cf::Outbox,
         Cf::WebhookDead,
         Cf::Reviews,
+        Cf::Cases,
     ];
 
     pub fn name(self) -> &'static str {
@@ -99,6 +103,7 @@ impl Cf {
             Cf::Outbox => "outbox",
             Cf::WebhookDead => "webhook_dead",
             Cf::Reviews => "reviews",
+            Cf::Cases => "cases",
         }
     }
 }

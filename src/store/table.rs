@@ -94,9 +94,14 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
     where
         V: Default,
     {
+        self.get_or_insert_with(store, key, V::default)
+    }
+
+    /// The value for changing, made by `make` when absent.
+    pub fn get_or_insert_with(&mut self, store: &Store, key: &[u8], make: impl FnOnce() -> V) -> Result<&mut V, StoreError> {
         let slot = self.slot(store, key)?;
         slot.dirty = true;
-        Ok(slot.value.get_or_insert_with(V::default))
+        Ok(slot.value.get_or_insert_with(make))
     }
 
     /// Evicts the least recently used entries down to the capacity, keeping

@@ -144,3 +144,51 @@ fn a_reversal_of_nothing_is_dead_lettered_by_the_engine_with_its_text() {
     assert_eq!(dead[0].line, 2);
     assert_eq!(dead[0].raw, r.to_string());
 }
+
+/// Hardening item 1, as it was seen: one valid payment dated 2199 appended
+/// to a 300-household ledger. It is dead-lettered `future_time` with its
+/// line, and the audit raises exactly the alerts it raises without it (it
+/// raised 675,115 `MISSED_PAYMENT` before: the watermark jumped to 2199).
+/// `input.max_future` widens the bound: a payment a week ahead is accepted
+/// with `max_future = "30days"` and refused by default.
+#[test]
+fn a_mistyped_year_is_dead_lettered_and_moves_no_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = ledger(&dir.path().join("ledger"), 300, paywatch::generate::OutFormat::Jsonl, 31);
+    let clean = dir.path().join("clean.jsonl");
+    run_ok(audit(&g, &clean, &["--deadletter", dir.path().join("clean-dead.jsonl").to_str().unwrap()]));
+    let want = ids(&alerts(&clean));
+
+    let text = std::fs::read_to_string(&g.payments).unwrap();
+    let sample: serde_json::Value = serde_json::from_str(text.lines().nth(100).unwrap()).unwrap();
+    let mut typo = sample.clone();
+    typo["event_id"] = serde_json::json!("TYPO-2199");
+    typo["paid_at"] = serde_json::json!("2199-01-05T00:00:00+08:00");
+    let soon = chrono::Utc::now() + chrono::Duration::days(7);
+    let mut week = sample;
+    week["event_id"] = serde_json::json!("NEXT-WEEK");
+    week["paid_at"] = serde_json::json!(soon.format("%Y-%m-%dT%H:%M:%S+00:00").to_string());
+    let lines = text.lines().count();
+    std::fs::write(&g.payments, format!("{text}{typo}\n")).unwrap();
+
+    let out = dir.path().join("alerts.jsonl");
+    let dead = dir.path().join("dead.jsonl");
+    run_ok(audit(&g, &out, &["--deadletter", dead.to_str().unwrap()]));
+    assert_eq!(ids(&alerts(&out)), want, "the mistyped payment changes no alert");
+    let dl: Vec<DeadLetter> = read_jsonl(&dead);
+    let typo_dl: Vec<&DeadLetter> = dl.iter().filter(|d| d.raw.contains("TYPO-2199")).collect();
+    assert_eq!(typo_dl.len(), 1, "{dl:?}");
+    assert_eq!(typo_dl[0].code(), "future_time");
+    assert_eq!(typo_dl[0].line, lines as u64 + 1);
+    assert!(typo_dl[0].reason.contains("input.max_future"), "{}", typo_dl[0].reason);
+
+    // A week ahead: refused by default, accepted when the bound allows it.
+    std::fs::write(&g.payments, format!("{text}{week}\n")).unwrap();
+    let d2 = dir.path().join("dead2.jsonl");
+    run_ok(audit(&g, &dir.path().join("a2.jsonl"), &["--deadletter", d2.to_str().unwrap()]));
+    assert!(read_jsonl::<DeadLetter>(&d2).iter().any(|d| d.raw.contains("NEXT-WEEK") && d.code() == "future_time"));
+    let cfg = config(dir.path(), "[input]\nmax_future = \"30days\"\n");
+    let d3 = dir.path().join("dead3.jsonl");
+    run_ok(audit(&g, &dir.path().join("a3.jsonl"), &["--deadletter", d3.to_str().unwrap(), "--config", cfg.to_str().unwrap()]));
+    assert!(!read_jsonl::<DeadLetter>(&d3).iter().any(|d| d.raw.contains("NEXT-WEEK")));
+}

@@ -16,7 +16,9 @@ fn alerts_go_to_stdout_and_dead_letters_to_the_current_folder_without_out() {
             .arg("--deaths")
             .arg(&g.deaths)
             .arg("--payments")
-            .arg(&g.payments),
+            .arg(&g.payments)
+            .arg("--decisions")
+            .arg(&g.decisions),
     );
     let lines = String::from_utf8_lossy(&o.stdout).lines().count();
     assert_eq!(lines, g.truth.expected.len());

@@ -52,7 +52,7 @@ fn produce_ledger(b: &Broker, g: &Generated, kinds: &str) -> u64 {
 }
 
 fn applied_total(s: &serde_json::Value) -> u64 {
-    ["roster", "deaths", "payments", "reversals", "redelivered", "rejected"].iter().map(|k| s["counts"][k].as_u64().unwrap()).sum()
+    ["roster", "deaths", "payments", "reversals", "decisions", "redelivered", "rejected"].iter().map(|k| s["counts"][k].as_u64().unwrap()).sum()
 }
 
 #[test]
@@ -62,7 +62,7 @@ fn stream_replay_equals_the_audit_and_dead_letters_carry_their_position() {
     let (want, audit_counts) = audited(&g, dir.path());
     let broker = Broker::start(dir.path());
     broker.create_contract_topics();
-    produce_ledger(&broker, &g, "roster,deaths,payments");
+    produce_ledger(&broker, &g, "roster,deaths,payments,decisions");
 
     let port = free_port();
     let cfg = service_config(dir.path(), &broker, port, "");
@@ -82,7 +82,7 @@ fn stream_replay_equals_the_audit_and_dead_letters_carry_their_position() {
     let mut by_reason: BTreeMap<String, u64> = BTreeMap::new();
     for m in &dead {
         let topic = &m.headers["source_topic"];
-        assert!(["dibao.payments.v1", "dibao.roster.v1", "civil.deaths.v1"].contains(&topic.as_str()), "{m:?}");
+        assert!(["dibao.payments.v1", "dibao.roster.v1", "civil.deaths.v1", "dibao.decisions.v1"].contains(&topic.as_str()), "{m:?}");
         let partition: i32 = m.headers["source_partition"].parse().unwrap();
         let offset: i64 = m.headers["source_offset"].parse().unwrap();
         assert!(partition >= 0 && offset >= 0);
@@ -108,7 +108,7 @@ fn kill_9_three_times_during_the_replay_loses_and_doubles_nothing() {
     let (want, _) = audited(&g, dir.path());
     let broker = Broker::start(dir.path());
     broker.create_contract_topics();
-    let produced = produce_ledger(&broker, &g, "roster,deaths,payments");
+    let produced = produce_ledger(&broker, &g, "roster,deaths,payments,decisions");
 
     // A clean run for the totals, on its own state directory and group.
     let clean_dir = dir.path().join("clean");
@@ -152,7 +152,7 @@ fn a_second_consumer_in_the_group_holding_partitions_for_a_while_loses_nothing()
     let (want, _) = audited(&g, dir.path());
     let broker = Broker::start(dir.path());
     broker.create_contract_topics();
-    produce_ledger(&broker, &g, "roster,deaths,payments");
+    produce_ledger(&broker, &g, "roster,deaths,payments,decisions");
 
     // A second member is in the group first and keeps some partitions for
     // a while; paywatch must not run ahead of what it cannot read yet.
@@ -193,7 +193,7 @@ fn no_broker_at_start_is_not_ready_but_keeps_trying_then_catches_up() {
 
     let broker = Broker::start_on(dir.path(), broker_port);
     broker.create_contract_topics();
-    produce_ledger(&broker, &g, "roster,deaths,payments");
+    produce_ledger(&broker, &g, "roster,deaths,payments,decisions");
     svc.wait_until(Duration::from_secs(120), "ready", |s| s["assigned_partitions"] == 6);
     assert_eq!(svc.get("/readyz").map(|r| r.0), Some(200));
     svc.wait_idle();
@@ -221,7 +221,12 @@ fn paywatch_produce_loads_csv_exports_that_the_service_audits_like_the_files() {
     broker.create_contract_topics();
     let http = free_port();
     let cfg = service_config(dir.path(), &broker, http, "");
-    for (topic, file) in [("dibao.roster.v1", &g.roster), ("civil.deaths.v1", &g.deaths), ("dibao.payments.v1", &g.payments)] {
+    for (topic, file) in [
+        ("dibao.roster.v1", &g.roster),
+        ("civil.deaths.v1", &g.deaths),
+        ("dibao.payments.v1", &g.payments),
+        ("dibao.decisions.v1", &g.decisions),
+    ] {
         let dead = dir.path().join(format!("{topic}-dead.jsonl"));
         let o = run_ok(std::process::Command::new(super::common::bin()).args([
             "produce",
@@ -303,7 +308,7 @@ fn a_broker_gone_for_a_while_during_the_replay_loses_nothing() {
     let (want, _) = audited(&g, dir.path());
     let broker = Broker::start(dir.path());
     broker.create_contract_topics();
-    let produced = produce_ledger(&broker, &g, "roster,deaths,payments");
+    let produced = produce_ledger(&broker, &g, "roster,deaths,payments,decisions");
     let port = free_port();
     let cfg = service_config(dir.path(), &broker, port, "");
     let mut svc = Service::start(&cfg, port, dir.path());

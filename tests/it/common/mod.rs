@@ -35,6 +35,8 @@ pub fn audit(g: &Generated, out: &Path, extra: &[&str]) -> Command {
         .arg(&g.deaths)
         .arg("--payments")
         .arg(&g.payments)
+        .arg("--decisions")
+        .arg(&g.decisions)
         .arg("--out")
         .arg(out)
         .args(extra)

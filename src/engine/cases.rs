@@ -1,0 +1,151 @@
+//! Cases (contract §8): every alert is filed under its case, and decisions
+//! are applied to cases like any other record.
+//!
+//! Filing an alert opens its case, or adds to it; an alert on a case closed
+//! as `rectified` reopens it (marked relapsed), and one whose event time is
+//! after the case's newest `rectified` decision raises
+//! `RECTIFICATION_RELAPSE` once for that decision. An alert of a case whose
+//! status is `false_positive` is recorded but marked quiet: the service
+//! does not send it to supervisors' webhooks (§11.4).
+
+use super::{Engine, EngineError, Outcome};
+use crate::decode::{Reason, Rejection};
+use crate::detect::rectification_relapse::{self, Relapsed};
+use crate::model::alert::alert_id;
+use crate::model::decision::{case_id, Decision, Outcome as Decided};
+use crate::model::{Alert, Timestamp};
+use crate::store::cases::{self, Case, Rectified, Status};
+
+impl Engine {
+    /// Files `alert` (raised at event time `at`) under its case and stages
+    /// it, then the relapse it causes, if any.
+    pub(super) fn stage_alert(&mut self, mut alert: Alert, at: Timestamp) -> Result<(), EngineError> {
+        let subject = alert.rule.info().subject.of(&alert).unwrap_or_default().to_owned();
+        alert.case_id = case_id(alert.rule, &subject);
+        let now = self.clock.now();
+        let key = cases::key(&alert.case_id);
+        let (rule, tz) = (alert.rule, self.tz);
+        let case = self.cases.get_or_insert_with(&self.store, &key, || Case::new(alert.case_id.clone(), rule, subject, now, at))?;
+        let quiet = case.status == Status::FalsePositive;
+        if case.status == Status::Rectified {
+            case.status = Status::Open;
+            case.relapsed = true;
+            case.opened_at = now;
+        }
+        let relapse = if self.rules.rectification_relapse.enabled {
+            let a = Relapsed {
+                alert_id: &alert.alert_id,
+                rule: alert.rule,
+                event_time: at,
+                township: &alert.township,
+                beneficiary_id: alert.beneficiary_id.as_deref(),
+                household_id: alert.household_id.as_deref(),
+                account_no: alert.account_no.as_deref(),
+                period: alert.period,
+                amount: alert.amount,
+                event_ids: &alert.evidence.event_ids,
+                reason: &alert.reason,
+            };
+            rectification_relapse::check(&self.rules.rectification_relapse, case, &a, tz)
+        } else {
+            None
+        };
+        if let (Some(_), Some(r)) = (&relapse, case.rectified.as_mut()) {
+            r.relapsed = true;
+        }
+        note_alert(case, &alert, at, true);
+        let relapse = relapse.map(|f| {
+            let parts: Vec<&str> = f.identity.iter().map(String::as_str).collect();
+            let id = alert_id(f.rule, &parts);
+            note_alert(case, &Alert { alert_id: id.clone(), ..alert.clone() }, at, false);
+            (id, f)
+        });
+        let case_id = alert.case_id.clone();
+        self.push_alert(alert, quiet);
+        if let Some((id, f)) = relapse {
+            let a = Alert {
+                alert_id: id,
+                rule: f.rule,
+                severity: f.severity,
+                township: f.township,
+                beneficiary_id: f.beneficiary_id,
+                household_id: f.household_id,
+                account_no: f.account_no,
+                period: f.period,
+                amount: f.amount,
+                evidence: f.evidence,
+                reason: f.reason,
+                event_time: self.tz.format(f.event_time),
+                detected_at: self.tz.format(now),
+                case_id,
+            };
+            self.push_alert(a, quiet);
+        }
+        Ok(())
+    }
+
+    /// Applies a decision to its case (§8): dead-lettered `unknown_case` when
+    /// the case has no alert yet, `conflicting_decision` when its id was
+    /// used before with other content.
+    pub(super) fn on_decision(&mut self, d: &Decision) -> Result<Outcome, EngineError> {
+        let index = cases::decision_key(&d.decision_id);
+        if let Some(filed_under) = self.decision_cases.get(&self.store, &index)? {
+            if *filed_under != d.case_id {
+                return Ok(conflict(d, &format!("it was filed under case {filed_under}")));
+            }
+            let case = self.cases.get(&self.store, &cases::key(&d.case_id))?;
+            return Ok(match case.and_then(|c| c.decisions.iter().find(|x| x.decision_id == d.decision_id)) {
+                Some(old) if old == d => Outcome::Redelivered,
+                _ => conflict(d, "its content differs"),
+            });
+        }
+        let key = cases::key(&d.case_id);
+        if self.cases.get(&self.store, &key)?.is_none() {
+            let why = format!(
+                "case {} ({} on {}) has no alert by {}",
+                d.case_id,
+                d.rule.code(),
+                d.subject,
+                self.tz.format(d.decided_at)
+            );
+            return Ok(Outcome::Rejected(Rejection::new(Reason::UnknownCase, why)));
+        }
+        let Some(case) = self.cases.get_mut(&self.store, &key)? else { return Ok(Outcome::Applied) };
+        let order = |x: &Decision| (x.decided_at, x.decision_id.clone());
+        let at = case.decisions.partition_point(|x| order(x) <= order(d));
+        if at == case.decisions.len() {
+            case.status = d.outcome.into();
+        }
+        case.decisions.insert(at, d.clone());
+        if d.outcome == Decided::Rectified && case.rectified.as_ref().is_none_or(|r| (r.decided_at, &r.decision_id) < (d.decided_at, &d.decision_id)) {
+            case.rectified = Some(Rectified { decision_id: d.decision_id.clone(), decided_at: d.decided_at, action: d.action, relapsed: false });
+        }
+        *self.decision_cases.get_or_insert_with(&self.store, &index, String::new)? = d.case_id.clone();
+        Ok(Outcome::Applied)
+    }
+}
+
+fn conflict(d: &Decision, why: &str) -> Outcome {
+    Outcome::Rejected(Rejection::new(
+        Reason::ConflictingDecision,
+        format!("decision_id {} was seen before with other content ({why}); a correction needs a new decision_id", d.decision_id),
+    ))
+}
+
+/// Adds one alert to its case's counts.
+fn note_alert(case: &mut Case, a: &Alert, at: Timestamp, counts_amount: bool) {
+    case.alerts.push(a.alert_id.clone());
+    if counts_amount {
+        if let Some(m) = a.amount {
+            case.amount = case.amount.plus(m);
+        }
+    }
+    case.first_event = case.first_event.min(at);
+    if at >= case.newest_event {
+        case.newest_event = at;
+        case.township.clone_from(&a.township);
+        case.beneficiary_id.clone_from(&a.beneficiary_id);
+        case.household_id.clone_from(&a.household_id);
+        case.account_no.clone_from(&a.account_no);
+    }
+}

@@ -1,0 +1,209 @@
+//! Cases (问题) and their decisions, contract §8: the `cases` column family,
+//! `c | case_id` → [`Case`] (postcard), and `d | decision_id` → the
+//! `case_id` it was filed under (a decision id is unique across cases,
+//! §11.5). This module owns that layout: the engine keeps both through its
+//! cached [`super::Table`]s, keyed by [`key`] and [`decision_key`], and
+//! writes them with its commit; the API, the reports and the audit's
+//! `--cases` output read them through the functions here.
+
+use super::{Cf, Store, StoreError};
+use crate::model::decision::{Action, Decision, Outcome};
+use crate::model::{Money, Rule, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// Where a case stands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// No decision yet, or reopened by an alert after `rectified`.
+    #[default]
+    Open,
+    InProgress,
+    Confirmed,
+    FalsePositive,
+    Rectified,
+}
+
+impl Status {
+    pub const ALL: [Status; 5] = [Status::Open, Status::InProgress, Status::Confirmed, Status::FalsePositive, Status::Rectified];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Status::Open => "open",
+            Status::InProgress => "in_progress",
+            Status::Confirmed => "confirmed",
+            Status::FalsePositive => "false_positive",
+            Status::Rectified => "rectified",
+        }
+    }
+
+    pub fn from_code(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|x| x.code() == s)
+    }
+
+    pub fn chinese(self) -> &'static str {
+        match self {
+            Status::Open => "待复核",
+            Status::InProgress => "核查中",
+            Status::Confirmed => "核实属实",
+            Status::FalsePositive => "误报",
+            Status::Rectified => "已整改",
+        }
+    }
+}
+
+impl From<Outcome> for Status {
+    fn from(o: Outcome) -> Status {
+        match o {
+            Outcome::InProgress => Status::InProgress,
+            Outcome::Confirmed => Status::Confirmed,
+            Outcome::FalsePositive => Status::FalsePositive,
+            Outcome::Rectified => Status::Rectified,
+        }
+    }
+}
+
+/// The newest `rectified` decision of a case, which a later alert relapses
+/// (§8, §11.3).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rectified {
+    pub decision_id: String,
+    pub decided_at: Timestamp,
+    pub action: Option<Action>,
+    /// A relapse was raised against it: one per case and decision (§6).
+    pub relapsed: bool,
+}
+
+/// One case: the alerts of one rule on one subject, and what was decided.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Case {
+    pub case_id: String,
+    /// The rule of its alerts (never `RECTIFICATION_RELAPSE`, whose alerts
+    /// belong to the case that relapsed).
+    pub rule: Rule,
+    /// Beneficiary, account, custodian or person (§8), as the rule says.
+    pub subject: String,
+    /// Routing and role scope: the township of the newest alert.
+    pub township: String,
+    /// The subject fields of the newest alert, for the ledger.
+    pub beneficiary_id: Option<String>,
+    pub household_id: Option<String>,
+    pub account_no: Option<String>,
+    /// Its alerts' ids, in the order raised.
+    pub alerts: Vec<String>,
+    /// 涉及金额: the sum of its alerts' amounts (relapse alerts repeat
+    /// their relapsed alert's amount and are not counted again).
+    pub amount: Money,
+    /// Event time of its first and newest alerts.
+    pub first_event: Timestamp,
+    pub newest_event: Timestamp,
+    /// Wall clock when it was opened, or last reopened by a relapse: the
+    /// deadlines (`[cases] deadline_days`) count from here.
+    pub opened_at: Timestamp,
+    pub status: Status,
+    /// Reopened at least once by an alert after `rectified` (反弹).
+    pub relapsed: bool,
+    /// Its decisions, in (`decided_at`, `decision_id`) order.
+    pub decisions: Vec<Decision>,
+    /// The newest `rectified` decision, if any.
+    pub rectified: Option<Rectified>,
+}
+
+impl Case {
+    /// A new case opened by its first alert.
+    pub fn new(case_id: String, rule: Rule, subject: String, opened_at: Timestamp, first_event: Timestamp) -> Case {
+        Case {
+            case_id,
+            rule,
+            subject,
+            township: String::new(),
+            beneficiary_id: None,
+            household_id: None,
+            account_no: None,
+            alerts: Vec::new(),
+            amount: Money::ZERO,
+            first_event,
+            newest_event: first_event,
+            opened_at,
+            status: Status::Open,
+            relapsed: false,
+            decisions: Vec::new(),
+            rectified: None,
+        }
+    }
+
+    /// 追回金额: the sum over its decisions.
+    pub fn amount_recovered(&self) -> Money {
+        self.decisions.iter().filter_map(|d| d.amount_recovered).fold(Money::ZERO, |a, m| a.plus(m))
+    }
+
+    /// The newest decision.
+    pub fn last_decision(&self) -> Option<&Decision> {
+        self.decisions.last()
+    }
+}
+
+/// The key of a case.
+pub fn key(case_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + case_id.len());
+    k.push(b'c');
+    k.extend_from_slice(case_id.as_bytes());
+    k
+}
+
+/// The key of a decision id's entry (its case id).
+pub fn decision_key(decision_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + decision_id.len());
+    k.push(b'd');
+    k.extend_from_slice(decision_id.as_bytes());
+    k
+}
+
+fn decode(v: &[u8]) -> Result<Case, StoreError> {
+    postcard::from_bytes(v).map_err(|source| StoreError::Decode { cf: Cf::Cases.name(), source })
+}
+
+/// One case, if it exists.
+pub fn get(store: &Store, case_id: &str) -> Result<Option<Case>, StoreError> {
+    store.get(Cf::Cases, &key(case_id))
+}
+
+/// Cases in `case_id` order, a page at a time: `after` is the last id of
+/// the previous page.
+pub fn page(store: &Store, after: Option<&str>, limit: usize) -> Result<Vec<Case>, StoreError> {
+    let start = match after {
+        Some(a) => {
+            let mut k = key(a);
+            k.push(0);
+            k
+        }
+        None => vec![b'c'],
+    };
+    store.entries_between(Cf::Cases, &start, b"d", limit)?.iter().map(|(_, v)| decode(v)).collect()
+}
+
+/// Every case, in `case_id` order.
+pub fn all(store: &Store) -> impl Iterator<Item = Result<Case, StoreError>> + '_ {
+    let mut after: Option<String> = None;
+    let mut buf: std::vec::IntoIter<Case> = Vec::new().into_iter();
+    let mut done = false;
+    std::iter::from_fn(move || loop {
+        if let Some(c) = buf.next() {
+            after = Some(c.case_id.clone());
+            return Some(Ok(c));
+        }
+        if done {
+            return None;
+        }
+        match page(store, after.as_deref(), 1000) {
+            Ok(p) => {
+                done = p.len() < 1000;
+                buf = p.into_iter();
+            }
+            Err(e) => {
+                done = true;
+                return Some(Err(e));
+            }
+        }
+    })
+}

@@ -61,10 +61,17 @@ pub fn run(households: usize) -> anyhow::Result<()> {
         expected.len()
     );
     println!("\nfiles:");
-    println!("  ledger       {}  (roster.jsonl, deaths.jsonl, payments.jsonl, truth.json)", ledger.display());
+    println!("  ledger       {}  (roster.jsonl, deaths.jsonl, payments.jsonl, decisions.jsonl, truth.json)", ledger.display());
     println!("  alerts       {}", out.display());
+    println!("  cases        {}  (status, relapses, decisions of every problem)", dir.join("cases.jsonl").display());
     println!("  dead letters {}", dir.join("deadletter.jsonl").display());
     println!("  state        {}", dir.join("state").display());
-    println!("\nnext: paywatch audit --roster {} --deaths {} --payments {} --out alerts.jsonl", g.roster.display(), g.deaths.display(), g.payments.display());
+    println!(
+        "\nnext: paywatch audit --roster {} --deaths {} --payments {} --decisions {} --out alerts.jsonl --cases cases.jsonl",
+        g.roster.display(),
+        g.deaths.display(),
+        g.payments.display(),
+        g.decisions.display()
+    );
     Ok(())
 }

@@ -12,9 +12,9 @@ use super::{Engine, EngineError, Outcome};
 use crate::decode::{Reason, Rejection};
 use crate::detect::rectification_relapse::{self, Relapsed};
 use crate::model::alert::alert_id;
-use crate::model::decision::{case_id, Decision, Outcome as Decided};
+use crate::model::decision::{case_id, Decision};
 use crate::model::{Alert, Timestamp};
-use crate::store::cases::{self, Case, Rectified, Status};
+use crate::store::cases::{self, Case, Status};
 
 impl Engine {
     /// Files `alert` (raised at event time `at`) under its case and stages
@@ -53,11 +53,11 @@ impl Engine {
         if let (Some(_), Some(r)) = (&relapse, case.rectified.as_mut()) {
             r.relapsed = true;
         }
-        note_alert(case, &alert, at, true);
+        case.add_alert(&alert, at, true);
         let relapse = relapse.map(|f| {
             let parts: Vec<&str> = f.identity.iter().map(String::as_str).collect();
             let id = alert_id(f.rule, &parts);
-            note_alert(case, &Alert { alert_id: id.clone(), ..alert.clone() }, at, false);
+            case.add_alert(&Alert { alert_id: id.clone(), ..alert.clone() }, at, false);
             (id, f)
         });
         let case_id = alert.case_id.clone();
@@ -88,6 +88,8 @@ impl Engine {
     /// the case has no alert yet, `conflicting_decision` when its id was
     /// used before with other content.
     pub(super) fn on_decision(&mut self, d: &Decision) -> Result<Outcome, EngineError> {
+        // Applied, repeated or refused: a posted copy waits no more.
+        self.cleared_pending.push(cases::pending_key(&d.case_id, &d.decision_id));
         let index = cases::decision_key(&d.decision_id);
         if let Some(filed_under) = self.decision_cases.get(&self.store, &index)? {
             if *filed_under != d.case_id {
@@ -110,15 +112,8 @@ impl Engine {
             );
             return Ok(Outcome::Rejected(Rejection::new(Reason::UnknownCase, why)));
         }
-        let Some(case) = self.cases.get_mut(&self.store, &key)? else { return Ok(Outcome::Applied) };
-        let order = |x: &Decision| (x.decided_at, x.decision_id.clone());
-        let at = case.decisions.partition_point(|x| order(x) <= order(d));
-        if at == case.decisions.len() {
-            case.status = d.outcome.into();
-        }
-        case.decisions.insert(at, d.clone());
-        if d.outcome == Decided::Rectified && case.rectified.as_ref().is_none_or(|r| (r.decided_at, &r.decision_id) < (d.decided_at, &d.decision_id)) {
-            case.rectified = Some(Rectified { decision_id: d.decision_id.clone(), decided_at: d.decided_at, action: d.action, relapsed: false });
+        if let Some(case) = self.cases.get_mut(&self.store, &key)? {
+            case.apply(d);
         }
         *self.decision_cases.get_or_insert_with(&self.store, &index, String::new)? = d.case_id.clone();
         Ok(Outcome::Applied)
@@ -130,22 +125,4 @@ fn conflict(d: &Decision, why: &str) -> Outcome {
         Reason::ConflictingDecision,
         format!("decision_id {} was seen before with other content ({why}); a correction needs a new decision_id", d.decision_id),
     ))
-}
-
-/// Adds one alert to its case's counts.
-fn note_alert(case: &mut Case, a: &Alert, at: Timestamp, counts_amount: bool) {
-    case.alerts.push(a.alert_id.clone());
-    if counts_amount {
-        if let Some(m) = a.amount {
-            case.amount = case.amount.plus(m);
-        }
-    }
-    case.first_event = case.first_event.min(at);
-    if at >= case.newest_event {
-        case.newest_event = at;
-        case.township.clone_from(&a.township);
-        case.beneficiary_id.clone_from(&a.beneficiary_id);
-        case.household_id.clone_from(&a.household_id);
-        case.account_no.clone_from(&a.account_no);
-    }
 }

@@ -156,6 +156,9 @@ pub struct Engine {
     cases: Table<crate::store::cases::Case>,
     /// decision_id → the case it was filed under (§11.5), cached.
     decision_cases: Table<String>,
+    /// Posted decisions read back since the last commit: their pending
+    /// entries are deleted with it.
+    cleared_pending: Vec<Vec<u8>>,
     /// `MISSED_PAYMENT` bucket changes since the last commit.
     timers: missed::Timers,
     /// Position, watermark and counts, committed with every batch.
@@ -211,6 +214,7 @@ impl Engine {
             accounts: Table::new(Cf::Accounts, cache_entries),
             cases: Table::new(Cf::Cases, cache_entries),
             decision_cases: Table::new(Cf::Cases, cache_entries),
+            cleared_pending: Vec::new(),
             store,
             timers: missed::Timers::default(),
             progress,
@@ -403,6 +407,9 @@ impl Engine {
         self.accounts.flush(batch, in_flight)?;
         self.cases.flush(batch, in_flight)?;
         self.decision_cases.flush(batch, in_flight)?;
+        for k in self.cleared_pending.drain(..) {
+            batch.delete(Cf::Cases, &k);
+        }
         self.timers.flush(&self.store, batch, in_flight)?;
         for a in &self.staged_alerts {
             self.progress.alert_seq += 1;

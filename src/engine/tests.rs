@@ -383,6 +383,76 @@ fn a_commit_in_the_background_is_read_back_before_it_lands() {
 /// A state directory of the previous layout (v1: one `months` entry per
 /// beneficiary and month, progress without `commits`) is upgraded in place
 /// when opened: its payments are still found, and its counts go on.
+/// The progress as v2 wrote it: no `counts.decisions`, payments ranked 2
+/// (reversals 3) in the position.
+fn as_v2_progress(v3: &[u8]) -> Vec<u8> {
+    use crate::model::SortKey;
+    let (mut position, rest) = postcard::take_from_bytes::<Option<SortKey>>(v3).unwrap();
+    if let Some(p) = position.as_mut() {
+        p.rank -= 2;
+    }
+    let (head, rest) = postcard::take_from_bytes::<(Option<crate::model::Timestamp>, u64, u64, u64, u64, u64, u64)>(rest).unwrap();
+    let (decisions, rest) = postcard::take_from_bytes::<u64>(rest).unwrap();
+    assert_eq!(decisions, 0, "v2 had no decisions");
+    let mut out = postcard::to_stdvec(&(position, head)).unwrap();
+    out.extend_from_slice(rest);
+    out
+}
+
+/// v2 → v3: stored alerts gain their case, the cases are built, stored
+/// reviews become decisions of their cases (listed for publishing), and
+/// the input position moves to the new ranks.
+#[test]
+fn a_v2_state_directory_is_upgraded_in_place() {
+    use crate::store::{cases, keys, Cf};
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false, statistics: false };
+    let clock = || Arc::new(FixedClock::new(ts("2026-01-01T00:00:00+08:00")));
+    let (alerts, position) = {
+        let store = Store::open(dir.path(), opts).unwrap();
+        let mut e = Engine::open(store.clone(), RulesConfig::default(), Tz::default(), 64, clock()).unwrap();
+        e.apply(&Record::Roster(enrolled())).unwrap();
+        let mut p = payment("N1", "2019-01", "585.00", "2019-01-10T10:00:00+08:00");
+        p.account_name = "李四".into();
+        e.apply(&Record::Payment(p)).unwrap();
+        let position = crate::model::SortKey { time: ts("2019-01-10T10:00:00+08:00"), rank: 4, source: 2, line: 7 };
+        let alerts = e.commit(Some(position)).unwrap().alerts;
+        assert_eq!(alerts.len(), 1);
+        // Written back as v2 had it: alerts without a case, no cases, a
+        // review of the alert, the old progress layout.
+        let mut b = store.batch();
+        for a in &alerts {
+            let mut v: serde_json::Value = serde_json::to_value(a).unwrap();
+            v.as_object_mut().unwrap().remove("case_id");
+            b.put_raw(Cf::Alerts, a.alert_id.as_bytes(), &serde_json::to_vec(&v).unwrap());
+        }
+        for (k, _) in store.entries_between(Cf::Cases, &[], &[0xff], usize::MAX).unwrap() {
+            b.delete(Cf::Cases, &k);
+        }
+        let review = serde_json::json!({"outcome": "corrected", "note": "已更正账户", "reviewer": "水阳镇", "at": "2026-02-01T10:00:00+08:00"});
+        let key = [alerts[0].alert_id.as_bytes(), &[0], &0u64.to_be_bytes()].concat();
+        b.put_raw(Cf::Reviews, &key, &serde_json::to_vec(&review).unwrap());
+        b.put_raw(Cf::Meta, keys::META_PROGRESS, &as_v2_progress(&store.get_raw(Cf::Meta, keys::META_PROGRESS).unwrap().unwrap()));
+        b.put_raw(Cf::Meta, keys::META_SCHEMA, b"paywatch-state-v2");
+        store.commit(b).unwrap();
+        (alerts, position)
+    };
+    let store = Store::open(dir.path(), opts).unwrap();
+    assert_eq!(store.get_raw(Cf::Meta, keys::META_SCHEMA).unwrap().as_deref(), Some(b"paywatch-state-v3".as_slice()));
+    let e = Engine::open(store.clone(), RulesConfig::default(), Tz::default(), 64, clock()).unwrap();
+    assert_eq!(e.progress().position, Some(position), "the payment rank is the new one again");
+    assert_eq!(e.progress().counts.payments, 1);
+    let stored: Vec<Alert> = e.committed_alerts().map(Result::unwrap).collect();
+    assert_eq!(stored[0].case_id, alerts[0].case_id, "the upgrade gives the alert its case");
+    let c = cases::get(&store, &alerts[0].case_id).unwrap().unwrap();
+    assert_eq!(c.alerts, [alerts[0].alert_id.clone()]);
+    assert_eq!(c.status, cases::Status::Rectified, "corrected is rectified");
+    assert_eq!(c.decisions[0].decision_id, format!("review-{}-0", alerts[0].alert_id));
+    assert_eq!(c.decisions[0].note.as_deref(), Some("已更正账户"));
+    let listed: serde_json::Value = serde_json::from_slice(&store.get_raw(Cf::Meta, keys::META_MIGRATED_DECISIONS).unwrap().unwrap()).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "to be published");
+}
+
 #[test]
 fn a_v1_state_directory_is_upgraded_in_place() {
     use crate::store::{keys, Cf};
@@ -411,14 +481,14 @@ fn a_v1_state_directory_is_upgraded_in_place() {
                 .unwrap();
             b.delete(Cf::Months, k);
         }
-        let mut progress = store.get_raw(Cf::Meta, keys::META_PROGRESS).unwrap().unwrap();
+        let mut progress = as_v2_progress(&store.get_raw(Cf::Meta, keys::META_PROGRESS).unwrap().unwrap());
         assert_eq!(progress.pop(), Some(2), "`commits` is the last field");
         b.put_raw(Cf::Meta, keys::META_PROGRESS, &progress);
         b.put_raw(Cf::Meta, keys::META_SCHEMA, b"paywatch-state-v1");
         store.commit(b).unwrap();
     }
     let store = Store::open(dir.path(), opts).unwrap();
-    assert_eq!(store.get_raw(Cf::Meta, keys::META_SCHEMA).unwrap().as_deref(), Some(b"paywatch-state-v2".as_slice()));
+    assert_eq!(store.get_raw(Cf::Meta, keys::META_SCHEMA).unwrap().as_deref(), Some(b"paywatch-state-v3".as_slice()));
     let mut e = Engine::open(store.clone(), RulesConfig::default(), Tz::default(), 64, clock()).unwrap();
     assert_eq!((e.progress().counts.payments, e.progress().commits), (6, 0));
     assert_eq!(e.apply(&Record::Payment(paid(2))).unwrap(), Outcome::Redelivered, "a v1 month is read");

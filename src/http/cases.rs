@@ -4,9 +4,11 @@
 //!
 //! A decision is the supervisors' work and must never be lost: it is
 //! produced to the decisions topic (idempotent producer, acks from all
-//! in-sync replicas) and only then answered 201. The service applies it
-//! when it reads it back, like any decision; until then it is shown to the
-//! next reads from memory. A case of another township answers exactly as an
+//! in-sync replicas), recorded as pending in the state directory, and only
+//! then answered 201. The service applies it when it reads it back, like
+//! any decision (live records wait up to `kafka.max_out_of_order` to be
+//! merged in event time); until then reads show it from the pending entry,
+//! across restarts too. A case of another township answers exactly as an
 //! unknown one (404), so a township token cannot probe for cases.
 
 use super::api::{bad, internal, who, Api, ApiError};
@@ -22,12 +24,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
-/// How long a posted decision is shown from memory before the service must
-/// have read it back (it is then in the case, or was dead-lettered).
-const PENDING_FOR_MS: i64 = 10 * 60 * 1000;
 /// How long a decision may take to be acknowledged by the broker.
 const PRODUCE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -36,9 +34,6 @@ pub struct DecisionSink {
     pub producer: FutureProducer,
     /// `kafka.topics.decisions`.
     pub topic: String,
-    /// Decisions acknowledged by the broker and not yet seen in their case,
-    /// by case: shown to the next reads. Posted at (wall ms) with each.
-    pending: Mutex<HashMap<String, Vec<(i64, Decision)>>>,
     /// Makes generated decision ids unique within this process.
     counter: AtomicU64,
     /// `input.max_future` (ms): decided_at is checked like any record's.
@@ -49,27 +44,7 @@ pub struct DecisionSink {
 
 impl DecisionSink {
     pub fn new(producer: FutureProducer, topic: String, limits: crate::decode::Limits, max_future_ms: i64) -> DecisionSink {
-        DecisionSink { producer, topic, pending: Mutex::new(HashMap::new()), counter: AtomicU64::new(0), max_future_ms, limits }
-    }
-
-    /// The case with the decisions posted here and not yet applied.
-    fn with_pending(&self, mut c: Case, now: Timestamp) -> Case {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(list) = pending.get_mut(&c.case_id) {
-            list.retain(|(at, d)| now.0 - at < PENDING_FOR_MS && !c.decisions.iter().any(|x| x.decision_id == d.decision_id));
-            for (_, d) in list.iter() {
-                let order = |x: &Decision| (x.decided_at, x.decision_id.clone());
-                let at = c.decisions.partition_point(|x| order(x) <= order(d));
-                if at == c.decisions.len() {
-                    c.status = d.outcome.into();
-                }
-                c.decisions.insert(at, d.clone());
-            }
-            if list.is_empty() {
-                pending.remove(&c.case_id);
-            }
-        }
-        c
+        DecisionSink { producer, topic, counter: AtomicU64::new(0), max_future_ms, limits }
     }
 
     /// A decision id for a decision posted without one.
@@ -80,6 +55,20 @@ impl DecisionSink {
         let h = Sha256::digest(format!("{case_id}\x1f{who}\x1f{}\x1f{}\x1f{n}\x1f{nanos}", now.0, std::process::id()));
         format!("API-{}", &hex::encode(h)[..24])
     }
+}
+
+/// The case with the decisions posted and not yet applied, as a reader
+/// sees it: the newest decision decides the status.
+fn with_pending(api: &Api, mut c: Case) -> Result<Case, ApiError> {
+    for d in cases::pending(&api.store, &c).map_err(internal)? {
+        let order = |x: &Decision| (x.decided_at, x.decision_id.clone());
+        let at = c.decisions.partition_point(|x| order(x) <= order(&d));
+        if at == c.decisions.len() {
+            c.status = d.outcome.into();
+        }
+        c.decisions.insert(at, d);
+    }
+    Ok(c)
 }
 
 /// The case's status at `now` against the deadlines: overdue, due soon.
@@ -161,11 +150,7 @@ pub async fn list(State(api): State<Api>, headers: HeaderMap, Query(q): Query<Ha
     let now = api.clock.now();
     let mut found = Vec::new();
     for c in cases::all(&api.store) {
-        let c = c.map_err(internal)?;
-        let c = match &api.decisions {
-            Some(s) => s.with_pending(c, now),
-            None => c,
-        };
+        let c = with_pending(&api, c.map_err(internal)?)?;
         let first_day = api.tz.date(c.first_event).to_string();
         let keep = township.as_ref().is_none_or(|t| *t == c.township)
             && p.role.sees(&c.township)
@@ -191,11 +176,7 @@ pub async fn list(State(api): State<Api>, headers: HeaderMap, Query(q): Query<Ha
 pub async fn one(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let p = who(&api, &headers)?;
     let now = api.clock.now();
-    let c = visible(&api, &p.role, &id)?;
-    let c = match &api.decisions {
-        Some(s) => s.with_pending(c, now),
-        None => c,
-    };
+    let c = with_pending(&api, visible(&api, &p.role, &id)?)?;
     let mut v = case_value(&api, &c, now);
     let mut alerts = Vec::new();
     for a in &c.alerts {
@@ -227,9 +208,9 @@ pub async fn decide(
     let d = decision_from(&api, &c, &p.name, obj)?;
     let sink = api.decisions.as_ref().ok_or_else(|| ApiError(StatusCode::SERVICE_UNAVAILABLE, "decisions cannot be recorded here".into()))?;
     publish(sink, &d).await?;
+    cases::put_pending(&api.store, &d).map_err(internal)?;
     let now = api.clock.now();
-    sink.pending.lock().unwrap_or_else(|e| e.into_inner()).entry(d.case_id.clone()).or_default().push((now.0, d.clone()));
-    let c = sink.with_pending(c, now);
+    let c = with_pending(&api, c)?;
     let mut out = case_value(&api, &c, now);
     out["decision"] = crate::report::decision_json(&d, api.tz);
     Ok((StatusCode::CREATED, Json(out)))
@@ -259,6 +240,39 @@ pub fn decision_from(api: &Api, c: &Case, who: &str, obj: &Map<String, Value>) -
         Ok(Record::Decision(d)) => Ok(d),
         Ok(_) => Err(bad("not a decision")),
         Err(r) => Err(bad(r.to_string())),
+    }
+}
+
+/// Publishes the decisions the v2 → v3 state upgrade made of stored reviews
+/// (`meta/migrated_decisions`), retrying until the broker has them all,
+/// then forgets the list. Read back, they are redeliveries of what the
+/// upgrade already applied; a fresh state directory rebuilds them.
+pub async fn publish_migrated(sink: std::sync::Arc<DecisionSink>, store: crate::store::Store) {
+    use crate::store::{keys, Cf};
+    let list: Vec<Decision> = match store.get_raw(Cf::Meta, keys::META_MIGRATED_DECISIONS) {
+        Ok(Some(bytes)) => match serde_json::from_slice(&bytes) {
+            Ok(l) => l,
+            Err(e) => return tracing::error!(error = %e, "the decisions made of stored reviews cannot be read; not published"),
+        },
+        _ => return,
+    };
+    let mut pause = Duration::from_secs(1);
+    loop {
+        let mut failed = false;
+        for d in &list {
+            failed |= publish(&sink, d).await.is_err();
+        }
+        if !failed {
+            let mut b = store.batch();
+            b.delete(Cf::Meta, keys::META_MIGRATED_DECISIONS);
+            match store.commit(b) {
+                Ok(()) => tracing::info!(decisions = list.len(), "the decisions made of stored reviews are on the decisions topic"),
+                Err(e) => tracing::warn!(error = %e, "published the decisions made of stored reviews; they are sent again at the next start"),
+            }
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(60));
     }
 }
 

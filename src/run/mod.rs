@@ -115,6 +115,15 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
         .await
         .map_err(|source| RunError::Listen { addr: cfg.http.listen.clone(), source })?;
     let http_stop = Arc::new(Notify::new());
+    // Decisions posted through the API go to the decisions topic; so do the
+    // ones a state upgrade made of stored reviews.
+    let decisions = Arc::new(http::cases::DecisionSink::new(
+        crate::sink::kafka::producer(&cfg.kafka).map_err(RunError::DecisionProducer)?,
+        cfg.kafka.topics.decisions.clone(),
+        cfg.limits(clock.now()),
+        cfg.max_future_ms(),
+    ));
+    tokio::spawn(http::cases::publish_migrated(Arc::clone(&decisions), store.clone()));
     let http = {
         let stop = Arc::clone(&http_stop);
         let api = http::api::Api {
@@ -124,12 +133,7 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
             tz: cfg.tz(),
             rules: Arc::new(cfg.rules.clone()),
             cases: cfg.cases.clone(),
-            decisions: Some(Arc::new(http::cases::DecisionSink::new(
-                crate::sink::kafka::producer(&cfg.kafka).map_err(RunError::DecisionProducer)?,
-                cfg.kafka.topics.decisions.clone(),
-                cfg.limits(clock.now()),
-                cfg.max_future_ms(),
-            ))),
+            decisions: Some(Arc::clone(&decisions)),
         };
         tokio::spawn(http::serve(listener, Arc::clone(&metrics), Arc::clone(&health), api, tls, async move { stop.notified().await }))
     };

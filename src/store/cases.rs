@@ -1,14 +1,17 @@
 //! Cases (问题) and their decisions, contract §8: the `cases` column family,
 //! `c | case_id` → [`Case`] (postcard), and `d | decision_id` → the
 //! `case_id` it was filed under (a decision id is unique across cases,
-//! §11.5). This module owns that layout: the engine keeps both through its
+//! §11.5), and `p | case_id | 0x1f | decision_id` → a decision the API made
+//! durable on the decisions topic that the engine has not applied yet
+//! (shown to readers meanwhile, cleared by the engine's commit that applies
+//! or refuses it). This module owns that layout: the engine keeps both through its
 //! cached [`super::Table`]s, keyed by [`key`] and [`decision_key`], and
 //! writes them with its commit; the API, the reports and the audit's
 //! `--cases` output read them through the functions here.
 
 use super::{Cf, Store, StoreError};
 use crate::model::decision::{Action, Decision, Outcome};
-use crate::model::{Money, Rule, Timestamp};
+use crate::model::{Alert, Money, Rule, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// Where a case stands.
@@ -132,6 +135,44 @@ impl Case {
         }
     }
 
+    /// Adds one alert (raised at event time `at`) to the case's counts; a
+    /// relapse alert repeats its relapsed alert's amount and passes
+    /// `counts_amount` false.
+    pub fn add_alert(&mut self, a: &Alert, at: Timestamp, counts_amount: bool) {
+        self.alerts.push(a.alert_id.clone());
+        if counts_amount {
+            if let Some(m) = a.amount {
+                self.amount = self.amount.plus(m);
+            }
+        }
+        self.first_event = self.first_event.min(at);
+        if at >= self.newest_event || self.township.is_empty() {
+            self.newest_event = self.newest_event.max(at);
+            self.township.clone_from(&a.township);
+            self.beneficiary_id.clone_from(&a.beneficiary_id);
+            self.household_id.clone_from(&a.household_id);
+            self.account_no.clone_from(&a.account_no);
+        }
+    }
+
+    /// Applies a decision not applied before (§8): its status is the
+    /// newest decision's outcome (by `decided_at`, then `decision_id`), and
+    /// a `rectified` one newer than the last becomes the one a later alert
+    /// relapses.
+    pub fn apply(&mut self, d: &Decision) {
+        let order = |x: &Decision| (x.decided_at, x.decision_id.clone());
+        let at = self.decisions.partition_point(|x| order(x) <= order(d));
+        if at == self.decisions.len() {
+            self.status = d.outcome.into();
+        }
+        self.decisions.insert(at, d.clone());
+        let newer = self.rectified.as_ref().is_none_or(|r| (r.decided_at, &r.decision_id) < (d.decided_at, &d.decision_id));
+        if d.outcome == Outcome::Rectified && newer {
+            self.rectified =
+                Some(Rectified { decision_id: d.decision_id.clone(), decided_at: d.decided_at, action: d.action, relapsed: false });
+        }
+    }
+
     /// 追回金额: the sum over its decisions.
     pub fn amount_recovered(&self) -> Money {
         self.decisions.iter().filter_map(|d| d.amount_recovered).fold(Money::ZERO, |a, m| a.plus(m))
@@ -157,6 +198,51 @@ pub fn decision_key(decision_id: &str) -> Vec<u8> {
     k.push(b'd');
     k.extend_from_slice(decision_id.as_bytes());
     k
+}
+
+/// The key of a posted decision not yet applied.
+pub fn pending_key(case_id: &str, decision_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + case_id.len() + decision_id.len());
+    k.push(b'p');
+    k.extend_from_slice(case_id.as_bytes());
+    k.push(0x1f);
+    k.extend_from_slice(decision_id.as_bytes());
+    k
+}
+
+/// Records a decision acknowledged by the decisions topic and not yet
+/// applied (the API, after the broker's acknowledgement).
+pub fn put_pending(store: &Store, d: &Decision) -> Result<(), StoreError> {
+    let mut b = store.batch();
+    b.put(Cf::Cases, &pending_key(&d.case_id, &d.decision_id), d)?;
+    store.commit(b)
+}
+
+/// The posted decisions of a case not yet applied; entries the case
+/// already holds are dropped from the store on the way.
+pub fn pending(store: &Store, c: &Case) -> Result<Vec<Decision>, StoreError> {
+    let mut prefix = vec![b'p'];
+    prefix.extend_from_slice(c.case_id.as_bytes());
+    prefix.push(0x1f);
+    let mut found = Vec::new();
+    let mut stale = Vec::new();
+    store.scan_prefix(Cf::Cases, &prefix, |k, v| {
+        let d: Decision = postcard::from_bytes(v).map_err(|source| StoreError::Decode { cf: Cf::Cases.name(), source })?;
+        if c.decisions.iter().any(|x| x.decision_id == d.decision_id) {
+            stale.push(k.to_vec());
+        } else {
+            found.push(d);
+        }
+        Ok(())
+    })?;
+    if !stale.is_empty() {
+        let mut b = store.batch();
+        for k in &stale {
+            b.delete(Cf::Cases, k);
+        }
+        store.commit(b)?;
+    }
+    Ok(found)
 }
 
 fn decode(v: &[u8]) -> Result<Case, StoreError> {

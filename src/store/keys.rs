@@ -8,6 +8,9 @@ pub const META_SCHEMA: &[u8] = b"schema";
 pub const META_PROGRESS: &[u8] = b"progress";
 /// `paywatch run`: Kafka offsets and the outbox sequence.
 pub const META_STREAM: &[u8] = b"stream";
+/// Decisions made of stored reviews by the v2 → v3 upgrade (JSON list),
+/// until the service has put them in its outbox for the decisions topic.
+pub const META_MIGRATED_DECISIONS: &[u8] = b"migrated_decisions";
 
 /// An outbox key: the target, then a sequence number.
 pub fn outbox(target: u8, seq: u64) -> Vec<u8> {

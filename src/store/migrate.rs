@@ -59,8 +59,127 @@ pub(super) fn v1_to_v2(store: &Store) -> Result<(), StoreError> {
         progress.push(0);
         batch.put_raw(Cf::Meta, keys::META_PROGRESS, &progress);
     }
+    batch.put_raw(Cf::Meta, keys::META_SCHEMA, V2.as_bytes());
+    store.commit(batch)?;
+    tracing::info!(from = V1, to = V2, "state directory upgraded");
+    Ok(())
+}
+
+/// The layout [`v2_to_v3`] upgrades from.
+pub(super) const V2: &str = "paywatch-state-v2";
+
+/// Alerts rewritten per write while upgrading to v3.
+const ALERTS_PER_WRITE: usize = 20_000;
+
+/// v2 → v3 (contract v1.1): every stored alert gains its `case_id`, the
+/// cases are built from the alerts in the order they were raised, each
+/// stored review becomes a decision of its alert's case
+/// (`review-<alert_id>-<n>`; `corrected` is `rectified` with action
+/// `other`), and the merge ranks move (decisions now sort before payments:
+/// payment 2 → 4, reversal 3 → 5) in the stored input position. The
+/// progress also gained `counts.decisions` after `counts.reversals`. The
+/// migrated decisions are listed under `meta/migrated_decisions` for the
+/// service to publish to the decisions topic at its next start. The alerts
+/// are rewritten in chunks (idempotent); cases, progress and the schema
+/// marker move in the last write, so an interrupted upgrade runs again.
+pub(super) fn v2_to_v3(store: &Store) -> Result<(), StoreError> {
+    use super::cases::{self, Case};
+    use crate::model::decision::{case_id, Action, Decision, Outcome};
+    use crate::model::{Alert, Timestamp};
+    use std::collections::{BTreeMap, HashMap};
+
+    let json_err = |e: serde_json::Error| StoreError::Refused { path: store.path().display().to_string(), reason: format!("upgrading to v3: {e}") };
+    let time = |s: &str| Timestamp::parse_rfc3339(s).unwrap_or(Timestamp(0));
+    let mut case_of: HashMap<String, String> = HashMap::new();
+    let mut all: BTreeMap<String, Case> = BTreeMap::new();
+    let mut batch = store.batch();
+    let mut in_batch = 0;
+    for id in store.values(Cf::AlertLog) {
+        let id = id?;
+        let Some(json) = store.get_raw(Cf::Alerts, &id)? else { continue };
+        let mut a: Alert = serde_json::from_slice(&json).map_err(json_err)?;
+        let subject = a.rule.info().subject.of(&a).unwrap_or_default().to_owned();
+        a.case_id = case_id(a.rule, &subject);
+        let at = time(&a.event_time);
+        let case = all
+            .entry(a.case_id.clone())
+            .or_insert_with(|| Case::new(a.case_id.clone(), a.rule, subject, time(&a.detected_at), at));
+        case.add_alert(&a, at, true);
+        case_of.insert(a.alert_id.clone(), a.case_id.clone());
+        batch.put_raw(Cf::Alerts, a.alert_id.as_bytes(), &serde_json::to_vec(&a).map_err(json_err)?);
+        in_batch += 1;
+        if in_batch >= ALERTS_PER_WRITE {
+            store.commit(std::mem::replace(&mut batch, store.batch()))?;
+            in_batch = 0;
+        }
+    }
+    store.commit(std::mem::replace(&mut batch, store.batch()))?;
+
+    // Reviews: `alert_id | 0 | seq` → {outcome, note, reviewer, at}.
+    let mut migrated = Vec::new();
+    for (k, v) in store.entries_between(Cf::Reviews, &[], &[0xff], usize::MAX)? {
+        let Some(split) = k.len().checked_sub(9).filter(|i| k[*i] == 0) else { continue };
+        let alert_id = String::from_utf8_lossy(&k[..split]).into_owned();
+        let seq = u64::from_be_bytes(k[split + 1..].try_into().unwrap_or_default());
+        let r: serde_json::Value = serde_json::from_slice(&v).map_err(json_err)?;
+        let Some(case) = case_of.get(&alert_id).and_then(|c| all.get_mut(c)) else { continue };
+        let (outcome, action) = match r["outcome"].as_str().unwrap_or("") {
+            "confirmed" => (Outcome::Confirmed, None),
+            "false_positive" => (Outcome::FalsePositive, None),
+            "corrected" => (Outcome::Rectified, Some(Action::Other)),
+            _ => (Outcome::InProgress, None),
+        };
+        let d = Decision {
+            decision_id: format!("review-{alert_id}-{seq}"),
+            case_id: case.case_id.clone(),
+            rule: case.rule,
+            subject: case.subject.clone(),
+            outcome,
+            action,
+            amount_recovered: None,
+            document_no: None,
+            clue_no: None,
+            note: r["note"].as_str().filter(|n| !n.is_empty()).map(str::to_owned),
+            decided_by: r["reviewer"].as_str().unwrap_or("").to_owned(),
+            decided_at: time(r["at"].as_str().unwrap_or("")),
+        };
+        case.apply(&d);
+        batch.put_raw(Cf::Cases, &cases::decision_key(&d.decision_id), &postcard::to_stdvec(&d.case_id).map_err(StoreError::Encode)?);
+        migrated.push(d);
+    }
+    for (id, c) in &all {
+        batch.put(Cf::Cases, &cases::key(id), c)?;
+    }
+    if !migrated.is_empty() {
+        batch.put_raw(Cf::Meta, keys::META_MIGRATED_DECISIONS, &serde_json::to_vec(&migrated).map_err(json_err)?);
+    }
+    if let Some(progress) = store.get_raw(Cf::Meta, keys::META_PROGRESS)? {
+        batch.put_raw(Cf::Meta, keys::META_PROGRESS, &progress_v2_to_v3(&progress)?);
+    }
     batch.put_raw(Cf::Meta, keys::META_SCHEMA, SCHEMA.as_bytes());
     store.commit(batch)?;
-    tracing::info!(from = V1, to = SCHEMA, "state directory upgraded");
+    tracing::info!(from = V2, to = SCHEMA, cases = all.len(), decisions = migrated.len(), "state directory upgraded");
     Ok(())
+}
+
+/// The v2 progress as v3 reads it: the position's rank moved, and a zero
+/// `counts.decisions` after `counts.reversals` (postcard writes fields in
+/// order: position, watermark, alert_seq, dead_seq, then the counts).
+fn progress_v2_to_v3(v2: &[u8]) -> Result<Vec<u8>, StoreError> {
+    use crate::model::{SortKey, Timestamp};
+    let bad = |source| StoreError::Decode { cf: Cf::Meta.name(), source };
+    let (mut position, rest) = postcard::take_from_bytes::<Option<SortKey>>(v2).map_err(bad)?;
+    if let Some(p) = position.as_mut() {
+        p.rank = match p.rank {
+            2 => crate::model::records::RANK_PAYMENT,
+            3 => crate::model::records::RANK_PAYMENT + 1,
+            r => r,
+        };
+    }
+    let (watermark, rest) = postcard::take_from_bytes::<Option<Timestamp>>(rest).map_err(bad)?;
+    let (seqs, rest) = postcard::take_from_bytes::<(u64, u64)>(rest).map_err(bad)?;
+    let (counts, rest) = postcard::take_from_bytes::<(u64, u64, u64, u64)>(rest).map_err(bad)?;
+    let mut out = postcard::to_stdvec(&(position, watermark, seqs, counts, 0u64)).map_err(StoreError::Encode)?;
+    out.extend_from_slice(rest);
+    Ok(out)
 }

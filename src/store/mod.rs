@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The layout version written into every state directory.
-const SCHEMA: &str = "paywatch-state-v2";
+const SCHEMA: &str = "paywatch-state-v3";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -259,7 +259,11 @@ impl Store {
         };
         match store.get_raw(Cf::Meta, keys::META_SCHEMA)? {
             Some(v) if v == SCHEMA.as_bytes() => {}
-            Some(v) if v == migrate::V1.as_bytes() => migrate::v1_to_v2(&store)?,
+            Some(v) if v == migrate::V1.as_bytes() => {
+                migrate::v1_to_v2(&store)?;
+                migrate::v2_to_v3(&store)?;
+            }
+            Some(v) if v == migrate::V2.as_bytes() => migrate::v2_to_v3(&store)?,
             Some(v) => {
                 return Err(refuse(format!(
                     "holds state version {:?}, this paywatch reads {SCHEMA:?}",

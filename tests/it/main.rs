@@ -5,6 +5,7 @@
 mod api;
 mod audit_truth;
 mod bad_input;
+mod cases;
 mod cli;
 mod common;
 mod fuzz_corpus;

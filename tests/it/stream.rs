@@ -158,7 +158,7 @@ fn a_second_consumer_in_the_group_holding_partitions_for_a_while_loses_nothing()
     // a while; paywatch must not run ahead of what it cannot read yet.
     let addr = broker.addr.clone();
     let joiner = std::thread::spawn(move || {
-        tool(&["join-group", &addr, "paywatch", "10", "dibao.payments.v1", "dibao.roster.v1", "civil.deaths.v1"])
+        tool(&["join-group", &addr, "paywatch", "10", "dibao.payments.v1", "dibao.roster.v1", "civil.deaths.v1", "dibao.decisions.v1"])
     });
     std::thread::sleep(Duration::from_secs(3));
     let port = free_port();
@@ -167,9 +167,9 @@ fn a_second_consumer_in_the_group_holding_partitions_for_a_while_loses_nothing()
     let shared = svc.wait_until(Duration::from_secs(60), "given a share", |s| s["assigned_partitions"].as_u64().unwrap_or(0) > 0);
     let joined: serde_json::Value = serde_json::from_str(&joiner.join().unwrap()).unwrap();
     assert!(joined["assigned"].as_u64().unwrap() > 0, "the second member held partitions: {joined}");
-    assert!(shared["assigned_partitions"].as_u64().unwrap() < 6, "paywatch shared the group: {shared}");
+    assert!(shared["assigned_partitions"].as_u64().unwrap() < 7, "paywatch shared the group: {shared}");
 
-    svc.wait_until(Duration::from_secs(60), "given every partition", |s| s["assigned_partitions"] == 6);
+    svc.wait_until(Duration::from_secs(60), "given every partition", |s| s["assigned_partitions"] == 7);
     svc.wait_idle();
     let (got, _) = alert_ids_on_topic(&broker, dir.path(), want.len());
     assert_same(&got, &want, "alerts topic against the audit");
@@ -194,7 +194,7 @@ fn no_broker_at_start_is_not_ready_but_keeps_trying_then_catches_up() {
     let broker = Broker::start_on(dir.path(), broker_port);
     broker.create_contract_topics();
     produce_ledger(&broker, &g, "roster,deaths,payments,decisions");
-    svc.wait_until(Duration::from_secs(120), "ready", |s| s["assigned_partitions"] == 6);
+    svc.wait_until(Duration::from_secs(120), "ready", |s| s["assigned_partitions"] == 7);
     assert_eq!(svc.get("/readyz").map(|r| r.0), Some(200));
     svc.wait_idle();
     let (got, _) = alert_ids_on_topic(&broker, dir.path(), want.len());

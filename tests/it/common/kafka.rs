@@ -108,18 +108,23 @@ impl Drop for Broker {
 /// fresh broker whose input topics the independent client loaded with it.
 pub struct Fed {
     pub want: Vec<paywatch::model::Alert>,
+    /// The alerts of cases closed as false_positive when they were raised:
+    /// recorded and published, never sent to supervisors (§11.4).
+    pub quiet: std::collections::BTreeSet<String>,
     pub broker: Broker,
 }
 
 pub fn fed(dir: &Path, households: usize, seed: u64) -> Fed {
     let ledger = super::ledger(&dir.join("ledger"), households, paywatch::generate::OutFormat::Jsonl, seed);
     let out = dir.join("audit.jsonl");
-    super::run_ok(super::audit(&ledger, &out, &[]));
+    let cases = dir.join("audit-cases.jsonl");
+    super::run_ok(super::audit(&ledger, &out, &["--cases", cases.to_str().unwrap()]));
     let want = super::alerts(&out);
+    let quiet = super::quiet_alerts(&want, &super::read_jsonl(&cases));
     let broker = Broker::start(dir);
     broker.create_contract_topics();
     tool(&["produce-ledger", &broker.addr, ledger.payments.parent().unwrap().to_str().unwrap()]);
-    Fed { want, broker }
+    Fed { want, quiet, broker }
 }
 
 /// Runs the independent client; returns its stdout.

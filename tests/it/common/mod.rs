@@ -70,6 +70,26 @@ pub fn truth_keys(alerts: &[Alert]) -> BTreeSet<String> {
     alerts.iter().map(truth_key).collect()
 }
 
+/// The alerts raised while their case's newest decision applied before
+/// them was `false_positive` (decisions sort before payments at equal
+/// times): what the service records but does not send to supervisors.
+pub fn quiet_alerts(alerts: &[Alert], cases: &[serde_json::Value]) -> BTreeSet<String> {
+    let mut quiet = BTreeSet::new();
+    for a in alerts {
+        let Some(c) = cases.iter().find(|c| c["case_id"] == a.case_id.as_str()) else { continue };
+        let newest = c["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["decided_at"].as_str().unwrap() <= a.event_time.as_str())
+            .last();
+        if newest.is_some_and(|d| d["outcome"] == "false_positive") {
+            quiet.insert(a.alert_id.clone());
+        }
+    }
+    quiet
+}
+
 /// Dead letters by reason code.
 pub fn dead_by_reason(path: &Path) -> BTreeMap<String, u64> {
     let mut m = BTreeMap::new();

@@ -44,7 +44,13 @@ fn payment_rules(c: &mut Criterion) {
     // Every payment-level rule of the registry, as the engine calls it.
     for rule in &RULES {
         if let Hook::Payment(check) = rule.hook {
-            g.bench_function(rule.code, |b| b.iter(|| check(&cfg, black_box(&v))));
+            g.bench_function(rule.code, |b| {
+                b.iter(|| {
+                    let mut out = Vec::new();
+                    check(&cfg, black_box(&v), &mut out);
+                    out
+                })
+            });
         }
     }
     let roster = [r.clone()];
@@ -59,7 +65,7 @@ fn payment_rules(c: &mut Criterion) {
 fn account_rules(c: &mut Criterion) {
     let cfg = RulesConfig::default();
     let entry = |i: i64, household: &str| WindowEntry {
-        event_id: format!("E{i}"),
+        event_id: format!("E{i}").into(),
         paid_at: Timestamp(i * 30 * MS_PER_DAY),
         household_id: household.into(),
         amount: Money::parse("585.00").unwrap(),

@@ -19,6 +19,7 @@ pub mod large_amount;
 pub mod missed_payment;
 pub mod name_mismatch;
 pub mod paid_after_death;
+pub mod program_overlap;
 pub mod rectification_relapse;
 pub mod registry;
 pub mod shared_account;
@@ -43,6 +44,7 @@ pub struct RulesConfig {
     pub paid_after_death: paid_after_death::Config,
     pub inactive_beneficiary: inactive_beneficiary::Config,
     pub filed_relative_review: filed_relative_review::Config,
+    pub program_overlap: program_overlap::Config,
     pub rectification_relapse: rectification_relapse::Config,
 }
 
@@ -61,7 +63,7 @@ impl RulesConfig {
 
     /// The payment-level checks that are on, in the registry's order: what
     /// the engine asks of every payment.
-    pub fn payment_checks(&self) -> Vec<fn(&RulesConfig, &PaymentView<'_>) -> Option<Finding>> {
+    pub fn payment_checks(&self) -> Vec<fn(&RulesConfig, &PaymentView<'_>, &mut Vec<Finding>)> {
         registry::RULES
             .iter()
             .filter(|r| (r.enabled)(self))

@@ -10,7 +10,7 @@
 
 use super::{
     disbursement_delay, duplicate_period, filed_relative_review, inactive_beneficiary, large_amount, name_mismatch,
-    paid_after_death, Finding, PaymentView, RulesConfig,
+    paid_after_death, program_overlap, Finding, PaymentView, RulesConfig,
 };
 use crate::model::{Alert, Rule};
 use serde::Serialize;
@@ -37,7 +37,8 @@ pub enum Subject {
 pub enum Hook {
     /// For every payment, with the state that applies at its event time
     /// ([`PaymentView`]); one finding per offending payment at most.
-    Payment(fn(&RulesConfig, &PaymentView<'_>) -> Option<Finding>),
+    /// A rule adds its findings to the list it is handed.
+    Payment(fn(&RulesConfig, &PaymentView<'_>, &mut Vec<Finding>)),
     /// When a payment enters or a reversal leaves the receiving account's
     /// window (`detect::episode`).
     AccountWindow,
@@ -92,14 +93,14 @@ fn valid(_: &RulesConfig) -> Result<(), String> {
 
 /// Every rule, in the contract's order (§5); `RULES[rule as usize].rule ==
 /// rule` (tested).
-pub const RULES: [RuleInfo; 11] = [
+pub const RULES: [RuleInfo; 12] = [
     RuleInfo {
         rule: Rule::NameMismatch,
         code: "NAME_MISMATCH",
         chinese: "户名不符",
         subject: Subject::Beneficiary,
         section: "name_mismatch",
-        hook: Hook::Payment(|r, v| name_mismatch::check(&r.name_mismatch, v)),
+        hook: Hook::Payment(|r, v, out| out.extend(name_mismatch::check(&r.name_mismatch, v))),
         enabled: |r| r.name_mismatch.enabled,
         validate: valid,
         fires_when: "account holder ≠ beneficiary (normalised names) and not a registered, valid custodian",
@@ -135,7 +136,7 @@ pub const RULES: [RuleInfo; 11] = [
         chinese: "大额发放",
         subject: Subject::Beneficiary,
         section: "large_amount",
-        hook: Hook::Payment(|r, v| large_amount::check(&r.large_amount, v)),
+        hook: Hook::Payment(|r, v, out| out.extend(large_amount::check(&r.large_amount, v))),
         enabled: |r| r.large_amount.enabled,
         validate: |r| r.large_amount.validate(),
         fires_when: "regular > M × monthly amount, back pay > B ×, any > cap",
@@ -147,7 +148,7 @@ pub const RULES: [RuleInfo; 11] = [
         chinese: "重复发放",
         subject: Subject::Beneficiary,
         section: "duplicate_period",
-        hook: Hook::Payment(|r, v| duplicate_period::check(&r.duplicate_period, v)),
+        hook: Hook::Payment(|r, v, out| out.extend(duplicate_period::check(&r.duplicate_period, v))),
         enabled: |r| r.duplicate_period.enabled,
         validate: valid,
         fires_when: "two unreversed regular payments, same beneficiary, month, programme",
@@ -159,7 +160,7 @@ pub const RULES: [RuleInfo; 11] = [
         chinese: "发放滞后",
         subject: Subject::Beneficiary,
         section: "disbursement_delay",
-        hook: Hook::Payment(|r, v| disbursement_delay::check(&r.disbursement_delay, v)),
+        hook: Hook::Payment(|r, v, out| out.extend(disbursement_delay::check(&r.disbursement_delay, v))),
         enabled: |r| r.disbursement_delay.enabled,
         validate: |r| r.disbursement_delay.validate(),
         fires_when: "paid > D days after scheduled",
@@ -183,7 +184,7 @@ pub const RULES: [RuleInfo; 11] = [
         chinese: "死亡后发放",
         subject: Subject::Beneficiary,
         section: "paid_after_death",
-        hook: Hook::Payment(|r, v| paid_after_death::check(&r.paid_after_death, v)),
+        hook: Hook::Payment(|r, v, out| out.extend(paid_after_death::check(&r.paid_after_death, v))),
         enabled: |r| r.paid_after_death.enabled,
         validate: valid,
         fires_when: "paid for a month after the month of death (either arrival order)",
@@ -195,7 +196,7 @@ pub const RULES: [RuleInfo; 11] = [
         chinese: "停保/注销后发放",
         subject: Subject::Beneficiary,
         section: "inactive_beneficiary",
-        hook: Hook::Payment(|r, v| inactive_beneficiary::check(&r.inactive_beneficiary, v)),
+        hook: Hook::Payment(|r, v, out| out.extend(inactive_beneficiary::check(&r.inactive_beneficiary, v))),
         enabled: |r| r.inactive_beneficiary.enabled,
         validate: valid,
         fires_when: "paid for a month from a suspension/cancellation on, or not on the roster",
@@ -207,11 +208,23 @@ pub const RULES: [RuleInfo; 11] = [
         chinese: "干部亲属备案复核",
         subject: Subject::Beneficiary,
         section: "filed_relative_review",
-        hook: Hook::Payment(|r, v| filed_relative_review::check(&r.filed_relative_review, v)),
+        hook: Hook::Payment(|r, v, out| out.extend(filed_relative_review::check(&r.filed_relative_review, v))),
         enabled: |r| r.filed_relative_review.enabled,
         validate: valid,
         fires_when: "first payment each year to a filed relative",
         defaults: "low",
+    },
+    RuleInfo {
+        rule: Rule::ProgramOverlap,
+        code: "PROGRAM_OVERLAP",
+        chinese: "重复享受",
+        subject: Subject::Beneficiary,
+        section: "program_overlap",
+        hook: Hook::Payment(|r, v, out| program_overlap::check(&r.program_overlap, v, out)),
+        enabled: |r| r.program_overlap.enabled,
+        validate: valid,
+        fires_when: "one person paid for the same month under two of rural dibao, urban dibao, tekun",
+        defaults: "high",
     },
     RuleInfo {
         rule: Rule::RectificationRelapse,

@@ -139,7 +139,7 @@ pub struct Engine {
     /// Thresholds, severities and which rules run.
     rules: RulesConfig,
     /// The payment-level rules that are on, read off the registry once.
-    payment_checks: Vec<fn(&RulesConfig, &crate::detect::PaymentView<'_>) -> Option<Finding>>,
+    payment_checks: Vec<fn(&RulesConfig, &crate::detect::PaymentView<'_>, &mut Vec<Finding>)>,
     /// The offset calendar questions are answered in.
     tz: Tz,
     /// The only way to the disk.

@@ -30,6 +30,8 @@ pub enum Role {
     Filed,
     /// A name mismatch rectified on paper: it goes on after the decision.
     Relapse,
+    /// Rural dibao and urban dibao for the same month (重复享受).
+    ProgramOverlap,
     // controls
     Custodian,
     CustodianLater,
@@ -47,10 +49,13 @@ pub enum Role {
     FalsePositiveLater,
     /// A name mismatch decided `confirmed`, with alerts after it.
     ConfirmedLater,
+    /// A month paid under the wrong programme, returned by the bank, then
+    /// paid under the right one: not an overlap.
+    ProgramCorrected,
 }
 
 impl Role {
-    pub const PLANTED: [Role; 18] = [
+    pub const PLANTED: [Role; 19] = [
         Role::NameMismatch,
         Role::CustodianRevoked,
         Role::SharedAccount,
@@ -69,8 +74,9 @@ impl Role {
         Role::NotOnRoster,
         Role::Filed,
         Role::Relapse,
+        Role::ProgramOverlap,
     ];
-    pub const CONTROLS: [Role; 13] = [
+    pub const CONTROLS: [Role; 14] = [
         Role::Custodian,
         Role::CustodianLater,
         Role::NameVariant,
@@ -84,6 +90,7 @@ impl Role {
         Role::RectifiedClean,
         Role::FalsePositiveLater,
         Role::ConfirmedLater,
+        Role::ProgramCorrected,
     ];
 }
 
@@ -429,6 +436,25 @@ pub fn plant(bd: &mut Builder, role: Role) {
             bd.roster_history(&b, &changes);
             bd.pay_months(&b, to, &[m, m.next()]);
             bd.control("suspended for two months and reactivated", &b.id);
+        }
+        Role::ProgramOverlap => {
+            bd.roster_history(&b, &[]);
+            bd.pay_months(&b, to, &[]);
+            let x = bd.extra(&b, m, 6, PaymentType::Regular, Program::UrbanDibao, b.amount(m, bd.from));
+            let id = bd.push(x);
+            bd.expect(Rule::ProgramOverlap, key(Rule::ProgramOverlap, &id), "paid as rural and as urban dibao for one month");
+        }
+        Role::ProgramCorrected => {
+            bd.roster_history(&b, &[]);
+            bd.pay_months(&b, to, &[m]);
+            let mut wrong = bd.regular(&b, m);
+            wrong.program = Program::UrbanDibao;
+            let back = bd.reversal(&wrong, 3);
+            let right = bd.extra(&b, m, 5, PaymentType::Regular, Program::RuralDibao, b.amount(m, bd.from));
+            bd.push(wrong);
+            bd.push(back);
+            bd.push(right);
+            bd.control("paid under the wrong programme, returned, paid again", &b.id);
         }
         Role::OneOff => {
             bd.roster_history(&b, &[]);

@@ -20,6 +20,7 @@ pub enum Rule {
     PaidAfterDeath,
     InactiveBeneficiary,
     FiledRelativeReview,
+    ProgramOverlap,
     RectificationRelapse,
 }
 

@@ -32,7 +32,6 @@ pub mod metrics;
 pub mod model;
 pub mod produce;
 pub mod report;
-pub mod review;
 pub mod run;
 pub mod sink;
 pub mod source;

@@ -29,6 +29,9 @@ pub const ROCKSDB_PENDING_COMPACTION: &str = "paywatch_rocksdb_pending_compactio
 pub const ROCKSDB_CACHE_HIT_RATIO: &str = "paywatch_rocksdb_block_cache_hit_ratio";
 pub const BUILD_INFO: &str = "paywatch_build_info";
 pub const START_TIME: &str = "paywatch_start_time_seconds";
+pub const CASES: &str = "paywatch_cases";
+pub const CASES_OVERDUE: &str = "paywatch_cases_overdue";
+pub const CASES_RELAPSED: &str = "paywatch_cases_relapsed";
 
 /// The registry and its handles.
 pub struct Metrics {
@@ -78,6 +81,13 @@ pub struct Metrics {
     pub rocksdb_pending_compaction: IntGauge,
     /// Block-cache hits over lookups since start.
     pub rocksdb_cache_hit_ratio: prometheus::Gauge,
+    /// Cases by status (open, in_progress, confirmed, false_positive,
+    /// rectified).
+    pub cases: IntGaugeVec,
+    /// Cases not closed past `[cases] deadline_days`.
+    pub cases_overdue: IntGauge,
+    /// Cases reopened by a relapse and not closed again.
+    pub cases_relapsed: IntGauge,
 }
 
 impl Metrics {
@@ -104,6 +114,8 @@ impl Metrics {
         let build = IntGaugeVec::new(Opts::new(BUILD_INFO, "Build information"), &["version", "git_sha"]).expect("valid metric");
         registry.register(Box::new(build.clone())).expect("registered once");
         build.with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("PAYWATCH_GIT_SHA").unwrap_or("unknown")]).set(1);
+        let cases = IntGaugeVec::new(Opts::new(CASES, "Cases by status"), &["status"]).expect("valid metric");
+        registry.register(Box::new(cases.clone())).expect("registered once");
         let start = gauge(START_TIME, "When this process started (unix seconds)");
         start.set(chrono::Utc::now().timestamp());
         #[cfg(target_os = "linux")]
@@ -147,6 +159,9 @@ impl Metrics {
                 registry.register(Box::new(g.clone())).expect("registered once");
                 g
             },
+            cases,
+            cases_overdue: gauge(CASES_OVERDUE, "Cases not closed past [cases] deadline_days"),
+            cases_relapsed: gauge(CASES_RELAPSED, "Cases reopened by a relapse and not closed again"),
             registry,
         };
         // Every writer's series exists from the start (at 0), so the

@@ -1,14 +1,14 @@
-//! The township work ledger (台账) for a quarter: one row per alert with its
-//! review status, Chinese column headers, and per-township totals (found,
-//! confirmed, corrected, money involved). As CSV with a UTF-8 BOM (so Excel
-//! opens it) or as XLSX. Amounts stay exact decimals, written as text.
+//! The township work ledger (台账) for a quarter: one row per case active in
+//! the quarter (township, problem, subject, alerts, amounts, status, what
+//! was done, relapsed, overdue), per-township totals, and a sheet of
+//! charts. As CSV with a UTF-8 BOM (so Excel opens it; every cell safe
+//! against formula injection) or as XLSX. Amounts stay exact decimals,
+//! written as text. Also the JSON shapes of a case and a decision.
 
-use crate::model::decision::Decision;
-use crate::model::{Alert, Money, Tz};
-use crate::store::cases::Case;
-use crate::review::{self, Review};
+use crate::model::decision::{Decision, Outcome as DecisionOutcome};
+use crate::model::{Alert, Money, Timestamp, Tz};
+use crate::store::cases::{self, Case, Status};
 use crate::store::{Cf, Store, StoreError};
-use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,13 @@ impl Quarter {
         ((1990..=2100).contains(&year) && (1..=4).contains(&q)).then_some(Quarter { year, q })
     }
 
+    /// Its first instant and the first instant after it, in `tz`.
+    pub fn bounds(&self, tz: Tz) -> (Timestamp, Timestamp) {
+        let first = crate::model::Period::new(self.year, (self.q - 1) * 3 + 1);
+        let after = crate::model::Period(first.0 + 3);
+        (tz.day_start(first.first_day()), tz.day_start(after.first_day()))
+    }
+
     /// Whether an RFC 3339 local time (`YYYY-MM-…`) falls in it.
     pub fn contains(&self, time: &str) -> bool {
         let (Some(y), Some(m)) = (time.get(..4).and_then(|y| y.parse::<i32>().ok()), time.get(5..7).and_then(|m| m.parse::<u32>().ok()))
@@ -45,20 +52,256 @@ impl Quarter {
     }
 }
 
-/// One alert with its reviews.
-pub struct Row {
-    pub alert: Alert,
-    pub reviews: Vec<Review>,
-}
-
-/// Per-township totals.
+/// Per-township totals of a quarter's ledger.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Totals {
+    /// Cases whose first alert fell in the quarter.
     pub found: u64,
-    /// Confirmed, including those since corrected.
-    pub confirmed: u64,
-    pub corrected: u64,
-    pub amount: Decimal,
+    /// Cases rectified (已整改) now.
+    pub rectified: u64,
+    /// Cases not closed (neither rectified nor false positive).
+    pub open: u64,
+    /// Open cases past `[cases] deadline_days`.
+    pub overdue: u64,
+    /// Cases reopened by a relapse.
+    pub relapsed: u64,
+    pub amount: Money,
+    pub recovered: Money,
+}
+
+/// One case of the ledger, with the name of its subject.
+pub struct Row {
+    pub case: Case,
+    /// The beneficiary's (or account holder's) name, from the first alert.
+    pub name: String,
+    pub overdue: bool,
+}
+
+pub struct Ledger {
+    pub quarter: Quarter,
+    pub tz: Tz,
+    pub rows: Vec<Row>,
+    pub totals: BTreeMap<String, Totals>,
+    /// Alerts per month (`YYYY-MM`) over the twelve months up to the
+    /// quarter's end, for the chart.
+    pub alerts_per_month: BTreeMap<String, u64>,
+}
+
+/// The cases active in a quarter (of one township, or all): every case found
+/// by the quarter's end and not closed before it began — an alert or a
+/// decision in the quarter, or still open — ordered by township and first
+/// alert. `now` and `deadline_days` decide which are overdue.
+pub fn ledger(store: &Store, quarter: Quarter, township: Option<&str>, now: Timestamp, deadline_days: u32, tz: Tz) -> Result<Ledger, StoreError> {
+    let (start, end) = quarter.bounds(tz);
+    let mut rows = Vec::new();
+    for c in cases::all(store) {
+        let c = cases::with_pending(store, c?)?;
+        if township.is_some_and(|t| t != c.township) || c.first_event >= end {
+            continue;
+        }
+        let before: Vec<&Decision> = c.decisions.iter().filter(|d| d.decided_at < start).collect();
+        let closed_before = c.newest_event < start
+            && before.last().is_some_and(|d| matches!(d.outcome, DecisionOutcome::Rectified | DecisionOutcome::FalsePositive));
+        if closed_before {
+            continue;
+        }
+        let name = match c.alerts.first() {
+            Some(id) => store
+                .get_raw(Cf::Alerts, id.as_bytes())?
+                .and_then(|json| serde_json::from_slice::<Alert>(&json).ok())
+                .and_then(|a| a.evidence.figures.get("beneficiary_name").or(a.evidence.figures.get("account_name")).cloned())
+                .unwrap_or_default(),
+            None => String::new(),
+        };
+        let closed = matches!(c.status, Status::Rectified | Status::FalsePositive);
+        let overdue = !closed && now.0 - c.opened_at.0 >= i64::from(deadline_days) * crate::model::time::MS_PER_DAY;
+        rows.push(Row { case: c, name, overdue });
+    }
+    rows.sort_by(|a, b| (&a.case.township, a.case.first_event, &a.case.case_id).cmp(&(&b.case.township, b.case.first_event, &b.case.case_id)));
+    let mut totals: BTreeMap<String, Totals> = BTreeMap::new();
+    for r in &rows {
+        let c = &r.case;
+        let t = totals.entry(c.township.clone()).or_default();
+        t.found += u64::from(c.first_event >= start);
+        t.rectified += u64::from(c.status == Status::Rectified);
+        t.open += u64::from(!matches!(c.status, Status::Rectified | Status::FalsePositive));
+        t.overdue += u64::from(r.overdue);
+        t.relapsed += u64::from(c.relapsed);
+        t.amount = t.amount.plus(c.amount);
+        t.recovered = t.recovered.plus(c.amount_recovered());
+    }
+    let first_month = crate::model::Period(crate::model::Period::of(tz.date(Timestamp(end.0 - 1))).0 - 11);
+    let mut alerts_per_month = BTreeMap::new();
+    let mut p = first_month;
+    for _ in 0..12 {
+        alerts_per_month.insert(p.to_string(), 0u64);
+        p = p.next();
+    }
+    for id in store.values(Cf::AlertLog) {
+        let Some(json) = store.get_raw(Cf::Alerts, &id?)? else { continue };
+        let Ok(a) = serde_json::from_slice::<Alert>(&json) else { continue };
+        if township.is_some_and(|t| t != a.township) {
+            continue;
+        }
+        if let Some(n) = a.event_time.get(..7).and_then(|m| alerts_per_month.get_mut(m)) {
+            *n += 1;
+        }
+    }
+    Ok(Ledger { quarter, tz, rows, totals, alerts_per_month })
+}
+
+const HEADERS: [&str; 20] = [
+    "序号", "问题编号", "乡镇", "问题类型", "规则代码", "对象姓名", "身份证号/账号", "户号", "发现时间", "预警数",
+    "涉及金额(元)", "状态", "整改措施", "整改日期", "追回金额(元)", "整改文号", "问题线索编号", "是否反弹", "是否超期",
+    "最新说明",
+];
+const TOTAL_HEADERS: [&str; 8] = ["乡镇", "本季度发现", "已整改", "未结案", "超期", "反弹", "涉及金额(元)", "追回金额(元)"];
+
+fn yes(b: bool) -> String {
+    if b { "是" } else { "否" }.to_owned()
+}
+
+impl Ledger {
+    pub fn file_name(&self, ext: &str) -> String {
+        format!("paywatch-ledger-{}Q{}.{ext}", self.quarter.year, self.quarter.q)
+    }
+
+    fn cells(&self, i: usize, r: &Row) -> [String; 20] {
+        let c = &r.case;
+        let last = c.last_decision();
+        let rectified = c.decisions.iter().rev().find(|d| d.outcome == DecisionOutcome::Rectified);
+        [
+            (i + 1).to_string(),
+            c.case_id.clone(),
+            c.township.clone(),
+            c.rule.chinese().into(),
+            c.rule.code().into(),
+            r.name.clone(),
+            c.subject.clone(),
+            c.household_id.clone().unwrap_or_default(),
+            self.tz.date(c.first_event).to_string(),
+            c.alerts.len().to_string(),
+            c.amount.to_string(),
+            c.status.chinese().into(),
+            rectified.and_then(|d| d.action).map_or("", |a| a.chinese()).into(),
+            rectified.map(|d| self.tz.date(d.decided_at).to_string()).unwrap_or_default(),
+            c.amount_recovered().to_string(),
+            rectified.and_then(|d| d.document_no.clone()).unwrap_or_default(),
+            c.decisions.iter().rev().find_map(|d| d.clue_no.clone()).unwrap_or_default(),
+            yes(c.relapsed),
+            yes(r.overdue),
+            last.and_then(|d| d.note.clone()).unwrap_or_default(),
+        ]
+    }
+
+    fn total_cells(township: &str, t: &Totals) -> [String; 8] {
+        [
+            township.into(),
+            t.found.to_string(),
+            t.rectified.to_string(),
+            t.open.to_string(),
+            t.overdue.to_string(),
+            t.relapsed.to_string(),
+            t.amount.to_string(),
+            t.recovered.to_string(),
+        ]
+    }
+
+    /// CSV, UTF-8 with a BOM: the rows, a blank line, then the totals. Every
+    /// cell is safe to open in a spreadsheet ([`csv_safe`]).
+    pub fn to_csv(&self) -> Result<Vec<u8>, ReportError> {
+        let mut out = "\u{feff}".as_bytes().to_vec();
+        {
+            let mut w = csv::WriterBuilder::new().flexible(true).from_writer(&mut out);
+            w.write_record(HEADERS)?;
+            for (i, r) in self.rows.iter().enumerate() {
+                w.write_record(self.cells(i, r).map(csv_safe))?;
+            }
+            w.write_record([""])?;
+            w.write_record(TOTAL_HEADERS)?;
+            for (township, t) in &self.totals {
+                w.write_record(Ledger::total_cells(township, t).map(csv_safe))?;
+            }
+            w.flush().map_err(csv::Error::from)?;
+        }
+        Ok(out)
+    }
+
+    /// XLSX: sheets 台账 (the cases), 汇总 (the totals) and 图表 (cases by
+    /// township and status; alerts per month). Cells are written as
+    /// strings, never as formulas.
+    pub fn to_xlsx(&self) -> Result<Vec<u8>, ReportError> {
+        use rust_xlsxwriter::{Chart, ChartType};
+        let mut book = rust_xlsxwriter::Workbook::new();
+        let bold = rust_xlsxwriter::Format::new().set_bold();
+        let sheet = book.add_worksheet();
+        sheet.set_name("台账")?;
+        for (c, h) in HEADERS.iter().enumerate() {
+            sheet.write_string_with_format(0, c as u16, *h, &bold)?;
+        }
+        for (i, r) in self.rows.iter().enumerate() {
+            for (c, v) in self.cells(i, r).iter().enumerate() {
+                sheet.write_string((i + 1) as u32, c as u16, v)?;
+            }
+        }
+        let sheet = book.add_worksheet();
+        sheet.set_name("汇总")?;
+        for (c, h) in TOTAL_HEADERS.iter().enumerate() {
+            sheet.write_string_with_format(0, c as u16, *h, &bold)?;
+        }
+        for (i, (township, t)) in self.totals.iter().enumerate() {
+            for (c, v) in Ledger::total_cells(township, t).iter().enumerate() {
+                sheet.write_string((i + 1) as u32, c as u16, v)?;
+            }
+        }
+        // The charts and the numbers they are drawn from.
+        let sheet = book.add_worksheet();
+        sheet.set_name("图表")?;
+        for (c, h) in ["乡镇", "未结案", "已整改", "误报"].iter().enumerate() {
+            sheet.write_string_with_format(0, c as u16, *h, &bold)?;
+        }
+        let mut by_town: BTreeMap<&str, [u32; 3]> = BTreeMap::new();
+        for r in &self.rows {
+            let n = by_town.entry(&r.case.township).or_default();
+            match r.case.status {
+                Status::Rectified => n[1] += 1,
+                Status::FalsePositive => n[2] += 1,
+                _ => n[0] += 1,
+            }
+        }
+        for (i, (town, n)) in by_town.iter().enumerate() {
+            let row = (i + 1) as u32;
+            sheet.write_string(row, 0, *town)?;
+            for (c, v) in n.iter().enumerate() {
+                sheet.write_number(row, (c + 1) as u16, f64::from(*v))?;
+            }
+        }
+        let towns = by_town.len().max(1) as u32;
+        let mut chart = Chart::new(ChartType::ColumnStacked);
+        chart.title().set_name("各乡镇问题整改情况");
+        for c in 1..=3u16 {
+            chart
+                .add_series()
+                .set_name(("图表", 0, c))
+                .set_categories(("图表", 1, 0, towns, 0))
+                .set_values(("图表", 1, c, towns, c));
+        }
+        sheet.insert_chart(0, 6, &chart)?;
+        let top = towns + 3;
+        sheet.write_string_with_format(top, 0, "月份", &bold)?;
+        sheet.write_string_with_format(top, 1, "预警数", &bold)?;
+        for (i, (month, n)) in self.alerts_per_month.iter().enumerate() {
+            let row = top + 1 + i as u32;
+            sheet.write_string(row, 0, month)?;
+            sheet.write_number(row, 1, *n as f64)?;
+        }
+        let months = self.alerts_per_month.len() as u32;
+        let mut chart = Chart::new(ChartType::Line);
+        chart.title().set_name("每月预警数");
+        chart.add_series().set_name("预警数").set_categories(("图表", top + 1, 0, top + months, 0)).set_values(("图表", top + 1, 1, top + months, 1));
+        sheet.insert_chart(top, 6, &chart)?;
+        Ok(book.save_to_buffer()?)
+    }
 }
 
 /// A decision as the API and the `--cases` output show it (times in the
@@ -105,139 +348,14 @@ pub fn case_json(c: &Case, tz: Tz) -> serde_json::Value {
     })
 }
 
-pub struct Ledger {
-    pub quarter: Quarter,
-    pub rows: Vec<Row>,
-    pub totals: BTreeMap<String, Totals>,
-}
-
-/// Collects a quarter's alerts (of one township, or all), oldest first.
-pub fn ledger(store: &Store, quarter: Quarter, township: Option<&str>) -> Result<Ledger, StoreError> {
-    let mut rows = Vec::new();
-    for id in store.values(Cf::AlertLog) {
-        let id = id?;
-        let Some(json) = store.get_raw(Cf::Alerts, &id)? else { continue };
-        let Ok(alert) = serde_json::from_slice::<Alert>(&json) else { continue };
-        if !quarter.contains(&alert.event_time) || township.is_some_and(|t| t != alert.township) {
-            continue;
-        }
-        let reviews = review::history(store, &alert.alert_id)?;
-        rows.push(Row { alert, reviews });
-    }
-    rows.sort_by(|a, b| (&a.alert.township, &a.alert.event_time, &a.alert.alert_id).cmp(&(&b.alert.township, &b.alert.event_time, &b.alert.alert_id)));
-    let mut totals: BTreeMap<String, Totals> = BTreeMap::new();
-    for r in &rows {
-        let t = totals.entry(r.alert.township.clone()).or_default();
-        let status = review::status(&r.reviews);
-        t.found += 1;
-        t.confirmed += u64::from(status == "confirmed" || status == "corrected");
-        t.corrected += u64::from(status == "corrected");
-        t.amount += r.alert.amount.map_or(Decimal::ZERO, |m: Money| m.decimal());
-    }
-    Ok(Ledger { quarter, rows, totals })
-}
-
-const HEADERS: [&str; 17] = [
-    "序号", "预警编号", "乡镇", "规则代码", "问题类型", "严重程度", "对象身份证号", "户号", "收款账号", "所属期", "金额(元)",
-    "问题描述", "发生时间", "发现时间", "复核状态", "复核人", "复核说明",
-];
-const TOTAL_HEADERS: [&str; 5] = ["乡镇", "发现问题数", "核实属实数(含已纠正)", "已纠正数", "涉及金额(元)"];
-
-fn status_chinese(s: &str) -> &'static str {
-    match s {
-        "confirmed" => "核实属实",
-        "false_positive" => "误报",
-        "corrected" => "已纠正",
-        "in_progress" => "核查中",
-        _ => "待复核",
-    }
-}
-
-fn severity_chinese(s: crate::model::Severity) -> &'static str {
-    match s {
-        crate::model::Severity::High => "高",
-        crate::model::Severity::Medium => "中",
-        crate::model::Severity::Low => "低",
-    }
-}
-
-fn cells(i: usize, r: &Row) -> [String; 17] {
-    let a = &r.alert;
-    let last = r.reviews.last();
-    [
-        (i + 1).to_string(),
-        a.alert_id.clone(),
-        a.township.clone(),
-        a.rule.code().into(),
-        a.rule.chinese().into(),
-        severity_chinese(a.severity).into(),
-        a.beneficiary_id.clone().unwrap_or_default(),
-        a.household_id.clone().unwrap_or_default(),
-        a.account_no.clone().unwrap_or_default(),
-        a.period.map(|p| p.to_string()).unwrap_or_default(),
-        a.amount.map(|m| m.to_string()).unwrap_or_default(),
-        a.reason.clone(),
-        a.event_time.clone(),
-        a.detected_at.clone(),
-        status_chinese(review::status(&r.reviews)).into(),
-        last.map(|r| r.reviewer.clone()).unwrap_or_default(),
-        last.map(|r| r.note.clone()).unwrap_or_default(),
-    ]
-}
-
-fn total_cells(township: &str, t: &Totals) -> [String; 5] {
-    [township.into(), t.found.to_string(), t.confirmed.to_string(), t.corrected.to_string(), format!("{:.2}", t.amount)]
-}
-
-impl Ledger {
-    pub fn file_name(&self, ext: &str) -> String {
-        format!("paywatch-ledger-{}Q{}.{ext}", self.quarter.year, self.quarter.q)
-    }
-
-    /// CSV, UTF-8 with a BOM: the rows, a blank line, then the totals.
-    pub fn to_csv(&self) -> Result<Vec<u8>, ReportError> {
-        let mut out = "\u{feff}".as_bytes().to_vec();
-        {
-            let mut w = csv::WriterBuilder::new().flexible(true).from_writer(&mut out);
-            w.write_record(HEADERS)?;
-            for (i, r) in self.rows.iter().enumerate() {
-                w.write_record(cells(i, r))?;
-            }
-            w.write_record([""])?;
-            w.write_record(TOTAL_HEADERS)?;
-            for (township, t) in &self.totals {
-                w.write_record(total_cells(township, t))?;
-            }
-            w.flush().map_err(csv::Error::from)?;
-        }
-        Ok(out)
-    }
-
-    /// XLSX: sheet 台账 (the rows) and sheet 汇总 (the totals).
-    pub fn to_xlsx(&self) -> Result<Vec<u8>, ReportError> {
-        let mut book = rust_xlsxwriter::Workbook::new();
-        let bold = rust_xlsxwriter::Format::new().set_bold();
-        let sheet = book.add_worksheet();
-        sheet.set_name("台账")?;
-        for (c, h) in HEADERS.iter().enumerate() {
-            sheet.write_string_with_format(0, c as u16, *h, &bold)?;
-        }
-        for (i, r) in self.rows.iter().enumerate() {
-            for (c, v) in cells(i, r).iter().enumerate() {
-                sheet.write_string((i + 1) as u32, c as u16, v)?;
-            }
-        }
-        let sheet = book.add_worksheet();
-        sheet.set_name("汇总")?;
-        for (c, h) in TOTAL_HEADERS.iter().enumerate() {
-            sheet.write_string_with_format(0, c as u16, *h, &bold)?;
-        }
-        for (i, (township, t)) in self.totals.iter().enumerate() {
-            for (c, v) in total_cells(township, t).iter().enumerate() {
-                sheet.write_string((i + 1) as u32, c as u16, v)?;
-            }
-        }
-        Ok(book.save_to_buffer()?)
+/// A cell a spreadsheet will not run: one that begins with `=`, `+`, `-`,
+/// `@`, a tab or a carriage return gets a leading `'` (OWASP, CSV
+/// injection). Township names, notes and ids come from outside.
+pub fn csv_safe(cell: String) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell
     }
 }
 
@@ -252,5 +370,20 @@ mod tests {
         assert!(!q.contains("2021-10-01T00:00:00+08:00") && !q.contains("2020-08-01T00:00:00+08:00"));
         assert_eq!(Quarter::parse("2021Q5"), None);
         assert_eq!(Quarter::parse("2021-3"), None);
+        let (start, end) = q.bounds(Tz::default());
+        assert_eq!(Tz::default().format(start), "2021-07-01T00:00:00+08:00");
+        assert_eq!(Tz::default().format(end), "2021-10-01T00:00:00+08:00");
+    }
+
+    /// Hardening item 2: a cell Excel would run as a formula is neutralised.
+    #[test]
+    fn csv_cells_never_start_a_formula() {
+        for bad in ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"] {
+            let safe = csv_safe(bad.to_owned());
+            assert_eq!(safe, format!("'{bad}"));
+        }
+        for fine in ["水阳镇", "585.00", "H0001", ""] {
+            assert_eq!(csv_safe(fine.to_owned()), fine);
+        }
     }
 }

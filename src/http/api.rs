@@ -7,7 +7,6 @@ use super::auth::{authenticate, Principal, Role};
 use crate::clock::Clock;
 use crate::config::TokenConfig;
 use crate::model::{Alert, Rule, Severity, Tz};
-use crate::review::{self, Outcome, Review};
 use crate::store::{keys, Cf, Store};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -84,13 +83,23 @@ fn load(api: &Api, id: &str) -> Result<Option<Alert>, ApiError> {
     }
 }
 
-fn with_status(a: &Alert, reviews: &[Review], history: bool) -> Value {
-    let mut v = serde_json::to_value(a).unwrap_or_default();
-    v["status"] = json!(review::status(reviews));
+/// An alert with its case's status (`open` before any decision) and, with
+/// `history`, the case's decisions as reviews (outcome, note, reviewer,
+/// time) and in full.
+fn with_status(api: &Api, a: &Alert, history: bool) -> Result<Value, ApiError> {
+    let case = super::cases::case_of(api, &a.case_id)?;
+    let mut v = serde_json::to_value(a).map_err(internal)?;
+    v["status"] = json!(case.as_ref().map_or("open", |c| c.status.code()));
     if history {
+        let decisions = case.as_ref().map_or(&[][..], |c| &c.decisions[..]);
+        let reviews: Vec<Value> = decisions
+            .iter()
+            .map(|d| json!({ "outcome": d.outcome, "note": d.note.clone().unwrap_or_default(), "reviewer": d.decided_by, "at": api.tz.format(d.decided_at) }))
+            .collect();
         v["reviews"] = json!(reviews);
+        v["decisions"] = json!(decisions.iter().map(|d| crate::report::decision_json(d, api.tz)).collect::<Vec<_>>());
     }
-    v
+    Ok(v)
 }
 
 /// The filters of the list, checked.
@@ -133,12 +142,11 @@ fn filter(q: &HashMap<String, String>, p: &Principal) -> Result<Filter, ApiError
             .transpose()?,
         status: q
             .get("status")
-            .map(|s| {
-                if s == "open" || Outcome::parse(s).is_some() {
-                    Ok(s.clone())
-                } else {
-                    Err(bad(format!("status: {s:?} is not open, confirmed, false_positive, corrected or in_progress")))
-                }
+            .map(|s| match s.as_str() {
+                // The review vocabulary of earlier releases.
+                "corrected" => Ok("rectified".to_owned()),
+                s if crate::store::cases::Status::from_code(s).is_some() => Ok(s.to_owned()),
+                _ => Err(bad(format!("status: {s:?} is not open, in_progress, confirmed, false_positive or rectified"))),
             })
             .transpose()?,
         from: date("from")?,
@@ -178,15 +186,15 @@ async fn list(State(api): State<Api>, headers: HeaderMap, Query(q): Query<HashMa
             if !keep {
                 continue;
             }
-            let reviews = review::history(&api.store, &a.alert_id).map_err(internal)?;
-            if f.status.as_ref().is_some_and(|s| s != review::status(&reviews)) {
+            let item = with_status(&api, &a, false)?;
+            if f.status.as_ref().is_some_and(|s| item["status"] != s.as_str()) {
                 continue;
             }
             if items.len() == f.limit {
                 next = Some((seq + 1).to_string());
                 break 'scan;
             }
-            items.push(with_status(&a, &reviews, false));
+            items.push(item);
         }
         let last = chunk.last().map(|(k, _)| u64::from_be_bytes(k.as_slice().try_into().unwrap_or_default())).unwrap_or(0);
         if last == 0 {
@@ -210,8 +218,7 @@ async fn one(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>)
     if !p.role.sees(&a.township) {
         return Err(ApiError(StatusCode::FORBIDDEN, "this alert belongs to another township".into()));
     }
-    let reviews = review::history(&api.store, &id).map_err(internal)?;
-    Ok(Json(with_status(&a, &reviews, true)))
+    Ok(Json(with_status(&api, &a, true)?))
 }
 
 /// Webhook dead letters are the district's to handle.
@@ -277,7 +284,7 @@ async fn ledger(State(api): State<Api>, headers: HeaderMap, Query(q): Query<Hash
         }
     }
     let format = q.get("format").map_or("csv", String::as_str);
-    let l = crate::report::ledger(&api.store, quarter, township.as_deref()).map_err(internal)?;
+    let l = crate::report::ledger(&api.store, quarter, township.as_deref(), api.clock.now(), api.cases.deadline_days, api.tz).map_err(internal)?;
     let (bytes, ctype, ext) = match format {
         "csv" => (l.to_csv().map_err(internal)?, "text/csv; charset=utf-8", "csv"),
         "xlsx" => (l.to_xlsx().map_err(internal)?, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "xlsx"),
@@ -287,6 +294,9 @@ async fn ledger(State(api): State<Api>, headers: HeaderMap, Query(q): Query<Hash
     Ok(([(axum::http::header::CONTENT_TYPE, ctype.to_owned()), (axum::http::header::CONTENT_DISPOSITION, disposition)], bytes).into_response())
 }
 
+/// `POST /api/v1/alerts/{id}/reviews` (`{"outcome", "note"}`), kept for
+/// earlier clients: a decision on the alert's case (`corrected` is
+/// `rectified` with action `other`), made durable like any decision.
 async fn add_review(
     State(api): State<Api>,
     headers: HeaderMap,
@@ -306,18 +316,27 @@ async fn add_review(
     if let Some(k) = obj.keys().find(|k| !["outcome", "note"].contains(&k.as_str())) {
         return Err(bad(format!("unknown field {k:?}")));
     }
-    let outcome = obj
-        .get("outcome")
-        .and_then(Value::as_str)
-        .and_then(Outcome::parse)
-        .ok_or_else(|| bad("outcome: one of confirmed, false_positive, corrected, in_progress"))?;
-    let note = match obj.get("note") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) if s.chars().count() <= MAX_NOTE => s.clone(),
+    let mut decision = serde_json::Map::new();
+    match obj.get("outcome").and_then(Value::as_str) {
+        Some("corrected") => {
+            decision.insert("outcome".into(), json!("rectified"));
+            decision.insert("action".into(), json!("other"));
+        }
+        Some(o @ ("confirmed" | "false_positive" | "in_progress")) => {
+            decision.insert("outcome".into(), json!(o));
+        }
+        _ => return Err(bad("outcome: one of confirmed, false_positive, corrected, in_progress")),
+    }
+    match obj.get("note") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) if s.chars().count() <= MAX_NOTE => {
+            decision.insert("note".into(), json!(s));
+        }
         Some(_) => return Err(bad(format!("note: a string of at most {MAX_NOTE} characters"))),
-    };
-    let r = Review { outcome, note, reviewer: p.name.clone(), at: api.tz.format(api.clock.now()) };
-    review::append(&api.store, &id, &r).map_err(internal)?;
-    let reviews = review::history(&api.store, &id).map_err(internal)?;
-    Ok((StatusCode::CREATED, Json(with_status(&a, &reviews, true))))
+    }
+    let case = crate::store::cases::get(&api.store, &a.case_id)
+        .map_err(internal)?
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no alert {id:?}")))?;
+    super::cases::record(&api, &case, &p.name, &decision).await?;
+    Ok((StatusCode::CREATED, Json(with_status(&api, &a, true)?)))
 }

@@ -57,18 +57,9 @@ impl DecisionSink {
     }
 }
 
-/// The case with the decisions posted and not yet applied, as a reader
-/// sees it: the newest decision decides the status.
-fn with_pending(api: &Api, mut c: Case) -> Result<Case, ApiError> {
-    for d in cases::pending(&api.store, &c).map_err(internal)? {
-        let order = |x: &Decision| (x.decided_at, x.decision_id.clone());
-        let at = c.decisions.partition_point(|x| order(x) <= order(&d));
-        if at == c.decisions.len() {
-            c.status = d.outcome.into();
-        }
-        c.decisions.insert(at, d);
-    }
-    Ok(c)
+/// The case as stored, with its posted decisions not yet applied.
+fn with_pending(api: &Api, c: Case) -> Result<Case, ApiError> {
+    cases::with_pending(&api.store, c).map_err(internal)
 }
 
 /// The case's status at `now` against the deadlines: overdue, due soon.
@@ -205,15 +196,30 @@ pub async fn decide(
     let c = visible(&api, &p.role, &id)?;
     let v: Value = serde_json::from_slice(&body).map_err(|e| bad(format!("body is not JSON: {e}")))?;
     let obj = v.as_object().ok_or_else(|| bad("body must be a JSON object"))?;
-    let d = decision_from(&api, &c, &p.name, obj)?;
-    let sink = api.decisions.as_ref().ok_or_else(|| ApiError(StatusCode::SERVICE_UNAVAILABLE, "decisions cannot be recorded here".into()))?;
-    publish(sink, &d).await?;
-    cases::put_pending(&api.store, &d).map_err(internal)?;
+    let d = record(&api, &c, &p.name, obj).await?;
     let now = api.clock.now();
     let c = with_pending(&api, c)?;
     let mut out = case_value(&api, &c, now);
     out["decision"] = crate::report::decision_json(&d, api.tz);
     Ok((StatusCode::CREATED, Json(out)))
+}
+
+/// Checks a decision posted on case `c` by `who`, makes it durable on the
+/// decisions topic and records it as pending.
+pub async fn record(api: &Api, c: &Case, who: &str, obj: &Map<String, Value>) -> Result<Decision, ApiError> {
+    let d = decision_from(api, c, who, obj)?;
+    let sink = api.decisions.as_ref().ok_or_else(|| ApiError(StatusCode::SERVICE_UNAVAILABLE, "decisions cannot be recorded here".into()))?;
+    publish(sink, &d).await?;
+    cases::put_pending(&api.store, &d).map_err(internal)?;
+    Ok(d)
+}
+
+/// The case `case_id`, with its pending decisions, if it exists.
+pub fn case_of(api: &Api, case_id: &str) -> Result<Option<Case>, ApiError> {
+    match cases::get(&api.store, case_id).map_err(internal)? {
+        Some(c) => Ok(Some(with_pending(api, c)?)),
+        None => Ok(None),
+    }
 }
 
 /// The contract's decision record for a request on case `c`, checked by
@@ -224,7 +230,14 @@ pub fn decision_from(api: &Api, c: &Case, who: &str, obj: &Map<String, Value>) -
         return Err(bad(format!("unknown field {k:?}")));
     }
     let sink = api.decisions.as_ref();
-    let now = api.clock.now();
+    // After the case's newest decision, so that decisions posted one after
+    // the other within a millisecond keep their order (the newest decides).
+    let stored = cases::get(&api.store, &c.case_id).map_err(internal)?;
+    let newest = match stored {
+        Some(s) => with_pending(api, s)?.decisions.last().map(|d| d.decided_at),
+        None => None,
+    };
+    let now = api.clock.now().max(newest.map_or(Timestamp(i64::MIN), |t| Timestamp(t.0 + 1)));
     let mut rec = obj.clone();
     if !rec.contains_key("decision_id") {
         let id = sink.map_or_else(|| format!("API-{}", now.0), |s| s.new_id(&c.case_id, who, now));
@@ -240,6 +253,40 @@ pub fn decision_from(api: &Api, c: &Case, who: &str, obj: &Map<String, Value>) -
         Ok(Record::Decision(d)) => Ok(d),
         Ok(_) => Err(bad("not a decision")),
         Err(r) => Err(bad(r.to_string())),
+    }
+}
+
+/// Counts the cases into the metrics every `every`, until the process ends:
+/// by status, overdue (wall clock against `[cases] deadline_days`), and
+/// relapsed and still open.
+pub async fn observe(store: crate::store::Store, metrics: std::sync::Arc<crate::metrics::Metrics>, clock: std::sync::Arc<dyn crate::clock::Clock>, cfg: crate::config::CasesConfig, every: Duration) {
+    loop {
+        let now = clock.now();
+        let mut by = [0i64; 5];
+        let (mut overdue, mut relapsed) = (0, 0);
+        let mut failed = None;
+        for c in cases::all(&store) {
+            match c {
+                Ok(c) => {
+                    by[Status::ALL.iter().position(|s| *s == c.status).unwrap_or(0)] += 1;
+                    let open = !matches!(c.status, Status::Rectified | Status::FalsePositive);
+                    overdue += i64::from(open && now.0 - c.opened_at.0 >= i64::from(cfg.deadline_days) * crate::model::time::MS_PER_DAY);
+                    relapsed += i64::from(open && c.relapsed);
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
+        match failed {
+            Some(e) => tracing::warn!(error = %e, "cases could not be counted for the metrics"),
+            None => {
+                for (s, n) in Status::ALL.iter().zip(by) {
+                    metrics.cases.with_label_values(&[s.code()]).set(n);
+                }
+                metrics.cases_overdue.set(overdue);
+                metrics.cases_relapsed.set(relapsed);
+            }
+        }
+        tokio::time::sleep(every).await;
     }
 }
 

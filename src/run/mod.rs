@@ -124,6 +124,13 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
         cfg.max_future_ms(),
     ));
     tokio::spawn(http::cases::publish_migrated(Arc::clone(&decisions), store.clone()));
+    tokio::spawn(http::cases::observe(
+        store.clone(),
+        Arc::clone(&metrics),
+        Arc::clone(&clock),
+        cfg.cases.clone(),
+        std::time::Duration::from_secs(15),
+    ));
     let http = {
         let stop = Arc::clone(&http_stop);
         let api = http::api::Api {

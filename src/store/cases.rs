@@ -245,6 +245,22 @@ pub fn pending(store: &Store, c: &Case) -> Result<Vec<Decision>, StoreError> {
     Ok(found)
 }
 
+/// The case as readers see it: as stored, with the posted decisions not yet
+/// applied (the newest decision decides the status). `c` must be the case
+/// as stored: a posted decision it holds is applied, and its pending entry
+/// is dropped.
+pub fn with_pending(store: &Store, mut c: Case) -> Result<Case, StoreError> {
+    for d in pending(store, &c)? {
+        let order = |x: &Decision| (x.decided_at, x.decision_id.clone());
+        let at = c.decisions.partition_point(|x| order(x) <= order(&d));
+        if at == c.decisions.len() {
+            c.status = d.outcome.into();
+        }
+        c.decisions.insert(at, d);
+    }
+    Ok(c)
+}
+
 fn decode(v: &[u8]) -> Result<Case, StoreError> {
     postcard::from_bytes(v).map_err(|source| StoreError::Decode { cf: Cf::Cases.name(), source })
 }

@@ -68,7 +68,8 @@ pub enum Cf {
     /// sequence → a webhook delivery that failed for good, for operators to
     /// inspect and send again.
     WebhookDead,
-    /// alert_id + sequence → a review (复核): append-only history.
+    /// alert_id + sequence → a review (复核) of an earlier release: read
+    /// once by the v2 → v3 upgrade, which makes decisions of them.
     Reviews,
     /// case_id → the case (its alerts, decisions, status): see `cases`.
     Cases,

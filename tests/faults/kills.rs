@@ -60,7 +60,7 @@ pub fn kill9_during_replay(fx: &Fixture) -> Result<String, String> {
         return Err(format!("a request with a bad signature: {h:?}"));
     }
     same_ids("published alerts", &fx.published(name), &fx.want)?;
-    same_ids("delivered (by Idempotency-Key)", &delivered, &fx.want)?;
+    same_ids("delivered (by Idempotency-Key)", &delivered, &fx.to_deliver)?;
     let left = outbox_left(&state);
     if left != 0 {
         return Err(format!("{left} entries left in the outbox"));

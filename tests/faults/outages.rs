@@ -77,7 +77,7 @@ pub fn receiver_down(fx: &Fixture) -> Result<String, String> {
     if !svc.terminate().success() {
         return Err("did not exit cleanly on SIGTERM".into());
     }
-    same_ids("delivered (by Idempotency-Key)", &delivered, &fx.want)?;
+    same_ids("delivered (by Idempotency-Key)", &delivered, &fx.to_deliver)?;
     let left = super::outbox_left(&state);
     if left != 0 {
         return Err(format!("{left} entries left in the outbox"));

@@ -26,10 +26,12 @@ const READONLY: &str = "readonly-token-0123456789";
 fn supervisors_list_filter_page_and_review_alerts_within_their_scope() {
     let dir = tempfile::tempdir().unwrap();
     let Fed { want, broker, .. } = fed(dir.path(), 300, 41);
-    let township = want[0].township.clone();
+    // An alert of a case nobody decided yet (the ledger's decisions are on
+    // name-mismatch cases).
+    let mine = want.iter().find(|a| !matches!(a.rule, Rule::NameMismatch | Rule::RectificationRelapse)).unwrap().clone();
+    let township = mine.township.clone();
     let in_township: BTreeSet<String> = want.iter().filter(|a| a.township == township).map(|a| a.alert_id.clone()).collect();
     let other = want.iter().find(|a| a.township != township).unwrap().clone();
-    let mine = want.iter().find(|a| a.township == township).unwrap().clone();
 
     let port = free_port();
     let tokens = format!(
@@ -69,7 +71,14 @@ fn supervisors_list_filter_page_and_review_alerts_within_their_scope() {
     assert_eq!(seen.iter().cloned().collect::<BTreeSet<_>>(), want.iter().map(|a| a.alert_id.clone()).collect());
     let (_, all) = call(port, "GET", "/api/v1/alerts?limit=500", Some(DISTRICT), None);
     assert_eq!(all["items"][0]["alert_id"].as_str(), Some(seen[0].as_str()));
-    assert!(all["items"].as_array().unwrap().iter().all(|a| a["status"] == "open"));
+    // An alert's status is its case's: open unless the ledger decided it.
+    let statuses: BTreeSet<&str> = all["items"].as_array().unwrap().iter().map(|a| a["status"].as_str().unwrap()).collect();
+    assert!(statuses.iter().all(|s| ["open", "in_progress", "confirmed", "false_positive", "rectified"].contains(s)), "{statuses:?}");
+    assert!(statuses.contains("open") && statuses.contains("rectified"), "{statuses:?}");
+    let open_before = all["items"].as_array().unwrap().iter().filter(|a| a["status"] == "open").count();
+    let (_, mine_case) = call(port, "GET", &format!("/api/v1/cases/{}", mine.case_id), Some(DISTRICT), None);
+    let in_mine_case = mine_case["alert_count"].as_u64().unwrap() as usize;
+    assert_eq!(mine_case["status"], "open");
 
     // Filters.
     let (_, nm) = call(port, "GET", "/api/v1/alerts?rule=NAME_MISMATCH&limit=500", Some(DISTRICT), None);
@@ -86,6 +95,7 @@ fn supervisors_list_filter_page_and_review_alerts_within_their_scope() {
     let q = format!("/api/v1/alerts?township={}", path_escape(&other.township));
     assert_eq!(call(port, "GET", &q, Some(TOWNSHIP), None).0, 403);
     assert_eq!(call(port, "GET", &format!("/api/v1/alerts/{}", other.alert_id), Some(TOWNSHIP), None).0, 403);
+    assert_eq!(call(port, "GET", &format!("/api/v1/cases/{}", other.case_id), Some(TOWNSHIP), None).0, 404, "a case is as unknown outside the township");
 
     // Bad parameters: 400 with a JSON error.
     for bad in ["limit=0", "limit=501", "rule=NOPE", "severity=urgent", "from=2019-02-30", "status=done", "cursor=x", "colour=red"] {
@@ -95,22 +105,27 @@ fn supervisors_list_filter_page_and_review_alerts_within_their_scope() {
     }
 
     // Reviews: the township corrects its alert; history and status follow.
+    // A review is a decision of the alert's case (corrected = rectified).
     let rpath = format!("/api/v1/alerts/{}/reviews", mine.alert_id);
     let (code, body) = call(port, "POST", &rpath, Some(TOWNSHIP), Some(r#"{"outcome":"in_progress","note":"入户核查"}"#));
     assert_eq!(code, 201, "{body}");
     let (code, body) = call(port, "POST", &rpath, Some(TOWNSHIP), Some(r#"{"outcome":"corrected","note":"已追回资金"}"#));
     assert_eq!(code, 201, "{body}");
     let (_, one) = call(port, "GET", &format!("/api/v1/alerts/{}", mine.alert_id), Some(DISTRICT), None);
-    assert_eq!(one["status"], "corrected");
+    assert_eq!(one["status"], "rectified");
     let h = one["reviews"].as_array().unwrap();
     assert_eq!(h.len(), 2);
     assert_eq!(h[0]["outcome"], "in_progress");
+    assert_eq!(h[1]["outcome"], "rectified");
     assert_eq!(h[1]["reviewer"], "township");
     assert_eq!(h[1]["note"], "已追回资金");
-    let (_, c) = call(port, "GET", "/api/v1/alerts?status=corrected", Some(DISTRICT), None);
-    assert_eq!(c["items"].as_array().unwrap().len(), 1);
+    assert_eq!(one["decisions"][1]["action"], "other");
+    let (_, c) = call(port, "GET", "/api/v1/alerts?status=corrected&limit=500", Some(DISTRICT), None);
+    let (_, r) = call(port, "GET", "/api/v1/alerts?status=rectified&limit=500", Some(DISTRICT), None);
+    assert_eq!(c["items"], r["items"], "corrected is the earlier name of rectified");
+    assert!(r["items"].as_array().unwrap().iter().any(|a| a["alert_id"] == mine.alert_id.as_str()));
     let (_, o) = call(port, "GET", "/api/v1/alerts?status=open&limit=500", Some(DISTRICT), None);
-    assert_eq!(o["items"].as_array().unwrap().len(), want.len() - 1);
+    assert_eq!(o["items"].as_array().unwrap().len(), open_before - in_mine_case);
 
     // What may not be done.
     assert_eq!(call(port, "POST", &rpath, Some(READONLY), Some(r#"{"outcome":"confirmed"}"#)).0, 403);
@@ -129,21 +144,41 @@ fn supervisors_list_filter_page_and_review_alerts_within_their_scope() {
     assert_eq!(code, 200);
     assert!(csv_text.starts_with('\u{feff}'), "a UTF-8 BOM for Excel");
     let lines: Vec<&str> = csv_text.trim_start_matches('\u{feff}').lines().collect();
-    assert!(lines[0].starts_with("序号,预警编号,乡镇"), "{}", lines[0]);
-    let in_quarter = want
+    assert!(lines[0].starts_with("序号,问题编号,乡镇,问题类型"), "{}", lines[0]);
+    // One row per case active in the quarter: found by its end and not
+    // closed before it began.
+    let q = (mine.event_time[5..7].parse::<u32>().unwrap() + 2) / 3;
+    let year: i32 = mine.event_time[..4].parse().unwrap();
+    let start = format!("{year}-{:02}-01T00:00:00+08:00", (q - 1) * 3 + 1);
+    let end = if q == 4 { format!("{}-01-01T00:00:00+08:00", year + 1) } else { format!("{year}-{:02}-01T00:00:00+08:00", q * 3 + 1) };
+    let (_, cases) = call(port, "GET", "/api/v1/cases?limit=500", Some(TOWNSHIP), None);
+    let active = cases["items"]
+        .as_array()
+        .unwrap()
         .iter()
-        .filter(|a| a.township == township && a.event_time.starts_with(&mine.event_time[..4]))
-        .filter(|a| (a.event_time[5..7].parse::<u32>().unwrap() + 2) / 3 == (mine.event_time[5..7].parse::<u32>().unwrap() + 2) / 3)
+        .filter(|c| c["first_event_time"].as_str().unwrap() < end.as_str())
+        .filter(|c| {
+            let before: Vec<&serde_json::Value> =
+                c["decisions"].as_array().unwrap().iter().filter(|d| d["decided_at"].as_str().unwrap() < start.as_str()).collect();
+            let closed = before.last().is_some_and(|d| d["outcome"] == "rectified" || d["outcome"] == "false_positive");
+            !(c["newest_event_time"].as_str().unwrap() < start.as_str() && closed)
+        })
         .count();
     let rows: Vec<&&str> = lines.iter().skip(1).take_while(|l| !l.trim().is_empty() && !l.trim().trim_matches('"').is_empty()).collect();
-    assert_eq!(rows.len(), in_quarter, "{csv_text}");
-    assert!(csv_text.contains(&mine.alert_id) && csv_text.contains("已纠正") && csv_text.contains("已追回资金"));
-    let totals = lines.iter().position(|l| l.starts_with("乡镇,发现问题数")).expect("totals");
-    assert!(lines[totals + 1].starts_with(&format!("{township},{in_quarter},1,1,")), "{}", lines[totals + 1]);
+    assert_eq!(rows.len(), active, "{csv_text}");
+    assert!(
+        csv_text.contains(&mine.case_id) && csv_text.contains("已整改") && csv_text.contains("已追回资金"),
+        "{csv_text}\nmine {mine:?}\ncases {cases}"
+    );
+    let totals = lines.iter().position(|l| l.starts_with("乡镇,本季度发现,已整改")).expect("totals");
+    let mine_totals: Vec<&str> = lines[totals + 1].split(',').collect();
+    assert_eq!(mine_totals[0], township);
+    assert!(mine_totals[2].parse::<u32>().unwrap() >= 1, "{}", lines[totals + 1]);
     let (code, xlsx) = raw(port, &format!("/api/v1/reports/ledger?quarter={quarter}&format=xlsx"), DISTRICT);
     assert_eq!(code, 200);
     assert!(xlsx.as_bytes().starts_with(b"PK"), "an XLSX is a zip");
-    assert!(xlsx.contains("xl/worksheets/sheet1.xml") && xlsx.contains("xl/worksheets/sheet2.xml"), "two sheets: 台账 and 汇总");
+    assert!(xlsx.contains("xl/worksheets/sheet3.xml"), "three sheets: 台账, 汇总 and 图表");
+    assert!(xlsx.contains("xl/charts/chart1.xml") && xlsx.contains("xl/charts/chart2.xml"), "two charts");
     assert_eq!(raw(port, "/api/v1/reports/ledger?quarter=2021Q9", DISTRICT).0, 400);
     let q = format!("/api/v1/reports/ledger?quarter={quarter}&township={}", path_escape(&other.township));
     assert_eq!(raw(port, &q, TOWNSHIP).0, 403);

@@ -36,6 +36,7 @@ demo-stream: build deps-test
 test: deps-test
 	cargo test --release
 	$(PAYWATCH_TOOLS)/cargo-deny/bin/cargo-deny --log-level error check licenses bans sources
+	scripts/advisories.sh
 
 ## Criterion benches (decode, each rule), the end-to-end file bench (1M and
 ## 4M payments) and the streaming bench.

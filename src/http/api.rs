@@ -1,7 +1,9 @@
 //! `/api/v1/`: the alerts, newest first, filtered and paged; one alert with
-//! its review history; posting a review (复核). Every call needs a bearer
-//! token (401 without one), and a township's token sees only its own
-//! township (403 outside it). Bad parameters get 400 with a JSON error.
+//! its case's decisions; posting a review (复核, a decision of the alert's
+//! case). Every call needs a bearer token (401 without one), and a
+//! township's token sees only its own township: an alert or case of another
+//! answers 404, as an unknown one does. Bad parameters get 400 with a JSON
+//! error.
 
 use super::auth::{authenticate, Principal, Role};
 use crate::clock::Clock;
@@ -74,6 +76,17 @@ pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
 pub(super) fn who(api: &Api, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let auth = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     authenticate(&api.tokens, auth).ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "a valid bearer token is required".into()))
+}
+
+/// An alert this caller may see. One of another township answers exactly
+/// as an unknown id (404, same body): alert ids are computable from an
+/// identity number, and a 403 would tell a township user that a person in
+/// another township is, say, a filed cadre's relative.
+fn visible(api: &Api, role: &Role, id: &str) -> Result<Alert, ApiError> {
+    match load(api, id)? {
+        Some(a) if role.sees(&a.township) => Ok(a),
+        _ => Err(ApiError(StatusCode::NOT_FOUND, format!("no alert {id:?}"))),
+    }
 }
 
 fn load(api: &Api, id: &str) -> Result<Option<Alert>, ApiError> {
@@ -214,10 +227,7 @@ async fn rules(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>
 
 async fn one(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let p = who(&api, &headers)?;
-    let a = load(&api, &id)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no alert {id:?}")))?;
-    if !p.role.sees(&a.township) {
-        return Err(ApiError(StatusCode::FORBIDDEN, "this alert belongs to another township".into()));
-    }
+    let a = visible(&api, &p.role, &id)?;
     Ok(Json(with_status(&api, &a, true)?))
 }
 
@@ -307,10 +317,7 @@ async fn add_review(
     if p.role == Role::ReadOnly {
         return Err(ApiError(StatusCode::FORBIDDEN, "a read-only token cannot review".into()));
     }
-    let a = load(&api, &id)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no alert {id:?}")))?;
-    if !p.role.sees(&a.township) {
-        return Err(ApiError(StatusCode::FORBIDDEN, "this alert belongs to another township".into()));
-    }
+    let a = visible(&api, &p.role, &id)?;
     let v: Value = serde_json::from_slice(&body).map_err(|e| bad(format!("body is not JSON: {e}")))?;
     let obj = v.as_object().ok_or_else(|| bad("body must be a JSON object"))?;
     if let Some(k) = obj.keys().find(|k| !["outcome", "note"].contains(&k.as_str())) {

@@ -103,7 +103,7 @@ pub async fn serve(
         shutdown.await;
         stop.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
     });
-    axum_server::from_tcp_rustls(listener.into_std()?, tls).handle(handle).serve(app.into_make_service()).await
+    axum_server::from_tcp_rustls(listener.into_std()?, tls)?.handle(handle).serve(app.into_make_service()).await
 }
 
 /// The certificate and key of `[http.tls]`, loaded.

@@ -1,7 +1,6 @@
 //! JSON Lines output (alerts file, dead-letter file, or stdout).
 
 use serde::Serialize;
-use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -22,7 +21,14 @@ impl JsonlSink {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)?;
         }
-        let f = File::create(path)?;
+        // Alerts and dead letters carry full identity and account numbers:
+        // owner only, whatever the umask (and for a file that existed).
+        let f = {
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            f
+        };
         Ok(JsonlSink { out: BufWriter::new(Box::new(f)), target: path.display().to_string(), lines: 0 })
     }
 

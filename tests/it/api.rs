@@ -94,7 +94,12 @@ fn supervisors_list_filter_page_and_review_alerts_within_their_scope() {
     assert_eq!(t_ids, in_township);
     let q = format!("/api/v1/alerts?township={}", path_escape(&other.township));
     assert_eq!(call(port, "GET", &q, Some(TOWNSHIP), None).0, 403);
-    assert_eq!(call(port, "GET", &format!("/api/v1/alerts/{}", other.alert_id), Some(TOWNSHIP), None).0, 403);
+    // Another township's alert answers exactly as an unknown one.
+    let (code_other, body_other) = call(port, "GET", &format!("/api/v1/alerts/{}", other.alert_id), Some(TOWNSHIP), None);
+    let unknown = "0".repeat(32);
+    let (code_unknown, body_unknown) = call(port, "GET", &format!("/api/v1/alerts/{unknown}"), Some(TOWNSHIP), None);
+    assert_eq!((code_other, code_unknown), (404, 404));
+    assert_eq!(body_other["error"].as_str().unwrap().replace(&other.alert_id, "ID"), body_unknown["error"].as_str().unwrap().replace(&unknown, "ID"));
     assert_eq!(call(port, "GET", &format!("/api/v1/cases/{}", other.case_id), Some(TOWNSHIP), None).0, 404, "a case is as unknown outside the township");
 
     // Bad parameters: 400 with a JSON error.
@@ -130,7 +135,7 @@ fn supervisors_list_filter_page_and_review_alerts_within_their_scope() {
     // What may not be done.
     assert_eq!(call(port, "POST", &rpath, Some(READONLY), Some(r#"{"outcome":"confirmed"}"#)).0, 403);
     let other_path = format!("/api/v1/alerts/{}/reviews", other.alert_id);
-    assert_eq!(call(port, "POST", &other_path, Some(TOWNSHIP), Some(r#"{"outcome":"confirmed"}"#)).0, 403);
+    assert_eq!(call(port, "POST", &other_path, Some(TOWNSHIP), Some(r#"{"outcome":"confirmed"}"#)).0, 404);
     assert_eq!(call(port, "POST", &rpath, Some(DISTRICT), Some(r#"{"outcome":"maybe"}"#)).0, 400);
     assert_eq!(call(port, "POST", &rpath, Some(DISTRICT), Some(r#"{"outcome":"confirmed","by":"me"}"#)).0, 400);
     assert_eq!(call(port, "POST", &rpath, Some(DISTRICT), Some("not json")).0, 400);

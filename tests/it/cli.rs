@@ -25,6 +25,25 @@ fn alerts_go_to_stdout_and_dead_letters_to_the_current_folder_without_out() {
     assert!(dir.path().join("deadletter.jsonl").exists());
 }
 
+/// Hardening item 15: the outputs carry full identity numbers, so they are
+/// created owner-only (0600) whatever the umask, also when they existed.
+#[test]
+fn outputs_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let g = ledger(&dir.path().join("l"), 100, OutFormat::Jsonl, 3);
+    let (out, dead, cases) = (dir.path().join("alerts.jsonl"), dir.path().join("dead.jsonl"), dir.path().join("cases.jsonl"));
+    std::fs::write(&out, "old").unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o644)).unwrap();
+    run_ok(audit(&g, &out, &["--deadletter", dead.to_str().unwrap(), "--cases", cases.to_str().unwrap()]));
+    for f in [&out, &dead, &cases] {
+        let mode = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", f.display());
+    }
+    let unit = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/systemd/paywatch-audit.service")).unwrap();
+    assert!(unit.contains("\nUMask=0077\n"), "the audit's unit writes nothing world-readable");
+}
+
 #[test]
 fn dead_letters_default_beside_out() {
     let dir = tempfile::tempdir().unwrap();

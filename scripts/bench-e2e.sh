@@ -31,7 +31,8 @@ for size in $sizes; do
     rm -rf "$ledger/state" "$ledger/alerts.jsonl"
     sync
     /usr/bin/time -v "$bin" audit --roster "$ledger/roster.jsonl" --deaths "$ledger/deaths.jsonl" \
-      --payments "$ledger/payments.jsonl" --out "$ledger/alerts.jsonl" --state "$ledger/state" \
+      --payments "$ledger/payments.jsonl" --decisions "$ledger/decisions.jsonl" \
+      --out "$ledger/alerts.jsonl" --state "$ledger/state" \
       2> "$ledger/audit.stderr" >/dev/null
     line=$(grep 'payment events/s' "$ledger/audit.stderr")
     events=$(echo "$line" | sed -E 's/.*\(([0-9]+) payment events\).*/\1/')

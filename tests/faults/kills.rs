@@ -68,10 +68,11 @@ pub fn kill9_during_replay(fx: &Fixture) -> Result<String, String> {
     let ok_hits = hits.iter().filter(|h| h.status == 200).count();
     Ok(format!(
         "killed after {killed_at:?} of {} records applied;\n\
-         {} alerts published and delivered, equal to the clean audit; {} deliveries seen for them \
-         ({} repeats after kills, removed by Idempotency-Key); outbox empty",
+         {} alerts published, equal to the clean audit, {} delivered (the rest belong to cases decided \
+         false_positive); {} deliveries seen for them ({} repeats after kills, removed by Idempotency-Key); outbox empty",
         fx.records,
         fx.want.len(),
+        fx.to_deliver.len(),
         ok_hits,
         ok_hits - delivered.len()
     ))

@@ -84,9 +84,9 @@ pub fn receiver_down(fx: &Fixture) -> Result<String, String> {
     }
     let hits = rx.hits();
     Ok(format!(
-        "{retries} failed attempts while down; all {} alerts delivered {took:.1?} after the receiver came up \
+        "{retries} failed attempts while down; all {} alerts for supervisors delivered {took:.1?} after the receiver came up \
          ({} requests, {} repeats); outbox empty",
-        fx.want.len(),
+        fx.to_deliver.len(),
         hits.len(),
         hits.len() - delivered.len()
     ))

@@ -29,6 +29,7 @@ pub const ROCKSDB_PENDING_COMPACTION: &str = "paywatch_rocksdb_pending_compactio
 pub const ROCKSDB_CACHE_HIT_RATIO: &str = "paywatch_rocksdb_block_cache_hit_ratio";
 pub const BUILD_INFO: &str = "paywatch_build_info";
 pub const START_TIME: &str = "paywatch_start_time_seconds";
+pub const PARTITIONS_ELSEWHERE: &str = "paywatch_partitions_held_elsewhere";
 pub const CASES: &str = "paywatch_cases";
 pub const CASES_OVERDUE: &str = "paywatch_cases_overdue";
 pub const CASES_RELAPSED: &str = "paywatch_cases_relapsed";
@@ -81,6 +82,9 @@ pub struct Metrics {
     pub rocksdb_pending_compaction: IntGauge,
     /// Block-cache hits over lookups since start.
     pub rocksdb_cache_hit_ratio: prometheus::Gauge,
+    /// Input partitions another member of the consumer group holds (0 when
+    /// this instance is alone, as it must be).
+    pub partitions_elsewhere: IntGauge,
     /// Cases by status (open, in_progress, confirmed, false_positive,
     /// rectified).
     pub cases: IntGaugeVec,
@@ -160,6 +164,7 @@ impl Metrics {
                 g
             },
             cases,
+            partitions_elsewhere: gauge(PARTITIONS_ELSEWHERE, "Input partitions another member of the consumer group holds"),
             cases_overdue: gauge(CASES_OVERDUE, "Cases not closed past [cases] deadline_days"),
             cases_relapsed: gauge(CASES_RELAPSED, "Cases reopened by a relapse and not closed again"),
             registry,

@@ -60,6 +60,9 @@ pub struct Health {
     pub store_error: Mutex<Option<String>>,
     /// The loop's last report.
     pub status: Mutex<Status>,
+    /// Why this instance is not alone in its consumer group, while it is
+    /// not (past `kafka.revoked_grace`).
+    pub shared: Mutex<Option<String>>,
 }
 
 #[derive(Clone)]
@@ -144,6 +147,9 @@ async fn readyz(State(app): State<App>) -> Response {
     if let Some(e) = store_error {
         let body = format!("not ready: the state directory cannot be written ({e}); consuming is stopped until it can\n");
         return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+    }
+    if let Some(why) = app.health.shared.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response();
     }
     if app.health.ready.load(Ordering::Relaxed) {
         (StatusCode::OK, "ready\n").into_response()

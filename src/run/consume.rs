@@ -90,6 +90,20 @@ pub struct Consume {
     asked_end: FxHashMap<Part, Instant>,
     /// When RocksDB's figures were last copied into the metrics.
     store_observed: Instant,
+    /// Every partition of the input topics, from the broker's metadata
+    /// (refreshed at each assignment and every minute).
+    all_parts: std::collections::BTreeSet<Part>,
+    /// When the input partitions were last read from the metadata.
+    all_parts_at: Instant,
+    /// Since when another member of the group has held some of them.
+    shared_since: Option<Instant>,
+    /// When that was last logged (once a minute).
+    shared_logged: Option<Instant>,
+    /// `kafka.revoked_grace`: how long another member may hold partitions
+    /// (a rebalance) before this instance says it is not alone.
+    revoked_grace: Duration,
+    /// `kafka.group_id`, for the message.
+    group_id: String,
     /// Totals for `/status`.
     status: Status,
 }
@@ -120,6 +134,12 @@ impl Consume {
             last_seen: FxHashMap::default(),
             expect_at: FxHashMap::default(),
             store_observed: Instant::now().checked_sub(Duration::from_secs(2)).unwrap_or_else(Instant::now),
+            all_parts: Default::default(),
+            all_parts_at: Instant::now(),
+            shared_since: None,
+            shared_logged: None,
+            revoked_grace: cfg.kafka.revoked_grace,
+            group_id: cfg.kafka.group_id.clone(),
             status: Status::default(),
         }
     }
@@ -301,6 +321,10 @@ impl Consume {
                 self.reorder.assign(&parts);
                 let all = self.source.all_partitions(Duration::from_secs(2));
                 self.reorder.know(&all, self.clock.now());
+                if !all.is_empty() {
+                    self.all_parts = all.into_iter().collect();
+                    self.all_parts_at = Instant::now();
+                }
             }
             Rebalanced::Revoked(parts) => {
                 let dropped = self.reorder.revoke(&parts, self.clock.now());
@@ -416,6 +440,47 @@ impl Consume {
         Ok(())
     }
 
+    /// Whether this instance holds every input partition, or another
+    /// member of the group has held some for no longer than
+    /// `kafka.revoked_grace` (a rebalance). paywatch keeps its state in one
+    /// state directory, so a second instance in the group would split it
+    /// silently: past the grace this says so on `/readyz` (503), in the
+    /// log once a minute and in `paywatch_partitions_held_elsewhere`.
+    fn check_alone(&mut self) -> bool {
+        if self.all_parts_at.elapsed() >= Duration::from_secs(60) {
+            let all = self.source.all_partitions(Duration::from_millis(500));
+            if !all.is_empty() {
+                self.all_parts = all.into_iter().collect();
+            }
+            self.all_parts_at = Instant::now();
+        }
+        let mine: std::collections::BTreeSet<Part> = self.reorder.assigned().collect();
+        let elsewhere = self.all_parts.iter().filter(|p| !mine.contains(p)).count();
+        self.metrics.partitions_elsewhere.set(elsewhere as i64);
+        if elsewhere == 0 || mine.is_empty() {
+            self.shared_since = None;
+            self.shared_logged = None;
+            *self.health.shared.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            return true;
+        }
+        let since = *self.shared_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < self.revoked_grace {
+            return true;
+        }
+        let why = format!(
+            "another member of consumer group {:?} has held {elsewhere} of the {} input partitions for {}s: paywatch keeps              its state in one state directory and must be the only member of its group (until the partitioned engine);              stop the other instance, or give it its own group_id and state directory",
+            self.group_id,
+            self.all_parts.len(),
+            since.elapsed().as_secs()
+        );
+        if self.shared_logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+            tracing::warn!("{why}");
+            self.shared_logged = Some(Instant::now());
+        }
+        *self.health.shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+        false
+    }
+
     /// Publishes the loop's state for `/readyz`, `/status` and the gauges.
     fn report(&mut self) {
         if self.store_observed.elapsed() >= Duration::from_secs(1) {
@@ -425,7 +490,8 @@ impl Consume {
         let assigned = self.reorder.assigned().count();
         let down = self.source.brokers_down();
         let writable = self.health.store_error.lock().unwrap_or_else(|e| e.into_inner()).is_none();
-        let ready = assigned > 0 && !down && writable;
+        let alone = self.check_alone();
+        let ready = assigned > 0 && !down && writable && alone;
         self.health.ready.store(ready, Ordering::Relaxed);
         self.metrics.ready.set(i64::from(ready));
         self.metrics.reorder.set(self.reorder.len() as i64);

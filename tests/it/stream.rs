@@ -176,6 +176,57 @@ fn a_second_consumer_in_the_group_holding_partitions_for_a_while_loses_nothing()
     assert!(svc.terminate().success());
 }
 
+/// Hardening item 12: until paywatch scales out, a second member of its
+/// consumer group splits the state silently. A member that has not held
+/// every input partition for longer than `kafka.revoked_grace` answers
+/// `/readyz` 503 and says why in its log (once a minute), and is ready
+/// again once it holds them all.
+#[test]
+fn a_member_that_shares_its_group_past_the_grace_is_not_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = ledger(&dir.path().join("ledger"), 100, OutFormat::Jsonl, 16);
+    let broker = Broker::start(dir.path());
+    broker.create_contract_topics();
+    produce_ledger(&broker, &g, "roster,deaths,payments,decisions");
+    let port = free_port();
+    let cfg = service_config(dir.path(), &broker, port, "revoked_grace = \"2s\"\n[kafka.consumer]\n\"session.timeout.ms\" = \"6000\"");
+    let mut svc = Service::start(&cfg, port, dir.path());
+    svc.wait_until(Duration::from_secs(60), "given every partition", |s| s["assigned_partitions"] == 7);
+    svc.wait_idle();
+    assert_eq!(svc.get("/readyz").map(|r| r.0), Some(200));
+
+    // Another instance joins the group and holds some partitions for 15 s.
+    let addr = broker.addr.clone();
+    let joiner = std::thread::spawn(move || {
+        tool(&["join-group", &addr, "paywatch", "15", "dibao.payments.v1", "dibao.roster.v1", "civil.deaths.v1", "dibao.decisions.v1"])
+    });
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    let body = loop {
+        if let Some((503, body)) = svc.get("/readyz") {
+            if body.contains("another member of consumer group") {
+                break body;
+            }
+        }
+        assert!(std::time::Instant::now() < end, "never said it shares its group; last /readyz {:?}", svc.get("/readyz"));
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(body.contains("\"paywatch\"") && body.contains("must be the only member"), "{body}");
+    let (_, metrics) = svc.get("/metrics").unwrap();
+    assert!(metrics.contains("paywatch_ready 0") && !metrics.contains("paywatch_partitions_held_elsewhere 0"), "{metrics}");
+    let joined: serde_json::Value = serde_json::from_str(&joiner.join().unwrap()).unwrap();
+    assert!(joined["assigned"].as_u64().unwrap() > 0, "{joined}");
+
+    // Alone again: ready again.
+    svc.wait_until(Duration::from_secs(60), "given every partition back", |s| s["assigned_partitions"] == 7);
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    while svc.get("/readyz").map(|r| r.0) != Some(200) {
+        assert!(std::time::Instant::now() < end, "not ready again when alone: {:?}", svc.get("/readyz"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(svc.log_text().contains("another member of consumer group"), "logged");
+    assert!(svc.terminate().success());
+}
+
 #[test]
 fn no_broker_at_start_is_not_ready_but_keeps_trying_then_catches_up() {
     let dir = tempfile::tempdir().unwrap();

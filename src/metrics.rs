@@ -92,9 +92,48 @@ pub struct Metrics {
     pub cases_overdue: IntGauge,
     /// Cases reopened by a relapse and not closed again.
     pub cases_relapsed: IntGauge,
+    /// The township label values allowed (see [`Metrics::township_label`]).
+    townships: std::sync::Mutex<TownshipLabels>,
 }
 
+/// Township label values: the district's townships when configured,
+/// otherwise the first [`TOWNSHIP_LABELS`] seen; anything else is `other`.
+/// A township is free text from the feed, so it must not make a label
+/// value of its own.
+#[derive(Default)]
+struct TownshipLabels {
+    /// `[district] townships`, when given.
+    fixed: Option<std::collections::HashSet<String>>,
+    /// Townships seen so far, without a fixed list.
+    seen: std::collections::HashSet<String>,
+}
+
+/// Township label values kept without a configured list.
+pub const TOWNSHIP_LABELS: usize = 64;
+
 impl Metrics {
+    /// Labels only these townships (and `other`); empty: the first
+    /// [`TOWNSHIP_LABELS`] seen.
+    pub fn set_townships(&self, townships: &[String]) {
+        let mut l = self.townships.lock().unwrap_or_else(|e| e.into_inner());
+        l.fixed = (!townships.is_empty()).then(|| townships.iter().cloned().collect());
+    }
+
+    /// The label value for a township: itself when allowed, else `other`.
+    pub fn township_label(&self, township: &str) -> String {
+        let mut l = self.townships.lock().unwrap_or_else(|e| e.into_inner());
+        let allowed = match &l.fixed {
+            Some(f) => f.contains(township),
+            None if l.seen.contains(township) => true,
+            None if l.seen.len() < TOWNSHIP_LABELS => {
+                l.seen.insert(township.to_owned());
+                true
+            }
+            None => false,
+        };
+        if allowed { township.to_owned() } else { "other".to_owned() }
+    }
+
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
@@ -167,6 +206,7 @@ impl Metrics {
             partitions_elsewhere: gauge(PARTITIONS_ELSEWHERE, "Input partitions another member of the consumer group holds"),
             cases_overdue: gauge(CASES_OVERDUE, "Cases not closed past [cases] deadline_days"),
             cases_relapsed: gauge(CASES_RELAPSED, "Cases reopened by a relapse and not closed again"),
+            townships: Default::default(),
             registry,
         };
         // Every writer's series exists from the start (at 0), so the
@@ -215,5 +255,20 @@ mod tests {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
         assert!(text.contains("paywatch_records_total{outcome=\"ok\",topic=\"payments\"} 1"), "{text}");
+    }
+
+    /// Hardening item 9: any 256-character string from the feed must not
+    /// become a label value.
+    #[test]
+    fn township_labels_are_bounded() {
+        let m = Metrics::new();
+        for i in 0..TOWNSHIP_LABELS {
+            assert_eq!(m.township_label(&format!("镇{i}")), format!("镇{i}"));
+        }
+        assert_eq!(m.township_label("镇0"), "镇0", "one already seen stays");
+        assert_eq!(m.township_label(&"x".repeat(256)), "other");
+        m.set_townships(&["水阳镇".into()]);
+        assert_eq!(m.township_label("水阳镇"), "水阳镇");
+        assert_eq!(m.township_label("镇0"), "other", "with a district list, only its townships");
     }
 }

@@ -108,6 +108,7 @@ pub fn run(opts: &AuditOptions, cfg: &Config, clock: Arc<dyn Clock>) -> Result<S
     };
     let store = Store::open(&state_dir, cfg.store_options(false))?;
     let mut engine = Engine::open(store, cfg.rules.clone(), cfg.tz(), cfg.engine.cache_entries, Arc::clone(&clock))?;
+    engine.restrict_townships(&cfg.district.townships);
     if engine.store().get_raw(Cf::Meta, keys::META_STREAM)?.is_some() {
         return Err(AuditError::StreamState);
     }

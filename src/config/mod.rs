@@ -35,6 +35,7 @@ pub struct Config {
     pub log: LogConfig,
     pub webhooks: WebhooksConfig,
     pub cases: CasesConfig,
+    pub district: DistrictConfig,
     pub rules: RulesConfig,
 }
 
@@ -273,6 +274,18 @@ pub struct TlsConfig {
     pub key: std::path::PathBuf,
 }
 
+/// `[district]`: what paywatch knows of the district itself.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistrictConfig {
+    /// The district's townships (乡镇/街道). When given, a payment or roster
+    /// record of any other township is dead-lettered `unknown_township`,
+    /// and the township label of the metrics takes only these (and
+    /// `other`). Empty: every township is accepted, and the metrics label
+    /// the first 64 seen, then `other`. Compared after name normalisation.
+    pub townships: Vec<String>,
+}
+
 /// `[cases]`: the deadlines of the rectification loop (wall clock, from a
 /// case's opening or reopening, never from event time).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -388,12 +401,32 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: String::new(),
             message: e.to_string().trim_end().replace('\n', " "),
         })?;
+        cfg.normalize_townships();
         cfg.validate().map_err(|message| ConfigError::Invalid { path: String::new(), message })?;
         Ok(cfg)
+    }
+
+    /// Townships are compared after name normalisation (contract §7 v1.1),
+    /// in the district list, the webhook routes and the tokens alike.
+    fn normalize_townships(&mut self) {
+        use crate::model::name::township;
+        for t in &mut self.district.townships {
+            *t = township(t).to_string();
+        }
+        for r in &mut self.webhooks.routes {
+            for t in &mut r.townships {
+                *t = township(t).to_string();
+            }
+        }
+        for tok in &mut self.api.tokens {
+            if let Some(t) = tok.role.strip_prefix("township:") {
+                tok.role = format!("township:{}", township(t));
+            }
+        }
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -540,6 +573,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.api.tokens[0].holder(), "township:水阳镇");
+        // Townships are normalised wherever the config names one.
+        let text = format!(
+            "[district]\ntownships = [\"水阳镇 \", \"金坝街道\"]\n\
+             [[webhooks.routes]]\nname = \"r\"\nurl = \"https://127.0.0.1/x\"\nsecrets = [\"0123456789abcdef\"]\ntownships = [\"水阳\u{3000}镇\"]\n\
+             [[api.tokens]]\ntoken_sha256 = \"{}\"\nrole = \"township: 水阳镇\"\n",
+            "ab".repeat(32)
+        );
+        let n = Config::parse(&text).unwrap();
+        assert_eq!(n.district.townships, ["水阳镇", "金坝街道"]);
+        assert_eq!(n.webhooks.routes[0].townships, ["水阳镇"]);
+        assert_eq!(n.api.tokens[0].role, "township:水阳镇");
         assert_eq!(c.webhooks.routes[0].secrets, vec!["s3cret".to_string()]);
         let e = Config::parse("[[webhooks.routes]]\nname = \"a\"\nurl = \"http://x\"\nsecrets = [\"0123456789abcdef\"]\ncolour = 1\n").unwrap_err().to_string();
         assert!(e.contains("colour"), "{e}");

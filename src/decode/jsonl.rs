@@ -214,6 +214,16 @@ mod tests {
         assert_eq!(reason(&with("reverses", "\"E0\"")), Reason::BadReversal);
     }
 
+    /// Contract §7 v1.1: townships are compared after the name
+    /// normalisation of §1, so every record carries the normalised name.
+    #[test]
+    fn townships_are_normalised() {
+        for raw in ["\"水阳镇 \"", "\" 水阳镇\"", "\"水阳\u{3000}镇\""] {
+            let Record::Payment(p) = payment(&with("township", raw)).unwrap() else { panic!() };
+            assert_eq!(p.township, "水阳镇", "{raw}");
+        }
+    }
+
     /// Contract §7 v1.1: an event time more than `max_future` after the
     /// wall clock is `future_time`, for each kind's event-time field; one
     /// exactly at the bound is accepted.

@@ -93,10 +93,13 @@ pub enum Reason {
     /// A decision whose `decision_id` was seen before with other content
     /// (§11.5).
     ConflictingDecision,
+    /// A payment or roster record of a township not in `[district]
+    /// townships` (when that list is given).
+    UnknownTownship,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 20] = [
+    pub const ALL: [Reason; 21] = [
         Reason::BadJson,
         Reason::BadCsv,
         Reason::BadEncoding,
@@ -117,6 +120,7 @@ impl Reason {
         Reason::BadCaseId,
         Reason::UnknownCase,
         Reason::ConflictingDecision,
+        Reason::UnknownTownship,
     ];
 
     pub fn code(self) -> &'static str {
@@ -141,6 +145,7 @@ impl Reason {
             Reason::BadCaseId => "bad_case_id",
             Reason::UnknownCase => "unknown_case",
             Reason::ConflictingDecision => "conflicting_decision",
+            Reason::UnknownTownship => "unknown_township",
         }
     }
 }

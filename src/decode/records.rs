@@ -115,7 +115,7 @@ pub fn validate_payment(r: &RawPayment<'_>, limits: Limits) -> Result<Payment, R
     let beneficiary_id = c.person_id("beneficiary_id", &r.beneficiary_id)?;
     let beneficiary_name = Text::from(c.req("beneficiary_name", &r.beneficiary_name)?);
     let household_id = Text::from(c.req("household_id", &r.household_id)?);
-    let township = Text::from(c.req("township", &r.township)?);
+    let township = crate::model::name::township(c.req("township", &r.township)?);
     let program = c
         .enumerated("program", &r.program, PROGRAMS, Program::from_code)?
         .ok_or_else(|| Rejection::new(Reason::MissingField, "program is required"))?;
@@ -183,7 +183,7 @@ pub fn validate_roster(r: &RawRoster<'_>, limits: Limits) -> Result<RosterRecord
     let beneficiary_id = c.person_id("beneficiary_id", &r.beneficiary_id)?;
     let name = c.req("name", &r.name)?.to_owned();
     let household_id = c.req("household_id", &r.household_id)?.to_owned();
-    let township = c.req("township", &r.township)?.to_owned();
+    let township = crate::model::name::township(c.req("township", &r.township)?).to_string();
     let program = c
         .enumerated("program", &r.program, PROGRAMS, Program::from_code)?
         .ok_or_else(|| Rejection::new(Reason::MissingField, "program is required"))?;

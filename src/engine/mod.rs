@@ -138,6 +138,9 @@ pub type WriteFailurePolicy = Box<dyn FnMut(&StoreError, u32) -> WriteFailed + S
 pub struct Engine {
     /// Thresholds, severities and which rules run.
     rules: RulesConfig,
+    /// `[district] townships`: when given, records of other townships are
+    /// refused (`unknown_township`) before they reach the watermark.
+    townships: Option<FxHashSet<crate::model::Text>>,
     /// The payment-level rules that are on, read off the registry once.
     payment_checks: Vec<fn(&RulesConfig, &crate::detect::PaymentView<'_>, &mut Vec<Finding>)>,
     /// The offset calendar questions are answered in.
@@ -205,6 +208,7 @@ impl Engine {
     pub fn open(store: Store, rules: RulesConfig, tz: Tz, cache_entries: usize, clock: Arc<dyn Clock>) -> Result<Engine, EngineError> {
         let progress = store.get(Cf::Meta, keys::META_PROGRESS)?.unwrap_or_default();
         Ok(Engine {
+            townships: None,
             payment_checks: rules.payment_checks(),
             rules,
             tz,
@@ -228,6 +232,12 @@ impl Engine {
             in_flight: None,
             landed: Committed::default(),
         })
+    }
+
+    /// Accepts payments and roster records of these townships only
+    /// (normalised names); an empty list accepts all.
+    pub fn restrict_townships(&mut self, townships: &[String]) {
+        self.townships = (!townships.is_empty()).then(|| townships.iter().map(|t| crate::model::Text::from(t.as_str())).collect());
     }
 
     /// Sets what a commit that cannot be written does (see
@@ -262,6 +272,17 @@ impl Engine {
         // months, and the clean entries the caches keep for it) at once.
         if self.in_flight.as_ref().is_some_and(|f| f.write.is_finished()) {
             self.landed = self.land()?;
+        }
+        if let Some(known) = &self.townships {
+            let township = match rec {
+                Record::Payment(p) => Some(p.township.as_str()),
+                Record::Roster(r) => Some(r.township.as_str()),
+                _ => None,
+            };
+            if let Some(t) = township.filter(|t| !known.contains(*t)) {
+                let why = format!("township {t:?} is not one of the district's ([district] townships)");
+                return Ok(self.count(Outcome::Rejected(Rejection::new(crate::decode::Reason::UnknownTownship, why)), rec));
+            }
         }
         // A reversal's target is found first: one the engine refuses is
         // dead-lettered, and only accepted records move the watermark.

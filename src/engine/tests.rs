@@ -160,6 +160,26 @@ fn a_refused_reversal_does_not_move_the_watermark() {
     assert!(h.engine.progress().watermark > watermark);
 }
 
+/// Hardening item 9: with `[district] townships`, a record of another
+/// township is refused (`unknown_township`) and moves no watermark.
+#[test]
+fn records_of_other_townships_are_refused_when_the_district_is_listed() {
+    let mut h = Harness::new();
+    h.engine.restrict_townships(&["水阳镇".into()]);
+    h.apply(Record::Roster(enrolled()));
+    let mut p = payment("E1", "2019-01", "585.00", "2019-01-10T10:00:00+08:00");
+    assert_eq!(h.pay(p.clone()), Outcome::Applied);
+    p.event_id = "E2".into();
+    p.township = "外乡镇".into();
+    p.paid_at = ts("2030-01-10T10:00:00+08:00");
+    let Outcome::Rejected(r) = h.pay(p) else { panic!() };
+    assert_eq!(r.reason, crate::decode::Reason::UnknownTownship);
+    assert_eq!(h.engine.progress().watermark, Some(ts("2019-01-10T10:00:00+08:00")));
+    let mut r = enrolled();
+    r.township = "外乡镇".into();
+    assert!(matches!(h.apply(Record::Roster(r)), Outcome::Rejected(_)));
+}
+
 #[test]
 fn missed_payment_waits_for_the_watermark_to_pass_the_deadline() {
     let mut h = Harness::new();

@@ -52,6 +52,29 @@ fn is_latin(c: char) -> bool {
     matches!(c as u32, 0x00C0..=0x024F | 0x1E00..=0x1EFF)
 }
 
+/// A township's name as paywatch compares, routes and labels it (contract
+/// §7 v1.1): the name normalisation of §1, so `"水阳镇 "` is `水阳镇`.
+/// Townships are few, so each thread remembers the ones it has seen.
+pub fn township(raw: &str) -> super::Text {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    thread_local! {
+        static SEEN: RefCell<HashMap<String, super::Text>> = RefCell::new(HashMap::new());
+    }
+    SEEN.with(|seen| {
+        let mut seen = seen.borrow_mut();
+        if let Some(t) = seen.get(raw) {
+            return t.clone();
+        }
+        let t = super::Text::from(normalize(raw));
+        if seen.len() >= 4096 {
+            seen.clear();
+        }
+        seen.insert(raw.to_owned(), t.clone());
+        t
+    })
+}
+
 /// True when two names are the same person's name after normalisation.
 pub fn same(a: &str, b: &str) -> bool {
     a == b || normalize(a) == normalize(b)

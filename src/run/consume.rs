@@ -423,7 +423,8 @@ impl Consume {
             self.metrics.latency_seconds.observe(t.elapsed().as_secs_f64());
         }
         for a in &committed.alerts {
-            self.metrics.alerts.with_label_values(&[a.rule.code(), a.severity.code(), &a.township]).inc();
+            let township = self.metrics.township_label(&a.township);
+            self.metrics.alerts.with_label_values(&[a.rule.code(), a.severity.code(), &township]).inc();
         }
         self.status.alerts += committed.alerts.len() as u64;
         self.metrics.outbox_depth.add((committed.alerts.len() + dead) as i64);

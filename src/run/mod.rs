@@ -82,7 +82,8 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
     let dir = cfg.state.dir.clone().ok_or(RunError::NoStateDir)?;
     let wrong = |reason: String| RunError::WrongState { dir: dir.display().to_string(), reason };
     let store = Store::open(&dir, cfg.store_options(true))?;
-    let engine = Engine::open(store.clone(), cfg.rules.clone(), cfg.tz(), cfg.engine.cache_entries, Arc::clone(&clock))?;
+    let mut engine = Engine::open(store.clone(), cfg.rules.clone(), cfg.tz(), cfg.engine.cache_entries, Arc::clone(&clock))?;
+    engine.restrict_townships(&cfg.district.townships);
     if engine.progress().position.is_some() || !engine.progress().inputs.is_empty() {
         return Err(wrong("was built by `paywatch audit` from files; `paywatch run` needs its own state directory".into()));
     }
@@ -102,6 +103,7 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
     tracing::info!(state = %dir.display(), partitions = meta.offsets.len(), "state directory open; resuming from its offsets");
 
     let metrics = Arc::new(Metrics::new());
+    metrics.set_townships(&cfg.district.townships);
     let health = Arc::new(Health::default());
     let (depth, _) = outbox::depth(&store)?;
     metrics.outbox_depth.set(depth as i64);

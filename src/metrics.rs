@@ -30,6 +30,7 @@ pub const ROCKSDB_CACHE_HIT_RATIO: &str = "paywatch_rocksdb_block_cache_hit_rati
 pub const BUILD_INFO: &str = "paywatch_build_info";
 pub const START_TIME: &str = "paywatch_start_time_seconds";
 pub const PARTITIONS_ELSEWHERE: &str = "paywatch_partitions_held_elsewhere";
+pub const API_ERRORS: &str = "paywatch_api_errors_total";
 pub const CASES: &str = "paywatch_cases";
 pub const CASES_OVERDUE: &str = "paywatch_cases_overdue";
 pub const CASES_RELAPSED: &str = "paywatch_cases_relapsed";
@@ -82,6 +83,8 @@ pub struct Metrics {
     pub rocksdb_pending_compaction: IntGauge,
     /// Block-cache hits over lookups since start.
     pub rocksdb_cache_hit_ratio: prometheus::Gauge,
+    /// API answers of 5xx, by status code.
+    pub api_errors: IntCounterVec,
     /// Input partitions another member of the consumer group holds (0 when
     /// this instance is alone, as it must be).
     pub partitions_elsewhere: IntGauge,
@@ -203,6 +206,7 @@ impl Metrics {
                 g
             },
             cases,
+            api_errors: counter(API_ERRORS, "API answers with a server error, by status", &["status"]),
             partitions_elsewhere: gauge(PARTITIONS_ELSEWHERE, "Input partitions another member of the consumer group holds"),
             cases_overdue: gauge(CASES_OVERDUE, "Cases not closed past [cases] deadline_days"),
             cases_relapsed: gauge(CASES_RELAPSED, "Cases reopened by a relapse and not closed again"),

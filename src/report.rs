@@ -107,8 +107,7 @@ pub fn ledger(store: &Store, quarter: Quarter, township: Option<&str>, now: Time
         }
         let name = match c.alerts.first() {
             Some(id) => store
-                .get_raw(Cf::Alerts, id.as_bytes())?
-                .and_then(|json| serde_json::from_slice::<Alert>(&json).ok())
+                .get_json::<Alert>(Cf::Alerts, id.as_bytes())?
                 .and_then(|a| a.evidence.figures.get("beneficiary_name").or(a.evidence.figures.get("account_name")).cloned())
                 .unwrap_or_default(),
             None => String::new(),
@@ -138,8 +137,7 @@ pub fn ledger(store: &Store, quarter: Quarter, township: Option<&str>, now: Time
         p = p.next();
     }
     for id in store.values(Cf::AlertLog) {
-        let Some(json) = store.get_raw(Cf::Alerts, &id?)? else { continue };
-        let Ok(a) = serde_json::from_slice::<Alert>(&json) else { continue };
+        let Some(a) = store.get_json::<Alert>(Cf::Alerts, &id?)? else { continue };
         if township.is_some_and(|t| t != a.township) {
             continue;
         }

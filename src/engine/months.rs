@@ -71,8 +71,10 @@ impl Months {
         }
         found
             .into_iter()
-            .map(|b| match b {
-                Some(b) => postcard::from_bytes(&b).map_err(|source| StoreError::Decode { cf: Cf::Months.name(), source }),
+            .zip(keys)
+            .map(|(b, key)| match b {
+                Some(b) => postcard::from_bytes(&b)
+                    .map_err(|source| StoreError::Decode { cf: Cf::Months.name(), key: crate::store::keys::shown(key), source }),
                 None => Ok(Vec::new()),
             })
             .collect()

@@ -9,10 +9,39 @@ use serde::{Deserialize, Serialize};
 
 /// Months from `base` on, one bit each.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Stored")]
 pub struct MonthSet {
     base: i32,
     /// Encoded as a sequence, like a `Vec`.
     words: smallvec::SmallVec<[u64; 4]>,
+}
+
+/// A month set as stored, checked before use: a base outside the months
+/// paywatch reads, or not on a word boundary, or more words than those
+/// months fill, would index out of bounds or allocate without bound.
+#[derive(Deserialize)]
+struct Stored {
+    base: i32,
+    words: smallvec::SmallVec<[u64; 4]>,
+}
+
+impl TryFrom<Stored> for MonthSet {
+    type Error = String;
+
+    fn try_from(s: Stored) -> Result<MonthSet, String> {
+        let (first, last) = (Period::new(1900, 1).0, Period::new(2199, 12).0);
+        let first_base = first - first.rem_euclid(64);
+        if s.words.is_empty() {
+            return Ok(MonthSet::default());
+        }
+        if s.base.rem_euclid(64) != 0 || s.base < first_base || s.base > last {
+            return Err(format!("month set base {} is not a stored month-set base", s.base));
+        }
+        if s.words.len() > ((last - s.base) / 64 + 1) as usize {
+            return Err(format!("month set of {} words runs past 2199-12", s.words.len()));
+        }
+        Ok(MonthSet { base: s.base, words: s.words })
+    }
 }
 
 impl MonthSet {
@@ -59,6 +88,28 @@ impl MonthSet {
     /// The months after `p`, ascending.
     pub fn after(&self, p: Period) -> impl Iterator<Item = Period> + '_ {
         self.iter().filter(move |m| *m > p)
+    }
+}
+
+#[cfg(test)]
+mod stored {
+    use super::*;
+
+    /// Hardening item 13: a damaged month set is an error, not a panic.
+    #[test]
+    fn damaged_month_sets_and_months_are_refused() {
+        let mut ok = MonthSet::default();
+        ok.insert(Period::new(2019, 3));
+        let bytes = postcard::to_stdvec(&ok).unwrap();
+        assert_eq!(postcard::from_bytes::<MonthSet>(&bytes).unwrap(), ok);
+        for (base, words) in [(i32::MIN, 1usize), (7, 1), (Period::new(2300, 1).0, 1), (ok.base, 500)] {
+            let bad = postcard::to_stdvec(&(base, vec![1u64; words])).unwrap();
+            assert!(postcard::from_bytes::<MonthSet>(&bad).is_err(), "base {base}, {words} words");
+        }
+        let month = postcard::to_stdvec(&-5i32).unwrap();
+        assert!(postcard::from_bytes::<Period>(&month).is_err());
+        let month = postcard::to_stdvec(&Period::new(2019, 3).0).unwrap();
+        assert_eq!(postcard::from_bytes::<Period>(&month).unwrap(), Period::new(2019, 3));
     }
 }
 

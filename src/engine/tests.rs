@@ -180,6 +180,25 @@ fn records_of_other_townships_are_refused_when_the_district_is_listed() {
     assert!(matches!(h.apply(Record::Roster(r)), Outcome::Rejected(_)));
 }
 
+/// Hardening item 13: a damaged stored value is an error naming the column
+/// family and the key (identity number masked), never a panic.
+#[test]
+fn a_damaged_stored_beneficiary_is_an_error_not_a_panic() {
+    use crate::store::Cf;
+    let mut h = Harness::new();
+    h.apply(Record::Roster(enrolled()));
+    let store = h.engine.store().clone();
+    // A month set whose base lies outside every month paywatch reads.
+    let mut b = store.batch();
+    let mut bytes = postcard::to_stdvec(&(Vec::<RosterRecord>::new(), Vec::<DeathRecord>::new())).unwrap();
+    bytes.extend(postcard::to_stdvec(&(i32::MIN, vec![u64::MAX; 3])).unwrap());
+    b.put_raw(Cf::Beneficiaries, BID.as_bytes(), &bytes);
+    store.commit(b).unwrap();
+    let mut fresh = Engine::open(store, RulesConfig::default(), Tz::default(), 64, Arc::new(FixedClock::new(ts("2026-01-01T00:00:00+08:00")))).unwrap();
+    let err = fresh.apply(&Record::Payment(payment("E1", "2019-01", "585.00", "2019-01-10T10:00:00+08:00"))).unwrap_err().to_string();
+    assert!(err.contains("beneficiaries") && err.contains("110105********002X"), "{err}");
+}
+
 #[test]
 fn missed_payment_waits_for_the_watermark_to_pass_the_deadline() {
     let mut h = Harness::new();

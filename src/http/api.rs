@@ -68,9 +68,12 @@ pub(super) fn bad(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
 
+/// A failure of the state directory: 500 with the reason (it names the
+/// column family and the key, numbers masked), logged, and counted in
+/// `paywatch_api_errors_total`.
 pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
-    tracing::error!(error = %e, "API: store error");
-    ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
+    tracing::error!(error = %e, "API: the state directory cannot be read");
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("the state directory cannot be read: {e}"))
 }
 
 pub(super) fn who(api: &Api, headers: &HeaderMap) -> Result<Principal, ApiError> {
@@ -90,10 +93,7 @@ fn visible(api: &Api, role: &Role, id: &str) -> Result<Alert, ApiError> {
 }
 
 fn load(api: &Api, id: &str) -> Result<Option<Alert>, ApiError> {
-    match api.store.get_raw(Cf::Alerts, id.as_bytes()).map_err(internal)? {
-        Some(v) => serde_json::from_slice(&v).map(Some).map_err(internal),
-        None => Ok(None),
-    }
+    api.store.get_json(Cf::Alerts, id.as_bytes()).map_err(internal)
 }
 
 /// An alert with its case's status (`open` before any decision) and, with

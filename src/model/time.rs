@@ -182,7 +182,13 @@ impl<'de> Deserialize<'de> for Period {
             let s: std::borrow::Cow<'de, str> = Deserialize::deserialize(d)?;
             Period::parse(&s).ok_or_else(|| de::Error::custom("bad period"))
         } else {
-            Ok(Period(i32::deserialize(d)?))
+            // Stored bytes are checked too: a month outside 1900-01..2199-12
+            // would panic later, in calendar arithmetic.
+            let p = Period(i32::deserialize(d)?);
+            if !(Period::new(1900, 1)..=Period::new(2199, 12)).contains(&p) {
+                return Err(de::Error::custom(format!("stored month {} is outside 1900-01..2199-12", p.0)));
+            }
+            Ok(p)
         }
     }
 }

@@ -98,7 +98,7 @@ pub fn pending(store: &Store, limit: usize) -> Result<Vec<(Vec<u8>, OutMessage)>
     let raw = store.entries_between(Cf::Outbox, b"a", b"e", limit)?;
     raw.into_iter()
         .map(|(k, v)| {
-            postcard::from_bytes(&v).map(|m| (k, m)).map_err(|source| StoreError::Decode { cf: Cf::Outbox.name(), source })
+            postcard::from_bytes(&v).map_err(|source| StoreError::Decode { cf: Cf::Outbox.name(), key: keys::shown(&k), source }).map(|m| (k, m))
         })
         .collect()
 }

@@ -170,7 +170,8 @@ impl Dispatcher {
             let mut due = Vec::new();
             let mut next = now + 1000;
             for (k, v) in entries {
-                let d: Delivery = postcard::from_bytes(&v).map_err(|source| StoreError::Decode { cf: Cf::Outbox.name(), source })?;
+                let d: Delivery = postcard::from_bytes(&v)
+                    .map_err(|source| StoreError::Decode { cf: Cf::Outbox.name(), key: crate::store::keys::shown(&k), source })?;
                 if d.next_at_ms <= now {
                     due.push((k, d));
                 } else {
@@ -285,7 +286,9 @@ pub fn list_dead(store: &Store) -> Result<Vec<(Vec<u8>, DeadDelivery)>, StoreErr
         .entries_between(Cf::WebhookDead, &[], &[0xff], usize::MAX)?
         .into_iter()
         .map(|(k, v)| {
-            postcard::from_bytes(&v).map(|d| (k, d)).map_err(|source| StoreError::Decode { cf: Cf::WebhookDead.name(), source })
+            postcard::from_bytes(&v)
+                .map_err(|source| StoreError::Decode { cf: Cf::WebhookDead.name(), key: crate::store::keys::shown(&k), source })
+                .map(|d| (k, d))
         })
         .collect()
 }

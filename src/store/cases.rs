@@ -227,7 +227,8 @@ pub fn pending(store: &Store, c: &Case) -> Result<Vec<Decision>, StoreError> {
     let mut found = Vec::new();
     let mut stale = Vec::new();
     store.scan_prefix(Cf::Cases, &prefix, |k, v| {
-        let d: Decision = postcard::from_bytes(v).map_err(|source| StoreError::Decode { cf: Cf::Cases.name(), source })?;
+        let d: Decision =
+            postcard::from_bytes(v).map_err(|source| StoreError::Decode { cf: Cf::Cases.name(), key: super::keys::shown(k), source })?;
         if c.decisions.iter().any(|x| x.decision_id == d.decision_id) {
             stale.push(k.to_vec());
         } else {
@@ -261,8 +262,8 @@ pub fn with_pending(store: &Store, mut c: Case) -> Result<Case, StoreError> {
     Ok(c)
 }
 
-fn decode(v: &[u8]) -> Result<Case, StoreError> {
-    postcard::from_bytes(v).map_err(|source| StoreError::Decode { cf: Cf::Cases.name(), source })
+fn decode(k: &[u8], v: &[u8]) -> Result<Case, StoreError> {
+    postcard::from_bytes(v).map_err(|source| StoreError::Decode { cf: Cf::Cases.name(), key: super::keys::shown(k), source })
 }
 
 /// One case, if it exists.
@@ -281,7 +282,7 @@ pub fn page(store: &Store, after: Option<&str>, limit: usize) -> Result<Vec<Case
         }
         None => vec![b'c'],
     };
-    store.entries_between(Cf::Cases, &start, b"d", limit)?.iter().map(|(_, v)| decode(v)).collect()
+    store.entries_between(Cf::Cases, &start, b"d", limit)?.iter().map(|(k, v)| decode(k, v)).collect()
 }
 
 /// Every case, in `case_id` order.

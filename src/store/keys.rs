@@ -4,6 +4,37 @@
 use super::{Cf, StoreError};
 use crate::model::{Period, Timestamp};
 
+/// A key as an error message shows it: printable text (other bytes as
+/// `\xNN`), with every run of 12 or more digits (identity and account
+/// numbers) masked, first 6 and last 4.
+pub fn shown(key: &[u8]) -> String {
+    let mut text = String::new();
+    for b in key {
+        match *b {
+            b' '..=b'~' => text.push(*b as char),
+            other => text.push_str(&format!("\\x{other:02x}")),
+        }
+    }
+    let mut out = String::new();
+    let mut run = String::new();
+    for c in text.chars().chain(std::iter::once('\0')) {
+        if c.is_ascii_digit() || (c == 'X' && run.len() == 17) {
+            run.push(c);
+            continue;
+        }
+        if run.len() >= 12 {
+            out.push_str(&crate::model::id::mask(&run));
+        } else {
+            out.push_str(&run);
+        }
+        run.clear();
+        if c != '\0' {
+            out.push(c);
+        }
+    }
+    out
+}
+
 pub const META_SCHEMA: &[u8] = b"schema";
 pub const META_PROGRESS: &[u8] = b"progress";
 /// `paywatch run`: Kafka offsets and the outbox sequence.

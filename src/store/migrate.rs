@@ -167,7 +167,7 @@ pub(super) fn v2_to_v3(store: &Store) -> Result<(), StoreError> {
 /// order: position, watermark, alert_seq, dead_seq, then the counts).
 fn progress_v2_to_v3(v2: &[u8]) -> Result<Vec<u8>, StoreError> {
     use crate::model::{SortKey, Timestamp};
-    let bad = |source| StoreError::Decode { cf: Cf::Meta.name(), source };
+    let bad = |source| StoreError::Decode { cf: Cf::Meta.name(), key: "progress".into(), source };
     let (mut position, rest) = postcard::take_from_bytes::<Option<SortKey>>(v2).map_err(bad)?;
     if let Some(p) = position.as_mut() {
         p.rank = match p.rank {

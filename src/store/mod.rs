@@ -29,8 +29,10 @@ pub enum StoreError {
     Refused { path: String, reason: String },
     #[error("RocksDB: {0}")]
     Db(#[from] rocksdb::Error),
-    #[error("stored value in {cf} cannot be decoded: {source}")]
-    Decode { cf: &'static str, source: postcard::Error },
+    #[error("stored value in {cf} at key {key} cannot be decoded: {source}")]
+    Decode { cf: &'static str, key: String, source: postcard::Error },
+    #[error("stored value in {cf} at key {key} is not the JSON expected: {reason}")]
+    Json { cf: &'static str, key: String, reason: String },
     #[error("stored value in {cf} is malformed: {why}")]
     Malformed { cf: &'static str, why: &'static str },
     #[error("stored value cannot be encoded: {0}")]
@@ -283,6 +285,17 @@ impl Store {
         Ok(store)
     }
 
+    /// A stored JSON value (alerts, dead letters), decoded; the error names
+    /// the column family and the key.
+    pub fn get_json<T: DeserializeOwned>(&self, cf: Cf, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.get_raw(cf, key)? {
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| StoreError::Json { cf: cf.name(), key: keys::shown(key), reason: e.to_string() }),
+            None => Ok(None),
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -299,7 +312,7 @@ impl Store {
     pub fn get<T: DeserializeOwned>(&self, cf: Cf, key: &[u8]) -> Result<Option<T>, StoreError> {
         match self.db.get_pinned_cf(self.cf(cf), key)? {
             None => Ok(None),
-            Some(v) => postcard::from_bytes(&v).map(Some).map_err(|source| StoreError::Decode { cf: cf.name(), source }),
+            Some(v) => postcard::from_bytes(&v).map(Some).map_err(|source| StoreError::Decode { cf: cf.name(), key: keys::shown(key), source }),
         }
     }
 

@@ -61,7 +61,9 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
             Entry::Occupied(o) => o.into_mut(),
             Entry::Vacant(v) => {
                 let cf = self.cf;
-                let decode = |bytes: &[u8]| postcard::from_bytes(bytes).map_err(|source| StoreError::Decode { cf: cf.name(), source });
+                let decode = |bytes: &[u8]| {
+                    postcard::from_bytes(bytes).map_err(|source| StoreError::Decode { cf: cf.name(), key: super::keys::shown(key), source })
+                };
                 let slot = match self.evicted.remove(key) {
                     Some(bytes) => Slot { value: Some(decode(&bytes)?), dirty: true, used: 0 },
                     None => match self.in_flight.get(key) {

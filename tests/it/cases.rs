@@ -163,6 +163,21 @@ fn decisions_are_durable_before_201_kept_in_parallel_and_rebuilt_from_the_topic(
     let shown = decisions_of(port, &id);
     assert!(posted.iter().all(|d| shown.contains(d)), "every posted decision is shown at once");
     assert_eq!(shown.len(), before + 50);
+    // Hardening item 3: 50 reviews posted in parallel on one alert through
+    // the earlier endpoint are 50 more in its history (each a decision).
+    std::thread::scope(|s| {
+        for i in 0..50 {
+            let path = format!("/api/v1/alerts/{}/reviews", nm.alert_id);
+            s.spawn(move || {
+                let body = format!(r#"{{"outcome":"in_progress","note":"复核{i}"}}"#);
+                let (code, a) = call(port, "POST", &path, Some(DISTRICT), Some(&body));
+                assert_eq!(code, 201, "{a}");
+            });
+        }
+    });
+    let (_, alert) = call(port, "GET", &format!("/api/v1/alerts/{}", nm.alert_id), Some(DISTRICT), None);
+    assert_eq!(alert["reviews"].as_array().unwrap().len(), before + 100, "no review lost");
+    let applied_before = applied_before + 50;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while svc.status().unwrap()["counts"]["decisions"].as_u64().unwrap() < applied_before + 50 {
         assert!(std::time::Instant::now() < deadline, "the posted decisions were never applied");
@@ -185,7 +200,7 @@ fn decisions_are_durable_before_201_kept_in_parallel_and_rebuilt_from_the_topic(
     }
     let after = decisions_of(port, &id);
     assert!(after.contains(&last), "the decision acknowledged before the kill is kept");
-    assert_eq!(after.len(), before + 51);
+    assert_eq!(after.len(), before + 101);
     let (_, c) = call(port, "GET", &format!("/api/v1/cases/{id}"), Some(DISTRICT), None);
     assert_eq!(c["status"], "rectified");
     assert!(svc.terminate().success());

@@ -99,7 +99,7 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
         Some(m) => m,
         None => StreamMeta { topics, ..StreamMeta::default() },
     };
-    let book = Arc::new(Mutex::new(OffsetBook::from_stored(&meta.offsets)));
+    let book = Arc::new(Mutex::new(OffsetBook::from_stored(&meta.offsets).map_err(wrong)?));
     tracing::info!(state = %dir.display(), partitions = meta.offsets.len(), "state directory open; resuming from its offsets");
 
     let metrics = Arc::new(Metrics::new());

@@ -46,6 +46,10 @@ pub fn source_of(kind: Kind) -> u8 {
     }
 }
 
+/// Pending offsets a stored partition may hold: far more than any reorder
+/// buffer keeps, far less than would exhaust memory.
+const MAX_PENDING: i64 = 10_000_000;
+
 /// One partition's position.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PartOffsets {
@@ -77,12 +81,34 @@ pub struct OffsetBook {
 
 impl OffsetBook {
     /// Rebuilds the book from its committed form.
-    pub fn from_stored(stored: &BTreeMap<Part, PartOffsets>) -> OffsetBook {
-        let parts = stored
-            .iter()
-            .map(|(p, o)| (*p, (o.resume, o.pending.iter().flat_map(|&(s, e)| s..e).collect())))
-            .collect();
-        OffsetBook { parts, held: BTreeSet::new() }
+    /// The book as committed. Damaged runs (out of order, overlapping, past
+    /// the resume offset, or more pending offsets than a reorder buffer
+    /// ever holds) are refused with the partition named, rather than
+    /// expanded without bound.
+    pub fn from_stored(stored: &BTreeMap<Part, PartOffsets>) -> Result<OffsetBook, String> {
+        let mut parts = BTreeMap::new();
+        for (p, o) in stored {
+            let mut pending = BTreeSet::new();
+            let mut last_end = i64::MIN;
+            for &(s, e) in &o.pending {
+                if s < last_end.max(0) || e <= s || e > o.resume {
+                    return Err(format!(
+                        "stored offsets of source {} partition {} are damaged: pending run {s}..{e} (resume {})",
+                        p.source, p.partition, o.resume
+                    ));
+                }
+                if pending.len() as i64 + (e - s) > MAX_PENDING {
+                    return Err(format!(
+                        "stored offsets of source {} partition {} are damaged: more than {MAX_PENDING} pending",
+                        p.source, p.partition
+                    ));
+                }
+                pending.extend(s..e);
+                last_end = e;
+            }
+            parts.insert(*p, (o.resume, pending));
+        }
+        Ok(OffsetBook { parts, held: BTreeSet::new() })
     }
 
     /// The committed form: pending offsets compressed to runs.
@@ -159,6 +185,20 @@ mod tests {
 
     const P: Part = Part { source: 2, partition: 0 };
 
+    /// Hardening item 13: damaged stored runs are refused, naming the
+    /// partition, never expanded without bound.
+    #[test]
+    fn damaged_stored_runs_are_refused() {
+        let book = |runs: Vec<(i64, i64)>, resume: i64| {
+            OffsetBook::from_stored(&BTreeMap::from([(P, PartOffsets { resume, pending: runs })]))
+        };
+        assert!(book(vec![(3, 5), (7, 8)], 10).is_ok());
+        for (runs, resume) in [(vec![(7, 8), (3, 5)], 10), (vec![(3, 5), (4, 6)], 10), (vec![(5, 3)], 10), (vec![(3, 12)], 10), (vec![(0, i64::MAX)], i64::MAX)] {
+            let err = book(runs.clone(), resume).err().unwrap_or_else(|| panic!("{runs:?} accepted"));
+            assert!(err.contains("partition 0") && err.contains("damaged"), "{err}");
+        }
+    }
+
     #[test]
     fn a_fresh_partition_starts_at_the_beginning() {
         assert_eq!(OffsetBook::default().seek_to(P), None);
@@ -174,7 +214,7 @@ mod tests {
         for o in [0, 1, 2, 4, 5, 6] {
             b.done(P, o);
         }
-        let mut r = OffsetBook::from_stored(&b.to_stored());
+        let mut r = OffsetBook::from_stored(&b.to_stored()).unwrap();
         assert_eq!(r.to_stored(), b.to_stored());
         assert_eq!(r.seek_to(P), Some(3));
         let again: Vec<Admit> = (3..12).map(|o| r.admit(P, o)).collect();

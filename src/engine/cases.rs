@@ -63,22 +63,7 @@ impl Engine {
         let case_id = alert.case_id.clone();
         self.push_alert(alert, quiet);
         if let Some((id, f)) = relapse {
-            let a = Alert {
-                alert_id: id,
-                rule: f.rule,
-                severity: f.severity,
-                township: f.township,
-                beneficiary_id: f.beneficiary_id,
-                household_id: f.household_id,
-                account_no: f.account_no,
-                period: f.period,
-                amount: f.amount,
-                evidence: f.evidence,
-                reason: f.reason,
-                event_time: self.tz.format(f.event_time),
-                detected_at: self.tz.format(now),
-                case_id,
-            };
+            let a = self.alert_of(f, id, case_id, now);
             self.push_alert(a, quiet);
         }
         Ok(())

@@ -477,25 +477,31 @@ impl Engine {
             if in_flight || self.staged_ids.contains(&id) || self.store.get_raw(Cf::Alerts, id.as_bytes())?.is_some() {
                 continue;
             }
-            let alert = Alert {
-                alert_id: id,
-                rule: f.rule,
-                severity: f.severity,
-                township: f.township,
-                beneficiary_id: f.beneficiary_id,
-                household_id: f.household_id,
-                account_no: f.account_no,
-                period: f.period,
-                amount: f.amount,
-                evidence: f.evidence,
-                reason: f.reason,
-                event_time: self.tz.format(f.event_time),
-                detected_at: self.tz.format(self.clock.now()),
-                case_id: String::new(),
-            };
-            self.stage_alert(alert, f.event_time)?;
+            let at = f.event_time;
+            let alert = self.alert_of(f, id, String::new(), self.clock.now());
+            self.stage_alert(alert, at)?;
         }
         Ok(())
+    }
+
+    /// The alert of a finding, with its id, case and detection time.
+    fn alert_of(&self, f: Finding, alert_id: String, case_id: String, detected: Timestamp) -> Alert {
+        Alert {
+            alert_id,
+            rule: f.rule,
+            severity: f.severity,
+            township: f.township,
+            beneficiary_id: f.beneficiary_id,
+            household_id: f.household_id,
+            account_no: f.account_no,
+            period: f.period,
+            amount: f.amount,
+            evidence: f.evidence,
+            reason: f.reason,
+            event_time: self.tz.format(f.event_time),
+            detected_at: self.tz.format(detected),
+            case_id,
+        }
     }
 
     /// Stages one alert (its case already filed), `quiet` when supervisors

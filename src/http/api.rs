@@ -115,6 +115,17 @@ fn with_status(api: &Api, a: &Alert, history: bool) -> Result<Value, ApiError> {
     Ok(v)
 }
 
+/// `limit`: 50 when absent, else 1 to [`MAX_PAGE`].
+pub(super) fn page_limit(q: &HashMap<String, String>) -> Result<usize, ApiError> {
+    match q.get("limit") {
+        None => Ok(50),
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+            _ => Err(bad(format!("limit: {l:?} is not 1 to {MAX_PAGE}"))),
+        },
+    }
+}
+
 /// The filters of the list, checked.
 struct Filter {
     township: Option<String>,
@@ -165,13 +176,7 @@ fn filter(q: &HashMap<String, String>, p: &Principal) -> Result<Filter, ApiError
         from: date("from")?,
         to: date("to")?,
         cursor: q.get("cursor").map(|c| c.parse().map_err(|_| bad(format!("cursor: {c:?} is not a cursor")))).transpose()?,
-        limit: match q.get("limit") {
-            None => 50,
-            Some(l) => match l.parse::<usize>() {
-                Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-                _ => return Err(bad(format!("limit: {l:?} is not 1 to {MAX_PAGE}"))),
-            },
-        },
+        limit: page_limit(q)?,
     })
 }
 

@@ -123,13 +123,7 @@ pub async fn list(State(api): State<Api>, headers: HeaderMap, Query(q): Query<Ha
         }
     };
     let (from, to) = (day("from")?, day("to")?);
-    let limit = match q.get("limit") {
-        None => 50,
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) if (1..=super::api::MAX_PAGE).contains(&n) => n,
-            _ => return Err(bad(format!("limit: {l:?} is not 1 to {}", super::api::MAX_PAGE))),
-        },
-    };
+    let limit = super::api::page_limit(&q)?;
     let skip = match q.get("cursor") {
         None => 0,
         Some(c) => c.parse::<usize>().map_err(|_| bad(format!("cursor: {c:?} is not a cursor")))?,

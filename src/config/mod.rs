@@ -12,7 +12,7 @@ use std::time::Duration;
 mod district;
 mod webhooks;
 pub use district::{CasesConfig, DistrictConfig};
-pub use webhooks::{RouteConfig, WebhooksConfig, MAX_ROUTES};
+pub use webhooks::{redact_url, RouteConfig, WebhooksConfig, MAX_ROUTES};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -348,6 +348,54 @@ impl KafkaConfig {
     }
 }
 
+/// A TOML error as paywatch reports it: the line and the key, and the
+/// parser's words with every quoted value replaced by `"…"` (key names,
+/// which serde quotes with backticks, stay). Never the line itself: a
+/// config holds secrets (webhook secrets, SASL passwords).
+fn parse_error(text: &str, e: &toml::de::Error) -> String {
+    let mut words = String::new();
+    let mut quoted = false;
+    let mut ticked: Option<String> = None;
+    for c in e.message().chars() {
+        if let Some(t) = ticked.as_mut() {
+            if c == '`' {
+                // A key name stays; anything else (a number given as a
+                // value) is a value.
+                let name = t.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                    && t.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+                words.push_str(&format!("`{}`", if name { t.as_str() } else { "…" }));
+                ticked = None;
+            } else {
+                t.push(c);
+            }
+            continue;
+        }
+        match (c, quoted) {
+            ('"', false) => {
+                quoted = true;
+                words.push_str("\"…");
+            }
+            ('"', true) => {
+                quoted = false;
+                words.push('"');
+            }
+            (_, true) => {}
+            ('`', false) => ticked = Some(String::new()),
+            (c, false) => words.push(if c == '\n' { ' ' } else { c }),
+        }
+    }
+    let words = words.trim().to_owned();
+    let Some(span) = e.span() else { return words };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("");
+    let key = line.split_once('=').map(|(k, _)| k.trim().trim_matches('"').to_owned()).filter(|k| !k.is_empty() && !k.starts_with('['));
+    match key {
+        Some(k) => format!("line {line_no}, key {k:?}: {words}"),
+        None => format!("line {line_no}: {words}"),
+    }
+}
+
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -361,10 +409,8 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: String::new(),
-            message: e.to_string().trim_end().replace('\n', " "),
-        })?;
+        let mut cfg: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: String::new(), message: parse_error(text, &e) })?;
         cfg.normalize_townships();
         cfg.validate().map_err(|message| ConfigError::Invalid { path: String::new(), message })?;
         Ok(cfg)
@@ -522,7 +568,7 @@ mod tests {
         assert_eq!(c.webhooks.first_retry, Duration::from_secs(1));
         let e = Config::parse("[[webhooks.routes]]\nname = \"a\"\nurl = \"ftp://x\"\nsecrets = [\"0123456789abcdef\"]\n").unwrap_err().to_string();
         assert!(e.contains("url"), "{e}");
-        let e = Config::parse("[[webhooks.routes]]\nname = \"a\"\nurl = \"http://x\"\nsecrets = []\n").unwrap_err().to_string();
+        let e = Config::parse("[[webhooks.routes]]\nname = \"a\"\nurl = \"https://x\"\nsecrets = []\n").unwrap_err().to_string();
         assert!(e.contains("secrets"), "{e}");
         // The acceptance checks' own keys.
         let c = Config::parse(
@@ -547,6 +593,31 @@ mod tests {
         assert_eq!(c.webhooks.routes[0].secrets, vec!["s3cret".to_string()]);
         let e = Config::parse("[[webhooks.routes]]\nname = \"a\"\nurl = \"http://x\"\nsecrets = [\"0123456789abcdef\"]\ncolour = 1\n").unwrap_err().to_string();
         assert!(e.contains("colour"), "{e}");
+    }
+
+    /// Hardening item 10: plain http:// to another host is refused unless
+    /// the route allows it; URL queries (robot tokens) never reach an error;
+    /// a parse error names the line and key, never the value.
+    #[test]
+    fn secrets_stay_out_of_errors_and_plain_http_needs_a_word() {
+        let route = |url: &str, extra: &str| {
+            format!("[[webhooks.routes]]\nname = \"r\"\nurl = \"{url}\"\nsecrets = [\"0123456789abcdef\"]\n{extra}")
+        };
+        let e = Config::parse(&route("http://hooks.example.cn/robot/send?access_token=SECRET-TOKEN", "")).unwrap_err().to_string();
+        assert!(e.contains("allow_insecure_http") && e.contains("?<redacted>") && !e.contains("SECRET-TOKEN"), "{e}");
+        assert!(Config::parse(&route("http://hooks.example.cn/robot", "allow_insecure_http = true\n")).is_ok());
+        for local in ["http://127.0.0.1:8080/hook", "http://localhost/h", "http://[::1]:9/h", "https://hooks.example.cn/h?access_token=x"] {
+            assert!(Config::parse(&route(local, "")).is_ok(), "{local}");
+        }
+        assert!(Config::parse(&route("http://127.0.0.1.evil.example/h", "")).is_err(), "not loopback");
+        assert_eq!(
+            redact_url("error sending request for url (https://oapi.example.cn/robot/send?access_token=abc123): timed out"),
+            "error sending request for url (https://oapi.example.cn/robot/send?<redacted>): timed out"
+        );
+        let e = Config::parse("[kafka.client]\n\"sasl.password\" = 12345678\n[[webhooks.routes]]\nname = \"r\"\nurl = \"https://x/h\"\nsecrets = \"hunter2-very-secret\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line ") && !e.contains("hunter2") && !e.contains("12345678"), "{e}");
     }
 
     #[test]

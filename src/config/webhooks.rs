@@ -60,10 +60,55 @@ pub struct RouteConfig {
     /// Only alerts at least this severe.
     #[serde(default = "lowest")]
     pub min_severity: crate::model::Severity,
+    /// Allows an `http://` URL to another host. The body carries identity
+    /// and account numbers, so plain HTTP leaves the machine only when a
+    /// route says so (a receiver behind a TLS-terminating proxy on a
+    /// private network); a loopback receiver (127.0.0.0/8, `[::1]`,
+    /// `localhost`) needs no flag.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
 }
 
 fn lowest() -> crate::model::Severity {
     crate::model::Severity::Low
+}
+
+/// Every URL in `text` with its query string (`?access_token=…`, as the
+/// DingTalk and WeCom robots take it) replaced by `?<redacted>`: for logs,
+/// error messages and the webhook dead list.
+pub fn redact_url(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("http") {
+        let (head, tail) = rest.split_at(at);
+        out.push_str(head);
+        let end = tail.find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ')' | '>' | ',')).unwrap_or(tail.len());
+        let url = &tail[..end];
+        match url.split_once('?') {
+            Some((base, _)) if url.starts_with("http://") || url.starts_with("https://") => {
+                out.push_str(base);
+                out.push_str("?<redacted>");
+            }
+            _ => out.push_str(url),
+        }
+        rest = &tail[end..];
+        if end == 0 {
+            out.push_str(&rest[..1]);
+            rest = &rest[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Whether an `http://` URL names this machine (127.0.0.0/8, `[::1]`,
+/// `localhost`).
+fn loopback(url: &str) -> bool {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if host.starts_with('[') { host.split(']').next().map(|h| format!("{h}]")).unwrap_or_default() } else { host.split(':').next().unwrap_or("").to_owned() };
+    host == "localhost" || host == "[::1]" || host.strip_prefix("127.").is_some_and(|r| r.split('.').count() == 3 && r.split('.').all(|o| o.parse::<u8>().is_ok()))
 }
 
 impl RouteConfig {
@@ -98,7 +143,14 @@ impl WebhooksConfig {
                 return Err(format!("{at}.name: used twice"));
             }
             if !(r.url.starts_with("http://") || r.url.starts_with("https://")) {
-                return Err(format!("{at}.url: {:?} is not an http:// or https:// address", r.url));
+                return Err(format!("{at}.url: {:?} is not an http:// or https:// address", redact_url(&r.url)));
+            }
+            if r.url.starts_with("http://") && !r.allow_insecure_http && !loopback(&r.url) {
+                return Err(format!(
+                    "{at}.url: {} is plain http:// to another host, and alerts carry identity and account numbers; \
+                     use https://, or set allow_insecure_http = true on this route for a receiver on a private network",
+                    redact_url(&r.url)
+                ));
             }
             if r.secrets.is_empty() || r.secrets.len() > 4 || r.secrets.iter().any(String::is_empty) {
                 return Err(format!("{at}.secrets: one to four non-empty secrets (more than one while rotating)"));

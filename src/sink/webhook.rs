@@ -244,7 +244,11 @@ impl Dispatcher {
             }
             Ok(r) if r.status().is_redirection() => Attempt::Refused(format!("HTTP {}: redirects are refused", r.status().as_u16())),
             Ok(r) => Attempt::Refused(format!("HTTP {}", r.status().as_u16())),
-            Err(e) => Attempt::Retry { error: if e.is_timeout() { "timed out".into() } else { e.to_string() }, retry_after: None },
+            // reqwest's words carry the URL, whose query may hold a token.
+            Err(e) => Attempt::Retry {
+                error: if e.is_timeout() { "timed out".into() } else { crate::config::redact_url(&e.to_string()) },
+                retry_after: None,
+            },
         }
     }
 

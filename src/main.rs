@@ -207,7 +207,7 @@ fn run_webhooks(w: WebhooksCmd) -> ExitCode {
     use paywatch::sink::webhook;
     use paywatch::store::{Store, StoreOptions};
     let (WebhooksCmd::ListDead { config } | WebhooksCmd::RetryDead { config, .. }) = &w;
-    let cfg = match Config::load(config) {
+    let cfg = match load_config(Some(config)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("paywatch: {e}");
@@ -305,7 +305,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 }
 
 fn run_service(r: RunArgs) -> ExitCode {
-    let cfg = match Config::load(&r.config) {
+    let cfg = match load_config(Some(&r.config)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("paywatch: {e}");
@@ -397,7 +397,13 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
 
 fn load_config(path: Option<&PathBuf>) -> Result<Config, paywatch::config::ConfigError> {
     match path {
-        Some(p) => Config::load(p),
+        Some(p) => {
+            let cfg = Config::load(p)?;
+            if let Some(w) = cfg.permission_warning(p) {
+                eprintln!("paywatch: warning: {w}");
+            }
+            Ok(cfg)
+        }
         None => Ok(Config::default()),
     }
 }

@@ -408,6 +408,29 @@ impl Config {
         })
     }
 
+    /// Whether the config holds a secret: a webhook secret, or a
+    /// password, secret or key setting under `[kafka.*]`.
+    pub fn holds_secrets(&self) -> bool {
+        let k = &self.kafka;
+        let secret_key = |key: &String| ["password", "secret", "key"].iter().any(|w| key.contains(w));
+        self.webhooks.routes.iter().any(|r| !r.secrets.is_empty())
+            || k.client.keys().chain(k.consumer.keys()).chain(k.producer.keys()).any(secret_key)
+    }
+
+    /// A warning when a config holding secrets can be read by its group or
+    /// by others (install it 0600, or 0640 with a group of its own).
+    pub fn permission_warning(&self, path: &Path) -> Option<String> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+        (self.holds_secrets() && mode & 0o077 != 0).then(|| {
+            format!(
+                "config {} holds secrets and is readable by {} (mode {mode:04o}); make it 0600 (chmod 600)",
+                path.display(),
+                if mode & 0o007 != 0 { "everyone" } else { "its group" }
+            )
+        })
+    }
+
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let mut cfg: Config =
             toml::from_str(text).map_err(|e| ConfigError::Parse { path: String::new(), message: parse_error(text, &e) })?;

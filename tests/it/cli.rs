@@ -44,6 +44,27 @@ fn outputs_are_readable_by_their_owner_only() {
     assert!(unit.contains("\nUMask=0077\n"), "the audit's unit writes nothing world-readable");
 }
 
+/// Hardening item 10: a config holding secrets that others can read is
+/// warned about at start.
+#[test]
+fn a_config_with_secrets_readable_by_others_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let g = ledger(&dir.path().join("l"), 100, OutFormat::Jsonl, 3);
+    let cfg = config(
+        dir.path(),
+        "[[webhooks.routes]]\nname = \"r\"\nurl = \"https://hooks.example.cn/h\"\nsecrets = [\"0123456789abcdef-secret\"]\n",
+    );
+    let out = dir.path().join("alerts.jsonl");
+    for (mode, warned) in [(0o644, true), (0o640, true), (0o600, false)] {
+        std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(mode)).unwrap();
+        let o = run_ok(audit(&g, &out, &["--config", cfg.to_str().unwrap()]));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(stderr.contains("holds secrets and is readable by"), warned, "{mode:o}: {stderr}");
+        assert!(!stderr.contains("0123456789abcdef-secret"));
+    }
+}
+
 #[test]
 fn dead_letters_default_beside_out() {
     let dir = tempfile::tempdir().unwrap();

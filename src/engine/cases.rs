@@ -53,11 +53,11 @@ impl Engine {
         if let (Some(_), Some(r)) = (&relapse, case.rectified.as_mut()) {
             r.relapsed = true;
         }
-        case.add_alert(&alert, at, true);
+        case.add_alert(&alert.alert_id, &alert, at, true);
         let relapse = relapse.map(|f| {
             let parts: Vec<&str> = f.identity.iter().map(String::as_str).collect();
             let id = alert_id(f.rule, &parts);
-            case.add_alert(&Alert { alert_id: id.clone(), ..alert.clone() }, at, false);
+            case.add_alert(&id, &alert, at, false);
             (id, f)
         });
         let case_id = alert.case_id.clone();

@@ -115,6 +115,14 @@ fn with_status(api: &Api, a: &Alert, history: bool) -> Result<Value, ApiError> {
     Ok(v)
 }
 
+/// A request body that must be one JSON object.
+pub(super) fn body_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(body).map_err(|e| bad(format!("body is not JSON: {e}")))? {
+        Value::Object(m) => Ok(m),
+        _ => Err(bad("body must be a JSON object")),
+    }
+}
+
 /// `limit`: 50 when absent, else 1 to [`MAX_PAGE`].
 pub(super) fn page_limit(q: &HashMap<String, String>) -> Result<usize, ApiError> {
     match q.get("limit") {
@@ -323,8 +331,7 @@ async fn add_review(
         return Err(ApiError(StatusCode::FORBIDDEN, "a read-only token cannot review".into()));
     }
     let a = visible(&api, &p.role, &id)?;
-    let v: Value = serde_json::from_slice(&body).map_err(|e| bad(format!("body is not JSON: {e}")))?;
-    let obj = v.as_object().ok_or_else(|| bad("body must be a JSON object"))?;
+    let obj = &body_object(&body)?;
     if let Some(k) = obj.keys().find(|k| !["outcome", "note"].contains(&k.as_str())) {
         return Err(bad(format!("unknown field {k:?}")));
     }

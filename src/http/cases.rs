@@ -188,9 +188,8 @@ pub async fn decide(
         return Err(ApiError(StatusCode::FORBIDDEN, "a read-only token cannot decide".into()));
     }
     let c = visible(&api, &p.role, &id)?;
-    let v: Value = serde_json::from_slice(&body).map_err(|e| bad(format!("body is not JSON: {e}")))?;
-    let obj = v.as_object().ok_or_else(|| bad("body must be a JSON object"))?;
-    let d = record(&api, &c, &p.name, obj).await?;
+    let obj = super::api::body_object(&body)?;
+    let d = record(&api, &c, &p.name, &obj).await?;
     let now = api.clock.now();
     let c = with_pending(&api, c)?;
     let mut out = case_value(&api, &c, now);

@@ -135,11 +135,12 @@ impl Case {
         }
     }
 
-    /// Adds one alert (raised at event time `at`) to the case's counts; a
-    /// relapse alert repeats its relapsed alert's amount and passes
-    /// `counts_amount` false.
-    pub fn add_alert(&mut self, a: &Alert, at: Timestamp, counts_amount: bool) {
-        self.alerts.push(a.alert_id.clone());
+    /// Adds alert `id` (raised at event time `at`, with the fields of `a`)
+    /// to the case's counts; a relapse alert, filed with the fields of the
+    /// alert that relapsed, repeats its amount and passes `counts_amount`
+    /// false.
+    pub fn add_alert(&mut self, id: &str, a: &Alert, at: Timestamp, counts_amount: bool) {
+        self.alerts.push(id.to_owned());
         if counts_amount {
             if let Some(m) = a.amount {
                 self.amount = self.amount.plus(m);

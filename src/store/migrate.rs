@@ -104,7 +104,7 @@ pub(super) fn v2_to_v3(store: &Store) -> Result<(), StoreError> {
         let case = all
             .entry(a.case_id.clone())
             .or_insert_with(|| Case::new(a.case_id.clone(), a.rule, subject, time(&a.detected_at), at));
-        case.add_alert(&a, at, true);
+        case.add_alert(&a.alert_id, &a, at, true);
         case_of.insert(a.alert_id.clone(), a.case_id.clone());
         batch.put_raw(Cf::Alerts, a.alert_id.as_bytes(), &serde_json::to_vec(&a).map_err(json_err)?);
         in_batch += 1;

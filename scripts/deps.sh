@@ -31,6 +31,8 @@ if $with_tests; then
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
   command -v curl >/dev/null 2>&1 || need+=(curl)
   command -v mount >/dev/null 2>&1 || need+=(mount)
+  # The offline advisory check makes a git copy of the RustSec snapshot.
+  command -v git >/dev/null 2>&1 || need+=(git)
 fi
 command -v c++ >/dev/null 2>&1 || need+=(g++)
 [ -x /usr/bin/time ] || need+=(time)

@@ -237,14 +237,7 @@ fn run_webhooks(w: WebhooksCmd) -> ExitCode {
     let result = match w {
         WebhooksCmd::ListDead { .. } => webhook::list_dead(&store).map(|dead| {
             for (_, d) in &dead {
-                let line = serde_json::json!({
-                    "alert_id": d.delivery.alert_id,
-                    "route": d.delivery.route,
-                    "attempts": d.delivery.attempts,
-                    "last_error": d.delivery.last_error,
-                    "failed_at": tz.format(paywatch::model::Timestamp(d.failed_at_ms)),
-                });
-                println!("{line}");
+                println!("{}", d.json(tz));
             }
             eprintln!("{} deliveries on the webhook dead-letter list", dead.len());
         }),

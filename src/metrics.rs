@@ -76,7 +76,7 @@ pub struct Metrics {
     /// Deliveries on the webhook dead-letter list.
     pub webhook_dead: IntGauge,
     /// Deliveries due now (waiting for a request slot).
-    pub webhook_pending: IntGauge,
+    pub webhook_pending: IntGaugeVec,
     /// RocksDB's estimate of live data, all column families.
     pub rocksdb_live: IntGauge,
     /// Bytes compaction still has to rewrite (write stalls follow).
@@ -196,7 +196,12 @@ impl Metrics {
             ),
             webhook_deliveries: counter(WEBHOOK_DELIVERIES, "Webhook attempts by route and outcome", &["route", "outcome"]),
             webhook_dead: gauge(WEBHOOK_DEAD, "Webhook deliveries on the dead-letter list"),
-            webhook_pending: gauge(WEBHOOK_DUE, "Webhook deliveries due now"),
+            webhook_pending: {
+                let g = IntGaugeVec::new(Opts::new(WEBHOOK_DUE, "Webhook deliveries due now or in flight, by route"), &["route"])
+                    .expect("valid metric");
+                registry.register(Box::new(g.clone())).expect("registered once");
+                g
+            },
             rocksdb_live: gauge(ROCKSDB_LIVE, "RocksDB estimate of live data"),
             rocksdb_pending_compaction: gauge(ROCKSDB_PENDING_COMPACTION, "RocksDB bytes compaction still has to rewrite"),
             rocksdb_cache_hit_ratio: {

@@ -112,8 +112,7 @@ pub fn ledger(store: &Store, quarter: Quarter, township: Option<&str>, now: Time
                 .unwrap_or_default(),
             None => String::new(),
         };
-        let closed = matches!(c.status, Status::Rectified | Status::FalsePositive);
-        let overdue = !closed && now.0 - c.opened_at.0 >= i64::from(deadline_days) * crate::model::time::MS_PER_DAY;
+        let overdue = !c.closed() && now.0 - c.opened_at.0 >= i64::from(deadline_days) * crate::model::time::MS_PER_DAY;
         rows.push(Row { case: c, name, overdue });
     }
     rows.sort_by(|a, b| (&a.case.township, a.case.first_event, &a.case.case_id).cmp(&(&b.case.township, b.case.first_event, &b.case.case_id)));

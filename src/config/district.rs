@@ -25,11 +25,15 @@ pub struct CasesConfig {
     pub deadline_days: u32,
     /// From this many days it is due soon (临期).
     pub warn_days: u32,
+    /// How often `paywatch run` checks the cases against their deadlines
+    /// (and counts them for the metrics).
+    #[serde(with = "humantime_serde")]
+    pub check_every: std::time::Duration,
 }
 
 impl Default for CasesConfig {
     fn default() -> CasesConfig {
-        CasesConfig { deadline_days: 30, warn_days: 25 }
+        CasesConfig { deadline_days: 30, warn_days: 25, check_every: std::time::Duration::from_secs(15) }
     }
 }
 
@@ -40,6 +44,9 @@ impl CasesConfig {
         }
         if self.warn_days >= self.deadline_days {
             return Err("cases.warn_days: must be less than cases.deadline_days".into());
+        }
+        if self.check_every < std::time::Duration::from_secs(1) || self.check_every > std::time::Duration::from_secs(3600) {
+            return Err("cases.check_every: 1s to 1h".into());
         }
         Ok(())
     }

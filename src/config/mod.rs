@@ -13,7 +13,7 @@ mod district;
 mod secrets;
 mod webhooks;
 pub use district::{CasesConfig, DistrictConfig};
-pub use webhooks::{redact_url, RouteConfig, WebhooksConfig, MAX_ROUTES};
+pub use webhooks::{redact_url, Event, RouteConfig, WebhooksConfig, MAX_ROUTES};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -67,6 +67,47 @@ pub struct RouteConfig {
     /// `localhost`) needs no flag.
     #[serde(default)]
     pub allow_insecure_http: bool,
+    /// What this route receives: alerts, and the cases' deadline events
+    /// (`case.due_soon`, `case.overdue`, `case.relapsed`). Only alerts
+    /// unless a route lists more, so receivers written for alerts never
+    /// see a body of another shape.
+    #[serde(default = "alerts_only")]
+    pub events: Vec<Event>,
+}
+
+/// What a webhook delivery is (its `X-Paywatch-Event` header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Event {
+    /// An alert, the contract's §4 JSON.
+    #[serde(rename = "alert")]
+    Alert,
+    /// A case not closed reached `[cases] warn_days` (临期).
+    #[serde(rename = "case.due_soon")]
+    CaseDueSoon,
+    /// A case not closed reached `[cases] deadline_days` (超期).
+    #[serde(rename = "case.overdue")]
+    CaseOverdue,
+    /// A case closed as `rectified` was reopened by a new alert (反弹).
+    #[serde(rename = "case.relapsed")]
+    CaseRelapsed,
+}
+
+impl Event {
+    pub const ALL: [Event; 4] = [Event::Alert, Event::CaseDueSoon, Event::CaseOverdue, Event::CaseRelapsed];
+
+    /// The name in config, in the header and in the event body.
+    pub fn name(self) -> &'static str {
+        match self {
+            Event::Alert => "alert",
+            Event::CaseDueSoon => "case.due_soon",
+            Event::CaseOverdue => "case.overdue",
+            Event::CaseRelapsed => "case.relapsed",
+        }
+    }
+}
+
+fn alerts_only() -> Vec<Event> {
+    vec![Event::Alert]
 }
 
 fn lowest() -> crate::model::Severity {
@@ -114,9 +155,19 @@ fn loopback(url: &str) -> bool {
 impl RouteConfig {
     /// Whether an alert goes to this route.
     pub fn matches(&self, a: &crate::model::Alert) -> bool {
-        (self.townships.is_empty() || self.townships.contains(&a.township))
+        self.events.contains(&Event::Alert)
+            && (self.townships.is_empty() || self.townships.contains(&a.township))
             && (self.rules.is_empty() || self.rules.contains(&a.rule))
             && a.severity >= self.min_severity
+    }
+
+    /// Whether a case event of a case of `rule` in `township` goes to this
+    /// route: it lists the event, and the township and rule filters pass
+    /// (a case has no severity; `min_severity` applies to alerts only).
+    pub fn wants_case_event(&self, event: Event, township: &str, rule: crate::model::Rule) -> bool {
+        self.events.contains(&event)
+            && (self.townships.is_empty() || self.townships.iter().any(|t| t == township))
+            && (self.rules.is_empty() || self.rules.contains(&rule))
     }
 }
 
@@ -138,6 +189,12 @@ impl WebhooksConfig {
             let at = format!("webhooks.routes[{i}] ({:?})", r.name);
             if r.name.trim().is_empty() || r.name.len() > 64 {
                 return Err(format!("{at}.name: 1 to 64 characters"));
+            }
+            if r.name.chars().any(char::is_control) {
+                return Err(format!("{at}.name: no control characters"));
+            }
+            if r.events.is_empty() {
+                return Err(format!("{at}.events: at least one of {:?}", Event::ALL.map(Event::name)));
             }
             if self.routes[..i].iter().any(|o| o.name == r.name) {
                 return Err(format!("{at}.name: used twice"));

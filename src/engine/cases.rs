@@ -27,7 +27,8 @@ impl Engine {
         let (rule, tz) = (alert.rule, self.tz);
         let case = self.cases.get_or_insert_with(&self.store, &key, || Case::new(alert.case_id.clone(), rule, subject, now, at))?;
         let quiet = case.status == Status::FalsePositive;
-        if case.status == Status::Rectified {
+        let reopened = case.status == Status::Rectified;
+        if reopened {
             case.status = Status::Open;
             case.relapsed = true;
             case.opened_at = now;
@@ -60,6 +61,10 @@ impl Engine {
             case.add_alert(&id, &alert, at, false);
             (id, f)
         });
+        if reopened {
+            let snapshot = case.clone();
+            self.reopened.push(snapshot);
+        }
         let case_id = alert.case_id.clone();
         self.push_alert(alert, quiet);
         if let Some((id, f)) = relapse {

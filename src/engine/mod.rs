@@ -175,6 +175,10 @@ pub struct Engine {
     /// The staged alerts of cases closed as `false_positive`: recorded and
     /// published, but not sent to supervisors' webhooks (§11.4).
     quiet_ids: FxHashSet<String>,
+    /// Cases closed as `rectified` that an alert reopened since the last
+    /// commit, as they stand after it: the service announces them
+    /// (`case.relapsed`) in the same commit.
+    reopened: Vec<crate::store::cases::Case>,
     /// Records the engine refused since the last commit.
     staged_dead: Vec<DeadLetter>,
     /// What a failed commit does: `None` returns the error at once (the
@@ -190,6 +194,16 @@ pub struct Engine {
     /// What a background commit that landed between commits made durable,
     /// returned by the next commit.
     landed: Committed,
+}
+
+/// What a commit stages, for the caller to add to the same write
+/// ([`Engine::commit_with`]).
+pub struct Staged<'a> {
+    pub alerts: &'a [Alert],
+    /// Ids of the alerts supervisors are not sent (§11.4).
+    pub quiet: &'a FxHashSet<String>,
+    /// Cases reopened by a relapse, as they stand.
+    pub reopened: &'a [crate::store::cases::Case],
 }
 
 /// A commit handed to RocksDB on another thread, not yet durable.
@@ -226,6 +240,7 @@ impl Engine {
             staged_alerts: Vec::new(),
             staged_ids: FxHashSet::default(),
             quiet_ids: FxHashSet::default(),
+            reopened: Vec::new(),
             staged_dead: Vec::new(),
             on_write_failure: None,
             batch_bytes: 0,
@@ -326,7 +341,7 @@ impl Engine {
 
     /// Commits everything staged, with `position` as the input reached.
     pub fn commit(&mut self, position: Option<SortKey>) -> Result<Committed, EngineError> {
-        self.commit_with(position, |_, _, _| Ok(()))
+        self.commit_with(position, |_, _| Ok(()))
     }
 
     /// Commits everything staged and, in the same atomic write, what `extra`
@@ -336,13 +351,13 @@ impl Engine {
     pub fn commit_with(
         &mut self,
         position: Option<SortKey>,
-        extra: impl FnOnce(&mut Batch<'_>, &[Alert], &FxHashSet<String>) -> Result<(), EngineError>,
+        extra: impl FnOnce(&mut Batch<'_>, Staged<'_>) -> Result<(), EngineError>,
     ) -> Result<Committed, EngineError> {
         let mut landed = self.land()?;
         // A handle of its own, so the batch does not borrow the engine.
         let store = self.store.clone();
         let mut batch = store.batch_with_capacity(self.batch_capacity());
-        extra(&mut batch, &self.staged_alerts, &self.quiet_ids)?;
+        extra(&mut batch, Staged { alerts: &self.staged_alerts, quiet: &self.quiet_ids, reopened: &self.reopened })?;
         self.fill(&mut batch, position, false)?;
         let failed_attempts = match &mut self.on_write_failure {
             Some(policy) => store.commit_retrying(batch, policy.as_mut())?,
@@ -357,6 +372,7 @@ impl Engine {
         self.decision_cases.trim();
         self.staged_ids.clear();
         self.quiet_ids.clear();
+        self.reopened.clear();
         landed.absorb(Committed {
             alerts: std::mem::take(&mut self.staged_alerts),
             dead_letters: std::mem::take(&mut self.staged_dead),
@@ -385,8 +401,10 @@ impl Engine {
         // batch by the writing thread.
         let (months, segment) = (self.months.hand_off(), self.progress.commits);
         let write = store.commit_in_background(batch, Box::new(move |b| months::put_all(b, &months, segment)));
-        // The file audit sends nothing to supervisors: nothing is quiet.
+        // The file audit sends nothing to supervisors: nothing is quiet,
+        // no case event is announced.
         self.quiet_ids.clear();
+        self.reopened.clear();
         self.in_flight = Some(InFlight {
             write,
             alert_ids: std::mem::take(&mut self.staged_ids),

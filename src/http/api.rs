@@ -258,20 +258,13 @@ async fn dead_list(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Va
     let dead = crate::sink::webhook::list_dead(&api.store).map_err(internal)?;
     let items: Vec<Value> = dead
         .iter()
-        .map(|(_, d)| {
-            json!({
-                "alert_id": d.delivery.alert_id,
-                "route": d.delivery.route,
-                "attempts": d.delivery.attempts,
-                "last_error": d.delivery.last_error,
-                "failed_at": api.tz.format(crate::model::Timestamp(d.failed_at_ms)),
-            })
-        })
+        .map(|(_, d)| d.json(api.tz))
         .collect();
     Ok(Json(json!({ "items": items })))
 }
 
-/// `POST /api/v1/webhooks/dead/retry` (optionally `{"alert_id": "…"}`):
+/// `POST /api/v1/webhooks/dead/retry` (optionally `{"id": "…"}`, an alert
+/// or event id; `alert_id` is read as well):
 /// queues dead deliveries again; the running dispatcher sends them.
 async fn dead_retry(State(api): State<Api>, headers: HeaderMap, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
     district_only(&who(&api, &headers)?)?;
@@ -279,10 +272,10 @@ async fn dead_retry(State(api): State<Api>, headers: HeaderMap, body: axum::body
         None
     } else {
         let v: Value = serde_json::from_slice(&body).map_err(|e| bad(format!("body is not JSON: {e}")))?;
-        match v.get("alert_id") {
+        match v.get("id").or_else(|| v.get("alert_id")) {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => return Err(bad("alert_id: a string")),
+            Some(_) => return Err(bad("id: a string")),
         }
     };
     let n = crate::sink::webhook::retry_dead(&api.store, alert_id.as_deref(), api.clock.now().0).map_err(internal)?;

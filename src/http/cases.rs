@@ -16,7 +16,7 @@ use super::auth::Role;
 use crate::decode::{decode_json_str, Kind};
 use crate::model::decision::Decision;
 use crate::model::{Record, Rule, Timestamp};
-use crate::store::cases::{self, Case, Status};
+use crate::store::cases::{self, Case, Deadline, Status};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
@@ -62,13 +62,14 @@ fn with_pending(api: &Api, c: Case) -> Result<Case, ApiError> {
     cases::with_pending(&api.store, c).map_err(internal)
 }
 
-/// The case's status at `now` against the deadlines: overdue, due soon.
+/// The case's status at `now` against the deadlines: overdue, due soon
+/// (or overdue).
 fn deadline_state(api: &Api, c: &Case, now: Timestamp) -> (bool, bool) {
-    if matches!(c.status, Status::Rectified | Status::FalsePositive) {
-        return (false, false);
+    match c.deadline(&api.cases, now) {
+        Deadline::Overdue => (true, true),
+        Deadline::DueSoon => (false, true),
+        Deadline::Closed | Deadline::Running => (false, false),
     }
-    let days = (now.0 - c.opened_at.0) / crate::model::time::MS_PER_DAY;
-    (days >= i64::from(api.cases.deadline_days), days >= i64::from(api.cases.warn_days))
 }
 
 fn case_value(api: &Api, c: &Case, now: Timestamp) -> Value {
@@ -76,7 +77,7 @@ fn case_value(api: &Api, c: &Case, now: Timestamp) -> Value {
     let (overdue, due_soon) = deadline_state(api, c, now);
     v["overdue"] = json!(overdue);
     v["due_soon"] = json!(due_soon);
-    v["deadline"] = json!(api.tz.format(c.opened_at.plus_days(i64::from(api.cases.deadline_days))));
+    v["deadline"] = json!(api.tz.format(c.due_at(&api.cases)));
     v
 }
 
@@ -246,40 +247,6 @@ pub fn decision_from(api: &Api, c: &Case, who: &str, obj: &Map<String, Value>) -
         Ok(Record::Decision(d)) => Ok(d),
         Ok(_) => Err(bad("not a decision")),
         Err(r) => Err(bad(r.to_string())),
-    }
-}
-
-/// Counts the cases into the metrics every `every`, until the process ends:
-/// by status, overdue (wall clock against `[cases] deadline_days`), and
-/// relapsed and still open.
-pub async fn observe(store: crate::store::Store, metrics: std::sync::Arc<crate::metrics::Metrics>, clock: std::sync::Arc<dyn crate::clock::Clock>, cfg: crate::config::CasesConfig, every: Duration) {
-    loop {
-        let now = clock.now();
-        let mut by = [0i64; 5];
-        let (mut overdue, mut relapsed) = (0, 0);
-        let mut failed = None;
-        for c in cases::all(&store) {
-            match c {
-                Ok(c) => {
-                    by[Status::ALL.iter().position(|s| *s == c.status).unwrap_or(0)] += 1;
-                    let open = !matches!(c.status, Status::Rectified | Status::FalsePositive);
-                    overdue += i64::from(open && now.0 - c.opened_at.0 >= i64::from(cfg.deadline_days) * crate::model::time::MS_PER_DAY);
-                    relapsed += i64::from(open && c.relapsed);
-                }
-                Err(e) => failed = Some(e),
-            }
-        }
-        match failed {
-            Some(e) => tracing::warn!(error = %e, "cases could not be counted for the metrics"),
-            None => {
-                for (s, n) in Status::ALL.iter().zip(by) {
-                    metrics.cases.with_label_values(&[s.code()]).set(n);
-                }
-                metrics.cases_overdue.set(overdue);
-                metrics.cases_relapsed.set(relapsed);
-            }
-        }
-        tokio::time::sleep(every).await;
     }
 }
 

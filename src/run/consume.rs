@@ -11,7 +11,7 @@ use crate::http::{Health, Status};
 use crate::metrics::Metrics;
 use crate::model::Record;
 use crate::sink::outbox::{self, OutMessage, Source};
-use crate::sink::webhook;
+use crate::sink::{case_events, webhook};
 use crate::source::kafka::{Incoming, KafkaSource, Rebalanced};
 use crate::source::offsets::{Admit, OffsetBook, Part};
 use crate::source::reorder::{Held, Reorder};
@@ -48,6 +48,9 @@ pub struct Shared {
 pub struct Consume {
     /// Webhook routes: deliveries are queued in the commit.
     routes: Vec<crate::config::RouteConfig>,
+    /// `[cases]`: the deadline a `case.relapsed` event names.
+    cases_cfg: crate::config::CasesConfig,
+    tz: crate::model::Tz,
     wake_webhooks: Arc<Notify>,
     pub engine: Engine,
     pub source: KafkaSource,
@@ -113,6 +116,8 @@ impl Consume {
         let Shared { clock, metrics, health, wake, wake_webhooks } = shared;
         Consume {
             routes: cfg.webhooks.routes.clone(),
+            cases_cfg: cfg.cases.clone(),
+            tz: cfg.tz(),
             wake_webhooks,
             engine,
             source,
@@ -394,9 +399,10 @@ impl Consume {
         let dead = staged.len();
         self.meta.offsets = self.book.lock().unwrap_or_else(|e| e.into_inner()).to_stored();
         let meta = &mut self.meta;
-        let routes = &self.routes;
-        let committed = self.engine.commit_with(None, |batch, alerts, quiet| {
-            for a in alerts {
+        let (routes, cases_cfg, tz) = (&self.routes, &self.cases_cfg, self.tz);
+        let committed = self.engine.commit_with(None, |batch, staged_now| {
+            let quiet = staged_now.quiet;
+            for a in staged_now.alerts {
                 outbox::stage(batch, &mut meta.outbox_seq, &OutMessage::alert(a, now_ms)?)?;
                 // An alert of a case closed as false_positive is published
                 // but not sent to supervisors again (§11.4).
@@ -404,6 +410,7 @@ impl Consume {
                     webhook::stage(batch, &mut meta.outbox_seq, routes, a, now_ms)?;
                 }
             }
+            case_events::stage_relapsed(batch, &mut meta.outbox_seq, routes, staged_now.reopened, cases_cfg, tz, now_ms)?;
             for m in &staged {
                 outbox::stage(batch, &mut meta.outbox_seq, m)?;
             }
@@ -430,7 +437,7 @@ impl Consume {
         self.metrics.outbox_depth.add((committed.alerts.len() + dead) as i64);
         if !committed.alerts.is_empty() || dead > 0 {
             self.wake.notify_one();
-            self.wake_webhooks.notify_one();
+            self.wake_webhooks.notify_waiters();
         }
         let positions: Vec<(Part, i64)> = {
             let book = self.book.lock().unwrap_or_else(|e| e.into_inner());

@@ -126,13 +126,6 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
         cfg.max_future_ms(),
     ));
     tokio::spawn(http::cases::publish_migrated(Arc::clone(&decisions), store.clone()));
-    tokio::spawn(http::cases::observe(
-        store.clone(),
-        Arc::clone(&metrics),
-        Arc::clone(&clock),
-        cfg.cases.clone(),
-        std::time::Duration::from_secs(15),
-    ));
     let http = {
         let stop = Arc::clone(&http_stop);
         let api = http::api::Api {
@@ -158,7 +151,7 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
     let wake_webhooks = Arc::new(Notify::new());
     let webhooks_stop = Arc::new(AtomicBool::new(false));
     metrics.webhook_dead.set(webhook::list_dead(&store)?.len() as i64);
-    let dispatcher = webhook::Dispatcher::new(
+    let dispatcher = crate::sink::dispatch::Dispatcher::new(
         &cfg.webhooks,
         store.clone(),
         Arc::clone(&clock),
@@ -167,6 +160,18 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
         Arc::clone(&webhooks_stop),
     )?;
     let dispatching = tokio::spawn(dispatcher.run());
+    // Counts the cases and queues their deadline events.
+    let deadlines = crate::sink::case_events::Deadlines {
+        store: store.clone(),
+        routes: cfg.webhooks.routes.clone(),
+        cfg: cfg.cases.clone(),
+        clock: Arc::clone(&clock),
+        metrics: Arc::clone(&metrics),
+        tz: cfg.tz(),
+        wake: Arc::clone(&wake_webhooks),
+        seq: 0,
+    };
+    tokio::spawn(deadlines.run(cfg.cases.check_every));
 
     let shared = Shared {
         clock,
@@ -211,7 +216,7 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
     // 3. Stop the webhook dispatcher (its requests in flight finish or time
     // out; undelivered entries stay in the outbox).
     webhooks_stop.store(true, Ordering::Relaxed);
-    wake_webhooks.notify_one();
+    wake_webhooks.notify_waiters();
     match tokio::time::timeout(cfg.webhooks.timeout + std::time::Duration::from_secs(1), dispatching).await {
         Ok(Ok(Err(e))) => tracing::error!(error = %e, "webhook dispatcher failed; deliveries stay for the next start"),
         Err(_) => tracing::warn!("webhook requests still in flight at shutdown; they are sent again at the next start"),

@@ -4,8 +4,11 @@
 //! - `jsonl`: the file audit's output files.
 //! - `outbox` + `kafka`: `paywatch run`'s messages, committed with the state
 //!   and deleted once the broker acknowledged them.
-//! - `webhook`: deliveries to supervisors' receivers, from the same outbox.
+//! - `webhook` + `dispatch`: deliveries to supervisors' receivers, from
+//!   the same outbox, one worker per route.
 
+pub mod case_events;
+pub mod dispatch;
 pub mod jsonl;
 pub mod kafka;
 pub mod outbox;

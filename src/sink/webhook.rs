@@ -1,25 +1,23 @@
 //! Supervisors' webhooks: every alert matching a route is written to the
 //! outbox as a delivery in the same atomic commit as the state that raised
-//! it; the dispatcher POSTs it, signed, and deletes it only on a 2xx.
-//! Timeouts, connection errors, 5xx and 429 are retried with exponential
-//! backoff and jitter (honouring `Retry-After`); any other answer, or too
-//! many attempts, moves the delivery to the webhook dead-letter list. The
-//! retry schedule is stored with the delivery, so a restart resumes it.
-//! A slow receiver delays only its own deliveries, never detection.
+//! it (and every case event in the commit that announces it); the
+//! dispatcher (`dispatch.rs`) POSTs it, signed, and deletes it only on a
+//! 2xx. Timeouts, connection errors, 5xx and 429 are retried with
+//! exponential backoff and jitter (honouring `Retry-After`); any other
+//! answer, or too many attempts, moves the delivery to the webhook
+//! dead-letter list. The retry schedule is stored with the delivery, so a
+//! restart resumes it.
+//!
+//! This module owns the deliveries' layout in the outbox column family
+//! ([`keys::delivery`]: one key range per route) and the dead list.
 
-use crate::clock::Clock;
-use crate::config::{RouteConfig, WebhooksConfig};
-use crate::metrics::Metrics;
+use crate::config::{Event, RouteConfig, WebhooksConfig};
 use crate::model::Alert;
 use crate::store::{keys, Batch, Cf, Store, StoreError};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Notify, Semaphore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
@@ -29,15 +27,34 @@ pub enum WebhookError {
     Store(#[from] StoreError),
 }
 
-/// The outbox key prefix of deliveries.
-const PREFIX: u8 = b'w';
+/// Who queued a delivery: the second-to-last part of its key, so that two
+/// writers with their own sequences never make the same key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The engine's commit (sequence: the stream's `outbox_seq`).
+    Engine,
+    /// The case deadline watcher (sequence: its own, per process; the
+    /// queueing time in the key keeps restarts apart).
+    Deadlines,
+}
 
-/// One alert for one route, waiting to be delivered.
+impl Origin {
+    fn byte(self) -> u8 {
+        match self {
+            Origin::Engine => keys::FROM_ENGINE,
+            Origin::Deadlines => keys::FROM_DEADLINES,
+        }
+    }
+}
+
+/// One alert or case event for one route, waiting to be delivered.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Delivery {
     pub route: String,
-    pub alert_id: String,
-    /// The alert's JSON, as POSTed.
+    /// The alert's id, or the case event's id: the `Idempotency-Key`, the
+    /// same on every attempt, so a receiver can drop a repeat.
+    pub id: String,
+    /// The JSON as POSTed.
     pub body: Vec<u8>,
     /// Attempts made so far.
     pub attempts: u32,
@@ -47,6 +64,15 @@ pub struct Delivery {
     pub queued_ms: i64,
     /// What the last attempt got.
     pub last_error: Option<String>,
+    /// What it is (`X-Paywatch-Event`). Last, because state v3 stored
+    /// deliveries without it (the v3 → v4 upgrade appends it).
+    pub event: Event,
+}
+
+impl Delivery {
+    fn new(route: &RouteConfig, id: String, body: Vec<u8>, event: Event, now_ms: i64) -> Delivery {
+        Delivery { route: route.name.clone(), id, body, attempts: 0, next_at_ms: now_ms, queued_ms: now_ms, last_error: None, event }
+    }
 }
 
 /// Queues a delivery of `a` to every route it matches (inside the commit
@@ -59,18 +85,34 @@ pub fn stage(batch: &mut Batch<'_>, seq: &mut u64, routes: &[RouteConfig], a: &A
             None => body.insert(serde_json::to_vec(a)?),
         };
         *seq += 1;
-        let d = Delivery {
-            route: r.name.clone(),
-            alert_id: a.alert_id.clone(),
-            body: body.clone(),
-            attempts: 0,
-            next_at_ms: now_ms,
-            queued_ms: now_ms,
-            last_error: None,
-        };
-        batch.put(Cf::Outbox, &keys::outbox(PREFIX, *seq), &d)?;
+        let d = Delivery::new(r, a.alert_id.clone(), body.clone(), Event::Alert, now_ms);
+        batch.put(Cf::Outbox, &keys::delivery(&r.name, now_ms, Origin::Engine.byte(), *seq), &d)?;
     }
     Ok(())
+}
+
+/// Queues case event `id` (body `body`) to each of `routes`; returns how
+/// many deliveries it queued.
+pub fn stage_event(
+    batch: &mut Batch<'_>,
+    (origin, seq): (Origin, &mut u64),
+    routes: &[&RouteConfig],
+    event: Event,
+    id: &str,
+    body: &[u8],
+    now_ms: i64,
+) -> Result<usize, StoreError> {
+    for r in routes {
+        *seq += 1;
+        let d = Delivery::new(r, id.to_owned(), body.to_vec(), event, now_ms);
+        batch.put(Cf::Outbox, &keys::delivery(&r.name, now_ms, origin.byte(), *seq), &d)?;
+    }
+    Ok(routes.len())
+}
+
+/// Decodes a stored delivery; the error names the key.
+pub fn decode(key: &[u8], value: &[u8]) -> Result<Delivery, StoreError> {
+    postcard::from_bytes(value).map_err(|source| StoreError::Decode { cf: Cf::Outbox.name(), key: keys::shown(key), source })
 }
 
 /// `X-Paywatch-Signature`: `v1=<hex HMAC-SHA256(secret, timestamp "." body)>`
@@ -113,7 +155,7 @@ pub fn backoff(cfg: &WebhooksConfig, attempts: u32, jitter: f64, retry_after: Op
 
 /// A number in [0, 1) that differs per delivery and moment, so that
 /// retries of many deliveries do not arrive together.
-fn jitter(key: &[u8], now_ms: i64) -> f64 {
+pub(super) fn jitter(key: &[u8], now_ms: i64) -> f64 {
     let mut h = (now_ms as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     for b in key {
         h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01B3);
@@ -128,163 +170,23 @@ pub struct DeadDelivery {
     pub failed_at_ms: i64,
 }
 
-pub struct Dispatcher {
-    client: reqwest::Client,
-    store: Store,
-    cfg: WebhooksConfig,
-    clock: Arc<dyn Clock>,
-    metrics: Arc<Metrics>,
-    /// Woken after every commit that queued deliveries.
-    wake: Arc<Notify>,
-    /// Set at shutdown: deliveries wait in the outbox for the next start.
-    stop: Arc<AtomicBool>,
-    /// Bounds requests in flight per route.
-    limits: HashMap<String, Arc<Semaphore>>,
-}
-
-impl Dispatcher {
-    pub fn new(
-        cfg: &WebhooksConfig,
-        store: Store,
-        clock: Arc<dyn Clock>,
-        metrics: Arc<Metrics>,
-        wake: Arc<Notify>,
-        stop: Arc<AtomicBool>,
-    ) -> Result<Dispatcher, WebhookError> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(cfg.timeout)
-            .user_agent(concat!("paywatch/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(WebhookError::Client)?;
-        let limits = cfg.routes.iter().map(|r| (r.name.clone(), Arc::new(Semaphore::new(cfg.concurrency)))).collect();
-        Ok(Dispatcher { client, store, cfg: cfg.clone(), clock, metrics, wake, stop, limits })
-    }
-
-    /// Delivers until `stop` is set.
-    pub async fn run(self) -> Result<(), WebhookError> {
-        let this = Arc::new(self);
-        while !this.stop.load(Ordering::Relaxed) {
-            let now = this.clock.now().0;
-            let entries = this.store.entries_between(Cf::Outbox, &[PREFIX], &[PREFIX + 1], 10_000)?;
-            let mut due = Vec::new();
-            let mut next = now + 1000;
-            for (k, v) in entries {
-                let d: Delivery = postcard::from_bytes(&v)
-                    .map_err(|source| StoreError::Decode { cf: Cf::Outbox.name(), key: crate::store::keys::shown(&k), source })?;
-                if d.next_at_ms <= now {
-                    due.push((k, d));
-                } else {
-                    next = next.min(d.next_at_ms);
-                }
-            }
-            this.metrics.webhook_pending.set(due.len() as i64);
-            if due.is_empty() {
-                let wait = Duration::from_millis(u64::try_from((next - now).clamp(10, 1000)).unwrap_or(1000));
-                tokio::select! {
-                    _ = this.wake.notified() => {}
-                    _ = tokio::time::sleep(wait) => {}
-                }
-                continue;
-            }
-            let mut tasks = tokio::task::JoinSet::new();
-            for (k, d) in due {
-                let me = Arc::clone(&this);
-                tasks.spawn(async move {
-                    let outcome = me.attempt(&d).await;
-                    (k, d, outcome)
-                });
-            }
-            let mut batch = this.store.batch();
-            while let Some(done) = tasks.join_next().await {
-                let Ok((k, d, outcome)) = done else { continue };
-                this.settle(&mut batch, k, d, outcome)?;
-            }
-            if let Err(e) = this.store.commit(batch) {
-                // Delivered or not, these entries keep their old schedule
-                // and are sent again (same Idempotency-Key) once the state
-                // can be written.
-                this.metrics.state_write_failures.with_label_values(&["webhooks"]).inc();
-                tracing::warn!(error = %e, "cannot record webhook outcomes; retrying in 1 s");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-        Ok(())
-    }
-
-    async fn attempt(&self, d: &Delivery) -> Attempt {
-        let Some(route) = self.cfg.routes.iter().find(|r| r.name == d.route) else {
-            return Attempt::Refused(format!("route {:?} is no longer configured", d.route));
-        };
-        let _permit = match self.limits.get(&d.route) {
-            Some(s) => Some(s.clone().acquire_owned().await),
-            None => None,
-        };
-        let ts = (self.clock.now().0 / 1000).to_string();
-        let sent = self
-            .client
-            .post(&route.url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("Idempotency-Key", &d.alert_id)
-            .header("X-Paywatch-Timestamp", &ts)
-            .header("X-Paywatch-Signature", signature(&route.secrets, &ts, &d.body))
-            .body(d.body.clone())
-            .send()
-            .await;
-        match sent {
-            Ok(r) if r.status().is_success() => Attempt::Delivered,
-            Ok(r) if r.status().as_u16() == 429 || r.status().is_server_error() => {
-                let retry_after = r
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
-                Attempt::Retry { error: format!("HTTP {}", r.status().as_u16()), retry_after }
-            }
-            Ok(r) if r.status().is_redirection() => Attempt::Refused(format!("HTTP {}: redirects are refused", r.status().as_u16())),
-            Ok(r) => Attempt::Refused(format!("HTTP {}", r.status().as_u16())),
-            // reqwest's words carry the URL, whose query may hold a token.
-            Err(e) => Attempt::Retry {
-                error: if e.is_timeout() { "timed out".into() } else { crate::config::redact_url(&e.to_string()) },
-                retry_after: None,
-            },
-        }
-    }
-
-    /// Records an attempt: delete, reschedule or move to the dead list.
-    fn settle(&self, batch: &mut Batch<'_>, key: Vec<u8>, mut d: Delivery, outcome: Attempt) -> Result<(), StoreError> {
-        let now = self.clock.now().0;
-        let label = |o: &str| [d.route.clone(), o.to_owned()];
-        match outcome {
-            Attempt::Delivered => {
-                self.metrics.webhook_deliveries.with_label_values(&label("delivered")).inc();
-                batch.delete(Cf::Outbox, &key);
-            }
-            Attempt::Retry { error, retry_after } if d.attempts + 1 < self.cfg.max_attempts => {
-                d.attempts += 1;
-                let wait = backoff(&self.cfg, d.attempts, jitter(&key, now), retry_after);
-                d.next_at_ms = now + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
-                tracing::debug!(route = %d.route, attempts = d.attempts, %error, ?wait, "webhook delivery failed; retrying");
-                d.last_error = Some(error);
-                self.metrics.webhook_deliveries.with_label_values(&label("retry")).inc();
-                batch.put(Cf::Outbox, &key, &d)?;
-            }
-            Attempt::Retry { error, .. } | Attempt::Refused(error) => {
-                d.attempts += 1;
-                tracing::warn!(route = %d.route, attempts = d.attempts, %error, "webhook delivery failed for good; on the dead-letter list");
-                d.last_error = Some(error);
-                self.metrics.webhook_deliveries.with_label_values(&label("dead")).inc();
-                self.metrics.webhook_dead.inc();
-                batch.delete(Cf::Outbox, &key);
-                batch.put(Cf::WebhookDead, &key, &DeadDelivery { delivery: d, failed_at_ms: now })?;
-            }
-        }
-        Ok(())
+impl DeadDelivery {
+    /// As the API's dead list and `paywatch webhooks list-dead` show it.
+    pub fn json(&self, tz: crate::model::Tz) -> serde_json::Value {
+        let d = &self.delivery;
+        serde_json::json!({
+            "id": d.id,
+            "event": d.event.name(),
+            "alert_id": (d.event == Event::Alert).then_some(&d.id),
+            "route": d.route,
+            "attempts": d.attempts,
+            "last_error": d.last_error,
+            "failed_at": tz.format(crate::model::Timestamp(self.failed_at_ms)),
+        })
     }
 }
 
-/// The webhook dead-letter list, oldest first.
+/// The webhook dead-letter list, by route, oldest first.
 pub fn list_dead(store: &Store) -> Result<Vec<(Vec<u8>, DeadDelivery)>, StoreError> {
     store
         .entries_between(Cf::WebhookDead, &[], &[0xff], usize::MAX)?
@@ -297,13 +199,13 @@ pub fn list_dead(store: &Store) -> Result<Vec<(Vec<u8>, DeadDelivery)>, StoreErr
         .collect()
 }
 
-/// Puts dead deliveries (all, or those of one alert) back in the outbox,
-/// with a fresh schedule. Returns how many.
-pub fn retry_dead(store: &Store, alert_id: Option<&str>, now_ms: i64) -> Result<usize, StoreError> {
+/// Puts dead deliveries (all, or those of one alert or event id) back in
+/// the outbox, with a fresh schedule. Returns how many.
+pub fn retry_dead(store: &Store, id: Option<&str>, now_ms: i64) -> Result<usize, StoreError> {
     let mut b = store.batch();
     let mut n = 0;
     for (k, mut dead) in list_dead(store)? {
-        if alert_id.is_some_and(|id| id != dead.delivery.alert_id) {
+        if id.is_some_and(|id| id != dead.delivery.id) {
             continue;
         }
         dead.delivery.attempts = 0;
@@ -340,5 +242,41 @@ mod tests {
         // Ten attempts: nine waits, about six hours in all.
         let total: Duration = (1..10).map(|a| backoff(&cfg, a, 0.5, None)).sum();
         assert!(total > Duration::from_secs(11 * 1800) && total < Duration::from_secs(13 * 1800), "{total:?}");
+    }
+
+    /// v3 → v4: a queued and a dead delivery of v3 (`w | seq`, no event)
+    /// move to their route's range and read as alerts.
+    #[test]
+    fn v3_deliveries_are_moved_to_their_route_and_read_as_alerts() {
+        use crate::store::StoreOptions;
+        #[derive(Serialize)]
+        struct V3<'a>(&'a str, &'a str, &'a [u8], u32, i64, i64, Option<&'a str>);
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false, statistics: false };
+        {
+            let store = Store::open(dir.path(), opts).unwrap();
+            let mut b = store.batch();
+            let queued = postcard::to_stdvec(&V3("district", "A-1", b"{}", 2, 5_000, 1_000, Some("HTTP 503"))).unwrap();
+            b.put_raw(Cf::Outbox, &[&b"w"[..], &7u64.to_be_bytes()].concat(), &queued);
+            let mut dead = postcard::to_stdvec(&V3("refusing", "A-2", b"{}", 1, 0, 2_000, Some("HTTP 410"))).unwrap();
+            dead.extend(postcard::to_stdvec(&9_000i64).unwrap());
+            b.put_raw(Cf::WebhookDead, &[&b"w"[..], &8u64.to_be_bytes()].concat(), &dead);
+            b.put_raw(Cf::Meta, keys::META_SCHEMA, b"paywatch-state-v3");
+            store.commit(b).unwrap();
+        }
+        let store = Store::open(dir.path(), opts).unwrap();
+        assert_eq!(store.get_raw(Cf::Meta, keys::META_SCHEMA).unwrap().as_deref(), Some(b"paywatch-state-v4".as_slice()));
+        let q = store.entries_between(Cf::Outbox, &keys::delivery_prefix("district"), &keys::delivery_end("district"), 10).unwrap();
+        assert_eq!(q.len(), 1);
+        assert_eq!(q[0].0, keys::delivery("district", 1_000, keys::FROM_ENGINE, 7));
+        let d = decode(&q[0].0, &q[0].1).unwrap();
+        assert_eq!((d.id.as_str(), d.attempts, d.next_at_ms, d.event), ("A-1", 2, 5_000, Event::Alert));
+        assert!(store.entries_between(Cf::Outbox, b"w", b"x", 10).unwrap().is_empty());
+        let dead = list_dead(&store).unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!((dead[0].1.delivery.id.as_str(), dead[0].1.failed_at_ms, dead[0].1.delivery.event), ("A-2", 9_000, Event::Alert));
+        // Retried, it lands in its route's range.
+        assert_eq!(retry_dead(&store, Some("A-2"), 10_000).unwrap(), 1);
+        assert_eq!(store.entries_between(Cf::Outbox, &keys::delivery_prefix("refusing"), &keys::delivery_end("refusing"), 10).unwrap().len(), 1);
     }
 }

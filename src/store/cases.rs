@@ -1,7 +1,8 @@
 //! Cases (问题) and their decisions, contract §8: the `cases` column family,
 //! `c | case_id` → [`Case`] (postcard), and `d | decision_id` → the
 //! `case_id` it was filed under (a decision id is unique across cases,
-//! §11.5), and `p | case_id | 0x1f | decision_id` → a decision the API made
+//! §11.5), `n | case_id | …` → a deadline event already queued for the
+//! webhooks ([`announced_key`]), and `p | case_id | 0x1f | decision_id` → a decision the API made
 //! durable on the decisions topic that the engine has not applied yet
 //! (shown to readers meanwhile, cleared by the engine's commit that applies
 //! or refuses it). This module owns that layout: the engine keeps both through its
@@ -183,6 +184,66 @@ impl Case {
     pub fn last_decision(&self) -> Option<&Decision> {
         self.decisions.last()
     }
+}
+
+/// Where an open case stands against its deadlines (wall clock, from
+/// `opened_at`: its opening or last reopening).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deadline {
+    /// Closed (`rectified` or `false_positive`): no deadline runs.
+    Closed,
+    Running,
+    /// `[cases] warn_days` reached (临期).
+    DueSoon,
+    /// `[cases] deadline_days` reached (超期).
+    Overdue,
+}
+
+impl Case {
+    /// Closed as `rectified` or `false_positive`.
+    pub fn closed(&self) -> bool {
+        matches!(self.status, Status::Rectified | Status::FalsePositive)
+    }
+
+    /// When it becomes overdue.
+    pub fn due_at(&self, cfg: &crate::config::CasesConfig) -> Timestamp {
+        self.opened_at.plus_days(i64::from(cfg.deadline_days))
+    }
+
+    /// Its deadline state at `now`.
+    pub fn deadline(&self, cfg: &crate::config::CasesConfig, now: Timestamp) -> Deadline {
+        if self.closed() {
+            return Deadline::Closed;
+        }
+        let day = crate::model::time::MS_PER_DAY;
+        if now.0 - self.opened_at.0 >= i64::from(cfg.deadline_days) * day {
+            Deadline::Overdue
+        } else if now.0 - self.opened_at.0 >= i64::from(cfg.warn_days) * day {
+            Deadline::DueSoon
+        } else {
+            Deadline::Running
+        }
+    }
+}
+
+/// The key that records a case event as queued for the webhooks, once per
+/// case, event and opening (`opened_at`): `n | case_id | 0x1f | event |
+/// 0x1f | opened_at`. Written only by the deadline watcher
+/// (`sink::case_events`), in the commit that queues the deliveries.
+pub fn announced_key(case_id: &str, event: &str, opened_at: Timestamp) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + case_id.len() + event.len() + 8);
+    k.push(b'n');
+    k.extend_from_slice(case_id.as_bytes());
+    k.push(0x1f);
+    k.extend_from_slice(event.as_bytes());
+    k.push(0x1f);
+    k.extend_from_slice(&opened_at.0.to_be_bytes());
+    k
+}
+
+/// Whether [`announced_key`] was recorded.
+pub fn announced(store: &Store, key: &[u8]) -> Result<bool, StoreError> {
+    Ok(store.get_raw(Cf::Cases, key)?.is_some())
 }
 
 /// The key of a case.

@@ -51,6 +51,44 @@ pub fn outbox(target: u8, seq: u64) -> Vec<u8> {
     k
 }
 
+/// A webhook delivery's outbox key: `r | route | 0x00 | queued_ms | origin
+/// | seq`. Each route's deliveries are one key range (its worker reads only
+/// that), in the order they were queued; `origin` tells the writers apart
+/// (`a` the engine's commits, `e` the case deadline watcher), each with its
+/// own sequence.
+pub fn delivery(route: &str, queued_ms: i64, origin: u8, seq: u64) -> Vec<u8> {
+    let mut k = delivery_prefix(route);
+    k.extend_from_slice(&ts_bytes(Timestamp(queued_ms)));
+    k.push(origin);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The first key of a route's deliveries; its range ends before
+/// `delivery_end(route)`.
+pub fn delivery_prefix(route: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(route.len() + 19);
+    k.push(DELIVERY);
+    k.extend_from_slice(route.as_bytes());
+    k.push(0);
+    k
+}
+
+pub fn delivery_end(route: &str) -> Vec<u8> {
+    let mut k = delivery_prefix(route);
+    if let Some(last) = k.last_mut() {
+        *last = 1;
+    }
+    k
+}
+
+/// The outbox prefix of webhook deliveries.
+pub const DELIVERY: u8 = b'r';
+/// A delivery's origin byte: queued by the engine's commit.
+pub const FROM_ENGINE: u8 = b'a';
+/// A delivery's origin byte: queued by the case deadline watcher.
+pub const FROM_DEADLINES: u8 = b'e';
+
 /// Sign-flipped big-endian: negative instants sort before positive ones.
 fn ts_bytes(t: Timestamp) -> [u8; 8] {
     ((t.0 as u64) ^ (1 << 63)).to_be_bytes()

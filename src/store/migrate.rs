@@ -156,9 +156,9 @@ pub(super) fn v2_to_v3(store: &Store) -> Result<(), StoreError> {
     if let Some(progress) = store.get_raw(Cf::Meta, keys::META_PROGRESS)? {
         batch.put_raw(Cf::Meta, keys::META_PROGRESS, &progress_v2_to_v3(&progress)?);
     }
-    batch.put_raw(Cf::Meta, keys::META_SCHEMA, SCHEMA.as_bytes());
+    batch.put_raw(Cf::Meta, keys::META_SCHEMA, V3.as_bytes());
     store.commit(batch)?;
-    tracing::info!(from = V2, to = SCHEMA, cases = all.len(), decisions = migrated.len(), "state directory upgraded");
+    tracing::info!(from = V2, to = V3, cases = all.len(), decisions = migrated.len(), "state directory upgraded");
     Ok(())
 }
 
@@ -182,4 +182,52 @@ fn progress_v2_to_v3(v2: &[u8]) -> Result<Vec<u8>, StoreError> {
     let mut out = postcard::to_stdvec(&(position, watermark, seqs, counts, 0u64)).map_err(StoreError::Encode)?;
     out.extend_from_slice(rest);
     Ok(out)
+}
+
+/// The layout [`v3_to_v4`] upgrades from.
+pub(super) const V3: &str = "paywatch-state-v3";
+
+/// A webhook delivery as v3 stored it (`w | seq` in the outbox), read only
+/// to move it.
+#[derive(serde::Deserialize)]
+struct DeliveryV3 {
+    route: String,
+    _id: String,
+    _body: Vec<u8>,
+    _attempts: u32,
+    _next_at_ms: i64,
+    queued_ms: i64,
+    _last_error: Option<String>,
+}
+
+/// v3 → v4: webhook deliveries move from one queue (`w | seq`) to one key
+/// range per route ([`keys::delivery`]) and gain their event, appended
+/// last (postcard: variant 0, `alert`, is one zero byte). Dead deliveries
+/// get the same keys, so a retry puts them back in their route's range.
+/// One write: the outbox of webhooks is small next to the state.
+pub(super) fn v3_to_v4(store: &Store) -> Result<(), StoreError> {
+    const OLD: u8 = b'w';
+    let mut batch = store.batch();
+    let (mut queued, mut dead) = (0, 0);
+    for cf in [Cf::Outbox, Cf::WebhookDead] {
+        for (k, v) in store.entries_between(cf, &[OLD], &[OLD + 1], usize::MAX)? {
+            let bad = |source| StoreError::Decode { cf: cf.name(), key: keys::shown(&k), source };
+            let seq = k.get(1..9).and_then(|s| s.try_into().ok()).map(u64::from_be_bytes).unwrap_or_default();
+            let (d, rest) = postcard::take_from_bytes::<DeliveryV3>(&v).map_err(bad)?;
+            let mut value = v[..v.len() - rest.len()].to_vec();
+            value.push(0);
+            value.extend_from_slice(rest);
+            batch.delete(cf, &k);
+            batch.put_raw(cf, &keys::delivery(&d.route, d.queued_ms, keys::FROM_ENGINE, seq), &value);
+            if cf == Cf::Outbox {
+                queued += 1;
+            } else {
+                dead += 1;
+            }
+        }
+    }
+    batch.put_raw(Cf::Meta, keys::META_SCHEMA, SCHEMA.as_bytes());
+    store.commit(batch)?;
+    tracing::info!(from = V3, to = SCHEMA, queued, dead, "state directory upgraded");
+    Ok(())
 }

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The layout version written into every state directory.
-const SCHEMA: &str = "paywatch-state-v3";
+const SCHEMA: &str = "paywatch-state-v4";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -265,8 +265,13 @@ impl Store {
             Some(v) if v == migrate::V1.as_bytes() => {
                 migrate::v1_to_v2(&store)?;
                 migrate::v2_to_v3(&store)?;
+                migrate::v3_to_v4(&store)?;
             }
-            Some(v) if v == migrate::V2.as_bytes() => migrate::v2_to_v3(&store)?,
+            Some(v) if v == migrate::V2.as_bytes() => {
+                migrate::v2_to_v3(&store)?;
+                migrate::v3_to_v4(&store)?;
+            }
+            Some(v) if v == migrate::V3.as_bytes() => migrate::v3_to_v4(&store)?,
             Some(v) => {
                 return Err(refuse(format!(
                     "holds state version {:?}, this paywatch reads {SCHEMA:?}",

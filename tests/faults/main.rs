@@ -117,7 +117,7 @@ pub fn wait_delivered(fx: &Fixture, svc: &Service, rx: &Receiver, within: Durati
         std::thread::sleep(Duration::from_millis(200));
     };
     svc.wait_until(Duration::from_secs(30), "done delivering", |_| {
-        svc.get("/metrics").is_some_and(|(_, m)| m.contains("paywatch_webhook_due_deliveries 0"))
+        svc.get("/metrics").is_some_and(|(_, m)| m.contains("paywatch_webhook_due_deliveries{route=\"district\"} 0"))
     });
     std::thread::sleep(Duration::from_millis(500));
     delivered

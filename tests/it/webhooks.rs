@@ -39,7 +39,9 @@ fn webhooks_are_signed_retried_routed_and_delivered_once() {
          [[webhooks.routes]]\nname = \"district\"\nurl = \"http://127.0.0.1:{port}/district\"\nsecrets = [\"{S1}\", \"{S2}\"]\n\
          [[webhooks.routes]]\nname = \"township\"\nurl = \"http://127.0.0.1:{port}/township\"\nsecrets = [\"{S1}\", \"{S2}\"]\n\
          townships = [\"{township}\"]\nmin_severity = \"high\"\n\
-         [[webhooks.routes]]\nname = \"refusing\"\nurl = \"http://127.0.0.1:{port}/refuse\"\nsecrets = [\"{S1}\", \"{S2}\"]\nrules = [\"NAME_MISMATCH\"]\n"
+         [[webhooks.routes]]\nname = \"refusing\"\nurl = \"http://127.0.0.1:{port}/refuse\"\nsecrets = [\"{S1}\", \"{S2}\"]\nrules = [\"NAME_MISMATCH\"]\n\
+         [[webhooks.routes]]\nname = \"cases\"\nurl = \"http://127.0.0.1:{port}/cases\"\nsecrets = [\"{S1}\", \"{S2}\"]\n\
+         events = [\"case.relapsed\", \"case.due_soon\", \"case.overdue\"]\n"
     );
     let cfg = service_config(dir.path(), &broker, http, &routes);
     let text = std::fs::read_to_string(&cfg).unwrap()
@@ -71,14 +73,36 @@ fn webhooks_are_signed_retried_routed_and_delivered_once() {
     assert!(hs.iter().filter(|h| h.status == 503).count() == 7, "the first 7 requests failed and were retried");
     assert!(hs.iter().all(|h| h.sig_ok), "every request carries a valid v1 signature for both secrets");
     assert!(hs.iter().all(|h| h.content_type.as_deref() == Some("application/json")));
-    assert!(hs.iter().all(|h| h.key == h.alert_id), "Idempotency-Key is the alert id");
+    assert!(hs.iter().filter(|h| h.path != "/cases").all(|h| h.key == h.alert_id), "Idempotency-Key is the alert id");
     let mut delivered: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for h in hs.iter().filter(|h| h.status == 200) {
+    for h in hs.iter().filter(|h| h.status == 200 && h.path != "/cases") {
         *delivered.entry((h.path.clone(), h.key.clone().unwrap())).or_default() += 1;
     }
     assert!(delivered.values().all(|n| *n == 1), "no alert delivered twice to a route");
     let ids = |path: &str| -> BTreeSet<String> { delivered.keys().filter(|(p, _)| p == path).map(|(_, k)| k.clone()).collect() };
     assert_eq!(ids("/district"), want.iter().map(|a| a.alert_id.clone()).collect::<BTreeSet<_>>());
+    assert!(hs.iter().filter(|h| h.path != "/cases").all(|h| h.event.as_deref() == Some("alert")), "routes without `events` get alerts only");
+
+    // The route that lists case events gets one `case.relapsed` per case
+    // reopened after `rectified` (the replay is minutes old: no deadline
+    // has passed), and no alerts.
+    let (code, relapsed) = api(http, "GET", "/api/v1/cases?relapsed=true&limit=500", Some(TOKEN), None);
+    assert_eq!(code, 200, "{relapsed}");
+    let relapsed: BTreeSet<String> = relapsed["items"].as_array().unwrap().iter().map(|c| c["case_id"].as_str().unwrap().to_owned()).collect();
+    assert!(!relapsed.is_empty() && want.iter().any(|a| a.rule == Rule::RectificationRelapse), "the ledger has relapses");
+    let end = Instant::now() + Duration::from_secs(30);
+    let case_hits = loop {
+        let got: Vec<Hit> = rx.hits().into_iter().filter(|h| h.path == "/cases" && h.status == 200).collect();
+        if got.len() >= relapsed.len() {
+            break got;
+        }
+        assert!(Instant::now() < end, "{} case events for {} relapsed cases", got.len(), relapsed.len());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(case_hits.iter().all(|h| h.event.as_deref() == Some("case.relapsed") && h.body_event == h.event && h.sig_ok), "{case_hits:?}");
+    assert!(case_hits.iter().all(|h| h.key.as_deref().is_some_and(|k| k.starts_with(&format!("case.relapsed-{}-", h.case_id.as_deref().unwrap())))));
+    assert_eq!(case_hits.iter().filter_map(|h| h.case_id.clone()).collect::<BTreeSet<_>>(), relapsed);
+    assert_eq!(case_hits.len(), case_hits.iter().filter_map(|h| h.key.clone()).collect::<BTreeSet<_>>().len(), "once per case and reopening");
     assert_eq!(ids("/township"), want_township, "only {township}'s high alerts");
     let refused: Vec<&Hit> = hs.iter().filter(|h| h.path == "/refuse" && h.status == 410).collect();
     assert_eq!(refused.len(), want_refused.len(), "a 410 is not retried");
@@ -139,4 +163,109 @@ fn webhooks_are_signed_retried_routed_and_delivered_once() {
     let (_, metrics) = svc.get("/metrics").unwrap();
     assert!(metrics.contains(&format!("paywatch_webhook_deliveries_total{{outcome=\"dead\",route=\"refusing\"}} {}", want_refused.len())), "{metrics}");
     assert!(svc.terminate().success());
+}
+
+/// Routes are independent (hardening item 5): a receiver that never
+/// answers holds back its own deliveries only. With the old dispatcher,
+/// which waited for every request of a round, the healthy route got at
+/// most `concurrency` alerts per `timeout` (here a minute).
+#[test]
+fn a_hung_receiver_holds_back_only_its_own_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let Fed { want, quiet, broker } = fed(dir.path(), 200, 32);
+    let want: BTreeSet<String> = want.into_iter().filter(|a| !quiet.contains(&a.alert_id)).map(|a| a.alert_id).collect();
+    assert!(want.len() > 20, "enough alerts to need many rounds: {}", want.len());
+    let port = free_port();
+    let got = dir.path().join("received.jsonl");
+    let rx = Receiver::start(port, &got, &[S1], 0);
+    let http = free_port();
+    let routes = format!(
+        "[webhooks]\ntimeout = \"60s\"\nconcurrency = 2\n\
+         [[webhooks.routes]]\nname = \"stuck\"\nurl = \"http://127.0.0.1:{port}/hang\"\nsecrets = [\"{S1}\"]\n\
+         [[webhooks.routes]]\nname = \"healthy\"\nurl = \"http://127.0.0.1:{port}/ok\"\nsecrets = [\"{S1}\"]\n"
+    );
+    let cfg = service_config(dir.path(), &broker, http, &routes);
+    let started = Instant::now();
+    let mut svc = Service::start(&cfg, http, dir.path());
+    svc.wait_idle();
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ok: BTreeSet<String> = rx.hits().into_iter().filter(|h| h.path == "/ok").filter_map(|h| h.key).collect();
+        if ok == want {
+            break;
+        }
+        assert!(Instant::now() < end, "{} of {} alerts reached the healthy route", ok.len(), want.len());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(started.elapsed() < Duration::from_secs(60), "all within the stuck route's first timeout");
+    let stuck = rx.hits().into_iter().filter(|h| h.path == "/hang").count();
+    assert!((1..=2).contains(&stuck), "the stuck route holds at most its concurrency in flight: {stuck}");
+    let (_, metrics) = svc.get("/metrics").unwrap();
+    assert!(metrics.contains(&format!("paywatch_webhook_due_deliveries{{route=\"stuck\"}} {}", want.len())), "{metrics}");
+    // Shutdown does not wait for the hung requests' timeout.
+    let stopping = Instant::now();
+    assert!(svc.terminate().success());
+    assert!(stopping.elapsed() < Duration::from_secs(30), "{:?}", stopping.elapsed());
+}
+
+/// `case.due_soon` and `case.overdue` reach a real receiver through the
+/// dispatcher, signed, with their header, once (the wall clock is a test
+/// clock: thirty days do not pass in a test).
+#[test]
+fn deadline_events_reach_the_receiver_once() {
+    use paywatch::clock::{Clock, FixedClock};
+    use paywatch::config::{CasesConfig, Event, WebhooksConfig};
+    use paywatch::model::{Timestamp, Tz};
+    use paywatch::sink::{case_events::Deadlines, dispatch::Dispatcher};
+    use paywatch::store::{cases, Cf, Store, StoreOptions};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let got = dir.path().join("received.jsonl");
+    let rx = Receiver::start(port, &got, &[S1], 1);
+    let store = Store::open(&dir.path().join("state"), StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false, statistics: false }).unwrap();
+    let opened = Timestamp::parse_rfc3339("2026-10-01T09:00:00+08:00").unwrap();
+    let case = cases::Case::new(paywatch::model::decision::case_id(Rule::PaidAfterDeath, "341802193806232054"), Rule::PaidAfterDeath, "341802193806232054".into(), opened, opened);
+    let mut b = store.batch();
+    b.put(Cf::Cases, &cases::key(&case.case_id), &case).unwrap();
+    store.commit(b).unwrap();
+    let clock = Arc::new(FixedClock::new(opened.plus_days(26)));
+    let route: paywatch::config::RouteConfig = toml::from_str(&format!(
+        "name = \"district\"\nurl = \"http://127.0.0.1:{port}/cases\"\nsecrets = [\"{S1}\"]\nevents = [\"case.due_soon\", \"case.overdue\"]\n"
+    ))
+    .unwrap();
+    let webhooks = WebhooksConfig { first_retry: Duration::from_millis(100), max_retry: Duration::from_millis(200), routes: vec![route.clone()], ..WebhooksConfig::default() };
+    let metrics = Arc::new(paywatch::metrics::Metrics::new());
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let mut w = Deadlines { store: store.clone(), routes: vec![route], cfg: CasesConfig::default(), clock: clock.clone(), metrics: metrics.clone(), tz: Tz::default(), wake: wake.clone(), seq: 0 };
+    assert_eq!(w.pass().unwrap().queued, 1);
+    clock.set(opened.plus_days(31));
+    assert_eq!(w.pass().unwrap().queued, 1);
+    assert_eq!(w.pass().unwrap().queued, 0, "once per case and deadline");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let d = Dispatcher::new(&webhooks, store.clone(), clock.clone(), metrics, wake.clone(), stop.clone()).unwrap();
+    let running = rt.spawn(d.run());
+    let end = Instant::now() + Duration::from_secs(20);
+    while rx.hits().iter().filter(|h| h.status == 200).count() < 2 {
+        assert!(Instant::now() < end, "{:?}", rx.hits());
+        std::thread::sleep(Duration::from_millis(50));
+        // The retry of the refused one comes due on the test clock.
+        clock.set(Timestamp(clock.now().0 + 1000));
+        wake.notify_waiters();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    wake.notify_waiters();
+    rt.block_on(running).unwrap().unwrap();
+    let hs = rx.hits();
+    assert_eq!(hs.iter().filter(|h| h.status == 503).count(), 1, "the first was refused and retried");
+    let ok: Vec<&Hit> = hs.iter().filter(|h| h.status == 200).collect();
+    assert_eq!(ok.len(), 2, "{hs:?}");
+    assert!(ok.iter().all(|h| h.sig_ok && h.case_id.as_deref() == Some(case.case_id.as_str()) && h.event == h.body_event));
+    let events: BTreeSet<&str> = ok.iter().filter_map(|h| h.event.as_deref()).collect();
+    assert_eq!(events, BTreeSet::from([Event::CaseDueSoon.name(), Event::CaseOverdue.name()]));
+    assert_eq!(ok.iter().filter(|h| h.key.as_deref() == Some(&format!("case.overdue-{}-{}", case.case_id, opened.0))).count(), 1);
 }

@@ -5,14 +5,17 @@
 
 SECRETS is comma-separated; every request must carry a v1= signature for
 each (checked here independently of paywatch, with Python's hmac). The
-first FAIL_FIRST requests get 503; requests to /refuse get 410; the rest
-200. Every request is appended to OUT as one JSON line.
+first FAIL_FIRST requests get 503; requests to /refuse get 410; requests
+to /hang are never answered (the connection is held open, as a receiver
+that hangs until paywatch's timeout); the rest 200. Every request is
+appended to OUT as one JSON line (a /hang one when it arrives).
 """
 import hashlib
 import hmac
 import json
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PORT, OUT, SECRETS, FAIL_FIRST = int(sys.argv[1]), sys.argv[2], sys.argv[3].split(","), int(sys.argv[4])
@@ -39,9 +42,11 @@ class Handler(BaseHTTPRequestHandler):
         else:
             status = 200
         try:
-            alert_id = json.loads(body)["alert_id"]
+            parsed = json.loads(body)
         except Exception:
-            alert_id = None
+            parsed = {}
+        alert_id = parsed.get("alert_id")
+        case_id = parsed.get("case_id") or (parsed.get("case") or {}).get("case_id")
         rec = {
             "path": self.path,
             "status": status,
@@ -49,9 +54,17 @@ class Handler(BaseHTTPRequestHandler):
             "alert_id": alert_id,
             "content_type": self.headers.get("Content-Type"),
             "sig_ok": want <= sigs,
+            "event": self.headers.get("X-Paywatch-Event"),
+            "case_id": case_id,
+            "body_event": parsed.get("event"),
         }
+        if self.path == "/hang":
+            rec["status"] = 0
         with lock, open(OUT, "a") as f:
             f.write(json.dumps(rec) + "\n")
+        if self.path == "/hang":
+            time.sleep(3600)
+            return
         self.send_response(status)
         self.send_header("Content-Length", "0")
         self.end_headers()

@@ -97,7 +97,8 @@ fn false_positive_alerts_are_quiet_and_later_decisions_do_not_hide_a_relapse() {
     p.account_name = "李四".into();
     h.engine.apply(&Record::Payment(p)).unwrap();
     let mut quiet_seen = Vec::new();
-    let c = h.engine.commit_with(None, |_, alerts, quiet| {
+    let c = h.engine.commit_with(None, |_, staged| {
+        let (alerts, quiet) = (staged.alerts, staged.quiet);
         quiet_seen = alerts.iter().map(|a| quiet.contains(&a.alert_id)).collect();
         Ok(())
     });

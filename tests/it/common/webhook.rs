@@ -14,6 +14,12 @@ pub struct Hit {
     pub alert_id: Option<String>,
     pub content_type: Option<String>,
     pub sig_ok: bool,
+    /// `X-Paywatch-Event`.
+    pub event: Option<String>,
+    /// The case of a case event's body (or of an alert).
+    pub case_id: Option<String>,
+    /// The body's own `event` field (case events).
+    pub body_event: Option<String>,
 }
 
 /// A running receiver; stopped on drop.

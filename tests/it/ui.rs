@@ -1,9 +1,10 @@
 //! The review page in a real headless Chromium (Debian's chromium and
-//! chromium-driver), driven over WebDriver: log in, list, filter, open an
-//! alert, submit a review, see the status change. The screenshot is kept
+//! chromium-driver), driven over WebDriver: log in, list the cases, filter
+//! them, open one (its alerts' evidence in labelled Chinese fields), decide
+//! it, see the status and history change. The screenshot is kept
 //! under the target directory.
 
-use super::common::kafka::{fed, free_port, service_config, Fed, Service};
+use super::common::kafka::{api_call, fed, free_port, service_config, Fed, Service};
 use base64::Engine as _;
 use paywatch::model::Rule;
 use serde_json::{json, Value};
@@ -120,10 +121,10 @@ impl Driver {
 }
 
 #[test]
-fn a_supervisor_reviews_an_alert_on_the_page_in_chromium() {
+fn a_supervisor_works_a_case_on_the_page_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let Fed { want, broker, .. } = fed(dir.path(), 300, 51);
-    let name_mismatch = want.iter().filter(|a| a.rule == Rule::NameMismatch).count();
+    assert!(want.iter().any(|a| a.rule == Rule::NameMismatch));
     let port = free_port();
     let token = "district-token-for-the-page";
     let cfg = service_config(dir.path(), &broker, port, "");
@@ -132,6 +133,10 @@ fn a_supervisor_reviews_an_alert_on_the_page_in_chromium() {
     std::fs::write(&cfg, text).unwrap();
     let mut svc = Service::start(&cfg, port, dir.path());
     svc.wait_idle();
+    // What the page must show, from the API.
+    let count = |q: &str| api_call(port, "GET", &format!("/api/v1/cases?limit=1{q}"), Some(token), None).1["total"].as_u64().unwrap();
+    let (all, name_mismatch, relapsed) = (count(""), count("&rule=NAME_MISMATCH"), count("&relapsed=true"));
+    assert!(all > 0 && name_mismatch > 0 && relapsed > 0, "{all} {name_mismatch} {relapsed}");
 
     let d = Driver::start(&dir.path().join("chromium-profile"));
     d.call("POST", "/url", Some(json!({"url": format!("http://127.0.0.1:{port}/ui/")})));
@@ -139,36 +144,62 @@ fn a_supervisor_reviews_an_alert_on_the_page_in_chromium() {
     d.call("POST", &format!("/element/{input}/value"), Some(json!({"text": token})));
     let login = d.find("#login");
     d.call("POST", &format!("/element/{login}/click"), Some(json!({})));
-    let n = d.wait_for("the alert list", &format!("const n = document.querySelectorAll('tr.row').length; return n === {} ? n : null", want.len()));
-    assert_eq!(n, json!(want.len()));
+    d.wait_for("the case list", &format!("return document.getElementById('count').textContent === '共 {all} 个问题' && document.querySelectorAll('tr.row').length === {}", all.min(50)));
 
-    // Filter by rule.
+    // Filter by rule, then by relapse.
     d.script("document.getElementById('f-rule').value = 'NAME_MISMATCH'; document.getElementById('search').click();");
     d.wait_for(
-        "the filtered list",
-        &format!("const r = [...document.querySelectorAll('tr.row')]; return r.length === {name_mismatch} && r.every(t => t.children[2].textContent === '户名不符')"),
+        "the rule filter",
+        &format!("const r = [...document.querySelectorAll('tr.row')]; return document.getElementById('count').textContent === '共 {name_mismatch} 个问题' && r.length === {} && r.every(t => t.children[2].textContent === '户名不符')", name_mismatch.min(50)),
+    );
+    d.script("document.getElementById('f-rule').value = ''; document.getElementById('f-relapsed').checked = true; document.getElementById('search').click();");
+    d.wait_for(
+        "the relapse filter",
+        &format!("const r = [...document.querySelectorAll('tr.row')]; return document.getElementById('count').textContent === '共 {relapsed} 个问题' && r.length === {} && r.every(t => t.querySelector('.tag.relapsed'))", relapsed.min(50)),
     );
 
-    // Open the first alert, review it as corrected, see the status change.
-    // (one whose case nobody decided yet: the ledger's decisions are on
-    // name-mismatch cases too).
-    let id = d
-        .script("const r = [...document.querySelectorAll('tr.row')].find(t => t.children[4].textContent === '待复核'); r.click(); return r.dataset.id")
-        .as_str()
-        .unwrap()
-        .to_owned();
-    d.wait_for("the detail", "return document.getElementById('detail-status')?.textContent === '待复核'");
-    d.script("document.getElementById('outcome').value = 'corrected';");
-    let note = d.find("#note");
-    d.call("POST", &format!("/element/{note}/value"), Some(json!({"text": "已追回多发资金"})));
+    // Open a name-mismatch case nobody decided yet: its evidence is in
+    // labelled Chinese fields with the payments it names, not raw JSON.
+    d.script("document.getElementById('f-relapsed').checked = false; document.getElementById('f-rule').value = 'NAME_MISMATCH'; document.getElementById('f-status').value = 'open'; document.getElementById('search').click();");
+    d.wait_for("open name-mismatch cases", "const r = [...document.querySelectorAll('tr.row')]; return r.length > 0 && r.every(t => t.children[6].textContent.startsWith('待复核'))");
+    let id = d.script("const r = document.querySelector('tr.row'); r.click(); return r.dataset.id").as_str().unwrap().to_owned();
+    let (_, case) = api_call(port, "GET", &format!("/api/v1/cases/{id}"), Some(token), None);
+    let alerts = case["alerts"].as_array().unwrap();
+    d.wait_for("the case", &format!("return document.getElementById('detail-status')?.textContent === '待复核' && document.querySelectorAll('#timeline > li').length === {}", alerts.len()));
+    let detail = d.script("return document.getElementById('timeline').textContent").as_str().unwrap().to_owned();
+    let first = &alerts[0];
+    for (label, value) in [
+        ("收款户名", first["evidence"]["figures"]["account_name"].as_str().unwrap()),
+        ("对象姓名", first["evidence"]["figures"]["beneficiary_name"].as_str().unwrap()),
+        ("金额", first["amount"].as_str().unwrap()),
+        ("涉及支付", first["evidence"]["event_ids"][0].as_str().unwrap()),
+    ] {
+        assert!(detail.contains(label) && detail.contains(value), "{label} {value} not in {detail}");
+    }
+    assert!(!detail.contains("\"evidence\"") && !detail.contains('{'), "no raw JSON: {detail}");
+
+    // Decide it: rectified, information corrected, with the amount
+    // recovered and the document number; the status and history change.
+    d.script("const o = document.getElementById('outcome'); o.value = 'rectified'; o.onchange(); document.getElementById('action').value = 'corrected';");
+    for (field, value) in [("#amount_recovered", "585.00"), ("#document_no", "水民〔2026〕12号"), ("#note", "已更正收款账户")] {
+        let e = d.find(field);
+        d.call("POST", &format!("/element/{e}/value"), Some(json!({"text": value})));
+    }
     let submit = d.find("#submit");
     d.call("POST", &format!("/element/{submit}/click"), Some(json!({})));
     d.wait_for("the new status", "return document.getElementById('detail-status')?.textContent === '已整改'");
     let history = d.script("return document.getElementById('history').textContent").as_str().unwrap().to_owned();
-    assert!(history.contains("区民政局") && history.contains("已整改") && history.contains("已追回多发资金"), "{history}");
-    d.wait_for("the list row updated", &format!("return document.querySelector('tr.row[data-id=\"{id}\"]')?.children[4].textContent === '已整改'"));
+    for part in ["区民政局", "已整改", "更正信息", "585.00", "水民〔2026〕12号", "已更正收款账户"] {
+        assert!(history.contains(part), "{part} not in {history}");
+    }
+    let (_, after) = api_call(port, "GET", &format!("/api/v1/cases/{id}"), Some(token), None);
+    assert_eq!((after["status"].as_str(), after["decisions"][0]["action"].as_str()), (Some("rectified"), Some("corrected")));
+    d.script("document.getElementById('f-status').value = ''; document.getElementById('search').click();");
+    d.wait_for("the list row updated", &format!("return document.querySelector('tr.row[data-id=\"{id}\"]')?.children[6].textContent.startsWith('已整改')"));
 
-    // Kept for people to look at.
+    // Kept for people to look at: the list and the case decided.
+    d.script(&format!("document.querySelector('tr.row[data-id=\"{id}\"]').click(); window.scrollTo(0, 0);"));
+    d.wait_for("the case again", "return document.getElementById('detail-status')?.textContent === '已整改'");
     let png = d.call("GET", "/screenshot", None);
     let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap()).unwrap();
     assert!(bytes.starts_with(b"\x89PNG"));

@@ -60,11 +60,13 @@ pub fn run(households: usize) -> anyhow::Result<()> {
         "\nplanted cases found: {hit} of {} · alerts on anything not planted (controls included): {extra}",
         expected.len()
     );
+    cases_and_ledger(&dir, &alerts)?;
     println!("\nfiles:");
     println!("  ledger       {}  (roster.jsonl, deaths.jsonl, payments.jsonl, decisions.jsonl, truth.json)", ledger.display());
     println!("  alerts       {}", out.display());
     println!("  cases        {}  (status, relapses, decisions of every problem)", dir.join("cases.jsonl").display());
     println!("  dead letters {}", dir.join("deadletter.jsonl").display());
+    println!("  work ledger  {}  (and .xlsx: 台账, 汇总, 图表)", dir.join("paywatch-ledger-2021Q4.csv").display());
     println!("  state        {}", dir.join("state").display());
     println!(
         "\nnext: paywatch audit --roster {} --deaths {} --payments {} --decisions {} --out alerts.jsonl --cases cases.jsonl",
@@ -73,5 +75,44 @@ pub fn run(households: usize) -> anyhow::Result<()> {
         g.payments.display(),
         g.decisions.display()
     );
+    Ok(())
+}
+
+/// The cases the audit ends with: how many stand where, one relapse as a
+/// supervisor reads it, and the last quarter's work ledger (CSV and XLSX)
+/// with its per-township totals.
+fn cases_and_ledger(dir: &std::path::Path, alerts: &[Alert]) -> anyhow::Result<()> {
+    use paywatch::report::{self, Quarter};
+    use paywatch::store::{cases, Store};
+    let cfg = Config::default();
+    let store = Store::open(&dir.join("state"), cfg.store_options(false)).context("the audit's state")?;
+    let mut by_status: BTreeMap<&str, u64> = BTreeMap::new();
+    let (mut total, mut relapsed) = (0, 0);
+    for c in cases::all(&store) {
+        let c = c?;
+        total += 1;
+        relapsed += u64::from(c.relapsed);
+        *by_status.entry(c.status.chinese()).or_default() += 1;
+    }
+    let shown: Vec<String> = by_status.iter().map(|(s, n)| format!("{s} {n}")).collect();
+    println!("\n问题 / cases: {total} ({}), of which relapsed (反弹) {relapsed}", shown.join(" · "));
+    if let Some(r) = alerts.iter().find(|a| a.rule == Rule::RectificationRelapse) {
+        if let Some(c) = cases::get(&store, &r.case_id)? {
+            println!("\n■ 反弹示例 / a relapse: case {} ({} · {})", c.case_id, c.township, c.rule.chinese());
+            for d in &c.decisions {
+                let action = d.action.map(|a| format!(" ({})", a.chinese())).unwrap_or_default();
+                println!("  {} {}: {}{}{}", cfg.tz().format(d.decided_at), d.decided_by, cases::Status::from(d.outcome).chinese(), action, d.note.as_deref().map(|n| format!(" — {n}")).unwrap_or_default());
+            }
+            println!("  then: {}", r.reason);
+        }
+    }
+    let quarter = Quarter { year: 2021, q: 4 };
+    let l = report::ledger(&store, quarter, None, paywatch::clock::Clock::now(&SystemClock), cfg.cases.deadline_days, cfg.tz())?;
+    std::fs::write(dir.join(l.file_name("csv")), l.to_csv()?)?;
+    std::fs::write(dir.join(l.file_name("xlsx")), l.to_xlsx()?)?;
+    println!("\n台账 2021Q4 / work ledger: {} cases; per township (found · rectified · open · relapsed · involved · recovered):", l.rows.len());
+    for (t, x) in &l.totals {
+        println!("  {t}: {} · {} · {} · {} · {} · {}", x.found, x.rectified, x.open, x.relapsed, x.amount, x.recovered);
+    }
     Ok(())
 }

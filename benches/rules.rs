@@ -34,6 +34,7 @@ fn payment_rules(c: &mut Criterion) {
         roster: Some(&r),
         death: Some(&d),
         custodian: None,
+        custodian_death: None,
         paid_on: tz.date(p.paid_at),
         tz,
         month: &month,

@@ -252,6 +252,32 @@ mod tests {
         }
     }
 
+    /// v1.1 §2, §11.9: a custodian's optional `id_no` is checked like a
+    /// `beneficiary_id`; a bad one refuses the whole roster record.
+    #[test]
+    fn a_custodian_id_no_is_checked_and_a_bad_one_refuses_the_record() {
+        let roster = |custodian: &str| {
+            format!(
+                r#"{{"beneficiary_id":"11010519491231002X","name":"张三","household_id":"H1","township":"水阳镇","program":"rural_dibao","status":"active","enrolled_at":"2019-01-01","status_since":"2019-01-01","monthly_amount":"585.00","custodians":[{custodian}],"updated_at":"2019-01-01T10:00:00+08:00"}}"#
+            )
+        };
+        let base = r#""name":"王五","account_no":"6217009999999999","registered_at":"2019-01-01""#;
+        let Ok(Record::Roster(r)) = decode_json_str(Kind::Roster, &roster(&format!("{{{base}}}")), Limits::default()) else { panic!() };
+        assert_eq!(r.custodians[0].id_no, None, "optional");
+        let Ok(Record::Roster(r)) =
+            decode_json_str(Kind::Roster, &roster(&format!(r#"{{{base},"id_no":"341802195001010015"}}"#)), Limits::default())
+        else {
+            panic!()
+        };
+        assert_eq!(r.custodians[0].id_no.as_ref().map(|i| i.as_str()), Some("341802195001010015"));
+        let bad = decode_json_str(Kind::Roster, &roster(&format!(r#"{{{base},"id_no":"341802195001010014"}}"#)), Limits::default());
+        let e = bad.unwrap_err();
+        assert_eq!(e.reason, Reason::BadIdCheckDigit);
+        assert!(e.detail.contains("custodians[0].id_no"), "{e}");
+        let short = decode_json_str(Kind::Roster, &roster(&format!(r#"{{{base},"id_no":"3418"}}"#)), Limits::default());
+        assert_eq!(short.unwrap_err().reason, Reason::BadId);
+    }
+
     /// Every case above, as the flat line an exporter writes (no nested
     /// field): the fast path takes it and answers as serde_json does.
     #[test]

@@ -5,7 +5,7 @@ use super::fields::{check_account_no, parse_date, Check, Scalar};
 use super::{Limits, Reason, Rejection};
 use crate::model::time::Date;
 use crate::model::{
-    Custodian, DeathRecord, DeathSource, Payment, PaymentKind, PaymentType, Program, RosterRecord,
+    Custodian, DeathRecord, DeathSource, Payment, PaymentKind, PaymentType, PersonId, Program, RosterRecord,
     Status, Text,
 };
 use serde::Deserialize;
@@ -222,7 +222,7 @@ fn custodians(v: Option<&serde_json::Value>, limits: Limits) -> Result<Vec<Custo
         Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
             Ok(Value::Array(a)) => a,
             Ok(Value::Null) => return Ok(Vec::new()),
-            _ => return Err(bad("custodians must be a JSON list of {name, account_no, registered_at, revoked_at?}".into())),
+            _ => return Err(bad("custodians must be a JSON list of {name, account_no, registered_at, revoked_at?, id_no?}".into())),
         },
         Some(Value::Array(a)) => a.clone(),
         Some(_) => return Err(bad("custodians must be a list".into())),
@@ -263,7 +263,19 @@ fn custodians(v: Option<&serde_json::Value>, limits: Limits) -> Result<Vec<Custo
         if revoked_at.is_some_and(|r| r < registered_at) {
             return Err(bad(format!("custodians[{i}].revoked_at is before registered_at")));
         }
-        out.push(Custodian { name: name.to_owned(), account_no: account_no.to_owned(), registered_at, revoked_at });
+        // §11.9: a bad custodian id_no refuses the whole record, as a bad
+        // beneficiary_id does.
+        let id_no = match text("id_no")? {
+            None => None,
+            Some(s) => Some(PersonId::parse(s.trim()).map_err(|e| {
+                let reason = match e {
+                    crate::model::id::IdError::Format => Reason::BadId,
+                    crate::model::id::IdError::CheckDigit { .. } => Reason::BadIdCheckDigit,
+                };
+                Rejection::new(reason, format!("custodians[{i}].id_no: {e}"))
+            })?),
+        };
+        out.push(Custodian { name: name.to_owned(), account_no: account_no.to_owned(), registered_at, revoked_at, id_no });
     }
     Ok(out)
 }

@@ -9,6 +9,8 @@
 //! [`RulesConfig`]; the engine, summaries, metrics, API and page read the
 //! registry.
 
+pub mod custodian_deceased;
+pub mod custodian_overload;
 pub mod disbursement_delay;
 pub mod duplicate_period;
 pub mod episode;
@@ -46,6 +48,8 @@ pub struct RulesConfig {
     pub filed_relative_review: filed_relative_review::Config,
     pub program_overlap: program_overlap::Config,
     pub rectification_relapse: rectification_relapse::Config,
+    pub custodian_overload: custodian_overload::Config,
+    pub custodian_deceased: custodian_deceased::Config,
 }
 
 impl RulesConfig {
@@ -107,6 +111,9 @@ pub struct PaymentView<'a> {
     /// A custodian registration for this beneficiary that matches the
     /// receiving account (number and normalised name) on the paid day.
     pub custodian: Option<&'a Custodian>,
+    /// The earliest death known of that custodian (by the registration's
+    /// `id_no`), if any: `CUSTODIAN_DECEASED`.
+    pub custodian_death: Option<&'a DeathRecord>,
     /// The local day of `paid_at`.
     pub paid_on: Date,
     pub tz: Tz,
@@ -218,6 +225,7 @@ pub mod testkit {
             roster,
             death: None,
             custodian: None,
+            custodian_death: None,
             paid_on: tz.date(p.paid_at),
             tz,
             month: &[],

@@ -84,6 +84,7 @@ mod tests {
             account_no: p.account_no.to_string(),
             registered_at: day("2019-01-01"),
             revoked_at: None,
+            id_no: None,
         };
         let mut v = view(&p, None);
         v.custodian = Some(&c);

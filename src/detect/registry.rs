@@ -9,7 +9,7 @@
 //! variant in [`Rule`], one line here, and its `[rules.<section>]` defaults.
 
 use super::{
-    disbursement_delay, duplicate_period, filed_relative_review, inactive_beneficiary, large_amount, name_mismatch,
+    custodian_deceased, disbursement_delay, duplicate_period, filed_relative_review, inactive_beneficiary, large_amount, name_mismatch,
     paid_after_death, program_overlap, Finding, PaymentView, RulesConfig,
 };
 use crate::model::{Alert, Rule};
@@ -46,6 +46,9 @@ pub enum Hook {
     Watermark,
     /// When another alert is filed under its case (`engine::cases`).
     CaseAlert,
+    /// When a roster record is applied, for the custodians it or the
+    /// record it replaces lists (`engine::custodians`).
+    Roster,
 }
 
 impl Hook {
@@ -56,6 +59,7 @@ impl Hook {
             Hook::AccountWindow => "account_window",
             Hook::Watermark => "watermark",
             Hook::CaseAlert => "case_alert",
+            Hook::Roster => "roster",
         }
     }
 }
@@ -93,7 +97,7 @@ fn valid(_: &RulesConfig) -> Result<(), String> {
 
 /// Every rule, in the contract's order (§5); `RULES[rule as usize].rule ==
 /// rule` (tested).
-pub const RULES: [RuleInfo; 12] = [
+pub const RULES: [RuleInfo; 14] = [
     RuleInfo {
         rule: Rule::NameMismatch,
         code: "NAME_MISMATCH",
@@ -236,6 +240,30 @@ pub const RULES: [RuleInfo; 12] = [
         enabled: |r| r.rectification_relapse.enabled,
         validate: valid,
         fires_when: "a case closed as rectified gets a new alert after that decision",
+        defaults: "high",
+    },
+    RuleInfo {
+        rule: Rule::CustodianOverload,
+        code: "CUSTODIAN_OVERLOAD",
+        chinese: "代管过多",
+        subject: Subject::Custodian,
+        section: "custodian_overload",
+        hook: Hook::Roster,
+        enabled: |r| r.custodian_overload.enabled,
+        validate: |r| r.custodian_overload.validate(),
+        fires_when: "one custodian (by `id_no`) registered and valid for more than N active households, unless through an institution's account",
+        defaults: "N = 3; medium",
+    },
+    RuleInfo {
+        rule: Rule::CustodianDeceased,
+        code: "CUSTODIAN_DECEASED",
+        chinese: "代管人已死亡",
+        subject: Subject::Custodian,
+        section: "custodian_deceased",
+        hook: Hook::Payment(|r, v, out| out.extend(custodian_deceased::check(&r.custodian_deceased, v))),
+        enabled: |r| r.custodian_deceased.enabled,
+        validate: valid,
+        fires_when: "a payment to a registered custodian whose `id_no` died before the day it was paid, whichever arrives first",
         defaults: "high",
     },
 ];

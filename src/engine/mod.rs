@@ -8,6 +8,7 @@
 //! one atomic batch. The engine never reads input and never writes output.
 
 mod cases;
+mod custodians;
 mod missed;
 mod months;
 mod monthset;
@@ -24,7 +25,7 @@ use crate::store::{keys, Batch, Cf, PendingWrite, Store, StoreError, Table, Writ
 use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 use months::Months;
-use state::{Account, Beneficiary};
+use state::{Account, Beneficiary, CustodianState};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +156,8 @@ pub struct Engine {
     months: Months,
     /// Per-account windows and episodes, cached.
     accounts: Table<Account>,
+    /// custodian id_no → who names it, and its overload episode, cached.
+    custodians: Table<CustodianState>,
     /// Cases, cached (`store::cases` owns the layout).
     cases: Table<crate::store::cases::Case>,
     /// decision_id → the case it was filed under (§11.5), cached.
@@ -230,6 +233,7 @@ impl Engine {
             bens: Table::new(Cf::Beneficiaries, cache_entries),
             months: Months::default(),
             accounts: Table::new(Cf::Accounts, cache_entries),
+            custodians: Table::new(Cf::Custodians, cache_entries),
             cases: Table::new(Cf::Cases, cache_entries),
             decision_cases: Table::new(Cf::Cases, cache_entries),
             cleared_pending: Vec::new(),
@@ -368,6 +372,7 @@ impl Engine {
         };
         self.bens.trim();
         self.accounts.trim();
+        self.custodians.trim();
         self.cases.trim();
         self.decision_cases.trim();
         self.staged_ids.clear();
@@ -427,6 +432,7 @@ impl Engine {
         self.timers.landed();
         self.bens.landed();
         self.accounts.landed();
+        self.custodians.landed();
         self.cases.landed();
         self.decision_cases.landed();
         landed.absorb(f.committed);
@@ -444,6 +450,7 @@ impl Engine {
     fn fill(&mut self, batch: &mut Batch<'_>, position: Option<SortKey>, in_flight: bool) -> Result<(), EngineError> {
         self.bens.flush(batch, in_flight)?;
         self.accounts.flush(batch, in_flight)?;
+        self.custodians.flush(batch, in_flight)?;
         self.cases.flush(batch, in_flight)?;
         self.decision_cases.flush(batch, in_flight)?;
         for k in self.cleared_pending.drain(..) {

@@ -27,6 +27,9 @@ impl Engine {
             Some(o) => (o.key, Some(o.bytes)),
             None => (keys::month(bid, p.period), None),
         };
+        // The custodian's death, if the payment goes through a registration
+        // carrying an id_no (CUSTODIAN_DECEASED).
+        let custodian_death = self.custodian_death_for(p)?;
         // The beneficiary is looked up once; everything up to the account
         // step works on this borrow.
         let (store, months, rules, tz, checks) = (&self.store, &mut self.months, &self.rules, self.tz, &self.payment_checks);
@@ -50,6 +53,7 @@ impl Engine {
                 roster,
                 death: ben.death(),
                 custodian,
+                custodian_death: custodian_death.as_ref(),
                 paid_on,
                 tz,
                 month: &month,

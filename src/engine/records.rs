@@ -9,6 +9,9 @@ impl Engine {
     pub(super) fn on_roster(&mut self, r: &RosterRecord) -> Result<Outcome, EngineError> {
         let bid = r.beneficiary_id.as_str();
         let ben = self.bens.get_or_default(&self.store, bid.as_bytes())?;
+        // The version this one replaces, for CUSTODIAN_OVERLOAD (§11.8).
+        let replaced: Vec<crate::model::PersonId> =
+            ben.roster_at(r.updated_at).map(|x| x.custodians.iter().filter_map(|c| c.id_no.clone()).collect()).unwrap_or_default();
         if !ben.insert_roster(r.clone()) {
             return Ok(Outcome::Redelivered);
         }
@@ -24,6 +27,9 @@ impl Engine {
         for c in &r.custodians {
             self.accounts.get_or_default(&self.store, c.account_no.as_bytes())?.custodian_of.insert(bid.to_owned());
         }
+        if !r.custodians.is_empty() || !replaced.is_empty() {
+            self.custodians_on_roster(r, replaced)?;
+        }
         Ok(Outcome::Applied)
     }
 
@@ -35,11 +41,19 @@ impl Engine {
         }
         let known = ben.death().map(|x| x.date_of_death);
         ben.deaths.push(d.clone());
-        if !self.rules.paid_after_death.enabled || known.is_some_and(|k| k <= d.date_of_death) {
+        if known.is_some_and(|k| k <= d.date_of_death) {
+            return Ok(Outcome::Applied);
+        }
+        // The person may be a registered custodian (§9).
+        if self.rules.custodian_deceased.enabled {
+            self.custodian_death_late(d)?;
+        }
+        if !self.rules.paid_after_death.enabled {
             return Ok(Outcome::Applied);
         }
         // A late record: every payment already made for a later month is
         // now known to be improper.
+        let Some(ben) = self.bens.get(&self.store, bid.as_bytes())? else { return Ok(Outcome::Applied) };
         let after: Vec<Period> = ben.months_any.after(Period::of(d.date_of_death)).collect();
         let keys: Vec<MonthKey> = after.iter().map(|m| keys::month(bid, *m)).collect();
         let months = self.months.get_many(&self.store, &keys)?;
@@ -53,6 +67,7 @@ impl Engine {
                     roster: ben.roster_at(p.paid_at),
                     death: Some(d),
                     custodian: None,
+                    custodian_death: None,
                     paid_on: self.tz.date(p.paid_at),
                     tz: self.tz,
                     month: &[],

@@ -96,6 +96,18 @@ pub struct Account {
     pub custodian_of: BTreeSet<String>,
 }
 
+/// One custodian identity number (contract §9).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CustodianState {
+    /// Beneficiaries whose roster ever named a registration with this
+    /// `id_no`: the ones counted for `CUSTODIAN_OVERLOAD`, and whose
+    /// payments a late death of the custodian re-checks.
+    pub of: BTreeSet<String>,
+    /// `CUSTODIAN_OVERLOAD` has fired and the count has not fallen to N or
+    /// below since (§6).
+    pub over: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -271,6 +271,7 @@ fn custodians_are_exempt_only_while_registered_and_matching() {
         account_no: "6217009999999999".into(),
         registered_at: day("2019-01-01"),
         revoked_at: Some(day("2019-03-01")),
+        id_no: None,
     }];
     h.apply(Record::Roster(r));
     let to_custodian = |id: &str, m: &str, name: &str| {
@@ -544,3 +545,4 @@ fn a_v1_state_directory_is_upgraded_in_place() {
 }
 
 mod cases;
+mod custodians;

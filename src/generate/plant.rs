@@ -110,7 +110,7 @@ fn other_name(bd: &mut Builder, than: &str) -> String {
 
 fn custodian(bd: &mut Builder, registered_at: Date) -> Custodian {
     let name = bd.people.name();
-    Custodian { name, account_no: bd.people.account(), registered_at, revoked_at: None }
+    Custodian { name, account_no: bd.people.account(), registered_at, revoked_at: None, id_no: None }
 }
 
 /// Builds one household playing `role`.
@@ -478,6 +478,7 @@ pub fn nursing_home(bd: &mut Builder, town: &'static str, residents: usize) {
             account_no: account.clone(),
             registered_at: b.enrolled_at,
             revoked_at: None,
+            id_no: None,
         }];
         b.account = account.clone();
         b.account_name = name.clone();

@@ -82,8 +82,10 @@ pub fn roster_json(r: &RosterRecord, tz: Tz) -> Map<String, Value> {
         m.remove("custodians");
     } else if let Some(Value::Array(cs)) = m.get_mut("custodians") {
         for c in cs.iter_mut().filter_map(Value::as_object_mut) {
-            if c.get("revoked_at") == Some(&Value::Null) {
-                c.remove("revoked_at");
+            for k in ["revoked_at", "id_no"] {
+                if c.get(k) == Some(&Value::Null) {
+                    c.remove(k);
+                }
             }
         }
     }

@@ -22,6 +22,10 @@ pub enum Rule {
     FiledRelativeReview,
     ProgramOverlap,
     RectificationRelapse,
+    // v1.1 rules added after the first v1.1 release are appended: cases
+    // store the rule by its place here.
+    CustodianOverload,
+    CustodianDeceased,
 }
 
 // `Rule::ALL`, `code`, `chinese` and the rest are read off the registry

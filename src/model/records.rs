@@ -187,6 +187,10 @@ pub struct Custodian {
     pub registered_at: Date,
     /// The registration no longer holds on and after this day.
     pub revoked_at: Option<Date>,
+    /// v1.1: the custodian's own identity number, when registered with
+    /// one: `CUSTODIAN_OVERLOAD` counts by it, `CUSTODIAN_DECEASED` looks
+    /// for its death. Last, because state v3 stored custodians without it.
+    pub id_no: Option<PersonId>,
 }
 
 impl Custodian {

@@ -200,12 +200,78 @@ struct DeliveryV3 {
     _last_error: Option<String>,
 }
 
-/// v3 → v4: webhook deliveries move from one queue (`w | seq`) to one key
-/// range per route ([`keys::delivery`]) and gain their event, appended
-/// last (postcard: variant 0, `alert`, is one zero byte). Dead deliveries
-/// get the same keys, so a retry puts them back in their route's range.
-/// One write: the outbox of webhooks is small next to the state.
+/// A custodian registration as v3 stored it (no `id_no`).
+#[derive(serde::Deserialize)]
+struct CustodianV3 {
+    name: String,
+    account_no: String,
+    registered_at: crate::model::time::Date,
+    revoked_at: Option<crate::model::time::Date>,
+}
+
+/// A roster version as v3 stored it.
+#[derive(serde::Deserialize)]
+struct RosterV3 {
+    beneficiary_id: crate::model::PersonId,
+    name: String,
+    household_id: String,
+    township: String,
+    program: crate::model::Program,
+    status: crate::model::Status,
+    enrolled_at: crate::model::time::Date,
+    status_since: crate::model::time::Date,
+    monthly_amount: crate::model::Money,
+    filed_relative: bool,
+    custodians: Vec<CustodianV3>,
+    updated_at: crate::model::Timestamp,
+}
+
+impl From<RosterV3> for crate::model::RosterRecord {
+    fn from(r: RosterV3) -> Self {
+        crate::model::RosterRecord {
+            beneficiary_id: r.beneficiary_id,
+            name: r.name,
+            household_id: r.household_id,
+            township: r.township,
+            program: r.program,
+            status: r.status,
+            enrolled_at: r.enrolled_at,
+            status_since: r.status_since,
+            monthly_amount: r.monthly_amount,
+            filed_relative: r.filed_relative,
+            custodians: r
+                .custodians
+                .into_iter()
+                .map(|c| crate::model::Custodian {
+                    name: c.name,
+                    account_no: c.account_no,
+                    registered_at: c.registered_at,
+                    revoked_at: c.revoked_at,
+                    id_no: None,
+                })
+                .collect(),
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// Beneficiaries rewritten per write while upgrading to v4.
+const BENEFICIARIES_PER_WRITE: usize = 20_000;
+
+/// v3 → v4:
+/// - webhook deliveries move from one queue (`w | seq`) to one key range
+///   per route ([`keys::delivery`]) and gain their event, appended last
+///   (postcard: variant 0, `alert`, is one zero byte). Dead deliveries get
+///   the same keys, so a retry puts them back in their route's range.
+/// - custodian registrations gained `id_no` (contract v1.1) as their last
+///   field: every stored roster history is rewritten with none (a v3
+///   feed carried none). The roster is a beneficiary's first field, so the
+///   rest of the value is kept as it is. In chunks; idempotent until the
+///   chunks, each recording the last key it rewrote
+///   (`meta/upgrade_v4_after`), so an interrupted upgrade resumes after it
+///   and never reads a rewritten value as v3.
 pub(super) fn v3_to_v4(store: &Store) -> Result<(), StoreError> {
+    beneficiaries_v3_to_v4(store)?;
     const OLD: u8 = b'w';
     let mut batch = store.batch();
     let (mut queued, mut dead) = (0, 0);
@@ -226,8 +292,41 @@ pub(super) fn v3_to_v4(store: &Store) -> Result<(), StoreError> {
             }
         }
     }
+    batch.delete(Cf::Meta, UPGRADE_V4_AFTER);
     batch.put_raw(Cf::Meta, keys::META_SCHEMA, SCHEMA.as_bytes());
     store.commit(batch)?;
     tracing::info!(from = V3, to = SCHEMA, queued, dead, "state directory upgraded");
     Ok(())
+}
+
+/// The last beneficiary key the v3 → v4 upgrade rewrote, written with each
+/// chunk: an interrupted upgrade resumes after it instead of reading a
+/// rewritten value as v3.
+const UPGRADE_V4_AFTER: &[u8] = b"upgrade_v4_after";
+
+fn beneficiaries_v3_to_v4(store: &Store) -> Result<(), StoreError> {
+    let mut from = match store.get_raw(Cf::Meta, UPGRADE_V4_AFTER)? {
+        Some(mut k) => {
+            k.push(0);
+            k
+        }
+        None => Vec::new(),
+    };
+    loop {
+        let chunk = store.entries_between(Cf::Beneficiaries, &from, &[0xff; 32], BENEFICIARIES_PER_WRITE)?;
+        let Some((last, _)) = chunk.last() else { return Ok(()) };
+        let mut batch = store.batch();
+        for (k, v) in &chunk {
+            let bad = |source| StoreError::Decode { cf: Cf::Beneficiaries.name(), key: keys::shown(k), source };
+            let (roster, rest) = postcard::take_from_bytes::<Vec<RosterV3>>(v).map_err(bad)?;
+            let roster: Vec<crate::model::RosterRecord> = roster.into_iter().map(Into::into).collect();
+            let mut value = postcard::to_stdvec(&roster).map_err(StoreError::Encode)?;
+            value.extend_from_slice(rest);
+            batch.put_raw(Cf::Beneficiaries, k, &value);
+        }
+        batch.put_raw(Cf::Meta, UPGRADE_V4_AFTER, last);
+        store.commit(batch)?;
+        from = last.clone();
+        from.push(0);
+    }
 }

@@ -75,10 +75,13 @@ pub enum Cf {
     Reviews,
     /// case_id → the case (its alerts, decisions, status): see `cases`.
     Cases,
+    /// custodian id_no → the beneficiaries whose roster names a
+    /// registration with it, and its `CUSTODIAN_OVERLOAD` episode.
+    Custodians,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 12] = [
+    pub const ALL: [Cf; 13] = [
         Cf::Meta,
         Cf::Beneficiaries,
         Cf::Months,
@@ -91,6 +94,7 @@ impl Cf {
         Cf::WebhookDead,
         Cf::Reviews,
         Cf::Cases,
+        Cf::Custodians,
     ];
 
     pub fn name(self) -> &'static str {
@@ -107,6 +111,7 @@ impl Cf {
             Cf::WebhookDead => "webhook_dead",
             Cf::Reviews => "reviews",
             Cf::Cases => "cases",
+            Cf::Custodians => "custodians",
         }
     }
 }

@@ -1,0 +1,111 @@
+//! Custodians (contract §9): who names a custodian's `id_no`, the
+//! `CUSTODIAN_OVERLOAD` count when a roster record is applied, and the
+//! custodian's death for `CUSTODIAN_DECEASED` — at a payment, or for every
+//! earlier payment when the death record arrives late.
+
+use super::state::custodian_in;
+use super::{Engine, EngineError};
+use crate::detect::{custodian_deceased, custodian_overload, PaymentView, NO_YEARS};
+use crate::model::{DeathRecord, Payment, PersonId, RosterRecord};
+use crate::store::keys::{self, MonthKey};
+
+impl Engine {
+    /// After roster record `r` was applied; `replaced` lists the custodian
+    /// ids of the version it replaces (§11.8: both are evaluated).
+    pub(super) fn custodians_on_roster(&mut self, r: &RosterRecord, replaced: Vec<PersonId>) -> Result<(), EngineError> {
+        let bid = r.beneficiary_id.as_str();
+        let mut ids: Vec<PersonId> = r.custodians.iter().filter_map(|c| c.id_no.clone()).collect();
+        for id in &ids {
+            self.custodians.get_or_default(&self.store, id.as_str().as_bytes())?.of.insert(bid.to_owned());
+        }
+        ids.extend(replaced);
+        ids.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        ids.dedup();
+        if !self.rules.custodian_overload.enabled {
+            return Ok(());
+        }
+        let (t, day) = (r.updated_at, self.tz.date(r.updated_at));
+        let mut findings = Vec::new();
+        for id in ids {
+            let Some(state) = self.custodians.get(&self.store, id.as_str().as_bytes())? else { continue };
+            let of: Vec<String> = state.of.iter().cloned().collect();
+            let mut records = Vec::with_capacity(of.len());
+            for b in &of {
+                if let Some(rec) = self.bens.get(&self.store, b.as_bytes())?.and_then(|x| x.roster_at(t)) {
+                    records.push(rec.clone());
+                }
+            }
+            let counted = custodian_overload::counted(&id, day, &records);
+            let holds = custodian_overload::holds(&self.rules.custodian_overload, &counted);
+            let state = self.custodians.get_or_default(&self.store, id.as_str().as_bytes())?;
+            if holds && !state.over {
+                findings.push(custodian_overload::finding(&self.rules.custodian_overload, &id, r, &counted, t, self.tz));
+            }
+            state.over = holds;
+        }
+        self.emit(findings)
+    }
+
+    /// The earliest known death of the custodian whose registration (with
+    /// an `id_no`) takes payment `p` past `NAME_MISMATCH`, if any.
+    pub(super) fn custodian_death_for(&mut self, p: &Payment) -> Result<Option<DeathRecord>, EngineError> {
+        if !self.rules.custodian_deceased.enabled {
+            return Ok(None);
+        }
+        let paid_on = self.tz.date(p.paid_at);
+        let id = match self.bens.get(&self.store, p.beneficiary_id.as_str().as_bytes())? {
+            Some(b) => b
+                .roster_at(p.paid_at)
+                .and_then(|r| custodian_in(r, paid_on, &p.account_no, &p.account_name))
+                .and_then(|c| c.id_no.clone()),
+            None => None,
+        };
+        let Some(id) = id else { return Ok(None) };
+        Ok(self.bens.get(&self.store, id.as_str().as_bytes())?.and_then(|b| b.death().cloned()))
+    }
+
+    /// A death record of a custodian, the earliest known for that person:
+    /// every payment already made through a registration carrying that
+    /// `id_no`, on a day after the death, is `CUSTODIAN_DECEASED`.
+    pub(super) fn custodian_death_late(&mut self, d: &DeathRecord) -> Result<(), EngineError> {
+        let id = d.person_id.as_str();
+        let of: Vec<String> = match self.custodians.get(&self.store, id.as_bytes())? {
+            Some(s) => s.of.iter().cloned().collect(),
+            None => return Ok(()),
+        };
+        let mut findings = Vec::new();
+        for bid in of {
+            let months: Vec<MonthKey> = match self.bens.get(&self.store, bid.as_bytes())? {
+                Some(b) => b.months_any.iter().map(|m| keys::month(&bid, m)).collect(),
+                None => continue,
+            };
+            let lists = self.months.get_many(&self.store, &months)?;
+            let Some(ben) = self.bens.get(&self.store, bid.as_bytes())? else { continue };
+            for sp in lists.iter().flatten() {
+                let p = &sp.payment;
+                let paid_on = self.tz.date(p.paid_at);
+                if paid_on <= d.date_of_death {
+                    continue;
+                }
+                let roster = ben.roster_at(p.paid_at);
+                let custodian = roster.and_then(|r| custodian_in(r, paid_on, &p.account_no, &p.account_name));
+                if custodian.and_then(|c| c.id_no.as_ref()).is_none_or(|x| x != &d.person_id) {
+                    continue;
+                }
+                let v = PaymentView {
+                    payment: p,
+                    roster,
+                    death: None,
+                    custodian,
+                    custodian_death: Some(d),
+                    paid_on,
+                    tz: self.tz,
+                    month: &[],
+                    reviewed_years: &NO_YEARS,
+                };
+                findings.extend(custodian_deceased::check(&self.rules.custodian_deceased, &v));
+            }
+        }
+        self.emit(findings)
+    }
+}

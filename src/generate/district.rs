@@ -291,12 +291,17 @@ impl Builder {
     }
 
     pub fn death(&mut self, b: &Bene, died: Date, reported: Timestamp) -> String {
+        self.death_of(&b.id.clone(), &b.name.clone(), died, reported)
+    }
+
+    /// The death record of anyone (a custodian, say).
+    pub fn death_of(&mut self, id: &str, name: &str, died: Date, reported: Timestamp) -> String {
         let record_id = format!("DTH{:07}", self.deaths.len() + 1);
         let source = [DeathSource::FuneralHome, DeathSource::Hospital, DeathSource::Village][self.deaths.len() % 3];
         self.deaths.push(DeathRecord {
             record_id: record_id.clone(),
-            person_id: PersonId::parse(&b.id).expect("generated ids are valid"),
-            name: b.name.clone(),
+            person_id: PersonId::parse(id).expect("generated ids are valid"),
+            name: name.to_owned(),
             date_of_death: died,
             source,
             reported_at: reported,

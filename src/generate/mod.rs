@@ -3,6 +3,7 @@
 //! control cases that must not alert, some broken lines, and `truth.json`
 //! saying exactly which alerts and dead letters an audit must produce.
 
+mod custodians;
 mod district;
 mod people;
 mod plant;

@@ -32,6 +32,10 @@ pub enum Role {
     Relapse,
     /// Rural dibao and urban dibao for the same month (重复享受).
     ProgramOverlap,
+    /// One custodian (with an id_no) registered for four households.
+    CustodianOverload,
+    /// A custodian who died and was still paid through.
+    CustodianDeceased,
     // controls
     Custodian,
     CustodianLater,
@@ -52,10 +56,15 @@ pub enum Role {
     /// A month paid under the wrong programme, returned by the bank, then
     /// paid under the right one: not an overlap.
     ProgramCorrected,
+    /// One custodian registered for three households: not above N.
+    CustodianThree,
+    /// A custodian who died on the day of the last payment through them,
+    /// replaced before the next.
+    CustodianDeathDay,
 }
 
 impl Role {
-    pub const PLANTED: [Role; 19] = [
+    pub const PLANTED: [Role; 21] = [
         Role::NameMismatch,
         Role::CustodianRevoked,
         Role::SharedAccount,
@@ -75,8 +84,10 @@ impl Role {
         Role::Filed,
         Role::Relapse,
         Role::ProgramOverlap,
+        Role::CustodianOverload,
+        Role::CustodianDeceased,
     ];
-    pub const CONTROLS: [Role; 14] = [
+    pub const CONTROLS: [Role; 16] = [
         Role::Custodian,
         Role::CustodianLater,
         Role::NameVariant,
@@ -91,15 +102,17 @@ impl Role {
         Role::FalsePositiveLater,
         Role::ConfirmedLater,
         Role::ProgramCorrected,
+        Role::CustodianThree,
+        Role::CustodianDeathDay,
     ];
 }
 
-fn key(rule: Rule, event: &str) -> String {
+pub(super) fn key(rule: Rule, event: &str) -> String {
     format!("{}:{event}", rule.code())
 }
 
 /// A name that is not `than`, even after normalisation.
-fn other_name(bd: &mut Builder, than: &str) -> String {
+pub(super) fn other_name(bd: &mut Builder, than: &str) -> String {
     loop {
         let n = bd.people.name();
         if !crate::model::name::same(&n, than) {
@@ -121,6 +134,9 @@ pub fn plant(bd: &mut Builder, role: Role) {
     let m = bd.some_month();
     let t = |bd: &Builder, p: Period, day: u32, h: i64| bd.at(Builder::day(p, day), h, 0);
     match role {
+        Role::CustodianOverload | Role::CustodianThree | Role::CustodianDeceased | Role::CustodianDeathDay => {
+            super::custodians::plant(bd, role, b, m)
+        }
         Role::NameMismatch => {
             let cadre_account = bd.people.account();
             let cadre = other_name(bd, &b.name);
@@ -511,7 +527,7 @@ pub fn ordinary(bd: &mut Builder) {
     }
 }
 
-fn month_range(from: Period, to: Period) -> impl Iterator<Item = Period> {
+pub(super) fn month_range(from: Period, to: Period) -> impl Iterator<Item = Period> {
     (from.0..=to.0).map(Period)
 }
 

@@ -48,8 +48,10 @@ pub struct Truth {
 /// `evidence.event_ids`), `RULE:account:event` for account-level rules (the
 /// payment that crossed the threshold, the newest in the evidence),
 /// `MISSED_PAYMENT:beneficiary:month`,
-/// `FILED_RELATIVE_REVIEW:beneficiary:year` and
-/// `RECTIFICATION_RELAPSE:case:decision`.
+/// `FILED_RELATIVE_REVIEW:beneficiary:year`,
+/// `RECTIFICATION_RELAPSE:case:decision` and
+/// `CUSTODIAN_OVERLOAD:custodian_id_no:beneficiary@updated_at` (the
+/// roster record that crossed).
 pub fn truth_key(a: &Alert) -> String {
     let first = a.evidence.event_ids.first().map(String::as_str).unwrap_or("");
     let last = a.evidence.event_ids.last().map(String::as_str).unwrap_or("");
@@ -61,6 +63,10 @@ pub fn truth_key(a: &Alert) -> String {
         Rule::MissedPayment => format!("{}:{}:{}", a.rule.code(), bid, a.period.map(|p| p.to_string()).unwrap_or_default()),
         Rule::FiledRelativeReview => {
             format!("{}:{}:{}", a.rule.code(), bid, a.evidence.figures.get("year").map(String::as_str).unwrap_or(""))
+        }
+        Rule::CustodianOverload => {
+            let f = |k: &str| a.evidence.figures.get(k).map(String::as_str).unwrap_or("");
+            format!("{}:{}:{}", a.rule.code(), f("custodian_id_no"), f("applied_record"))
         }
         Rule::RectificationRelapse => {
             format!("{}:{}:{}", a.rule.code(), a.case_id, a.evidence.record_ids.first().map(String::as_str).unwrap_or(""))

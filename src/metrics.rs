@@ -11,6 +11,7 @@ pub const DEAD_LETTERS: &str = "paywatch_dead_letters_total";
 pub const ALERTS: &str = "paywatch_alerts_total";
 pub const PUBLISHED: &str = "paywatch_outbox_published_total";
 pub const OUTBOX_DEPTH: &str = "paywatch_outbox_entries";
+pub const OUTBOX_PARKED: &str = "paywatch_outbox_parked";
 pub const OUTBOX_OLDEST: &str = "paywatch_outbox_oldest_queued_timestamp_seconds";
 pub const WATERMARK: &str = "paywatch_watermark_timestamp_seconds";
 pub const WATERMARK_DELAY: &str = "paywatch_watermark_delay_seconds";
@@ -24,6 +25,7 @@ pub const STATE_WRITE_FAILURES: &str = "paywatch_state_write_failures_total";
 pub const WEBHOOK_DELIVERIES: &str = "paywatch_webhook_deliveries_total";
 pub const WEBHOOK_DEAD: &str = "paywatch_webhook_dead_letters";
 pub const WEBHOOK_DUE: &str = "paywatch_webhook_due_deliveries";
+pub const TASK_RESTARTS: &str = "paywatch_task_restarts_total";
 pub const ROCKSDB_LIVE: &str = "paywatch_rocksdb_live_data_bytes";
 pub const ROCKSDB_PENDING_COMPACTION: &str = "paywatch_rocksdb_pending_compaction_bytes";
 pub const ROCKSDB_CACHE_HIT_RATIO: &str = "paywatch_rocksdb_block_cache_hit_ratio";
@@ -48,6 +50,8 @@ pub struct Metrics {
     pub published: IntCounterVec,
     /// Outbox entries not yet acknowledged.
     pub outbox_depth: IntGauge,
+    /// Outbox messages the broker refused for good, set aside.
+    pub outbox_parked: IntGauge,
     /// When the oldest unacknowledged entry was queued (0 when none).
     pub outbox_oldest: IntGauge,
     /// The engine's event-time watermark.
@@ -77,6 +81,8 @@ pub struct Metrics {
     pub webhook_dead: IntGauge,
     /// Deliveries due now (waiting for a request slot).
     pub webhook_pending: IntGaugeVec,
+    /// Supervised tasks (publisher, webhooks) restarted after a failure.
+    pub task_restarts: IntCounterVec,
     /// RocksDB's estimate of live data, all column families.
     pub rocksdb_live: IntGauge,
     /// Bytes compaction still has to rewrite (write stalls follow).
@@ -175,6 +181,7 @@ impl Metrics {
             alerts: counter(ALERTS, "Alerts raised and committed", &["rule", "severity", "township"]),
             published: counter(PUBLISHED, "Outbox messages sent to Kafka, by target and outcome", &["target", "outcome"]),
             outbox_depth: gauge(OUTBOX_DEPTH, "Outbox messages waiting for the broker's acknowledgement"),
+            outbox_parked: gauge(OUTBOX_PARKED, "Outbox messages the broker refused for good (too large, invalid), parked"),
             outbox_oldest: gauge(OUTBOX_OLDEST, "When the oldest waiting outbox message was queued (unix seconds; 0 when none)"),
             watermark: gauge(WATERMARK, "The event-time watermark (unix seconds)"),
             watermark_delay: gauge(WATERMARK_DELAY, "Wall clock minus the event-time watermark at the last commit"),
@@ -196,6 +203,7 @@ impl Metrics {
             ),
             webhook_deliveries: counter(WEBHOOK_DELIVERIES, "Webhook attempts by route and outcome", &["route", "outcome"]),
             webhook_dead: gauge(WEBHOOK_DEAD, "Webhook deliveries on the dead-letter list"),
+            task_restarts: counter(TASK_RESTARTS, "Supervised background tasks restarted after a failure, by task", &["task"]),
             webhook_pending: {
                 let g = IntGaugeVec::new(Opts::new(WEBHOOK_DUE, "Webhook deliveries due now or in flight, by route"), &["route"])
                     .expect("valid metric");

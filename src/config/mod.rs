@@ -184,6 +184,19 @@ pub struct KafkaConfig {
     pub producer: BTreeMap<String, String>,
 }
 
+impl KafkaConfig {
+    /// The largest message the producer may send (`message.max.bytes` of
+    /// `[kafka.producer]` or `[kafka.client]`, librdkafka's 1,000,000 by
+    /// default).
+    pub fn max_message_bytes(&self) -> usize {
+        self.producer
+            .get("message.max.bytes")
+            .or_else(|| self.client.get("message.max.bytes"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(1_000_000)
+    }
+}
+
 impl Default for KafkaConfig {
     fn default() -> KafkaConfig {
         KafkaConfig {

@@ -1,5 +1,7 @@
 //! Account windows and alert episodes for the account-level rules
-//! (`SHARED_ACCOUNT`, `FREQUENT_PAYMENTS`).
+//! (`SHARED_ACCOUNT`, `FREQUENT_PAYMENTS`, and any rule whose registry
+//! entry has a [`Hook::AccountWindow`](super::registry::Hook): a
+//! [`WindowRule`] of plain functions, asked here in the registry's order).
 //!
 //! §6: one alert when the threshold is first crossed for an account, another
 //! only after the account has been below it for a whole window. Between two
@@ -7,9 +9,9 @@
 //! condition stopped holding is found exactly by replaying the expiries —
 //! no timers, no wall clock.
 
-use super::{frequent_payments, shared_account, Finding, RulesConfig};
+use super::{Finding, RulesConfig};
 use crate::model::time::MS_PER_DAY;
-use crate::model::{Money, Text, Timestamp};
+use crate::model::{Money, Rule, Text, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// One payment received by an account, kept while any window may need it.
@@ -84,13 +86,36 @@ pub enum Change {
     Reverse(String),
 }
 
-/// An account's recent payments and both rules' episodes.
+/// A rule judged on an account's window of payments, as plain functions
+/// of the config: its registry entry's hook.
+#[derive(Clone, Copy)]
+pub struct WindowRule {
+    pub rule: Rule,
+    /// Its window W, in days.
+    pub window_days: fn(&RulesConfig) -> u32,
+    /// Whether it holds at an instant over the entries, n being the number
+    /// of beneficiaries for whom the account is a registered custodian
+    /// account.
+    pub holds_at: fn(&RulesConfig, &[WindowEntry], Timestamp, usize) -> bool,
+    /// Its finding when it starts an episode (account, township, entries,
+    /// now, n).
+    pub finding: fn(&RulesConfig, &str, &str, &[WindowEntry], Timestamp, usize) -> Finding,
+}
+
+/// Where one window rule's alerting stands for one account.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RuleEpisode {
+    pub rule: Rule,
+    pub episode: Episode,
+}
+
+/// An account's recent payments and each window rule's episode.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct AccountWindow {
     /// Sorted by `paid_at`; nothing older than the longest window.
     pub entries: Vec<WindowEntry>,
-    pub shared: Episode,
-    pub frequent: Episode,
+    /// One per window rule that has ever been judged on this account.
+    pub episodes: Vec<RuleEpisode>,
     /// Event time of the last change, to replay expiries since then.
     pub last_eval: Option<Timestamp>,
 }
@@ -109,14 +134,18 @@ impl AccountWindow {
         change: Change,
     ) -> Vec<Finding> {
         let now = self.last_eval.map_or(now, |l| l.max(now));
-        let sw = days_ms(rules.shared_account.window_days);
-        let fw = days_ms(rules.frequent_payments.window_days);
-        let sa = &rules.shared_account;
-        let fp = &rules.frequent_payments;
+        // The window rules that are on, in the registry's order (no
+        // allocation: this runs for every payment).
+        let on = || super::registry::window_rules().filter(|w| rules.enabled(w.rule));
+        let longest = super::registry::window_rules().map(|w| days_ms((w.window_days)(rules))).max().unwrap_or(0);
         if let Some(last) = self.last_eval {
             let entries = &self.entries;
-            self.shared.settle(last, now, sw, entries, |s| shared_account::holds_at(sa, entries, s));
-            self.frequent.settle(last, now, fw, entries, |s| frequent_payments::holds_at(fp, entries, s, custodian_of));
+            for w in on() {
+                let ms = days_ms((w.window_days)(rules));
+                if let Some(e) = self.episodes.iter_mut().find(|e| e.rule == w.rule) {
+                    e.episode.settle(last, now, ms, entries, |s| (w.holds_at)(rules, entries, s, custodian_of));
+                }
+            }
         }
         match change {
             Change::Add(e) => {
@@ -135,23 +164,32 @@ impl AccountWindow {
             }
         }
         let mut out = Vec::new();
-        if sa.enabled {
-            let holds = shared_account::holds_at(sa, &self.entries, now);
-            if self.shared.decide(now, sw, holds) {
-                out.push(shared_account::finding(sa, account_no, township, &self.entries, now));
+        for w in on() {
+            let ms = days_ms((w.window_days)(rules));
+            let holds = (w.holds_at)(rules, &self.entries, now, custodian_of);
+            let i = match self.episodes.iter().position(|e| e.rule == w.rule) {
+                Some(i) => i,
+                None if holds => {
+                    self.episodes.push(RuleEpisode { rule: w.rule, episode: Episode::default() });
+                    self.episodes.len() - 1
+                }
+                // Nothing to remember for a rule that never held here.
+                None => continue,
+            };
+            if self.episodes[i].episode.decide(now, ms, holds) {
+                out.push((w.finding)(rules, account_no, township, &self.entries, now, custodian_of));
             }
         }
-        if fp.enabled {
-            let holds = frequent_payments::holds_at(fp, &self.entries, now, custodian_of);
-            if self.frequent.decide(now, fw, holds) {
-                out.push(frequent_payments::finding(fp, account_no, township, &self.entries, now, custodian_of));
-            }
-        }
-        let keep_from = now.0 - sw.max(fw);
+        let keep_from = now.0 - longest;
         let expired = self.entries.partition_point(|e| e.paid_at.0 <= keep_from);
         self.entries.drain(..expired);
         self.last_eval = Some(now);
         out
+    }
+
+    /// The episode of `rule` on this account, if it was ever judged.
+    pub fn episode(&self, rule: Rule) -> Option<&Episode> {
+        self.episodes.iter().find(|e| e.rule == rule).map(|e| &e.episode)
     }
 }
 
@@ -219,12 +257,12 @@ pub mod tests {
         for (i, d) in [0, 1, 2, 3].iter().enumerate() {
             add(&mut w, &rules, &format!("E{i}"), *d, "H1");
         }
-        assert!(w.frequent.open);
+        assert!(w.episode(Rule::FrequentPayments).unwrap().open);
         // E0 expires at day 30: 3 left, below from day 30. Above again at day 61 (>= 30 days below).
         for (i, d) in [61, 62, 63].iter().enumerate() {
             assert!(add(&mut w, &rules, &format!("F{i}"), *d, "H1").is_empty());
         }
-        assert_eq!(w.frequent.below_since, Some(Timestamp(30 * MS_PER_DAY)));
+        assert_eq!(w.episode(Rule::FrequentPayments).unwrap().below_since, Some(Timestamp(30 * MS_PER_DAY)));
         assert_eq!(add(&mut w, &rules, "F3", 64, "H1"), [Rule::FrequentPayments]);
     }
 

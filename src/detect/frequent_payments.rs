@@ -2,7 +2,7 @@
 //! payments within W days, n being the number of beneficiaries for whom it is
 //! a registered custodian account (1 when none).
 
-use super::episode::{days_ms, in_window, WindowEntry};
+use super::episode::{days_ms, in_window, WindowEntry, WindowRule};
 use super::{account_tail, Finding};
 use crate::model::{Evidence, Money, Rule, Severity, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -44,6 +44,14 @@ impl Config {
 fn counted<'a>(cfg: &Config, entries: &'a [WindowEntry], at: Timestamp) -> impl Iterator<Item = &'a WindowEntry> {
     in_window(entries, at, days_ms(cfg.window_days)).filter(|e| !e.reversed)
 }
+
+/// Its registry hook.
+pub const WINDOW: WindowRule = WindowRule {
+    rule: Rule::FrequentPayments,
+    window_days: |r| r.frequent_payments.window_days,
+    holds_at: |r, entries, at, n| holds_at(&r.frequent_payments, entries, at, n),
+    finding: |r, account, township, entries, now, n| finding(&r.frequent_payments, account, township, entries, now, n),
+};
 
 pub fn holds_at(cfg: &Config, entries: &[WindowEntry], at: Timestamp, custodian_of: usize) -> bool {
     counted(cfg, entries, at).count() > cfg.limit(custodian_of)

@@ -9,7 +9,7 @@
 //! variant in [`Rule`], one line here, and its `[rules.<section>]` defaults.
 
 use super::{
-    custodian_deceased, disbursement_delay, duplicate_period, filed_relative_review, inactive_beneficiary, large_amount, name_mismatch,
+    custodian_deceased, disbursement_delay, frequent_payments, shared_account, duplicate_period, filed_relative_review, inactive_beneficiary, large_amount, name_mismatch,
     paid_after_death, program_overlap, Finding, PaymentView, RulesConfig,
 };
 use crate::model::{Alert, Rule};
@@ -40,8 +40,8 @@ pub enum Hook {
     /// A rule adds its findings to the list it is handed.
     Payment(fn(&RulesConfig, &PaymentView<'_>, &mut Vec<Finding>)),
     /// When a payment enters or a reversal leaves the receiving account's
-    /// window (`detect::episode`).
-    AccountWindow,
+    /// window (`detect::episode`), with the rule's window functions.
+    AccountWindow(super::episode::WindowRule),
     /// When the event-time watermark passes a deadline (the engine's timers).
     Watermark,
     /// When another alert is filed under its case (`engine::cases`).
@@ -56,7 +56,7 @@ impl Hook {
     pub fn code(self) -> &'static str {
         match self {
             Hook::Payment(_) => "payment",
-            Hook::AccountWindow => "account_window",
+            Hook::AccountWindow(_) => "account_window",
             Hook::Watermark => "watermark",
             Hook::CaseAlert => "case_alert",
             Hook::Roster => "roster",
@@ -116,7 +116,7 @@ pub const RULES: [RuleInfo; 14] = [
         chinese: "一卡多户",
         subject: Subject::Account,
         section: "shared_account",
-        hook: Hook::AccountWindow,
+        hook: Hook::AccountWindow(shared_account::WINDOW),
         enabled: |r| r.shared_account.enabled,
         validate: |r| r.shared_account.validate(),
         fires_when: "one account, ≥ N households within W days (custodian receipts not counted)",
@@ -128,7 +128,7 @@ pub const RULES: [RuleInfo; 14] = [
         chinese: "频繁入账",
         subject: Subject::Account,
         section: "frequent_payments",
-        hook: Hook::AccountWindow,
+        hook: Hook::AccountWindow(frequent_payments::WINDOW),
         enabled: |r| r.frequent_payments.enabled,
         validate: |r| r.frequent_payments.validate(),
         fires_when: "one account, > K × n unreversed payments within W days",
@@ -311,6 +311,14 @@ impl Subject {
             Subject::Case => None,
         }
     }
+}
+
+/// The account-level rules' window functions, in the table's order.
+pub fn window_rules() -> impl Iterator<Item = super::episode::WindowRule> {
+    RULES.iter().filter_map(|r| match r.hook {
+        Hook::AccountWindow(w) => Some(w),
+        _ => None,
+    })
 }
 
 /// The rules table of the README and `docs/contract.md`.

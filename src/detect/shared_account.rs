@@ -3,7 +3,7 @@
 //! for the beneficiary (valid on the paid day, number and name matching) do
 //! not count, so a nursing home holding its residents' cards is not flagged.
 
-use super::episode::{days_ms, in_window, WindowEntry};
+use super::episode::{days_ms, in_window, WindowEntry, WindowRule};
 use super::{account_tail, Finding};
 use crate::model::{Evidence, Money, Rule, Severity, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -41,6 +41,14 @@ impl Config {
 fn counted<'a>(cfg: &Config, entries: &'a [WindowEntry], at: Timestamp) -> impl Iterator<Item = &'a WindowEntry> {
     in_window(entries, at, days_ms(cfg.window_days)).filter(|e| !e.exempt)
 }
+
+/// Its registry hook.
+pub const WINDOW: WindowRule = WindowRule {
+    rule: Rule::SharedAccount,
+    window_days: |r| r.shared_account.window_days,
+    holds_at: |r, entries, at, _| holds_at(&r.shared_account, entries, at),
+    finding: |r, account, township, entries, now, _| finding(&r.shared_account, account, township, entries, now),
+};
 
 pub fn holds_at(cfg: &Config, entries: &[WindowEntry], at: Timestamp) -> bool {
     let mut first: Option<&str> = None;

@@ -478,6 +478,7 @@ fn a_v2_state_directory_is_upgraded_in_place() {
         b.put_raw(Cf::Meta, keys::META_PROGRESS, &as_v2_progress(&store.get_raw(Cf::Meta, keys::META_PROGRESS).unwrap().unwrap()));
         b.put_raw(Cf::Meta, keys::META_SCHEMA, b"paywatch-state-v2");
         store.commit(b).unwrap();
+        crate::store::accounts_as_v3(&store);
         (alerts, position)
     };
     let store = Store::open(dir.path(), opts).unwrap();
@@ -529,6 +530,7 @@ fn a_v1_state_directory_is_upgraded_in_place() {
         b.put_raw(Cf::Meta, keys::META_PROGRESS, &progress);
         b.put_raw(Cf::Meta, keys::META_SCHEMA, b"paywatch-state-v1");
         store.commit(b).unwrap();
+        crate::store::accounts_as_v3(&store);
     }
     let store = Store::open(dir.path(), opts).unwrap();
     assert_eq!(store.get_raw(Cf::Meta, keys::META_SCHEMA).unwrap().as_deref(), Some(b"paywatch-state-v4".as_slice()));

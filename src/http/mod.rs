@@ -63,6 +63,25 @@ pub struct Health {
     /// Why this instance is not alone in its consumer group, while it is
     /// not (past `kafka.revoked_grace`).
     pub shared: Mutex<Option<String>>,
+    /// Supervised tasks that failed and wait to be restarted, with why.
+    pub down: Mutex<std::collections::BTreeMap<&'static str, String>>,
+}
+
+impl Health {
+    /// A supervised task failed (`run::supervise`).
+    pub fn task_down(&self, task: &'static str, why: String) {
+        self.down.lock().unwrap_or_else(|e| e.into_inner()).insert(task, why);
+    }
+
+    /// A supervised task is running (again), or finished.
+    pub fn task_up(&self, task: &'static str) {
+        self.down.lock().unwrap_or_else(|e| e.into_inner()).remove(task);
+    }
+
+    /// Why supervised tasks are down, if any are.
+    pub fn tasks_down(&self) -> Vec<String> {
+        self.down.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
 }
 
 #[derive(Clone)]
@@ -160,6 +179,10 @@ async fn readyz(State(app): State<App>) -> Response {
     }
     if let Some(why) = app.health.shared.lock().unwrap_or_else(|e| e.into_inner()).clone() {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response();
+    }
+    let down = app.health.tasks_down();
+    if !down.is_empty() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", down.join("; "))).into_response();
     }
     if app.health.ready.load(Ordering::Relaxed) {
         (StatusCode::OK, "ready\n").into_response()

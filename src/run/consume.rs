@@ -64,6 +64,9 @@ pub struct Consume {
     pub limits: Limits,
     /// `input.max_future`, in milliseconds.
     max_future_ms: i64,
+    /// The largest message the producer may send: dead letters are cut
+    /// to fit.
+    max_message_bytes: usize,
     /// Records per batch at most (`engine.batch_records`).
     pub batch_records: usize,
     /// Longest time between commits (`kafka.commit_interval`).
@@ -126,6 +129,7 @@ impl Consume {
             meta,
             limits: cfg.limits(clock.now()),
             max_future_ms: cfg.max_future_ms(),
+            max_message_bytes: cfg.kafka.max_message_bytes(),
             batch_records: cfg.engine.batch_records,
             commit_interval: cfg.kafka.commit_interval,
             clock,
@@ -303,7 +307,7 @@ impl Consume {
         let topic = self.source.topic(part.kind()).to_owned();
         tracing::debug!(topic, partition = part.partition, offset, reason = r.reason.code(), "record dead-lettered");
         let src = Source { topic: &topic, partition: part.partition, offset, key, value };
-        self.staged.push(OutMessage::dead_letter(&src, &r.to_string(), self.clock.now().0));
+        self.staged.push(OutMessage::dead_letter(&src, &r.to_string(), self.clock.now().0, self.max_message_bytes));
         self.metrics.records.with_label_values(&[part.kind().code(), "dead_letter"]).inc();
         self.metrics.dead_letters.with_label_values(&[r.reason.code()]).inc();
         self.status.dead_letters += 1;
@@ -465,7 +469,10 @@ impl Consume {
         let mine: std::collections::BTreeSet<Part> = self.reorder.assigned().collect();
         let elsewhere = self.all_parts.iter().filter(|p| !mine.contains(p)).count();
         self.metrics.partitions_elsewhere.set(elsewhere as i64);
-        if elsewhere == 0 || mine.is_empty() {
+        // A member that holds nothing while the partitions exist is not
+        // alone either (a second instance; or a broker that handed a
+        // restarted member nothing while a dead one was still in the group).
+        if elsewhere == 0 {
             self.shared_since = None;
             self.shared_logged = None;
             *self.health.shared.lock().unwrap_or_else(|e| e.into_inner()) = None;
@@ -476,7 +483,7 @@ impl Consume {
             return true;
         }
         let why = format!(
-            "another member of consumer group {:?} has held {elsewhere} of the {} input partitions for {}s: paywatch keeps              its state in one state directory and must be the only member of its group (until the partitioned engine);              stop the other instance, or give it its own group_id and state directory",
+            "another member of consumer group {:?} has held {elsewhere} of the {} input partitions for {}s: paywatch keeps its state in one state directory and must be the only member of its group (until the partitioned engine); stop the other instance, or give it its own group_id and state directory",
             self.group_id,
             self.all_parts.len(),
             since.elapsed().as_secs()

@@ -7,6 +7,7 @@
 
 mod consume;
 mod consume_only;
+mod supervise;
 
 pub use consume_only::{consume_only, Baseline};
 
@@ -107,6 +108,7 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
     let health = Arc::new(Health::default());
     let (depth, _) = outbox::depth(&store)?;
     metrics.outbox_depth.set(depth as i64);
+    metrics.outbox_parked.set(outbox::parked(&store)?.len() as i64);
 
     // The HTTP port first, so operators see the service come up.
     let tls = match &cfg.http.tls {
@@ -142,8 +144,10 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
 
     let wake = Arc::new(Notify::new());
     let draining = Arc::new(AtomicBool::new(false));
-    let publisher = Publisher::new(&cfg.kafka, store.clone(), Arc::clone(&metrics), Arc::clone(&wake), Arc::clone(&draining))?;
-    let publishing = tokio::spawn(publisher.run());
+    let publisher = Arc::new(Publisher::new(&cfg.kafka, store.clone(), Arc::clone(&metrics), Arc::clone(&wake), Arc::clone(&draining))?);
+    let publishing = tokio::spawn(supervise::supervise("outbox publisher", Arc::clone(&health), Arc::clone(&metrics), Arc::clone(&draining), move || {
+        Arc::clone(&publisher).run()
+    }));
 
     let source = KafkaSource::open(&cfg.kafka, Arc::clone(&book))?;
     // The webhook dispatcher: stops with the service; what it has not
@@ -151,15 +155,17 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
     let wake_webhooks = Arc::new(Notify::new());
     let webhooks_stop = Arc::new(AtomicBool::new(false));
     metrics.webhook_dead.set(webhook::list_dead(&store)?.len() as i64);
-    let dispatcher = crate::sink::dispatch::Dispatcher::new(
+    let dispatcher = Arc::new(crate::sink::dispatch::Dispatcher::new(
         &cfg.webhooks,
         store.clone(),
         Arc::clone(&clock),
         Arc::clone(&metrics),
         Arc::clone(&wake_webhooks),
         Arc::clone(&webhooks_stop),
-    )?;
-    let dispatching = tokio::spawn(dispatcher.run());
+    )?);
+    let dispatching = tokio::spawn(supervise::supervise("webhook dispatcher", Arc::clone(&health), Arc::clone(&metrics), Arc::clone(&webhooks_stop), move || {
+        Arc::clone(&dispatcher).run()
+    }));
     // Counts the cases and queues their deadline events.
     let deadlines = crate::sink::case_events::Deadlines {
         store: store.clone(),
@@ -205,8 +211,8 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
     draining.store(true, Ordering::Relaxed);
     wake.notify_one();
     match tokio::time::timeout(cfg.kafka.drain_timeout, publishing).await {
-        Ok(Ok(Ok(()))) => tracing::info!("outbox drained"),
-        Ok(Ok(Err(e))) => tracing::error!(error = %e, "outbox publisher failed; entries stay for the next start"),
+        Ok(Ok(())) if health.tasks_down().is_empty() => tracing::info!("outbox drained"),
+        Ok(Ok(())) => tracing::error!("outbox publisher failed; entries stay for the next start"),
         Ok(Err(e)) => tracing::error!(error = %e, "outbox publisher panicked; entries stay for the next start"),
         Err(_) => tracing::warn!(
             left = metrics.outbox_depth.get(),
@@ -218,7 +224,7 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
     webhooks_stop.store(true, Ordering::Relaxed);
     wake_webhooks.notify_waiters();
     match tokio::time::timeout(cfg.webhooks.timeout + std::time::Duration::from_secs(1), dispatching).await {
-        Ok(Ok(Err(e))) => tracing::error!(error = %e, "webhook dispatcher failed; deliveries stay for the next start"),
+        Ok(Err(e)) => tracing::error!(error = %e, "webhook dispatcher panicked; deliveries stay for the next start"),
         Err(_) => tracing::warn!("webhook requests still in flight at shutdown; they are sent again at the next start"),
         _ => {}
     }

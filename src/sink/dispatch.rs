@@ -65,9 +65,9 @@ impl Dispatcher {
 
     /// Parks the deliveries of routes no longer configured, then runs one
     /// worker per route until `stop` is set.
-    pub async fn run(self) -> Result<(), WebhookError> {
+    pub async fn run(self: Arc<Self>) -> Result<(), WebhookError> {
         self.park_unrouted()?;
-        let this = Arc::new(self);
+        let this = self;
         let mut workers = tokio::task::JoinSet::new();
         for route in this.cfg.routes.clone() {
             workers.spawn(Arc::clone(&this).route_worker(route));

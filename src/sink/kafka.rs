@@ -9,7 +9,7 @@ use crate::config::KafkaConfig;
 use crate::metrics::Metrics;
 use crate::source::kafka::client_config;
 use crate::store::{Store, StoreError};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,7 +73,7 @@ impl Publisher {
     }
 
     /// Publishes until draining is asked for and the outbox is empty.
-    pub async fn run(self) -> Result<(), PublishError> {
+    pub async fn run(self: Arc<Self>) -> Result<(), PublishError> {
         let mut backoff = Duration::from_millis(100);
         loop {
             let entries = outbox::pending(&self.store, ROUND)?;
@@ -89,7 +89,12 @@ impl Publisher {
                 }
                 continue;
             }
-            let (acked, failed) = self.send_round(&entries).await;
+            let (acked, failed, refused) = self.send_round(&entries).await;
+            for (k, m, why) in refused {
+                tracing::error!(target_topic = m.target.label(), reason = %why, "the broker refused an outbox message for good; parked (it no longer blocks the others)");
+                outbox::park(&self.store, &k, &m, &why, chrono::Utc::now().timestamp_millis())?;
+                self.metrics.outbox_parked.inc();
+            }
             if let Err(e) = outbox::acknowledge(&self.store, &acked) {
                 // The messages went out but stay in the outbox: they are
                 // sent again (same key) once the state can be written.
@@ -115,9 +120,12 @@ impl Publisher {
     }
 
     /// Sends one round; returns the acknowledged keys and how many failed.
-    async fn send_round(&self, entries: &[(Vec<u8>, OutMessage)]) -> (Vec<Vec<u8>>, usize) {
+    /// Sends a round; returns the acknowledged keys, how many failed for
+    /// now, and those the broker or producer refused for good.
+    async fn send_round(&self, entries: &[(Vec<u8>, OutMessage)]) -> (Vec<Vec<u8>>, usize, Vec<(Vec<u8>, OutMessage, String)>) {
         let mut inflight = Vec::with_capacity(entries.len());
         let mut failed = 0;
+        let mut refused = Vec::new();
         for (k, m) in entries {
             let topic = match m.target {
                 Target::Alerts => &self.alerts_topic,
@@ -132,7 +140,8 @@ impl Publisher {
                 rec = rec.key(key.as_slice());
             }
             match self.producer.send_result(rec) {
-                Ok(f) => inflight.push((k, m.target, f)),
+                Ok(f) => inflight.push((k, m, f)),
+                Err((e, _)) if permanent(&e) => refused.push((k.clone(), m.clone(), e.to_string())),
                 Err((e, _)) => {
                     // Queue full or refused at once: the rest waits for the
                     // next round.
@@ -143,11 +152,16 @@ impl Publisher {
             }
         }
         let mut acked = Vec::with_capacity(inflight.len());
-        for (k, target, f) in inflight {
+        for (k, m, f) in inflight {
+            let target = m.target;
             match f.await {
                 Ok(Ok(_)) => {
                     self.metrics.published.with_label_values(&[target.label(), "ok"]).inc();
                     acked.push(k.clone());
+                }
+                Ok(Err((e, _))) if permanent(&e) => {
+                    self.metrics.published.with_label_values(&[target.label(), "error"]).inc();
+                    refused.push((k.clone(), m.clone(), e.to_string()));
                 }
                 Ok(Err((e, _))) => {
                     tracing::debug!(error = %e, "delivery failed");
@@ -157,6 +171,22 @@ impl Publisher {
                 Err(_) => failed += 1,
             }
         }
-        (acked, failed)
+        (acked, failed, refused)
     }
+}
+
+/// Whether the broker or the producer will refuse this message however
+/// often it is sent: it is too large, or invalid.
+fn permanent(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::MessageBatchTooLarge
+                | RDKafkaErrorCode::InvalidArgument
+        )
+    )
 }

@@ -263,15 +263,19 @@ const BENEFICIARIES_PER_WRITE: usize = 20_000;
 ///   per route ([`keys::delivery`]) and gain their event, appended last
 ///   (postcard: variant 0, `alert`, is one zero byte). Dead deliveries get
 ///   the same keys, so a retry puts them back in their route's range.
+/// - an account's window keeps its rules' episodes as a list of (rule,
+///   episode) (the account-level rules come from the registry), no longer
+///   one field per rule.
 /// - custodian registrations gained `id_no` (contract v1.1) as their last
 ///   field: every stored roster history is rewritten with none (a v3
 ///   feed carried none). The roster is a beneficiary's first field, so the
-///   rest of the value is kept as it is. In chunks; idempotent until the
+///   rest of the value is kept as it is. Both in chunks; idempotent until the
 ///   chunks, each recording the last key it rewrote
-///   (`meta/upgrade_v4_after`), so an interrupted upgrade resumes after it
+///   (`meta/upgrade_v4_after/<cf>`), so an interrupted upgrade resumes after it
 ///   and never reads a rewritten value as v3.
 pub(super) fn v3_to_v4(store: &Store) -> Result<(), StoreError> {
-    beneficiaries_v3_to_v4(store)?;
+    rewrite_v3_to_v4(store, Cf::Beneficiaries, beneficiary_v3_to_v4)?;
+    rewrite_v3_to_v4(store, Cf::Accounts, account_v3_to_v4)?;
     const OLD: u8 = b'w';
     let mut batch = store.batch();
     let (mut queued, mut dead) = (0, 0);
@@ -292,20 +296,25 @@ pub(super) fn v3_to_v4(store: &Store) -> Result<(), StoreError> {
             }
         }
     }
-    batch.delete(Cf::Meta, UPGRADE_V4_AFTER);
+    batch.delete(Cf::Meta, &resume_key(Cf::Beneficiaries));
+    batch.delete(Cf::Meta, &resume_key(Cf::Accounts));
     batch.put_raw(Cf::Meta, keys::META_SCHEMA, SCHEMA.as_bytes());
     store.commit(batch)?;
     tracing::info!(from = V3, to = SCHEMA, queued, dead, "state directory upgraded");
     Ok(())
 }
 
-/// The last beneficiary key the v3 → v4 upgrade rewrote, written with each
-/// chunk: an interrupted upgrade resumes after it instead of reading a
-/// rewritten value as v3.
-const UPGRADE_V4_AFTER: &[u8] = b"upgrade_v4_after";
+/// The last key the v3 → v4 upgrade rewrote in a column family, written
+/// with each chunk: an interrupted upgrade resumes after it instead of
+/// reading a rewritten value as v3.
+fn resume_key(cf: Cf) -> Vec<u8> {
+    format!("upgrade_v4_after/{}", cf.name()).into_bytes()
+}
 
-fn beneficiaries_v3_to_v4(store: &Store) -> Result<(), StoreError> {
-    let mut from = match store.get_raw(Cf::Meta, UPGRADE_V4_AFTER)? {
+/// Rewrites every value of `cf` with `convert`, in chunks, resumably.
+fn rewrite_v3_to_v4(store: &Store, cf: Cf, convert: fn(&[u8]) -> Result<Vec<u8>, postcard::Error>) -> Result<(), StoreError> {
+    let resume = resume_key(cf);
+    let mut from = match store.get_raw(Cf::Meta, &resume)? {
         Some(mut k) => {
             k.push(0);
             k
@@ -313,20 +322,107 @@ fn beneficiaries_v3_to_v4(store: &Store) -> Result<(), StoreError> {
         None => Vec::new(),
     };
     loop {
-        let chunk = store.entries_between(Cf::Beneficiaries, &from, &[0xff; 32], BENEFICIARIES_PER_WRITE)?;
+        let chunk = store.entries_between(cf, &from, &[0xff; 32], BENEFICIARIES_PER_WRITE)?;
         let Some((last, _)) = chunk.last() else { return Ok(()) };
         let mut batch = store.batch();
         for (k, v) in &chunk {
-            let bad = |source| StoreError::Decode { cf: Cf::Beneficiaries.name(), key: keys::shown(k), source };
-            let (roster, rest) = postcard::take_from_bytes::<Vec<RosterV3>>(v).map_err(bad)?;
-            let roster: Vec<crate::model::RosterRecord> = roster.into_iter().map(Into::into).collect();
-            let mut value = postcard::to_stdvec(&roster).map_err(StoreError::Encode)?;
-            value.extend_from_slice(rest);
-            batch.put_raw(Cf::Beneficiaries, k, &value);
+            let value = convert(v).map_err(|source| StoreError::Decode { cf: cf.name(), key: keys::shown(k), source })?;
+            batch.put_raw(cf, k, &value);
         }
-        batch.put_raw(Cf::Meta, UPGRADE_V4_AFTER, last);
+        batch.put_raw(Cf::Meta, &resume, last);
         store.commit(batch)?;
         from = last.clone();
         from.push(0);
+    }
+}
+
+/// A beneficiary: the roster is its first field; the rest stays.
+fn beneficiary_v3_to_v4(v: &[u8]) -> Result<Vec<u8>, postcard::Error> {
+    let (roster, rest) = postcard::take_from_bytes::<Vec<RosterV3>>(v)?;
+    let roster: Vec<crate::model::RosterRecord> = roster.into_iter().map(Into::into).collect();
+    let mut value = postcard::to_stdvec(&roster)?;
+    value.extend_from_slice(rest);
+    Ok(value)
+}
+
+/// An account: its window held one episode field per account rule
+/// (`shared`, `frequent`); v4 holds a list of (rule, episode), with only
+/// the episodes that ever started. `custodian_of` follows unchanged.
+fn account_v3_to_v4(v: &[u8]) -> Result<Vec<u8>, postcard::Error> {
+    use crate::detect::episode::{Episode, RuleEpisode, WindowEntry};
+    use crate::model::{Rule, Timestamp};
+    let (entries, rest) = postcard::take_from_bytes::<Vec<WindowEntry>>(v)?;
+    let (shared, rest) = postcard::take_from_bytes::<Episode>(rest)?;
+    let (frequent, rest) = postcard::take_from_bytes::<Episode>(rest)?;
+    let (last_eval, rest) = postcard::take_from_bytes::<Option<Timestamp>>(rest)?;
+    let episodes: Vec<RuleEpisode> = [(Rule::SharedAccount, shared), (Rule::FrequentPayments, frequent)]
+        .into_iter()
+        .filter(|(_, e)| *e != Episode::default())
+        .map(|(rule, episode)| RuleEpisode { rule, episode })
+        .collect();
+    let mut value = postcard::to_stdvec(&(entries, episodes, last_eval))?;
+    value.extend_from_slice(rest);
+    Ok(value)
+}
+
+/// Writes every account back in the v3 layout: for tests that build a
+/// state with this engine and label it as an older version.
+#[cfg(test)]
+pub(crate) fn accounts_as_v3(store: &Store) {
+    use crate::detect::episode::Episode;
+    use crate::engine::state::Account;
+    use crate::model::Rule;
+    let mut b = store.batch();
+    for (k, v) in store.entries_between(Cf::Accounts, &[], &[0xff; 32], usize::MAX).unwrap() {
+        let a: Account = postcard::from_bytes(&v).unwrap();
+        let e = |r: Rule| a.window.episode(r).cloned().unwrap_or_default();
+        let old: (_, Episode, Episode, _, _) = (&a.window.entries, e(Rule::SharedAccount), e(Rule::FrequentPayments), a.window.last_eval, &a.custodian_of);
+        b.put_raw(Cf::Accounts, &k, &postcard::to_stdvec(&old).unwrap());
+    }
+    store.commit(b).unwrap();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::episode::{Episode, WindowEntry};
+    use crate::engine::state::Account;
+    use crate::model::{Money, Rule, Timestamp};
+    use crate::store::StoreOptions;
+    use std::collections::BTreeSet;
+
+    /// v3 → v4: an account's two episode fields become the list, keeping
+    /// the open one; its entries and custodian beneficiaries are kept.
+    #[test]
+    fn a_v3_account_window_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false, statistics: false };
+        let entry = WindowEntry {
+            event_id: "E1".into(),
+            paid_at: Timestamp(1_000),
+            household_id: "H1".into(),
+            amount: Money::parse("585.00").unwrap(),
+            exempt: false,
+            reversed: false,
+        };
+        let frequent = Episode { open: true, below_since: Some(Timestamp(2_000)) };
+        let custodian_of: BTreeSet<String> = ["11010519491231002X".to_owned()].into();
+        {
+            let store = Store::open(dir.path(), opts).unwrap();
+            let v3 = postcard::to_stdvec(&(vec![entry.clone()], Episode::default(), frequent.clone(), Some(Timestamp(3_000)), &custodian_of)).unwrap();
+            let mut b = store.batch();
+            b.put_raw(Cf::Accounts, b"6217001234567890", &v3);
+            b.put_raw(Cf::Meta, keys::META_SCHEMA, V3.as_bytes());
+            store.commit(b).unwrap();
+        }
+        let store = Store::open(dir.path(), opts).unwrap();
+        let a: Account = store.get(Cf::Accounts, b"6217001234567890").unwrap().unwrap();
+        assert_eq!(a.window.entries, [entry]);
+        assert_eq!(a.window.episodes.len(), 1, "only the episode that started");
+        assert_eq!(a.window.episode(Rule::FrequentPayments), Some(&frequent));
+        assert_eq!(a.window.episode(Rule::SharedAccount), None);
+        assert_eq!(a.window.last_eval, Some(Timestamp(3_000)));
+        assert_eq!(a.custodian_of, custodian_of);
+        assert!(store.get_raw(Cf::Meta, &resume_key(Cf::Accounts)).unwrap().is_none(), "the resume key goes with the upgrade");
     }
 }

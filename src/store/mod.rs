@@ -8,6 +8,8 @@
 pub mod cases;
 pub mod keys;
 mod migrate;
+#[cfg(test)]
+pub(crate) use migrate::accounts_as_v3;
 mod table;
 mod write;
 

@@ -13,5 +13,6 @@ mod prometheus;
 mod resume;
 mod security;
 mod stream;
+mod tasks;
 mod ui;
 mod webhooks;

@@ -247,7 +247,7 @@ fn deadline_events_reach_the_receiver_once() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let d = Dispatcher::new(&webhooks, store.clone(), clock.clone(), metrics, wake.clone(), stop.clone()).unwrap();
-    let running = rt.spawn(d.run());
+    let running = rt.spawn(Arc::new(d).run());
     let end = Instant::now() + Duration::from_secs(20);
     while rx.hits().iter().filter(|h| h.status == 200).count() < 2 {
         assert!(Instant::now() < end, "{:?}", rx.hits());

@@ -183,6 +183,7 @@ fn a_v3_roster_with_custodians_is_upgraded() {
         b.put_raw(Cf::Beneficiaries, BID.as_bytes(), &v3);
         b.put_raw(Cf::Meta, keys::META_SCHEMA, b"paywatch-state-v3");
         store.commit(b).unwrap();
+        crate::store::accounts_as_v3(&store);
     }
     let store = Store::open(dir.path(), opts).unwrap();
     assert_eq!(store.get_raw(Cf::Meta, keys::META_SCHEMA).unwrap().as_deref(), Some(b"paywatch-state-v4".as_slice()));

@@ -111,6 +111,7 @@ enum FeedKind {
     Roster,
     Deaths,
     Decisions,
+    Vulnerable,
 }
 
 #[derive(Args)]
@@ -128,6 +129,11 @@ struct AuditArgs {
     /// or CSV.
     #[arg(long)]
     decisions: Option<PathBuf>,
+    /// Vulnerable persons of other departments (contract §10: disability
+    /// federation, poverty monitoring, medical insurance), JSON Lines or
+    /// CSV: `COVERAGE_GAP` refers those not covered.
+    #[arg(long)]
+    vulnerable: Option<PathBuf>,
     /// Write every case (status, counts, amounts, decisions) here as JSON
     /// Lines at the end.
     #[arg(long)]
@@ -340,7 +346,9 @@ fn run_produce(p: ProduceArgs) -> ExitCode {
         Some(FeedKind::Roster) => Kind::Roster,
         Some(FeedKind::Deaths) => Kind::Death,
         Some(FeedKind::Decisions) => Kind::Decision,
+        Some(FeedKind::Vulnerable) => Kind::Vulnerable,
         None if p.topic == t.decisions => Kind::Decision,
+        None if p.topic == t.vulnerable => Kind::Vulnerable,
         None if p.topic == t.payments => Kind::Payment,
         None if p.topic == t.roster => Kind::Roster,
         None if p.topic == t.deaths => Kind::Death,
@@ -422,7 +430,7 @@ fn run_audit(a: AuditArgs) -> ExitCode {
         }
     }
     let opts = AuditOptions {
-        inputs: Inputs { roster: a.roster, deaths: a.deaths, payments: a.payments, decisions: a.decisions },
+        inputs: Inputs { roster: a.roster, deaths: a.deaths, payments: a.payments, decisions: a.decisions, vulnerable: a.vulnerable },
         cases: a.cases,
         out: a.out,
         deadletter,

@@ -71,6 +71,7 @@ pub async fn produce(opts: &ProduceOptions, cfg: &Config) -> Result<Produced, Pr
         deaths: if opts.kind == Kind::Death { opts.file.clone() } else { empty("deaths")? },
         payments: if opts.kind == Kind::Payment { opts.file.clone() } else { empty("payments")? },
         decisions: (opts.kind == Kind::Decision).then(|| opts.file.clone()),
+        vulnerable: (opts.kind == Kind::Vulnerable).then(|| opts.file.clone()),
     };
     let dl_path = opts.deadletter.display().to_string();
     let mut dead = JsonlSink::create(&opts.deadletter).map_err(|source| ProduceError::Output { path: dl_path.clone(), source })?;
@@ -121,6 +122,7 @@ pub async fn produce(opts: &ProduceOptions, cfg: &Config) -> Result<Produced, Pr
             Record::Roster(r) => r.beneficiary_id.as_str().to_owned(),
             Record::Death(d) => d.person_id.as_str().to_owned(),
             Record::Decision(d) => d.case_id.clone(),
+            Record::Vulnerable(v) => v.person_id.as_str().to_owned(),
         };
         loop {
             let rec = FutureRecord::to(&opts.topic).key(key.as_bytes()).payload(&value);
@@ -159,6 +161,7 @@ pub fn contract_json(r: &Record, tz: Tz) -> Vec<u8> {
         Record::Roster(r) => roster_json(r, tz),
         Record::Death(d) => death_json(d, tz),
         Record::Decision(d) => crate::generate::decision_json(d, tz),
+        Record::Vulnerable(v) => crate::generate::vulnerable_json(v, tz),
     };
     serde_json::to_vec(&m).unwrap_or_default()
 }

@@ -242,6 +242,9 @@ pub struct TopicsConfig {
     /// Case decisions (§8), keyed by `case_id`: read like the other inputs,
     /// and written by `POST /api/v1/cases/{id}/decisions`.
     pub decisions: String,
+    /// Vulnerable persons of other departments (§10), keyed by
+    /// `person_id`.
+    pub vulnerable: String,
     /// Where alerts go, keyed by `alert_id`.
     pub alerts: String,
     /// Where bad records go, with their source position in headers.
@@ -255,6 +258,7 @@ impl Default for TopicsConfig {
             roster: "dibao.roster.v1".into(),
             deaths: "civil.deaths.v1".into(),
             decisions: "dibao.decisions.v1".into(),
+            vulnerable: "civil.vulnerable.v1".into(),
             alerts: "dibao.alerts.v1".into(),
             deadletter: "dibao.deadletter.v1".into(),
         }
@@ -340,6 +344,7 @@ impl KafkaConfig {
             ("roster", &t.roster),
             ("deaths", &t.deaths),
             ("decisions", &t.decisions),
+            ("vulnerable", &t.vulnerable),
             ("alerts", &t.alerts),
             ("deadletter", &t.deadletter),
         ];

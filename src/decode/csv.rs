@@ -270,6 +270,21 @@ impl CsvReader {
                 };
                 super::validate_decision(&raw, self.limits).map(Record::Decision)
             }
+            Kind::Vulnerable => {
+                let raw = super::RawVulnerable {
+                    record_id: c("record_id"),
+                    person_id: c("person_id"),
+                    name: c("name"),
+                    household_id: c("household_id"),
+                    township: c("township"),
+                    source: c("source"),
+                    category: c("category"),
+                    flagged_at: c("flagged_at"),
+                    cleared_at: c("cleared_at"),
+                    updated_at: c("updated_at"),
+                };
+                super::validate_vulnerable(&raw, self.limits).map(Record::Vulnerable)
+            }
         }
     }
 }

@@ -146,6 +146,10 @@ pub fn decode_json_str(kind: Kind, text: &str, limits: Limits) -> Decoded {
             let raw: super::RawDecision = serde_json::from_str(text).map_err(bad)?;
             super::validate_decision(&raw, limits).map(Record::Decision)
         }
+        Kind::Vulnerable => {
+            let raw: super::RawVulnerable = serde_json::from_str(text).map_err(bad)?;
+            super::validate_vulnerable(&raw, limits).map(Record::Vulnerable)
+        }
     }
 }
 

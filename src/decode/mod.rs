@@ -12,10 +12,12 @@ mod flat;
 pub mod fuzz;
 mod jsonl;
 mod records;
+mod vulnerable;
 
 pub use self::csv::{CsvError, CsvItem, CsvReader};
 pub use jsonl::{decode_json, decode_json_bytes, decode_json_str, LineReader, RawLine};
 pub use decision::{validate_decision, RawDecision};
+pub use vulnerable::{validate_vulnerable, RawVulnerable};
 pub use records::{validate_death, validate_payment, validate_roster, RawDeath, RawPayment, RawRoster};
 
 use crate::model::{Record, Timestamp};
@@ -30,6 +32,8 @@ pub enum Kind {
     Death,
     /// Case decisions (§8 v1.1).
     Decision,
+    /// Vulnerable persons of other departments (§10 v1.1).
+    Vulnerable,
 }
 
 impl Kind {
@@ -39,6 +43,7 @@ impl Kind {
             Kind::Roster => "roster",
             Kind::Death => "deaths",
             Kind::Decision => "decisions",
+            Kind::Vulnerable => "vulnerable",
         }
     }
 }

@@ -9,6 +9,7 @@
 //! [`RulesConfig`]; the engine, summaries, metrics, API and page read the
 //! registry.
 
+pub mod coverage_gap;
 pub mod custodian_deceased;
 pub mod custodian_overload;
 pub mod disbursement_delay;
@@ -50,6 +51,7 @@ pub struct RulesConfig {
     pub rectification_relapse: rectification_relapse::Config,
     pub custodian_overload: custodian_overload::Config,
     pub custodian_deceased: custodian_deceased::Config,
+    pub coverage_gap: coverage_gap::Config,
 }
 
 impl RulesConfig {

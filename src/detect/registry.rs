@@ -97,7 +97,7 @@ fn valid(_: &RulesConfig) -> Result<(), String> {
 
 /// Every rule, in the contract's order (§5); `RULES[rule as usize].rule ==
 /// rule` (tested).
-pub const RULES: [RuleInfo; 14] = [
+pub const RULES: [RuleInfo; 15] = [
     RuleInfo {
         rule: Rule::NameMismatch,
         code: "NAME_MISMATCH",
@@ -265,6 +265,18 @@ pub const RULES: [RuleInfo; 14] = [
         validate: valid,
         fires_when: "a payment to a registered custodian whose `id_no` died before the day it was paid, whichever arrives first",
         defaults: "high",
+    },
+    RuleInfo {
+        rule: Rule::CoverageGap,
+        code: "COVERAGE_GAP",
+        chinese: "疑似漏保",
+        subject: Subject::Person,
+        section: "coverage_gap",
+        hook: Hook::Watermark,
+        enabled: |r| r.coverage_gap.enabled,
+        validate: |r| r.coverage_gap.validate(),
+        fires_when: "a person another department flagged in a qualifying category is still not covered `grace_days` after being flagged (a referral for a home visit)",
+        defaults: "grace_days = 90; low",
     },
 ];
 

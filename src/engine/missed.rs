@@ -3,77 +3,12 @@
 //! list of beneficiary ids). When the watermark passes deadlines, each
 //! bucket is taken in order, its beneficiaries decided month by month and
 //! moved to the bucket of their next open month, and the bucket deleted.
-//! One write per bucket per month instead of one per beneficiary.
+//! One write per bucket per month instead of one per beneficiary. The
+//! buckets are a [`super::timers::Timers`] on the `timers` column family.
 
 use super::{Engine, EngineError};
 use crate::detect::missed_payment;
 use crate::model::{Period, Timestamp};
-use crate::store::{keys, Batch, Cf, Store, StoreError};
-use std::collections::BTreeMap;
-
-/// Bucket changes since the last commit.
-#[derive(Default)]
-pub struct Timers {
-    /// Beneficiaries added to a bucket (merged with the stored bucket at
-    /// commit); `None` marks a bucket decided and deleted.
-    pending: BTreeMap<Timestamp, Option<Vec<String>>>,
-    /// The buckets (whole) of a commit still being written in the
-    /// background; `None`: deleted by it. Reads look here before the store.
-    in_flight: BTreeMap<Timestamp, Option<Vec<String>>>,
-}
-
-impl Timers {
-    /// Puts a beneficiary in the bucket of `deadline`.
-    pub fn add(&mut self, deadline: Timestamp, bid: String) {
-        let slot = self.pending.entry(deadline).or_insert_with(|| Some(Vec::new()));
-        slot.get_or_insert_with(Vec::new).push(bid);
-    }
-
-    /// The bucket of `deadline` as committed (or being committed).
-    fn stored(&self, store: &Store, deadline: Timestamp) -> Result<Vec<String>, StoreError> {
-        match self.in_flight.get(&deadline) {
-            Some(bucket) => Ok(bucket.clone().unwrap_or_default()),
-            None => Ok(store.get(Cf::Timers, &keys::timer_bound(deadline))?.unwrap_or_default()),
-        }
-    }
-
-    /// The committed (or being committed) deadlines before `w`.
-    fn stored_before(&self, store: &Store, w: Timestamp) -> Result<Vec<Timestamp>, StoreError> {
-        let mut out: Vec<Timestamp> =
-            store.keys_between(Cf::Timers, &[], &keys::timer_bound(w))?.iter().filter_map(|k| keys::timer_deadline(k)).collect();
-        out.retain(|d| !matches!(self.in_flight.get(d), Some(None)));
-        out.extend(self.in_flight.range(..w).filter(|(_, b)| b.is_some()).map(|(d, _)| *d));
-        Ok(out)
-    }
-
-    /// Writes the bucket changes into the commit. With `in_flight`, the
-    /// buckets written stay readable here until [`Timers::landed`].
-    pub fn flush(&mut self, store: &Store, batch: &mut Batch<'_>, in_flight: bool) -> Result<(), StoreError> {
-        let mut written = BTreeMap::new();
-        for (deadline, change) in std::mem::take(&mut self.pending) {
-            let key = keys::timer_bound(deadline);
-            match change {
-                None => {
-                    batch.delete(Cf::Timers, &key);
-                    written.insert(deadline, None);
-                }
-                Some(mut added) => {
-                    let mut stored = self.stored(store, deadline)?;
-                    stored.append(&mut added);
-                    batch.put(Cf::Timers, &key, &stored)?;
-                    written.insert(deadline, Some(stored));
-                }
-            }
-        }
-        self.in_flight = if in_flight { written } else { BTreeMap::new() };
-        Ok(())
-    }
-
-    /// The batch written in the background is in the store now.
-    pub fn landed(&mut self) {
-        self.in_flight = BTreeMap::new();
-    }
-}
 
 impl Engine {
     /// Decides every month whose deadline is at or before `w`.

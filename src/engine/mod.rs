@@ -8,8 +8,10 @@
 //! one atomic batch. The engine never reads input and never writes output.
 
 mod cases;
+mod coverage;
 mod custodians;
 mod missed;
+mod timers;
 mod months;
 mod monthset;
 mod payment;
@@ -63,6 +65,9 @@ pub struct Counts {
     /// Case decisions applied (§8).
     #[serde(default)]
     pub decisions: u64,
+    /// Vulnerable-persons records applied (§10).
+    #[serde(default)]
+    pub vulnerable: u64,
     /// Records seen before and ignored.
     pub redelivered: u64,
     /// Records refused against state (dead-lettered).
@@ -166,7 +171,11 @@ pub struct Engine {
     /// entries are deleted with it.
     cleared_pending: Vec<Vec<u8>>,
     /// `MISSED_PAYMENT` bucket changes since the last commit.
-    timers: missed::Timers,
+    timers: timers::Timers,
+    /// `COVERAGE_GAP` referral buckets changed since the last commit.
+    referrals: timers::Timers,
+    /// household_id → beneficiaries ever on the roster with it, cached.
+    households: Table<std::collections::BTreeSet<String>>,
     /// Position, watermark and counts, committed with every batch.
     progress: Progress,
     /// The earliest `MISSED_PAYMENT` deadline not yet passed, cached.
@@ -238,7 +247,9 @@ impl Engine {
             decision_cases: Table::new(Cf::Cases, cache_entries),
             cleared_pending: Vec::new(),
             store,
-            timers: missed::Timers::default(),
+            timers: timers::Timers::new(Cf::Timers),
+            referrals: timers::Timers::new(Cf::Referrals),
+            households: Table::new(Cf::Households, cache_entries),
             progress,
             next_deadline: None,
             staged_alerts: Vec::new(),
@@ -317,6 +328,7 @@ impl Engine {
             (Record::Roster(r), _) => self.on_roster(r)?,
             (Record::Death(d), _) => self.on_death(d)?,
             (Record::Decision(d), _) => self.on_decision(d)?,
+            (Record::Vulnerable(v), _) => self.on_vulnerable(v)?,
             (Record::Payment(p), Some(t)) => self.on_reversal(p, t)?,
             (Record::Payment(p), None) => self.on_payment(p, opened)?,
         };
@@ -332,6 +344,7 @@ impl Engine {
             (Outcome::Applied, Record::Roster(_)) => c.roster += 1,
             (Outcome::Applied, Record::Death(_)) => c.deaths += 1,
             (Outcome::Applied, Record::Decision(_)) => c.decisions += 1,
+            (Outcome::Applied, Record::Vulnerable(_)) => c.vulnerable += 1,
             (Outcome::Applied, Record::Payment(p)) if p.kind == PaymentKind::Payment => c.payments += 1,
             (Outcome::Applied, Record::Payment(_)) => c.reversals += 1,
         }
@@ -373,6 +386,7 @@ impl Engine {
         self.bens.trim();
         self.accounts.trim();
         self.custodians.trim();
+        self.households.trim();
         self.cases.trim();
         self.decision_cases.trim();
         self.staged_ids.clear();
@@ -433,6 +447,8 @@ impl Engine {
         self.bens.landed();
         self.accounts.landed();
         self.custodians.landed();
+        self.households.landed();
+        self.referrals.landed();
         self.cases.landed();
         self.decision_cases.landed();
         landed.absorb(f.committed);
@@ -451,6 +467,8 @@ impl Engine {
         self.bens.flush(batch, in_flight)?;
         self.accounts.flush(batch, in_flight)?;
         self.custodians.flush(batch, in_flight)?;
+        self.households.flush(batch, in_flight)?;
+        self.referrals.flush(&self.store, batch, in_flight)?;
         self.cases.flush(batch, in_flight)?;
         self.decision_cases.flush(batch, in_flight)?;
         for k in self.cleared_pending.drain(..) {
@@ -549,6 +567,10 @@ impl Engine {
         };
         if t <= w {
             return Ok(());
+        }
+        // Referral deadlines are at 00:00: asked once a day of event time.
+        if self.tz.date(t) > self.tz.date(w) {
+            self.sweep_coverage(t)?;
         }
         let next = match self.next_deadline {
             Some(d) => d,

@@ -27,6 +27,7 @@ impl Engine {
         for c in &r.custodians {
             self.accounts.get_or_default(&self.store, c.account_no.as_bytes())?.custodian_of.insert(bid.to_owned());
         }
+        self.households.get_or_default(&self.store, r.household_id.as_bytes())?.insert(bid.to_owned());
         if !r.custodians.is_empty() || !replaced.is_empty() {
             self.custodians_on_roster(r, replaced)?;
         }

@@ -28,6 +28,11 @@ pub struct Beneficiary {
     /// The next month `MISSED_PAYMENT` will decide (its timer is keyed by
     /// that month's deadline); `None` when nothing more is expected.
     pub missed_next: Option<Period>,
+    /// Vulnerable-persons records about this person (§10), every version
+    /// in `updated_at` order: the version applying at a deadline is
+    /// found, and a late version decided. Last, because state v3 ended
+    /// before it (the v3 → v4 upgrade appends it empty).
+    pub vulnerable: Vec<crate::model::VulnerableRecord>,
 }
 
 impl Beneficiary {
@@ -63,6 +68,12 @@ impl Beneficiary {
         if let Some(j) = keep_from {
             self.roster.drain(..j);
         }
+    }
+
+    /// The newest version of vulnerable-persons record `record_id` with
+    /// `updated_at` not after `t`.
+    pub fn vulnerable_at(&self, record_id: &str, t: Timestamp) -> Option<&crate::model::VulnerableRecord> {
+        self.vulnerable.iter().rev().find(|v| v.record_id == record_id && v.updated_at <= t)
     }
 
     /// The death with the earliest date among those reported.

@@ -437,6 +437,8 @@ fn as_v2_progress(v3: &[u8]) -> Vec<u8> {
     let (head, rest) = postcard::take_from_bytes::<(Option<crate::model::Timestamp>, u64, u64, u64, u64, u64, u64)>(rest).unwrap();
     let (decisions, rest) = postcard::take_from_bytes::<u64>(rest).unwrap();
     assert_eq!(decisions, 0, "v2 had no decisions");
+    let (vulnerable, rest) = postcard::take_from_bytes::<u64>(rest).unwrap();
+    assert_eq!(vulnerable, 0, "nor vulnerable-persons records");
     let mut out = postcard::to_stdvec(&(position, head)).unwrap();
     out.extend_from_slice(rest);
     out
@@ -548,3 +550,4 @@ fn a_v1_state_directory_is_upgraded_in_place() {
 
 mod cases;
 mod custodians;
+mod coverage;

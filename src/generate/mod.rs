@@ -11,7 +11,7 @@ pub mod truth;
 mod write;
 
 pub use truth::{truth_key, Truth};
-pub use write::{death_json, decision_json, payment_json, roster_json, OutFormat};
+pub use write::{death_json, decision_json, payment_json, roster_json, vulnerable_json, OutFormat};
 
 use crate::model::{Period, Timestamp};
 use district::Builder;

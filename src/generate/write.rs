@@ -37,6 +37,17 @@ pub const DECISION_FIELDS: [&str; 12] = [
 ];
 
 /// A decision as the rectification ledger holds it (absent fields left out).
+/// A vulnerable-persons record as the contract's JSON object.
+pub fn vulnerable_json(v: &crate::model::VulnerableRecord, tz: Tz) -> Map<String, Value> {
+    let mut m = match serde_json::to_value(v) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    m.insert("updated_at".into(), json!(tz.format(v.updated_at)));
+    m.retain(|_, x| !x.is_null());
+    m
+}
+
 pub fn decision_json(d: &crate::model::decision::Decision, tz: Tz) -> Map<String, Value> {
     match crate::report::decision_json(d, tz) {
         Value::Object(mut m) => {

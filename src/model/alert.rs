@@ -26,6 +26,7 @@ pub enum Rule {
     // store the rule by its place here.
     CustodianOverload,
     CustodianDeceased,
+    CoverageGap,
 }
 
 // `Rule::ALL`, `code`, `chinese` and the rest are read off the registry

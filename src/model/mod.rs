@@ -11,6 +11,7 @@ pub mod money;
 pub mod name;
 pub mod records;
 pub mod time;
+pub mod vulnerable;
 
 pub use alert::{Alert, Evidence, Rule, Severity};
 pub use id::PersonId;
@@ -20,6 +21,7 @@ pub use records::{
     RosterRecord, SortKey, Status,
 };
 pub use time::{Period, Timestamp, Tz};
+pub use vulnerable::{VulnerableRecord, VulnerableSource};
 
 /// A short string kept inline (up to 24 bytes) instead of on the heap. The
 /// fields of a payment (ids, names, township, bank) all fit, so a payment

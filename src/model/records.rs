@@ -258,6 +258,8 @@ pub enum Record {
     Payment(Payment),
     /// A decision on a case (§8 v1.1).
     Decision(super::decision::Decision),
+    /// A vulnerable person flagged by another department (§10 v1.1).
+    Vulnerable(super::vulnerable::VulnerableRecord),
 }
 
 impl Record {
@@ -267,6 +269,7 @@ impl Record {
             Record::Death(d) => d.reported_at,
             Record::Payment(p) => p.paid_at,
             Record::Decision(d) => d.decided_at,
+            Record::Vulnerable(v) => v.updated_at,
         }
     }
 
@@ -277,6 +280,7 @@ impl Record {
         match self {
             Record::Roster(_) => 0,
             Record::Death(_) => 1,
+            Record::Vulnerable(_) => RANK_VULNERABLE,
             Record::Decision(_) => RANK_DECISION,
             Record::Payment(p) if p.kind == PaymentKind::Payment => RANK_PAYMENT,
             Record::Payment(_) => RANK_PAYMENT + 1,
@@ -284,6 +288,8 @@ impl Record {
     }
 }
 
+/// The rank of a vulnerable-persons record: after deaths, before decisions.
+pub const RANK_VULNERABLE: u8 = 2;
 /// The rank of a decision: after deaths and vulnerable persons (2).
 pub const RANK_DECISION: u8 = 3;
 /// The rank of a payment (a reversal's is one more). State layout v2 had

@@ -38,12 +38,15 @@ pub struct Inputs {
     pub payments: PathBuf,
     /// The rectification ledger (`--decisions`, §8), when given.
     pub decisions: Option<PathBuf>,
+    /// Vulnerable persons of other departments (`--vulnerable`, §10),
+    /// when given.
+    pub vulnerable: Option<PathBuf>,
 }
 
 impl Inputs {
     /// The three required inputs and no optional one.
     pub fn new(roster: PathBuf, deaths: PathBuf, payments: PathBuf) -> Inputs {
-        Inputs { roster, deaths, payments, decisions: None }
+        Inputs { roster, deaths, payments, decisions: None, vulnerable: None }
     }
 
     /// Every input given, in source-index order.
@@ -51,6 +54,9 @@ impl Inputs {
         let mut l = vec![(Kind::Roster, self.roster.as_path()), (Kind::Death, &self.deaths), (Kind::Payment, &self.payments)];
         if let Some(d) = &self.decisions {
             l.push((Kind::Decision, d));
+        }
+        if let Some(v) = &self.vulnerable {
+            l.push((Kind::Vulnerable, v));
         }
         l
     }

@@ -62,7 +62,7 @@ pub struct Incoming {
 /// What the rebalance callback (run inside `poll`) shares with the loop.
 pub struct SeekContext {
     /// Input topic names, by feed.
-    topics: [(Kind, String); 4],
+    topics: [(Kind, String); 5],
     /// Where each partition resumes; read on assignment.
     book: Arc<Mutex<OffsetBook>>,
     /// Changes not yet taken by the loop.
@@ -150,7 +150,7 @@ pub struct KafkaSource {
     /// The assigned partitions' own queues.
     queues: BTreeMap<Part, PartitionQueue<SeekContext>>,
     /// Topic names as C strings, for the watermark lookups.
-    c_topics: [(Kind, CString); 4],
+    c_topics: [(Kind, CString); 5],
 }
 
 impl KafkaSource {
@@ -162,6 +162,7 @@ impl KafkaSource {
             (Kind::Death, t.deaths.clone()),
             (Kind::Payment, t.payments.clone()),
             (Kind::Decision, t.decisions.clone()),
+            (Kind::Vulnerable, t.vulnerable.clone()),
         ];
         let ctx = SeekContext { topics: topics.clone(), book, events: Mutex::new(Vec::new()), brokers_down: AtomicBool::new(false) };
         let mut c = client_config(cfg);

@@ -31,6 +31,7 @@ impl Part {
             0 => Kind::Roster,
             1 => Kind::Death,
             3 => Kind::Decision,
+            4 => Kind::Vulnerable,
             _ => Kind::Payment,
         }
     }
@@ -43,6 +44,7 @@ pub fn source_of(kind: Kind) -> u8 {
         Kind::Death => 1,
         Kind::Payment => 2,
         Kind::Decision => 3,
+        Kind::Vulnerable => 4,
     }
 }
 

@@ -266,6 +266,9 @@ const BENEFICIARIES_PER_WRITE: usize = 20_000;
 /// - an account's window keeps its rules' episodes as a list of (rule,
 ///   episode) (the account-level rules come from the registry), no longer
 ///   one field per rule.
+/// - a beneficiary gained `vulnerable` (the §10 records about the person)
+///   as its last field, empty; the progress counts gained `vulnerable`
+///   after `decisions`.
 /// - custodian registrations gained `id_no` (contract v1.1) as their last
 ///   field: every stored roster history is rewritten with none (a v3
 ///   feed carried none). The roster is a beneficiary's first field, so the
@@ -296,12 +299,27 @@ pub(super) fn v3_to_v4(store: &Store) -> Result<(), StoreError> {
             }
         }
     }
+    if let Some(progress) = store.get_raw(Cf::Meta, keys::META_PROGRESS)? {
+        batch.put_raw(Cf::Meta, keys::META_PROGRESS, &progress_v3_to_v4(&progress)?);
+    }
     batch.delete(Cf::Meta, &resume_key(Cf::Beneficiaries));
     batch.delete(Cf::Meta, &resume_key(Cf::Accounts));
     batch.put_raw(Cf::Meta, keys::META_SCHEMA, SCHEMA.as_bytes());
     store.commit(batch)?;
     tracing::info!(from = V3, to = SCHEMA, queued, dead, "state directory upgraded");
     Ok(())
+}
+
+/// The v3 progress as v4 reads it: a zero `counts.vulnerable` after
+/// `counts.decisions`.
+fn progress_v3_to_v4(v3: &[u8]) -> Result<Vec<u8>, StoreError> {
+    use crate::model::{SortKey, Timestamp};
+    let bad = |source| StoreError::Decode { cf: Cf::Meta.name(), key: "progress".into(), source };
+    type Head = (Option<SortKey>, Option<Timestamp>, u64, u64, (u64, u64, u64, u64, u64));
+    let (head, rest) = postcard::take_from_bytes::<Head>(v3).map_err(bad)?;
+    let mut out = postcard::to_stdvec(&(head, 0u64)).map_err(StoreError::Encode)?;
+    out.extend_from_slice(rest);
+    Ok(out)
 }
 
 /// The last key the v3 → v4 upgrade rewrote in a column family, written
@@ -342,6 +360,8 @@ fn beneficiary_v3_to_v4(v: &[u8]) -> Result<Vec<u8>, postcard::Error> {
     let roster: Vec<crate::model::RosterRecord> = roster.into_iter().map(Into::into).collect();
     let mut value = postcard::to_stdvec(&roster)?;
     value.extend_from_slice(rest);
+    // `vulnerable`, appended last: none.
+    value.push(0);
     Ok(value)
 }
 

@@ -80,10 +80,16 @@ pub enum Cf {
     /// custodian id_no → the beneficiaries whose roster names a
     /// registration with it, and its `CUSTODIAN_OVERLOAD` episode.
     Custodians,
+    /// household_id → the beneficiaries whose roster ever named it (a
+    /// covered member covers a vulnerable person of the household).
+    Households,
+    /// deadline → the `COVERAGE_GAP` referrals (person and record ids)
+    /// waiting on it.
+    Referrals,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 13] = [
+    pub const ALL: [Cf; 15] = [
         Cf::Meta,
         Cf::Beneficiaries,
         Cf::Months,
@@ -97,6 +103,8 @@ impl Cf {
         Cf::Reviews,
         Cf::Cases,
         Cf::Custodians,
+        Cf::Households,
+        Cf::Referrals,
     ];
 
     pub fn name(self) -> &'static str {
@@ -114,6 +122,8 @@ impl Cf {
             Cf::Reviews => "reviews",
             Cf::Cases => "cases",
             Cf::Custodians => "custodians",
+            Cf::Households => "households",
+            Cf::Referrals => "referrals",
         }
     }
 }

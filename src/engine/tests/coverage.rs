@@ -1,0 +1,143 @@
+//! `COVERAGE_GAP` in the engine (contract §10, §11.10): decided when the
+//! watermark passes the deadline, against the roster, the household and
+//! deaths known by then; late versions; a new `flagged_at`.
+
+use super::*;
+use crate::model::{Program, VulnerableRecord, VulnerableSource};
+
+const P: &str = "341802196002020025";
+
+fn flagged(record_id: &str, category: &str, flagged_at: &str, updated_at: &str) -> VulnerableRecord {
+    VulnerableRecord {
+        record_id: record_id.into(),
+        person_id: PersonId::parse(P).unwrap(),
+        name: "李梅".into(),
+        household_id: Some("H7".into()),
+        township: "水阳镇".into(),
+        source: VulnerableSource::Disability,
+        category: category.into(),
+        flagged_at: day(flagged_at),
+        cleared_at: None,
+        updated_at: ts(updated_at),
+    }
+}
+
+/// Moves the watermark with a payment of the (enrolled) clean beneficiary.
+fn tick(h: &mut Harness, id: &str, at: &str) {
+    let mut p = payment(id, &at[..7], "585.00", at);
+    p.period = crate::model::Period::of(day(&at[..10]));
+    h.pay(p);
+}
+
+fn harness() -> Harness {
+    let mut rules = RulesConfig::default();
+    rules.missed_payment.enabled = false;
+    let mut h = Harness::with(rules);
+    h.apply(Record::Roster(enrolled()));
+    h
+}
+
+#[test]
+fn a_qualifying_person_not_covered_is_referred_at_the_deadline_exactly() {
+    let mut h = harness();
+    h.apply(Record::Vulnerable(flagged("CL-1", "grade_1", "2019-01-10", "2019-01-11T09:00:00+08:00")));
+    // Deadline 2019-01-10 + 90 days = 2019-04-10 00:00 +08:00.
+    tick(&mut h, "T1", "2019-04-09T23:59:00+08:00");
+    assert!(h.of(Rule::CoverageGap).is_empty(), "before the deadline");
+    tick(&mut h, "T2", "2019-04-10T00:00:00+08:00");
+    let g = h.of(Rule::CoverageGap);
+    assert_eq!(g.len(), 1);
+    assert_eq!(g[0].event_time, "2019-04-10T00:00:00+08:00");
+    assert_eq!((g[0].beneficiary_id.as_deref(), g[0].household_id.as_deref()), (Some(P), Some("H7")));
+    assert_eq!(g[0].evidence.record_ids, ["CL-1"]);
+    assert_eq!(g[0].case_id, crate::model::decision::case_id(Rule::CoverageGap, P));
+    // Redelivered: nothing new.
+    h.apply(Record::Vulnerable(flagged("CL-1", "grade_1", "2019-01-10", "2019-01-11T09:00:00+08:00")));
+    tick(&mut h, "T3", "2019-05-10T10:00:00+08:00");
+    assert_eq!(h.of(Rule::CoverageGap).len(), 1);
+}
+
+#[test]
+fn covered_cleared_dead_or_not_qualifying_people_are_not_referred() {
+    let mut h = harness();
+    // Enrolled in the person's own name before the deadline.
+    h.apply(Record::Vulnerable(flagged("CL-1", "grade_1", "2019-01-10", "2019-01-11T09:00:00+08:00")));
+    let mut own = enrolled();
+    own.beneficiary_id = PersonId::parse(P).unwrap();
+    own.household_id = "H8".into();
+    own.updated_at = ts("2019-03-01T08:00:00+08:00");
+    h.apply(Record::Roster(own));
+    // A household member covered (another person, household H7).
+    let mut v = flagged("CL-2", "grade_2", "2019-01-10", "2019-01-11T09:00:00+08:00");
+    v.person_id = PersonId::parse("341802197003030035").unwrap();
+    h.apply(Record::Vulnerable(v));
+    let mut member = enrolled();
+    member.beneficiary_id = PersonId::parse("341802198004040045").unwrap();
+    member.household_id = "H7".into();
+    member.updated_at = ts("2019-02-01T08:00:00+08:00");
+    h.apply(Record::Roster(member));
+    // Not qualifying (grade 3); cleared on the deadline day; died before.
+    let mut v = flagged("CL-3", "grade_3", "2019-01-10", "2019-01-11T09:00:00+08:00");
+    v.person_id = PersonId::parse("341802195001010015").unwrap();
+    h.apply(Record::Vulnerable(v));
+    let mut v = flagged("CL-4", "grade_1", "2019-01-10", "2019-01-11T09:00:00+08:00");
+    v.person_id = PersonId::parse("11010519491231002X").unwrap();
+    v.household_id = None;
+    v.cleared_at = Some(day("2019-04-10"));
+    h.apply(Record::Vulnerable(v));
+    // A temporary-relief roster record does not cover.
+    let mut v = flagged("CL-5", "grade_1", "2019-01-10", "2019-01-11T09:00:00+08:00");
+    v.person_id = PersonId::parse("341802196002020025").unwrap();
+    v.record_id = "CL-5".into();
+    v.household_id = Some("H9".into());
+    h.apply(Record::Vulnerable(v));
+    let mut relief = enrolled();
+    relief.beneficiary_id = PersonId::parse("341802196002020025").unwrap();
+    relief.program = Program::TemporaryRelief;
+    relief.household_id = "H9".into();
+    relief.updated_at = ts("2019-03-02T08:00:00+08:00");
+    // (P's rural dibao record above is replaced by this newer one, which
+    // is what applies at the deadline)
+    h.apply(Record::Roster(relief));
+    // Covered in their own name (the harness's enrolled beneficiary).
+    let mut v = flagged("CL-6", "grade_1", "2019-01-10", "2019-01-11T09:00:00+08:00");
+    v.person_id = PersonId::parse(BID).unwrap();
+    v.household_id = None;
+    h.apply(Record::Vulnerable(v));
+    // Died before the deadline (reported before it too).
+    let mut v = flagged("CL-7", "grade_1", "2019-01-10", "2019-01-11T09:00:00+08:00");
+    v.person_id = PersonId::parse("341802195001010015").unwrap();
+    v.household_id = None;
+    h.apply(Record::Vulnerable(v));
+    h.apply(Record::Death(DeathRecord {
+        record_id: "D7".into(),
+        person_id: PersonId::parse("341802195001010015").unwrap(),
+        name: "李梅".into(),
+        date_of_death: day("2019-03-01"),
+        source: DeathSource::Village,
+        reported_at: ts("2019-03-05T09:00:00+08:00"),
+    }));
+    tick(&mut h, "T1", "2019-04-11T10:00:00+08:00");
+    let got: Vec<&str> = h.of(Rule::CoverageGap).iter().map(|a| a.evidence.record_ids[0].as_str()).collect();
+    // CL-1: P's own record is temporary relief by then, but a member of
+    // its household H7 is covered. CL-5: household H9 has only P.
+    assert_eq!(got, ["CL-5"]);
+}
+
+#[test]
+fn a_new_flagged_at_replaces_the_deadline_and_a_late_version_is_decided_when_applied() {
+    let mut h = harness();
+    h.apply(Record::Vulnerable(flagged("CL-1", "grade_3", "2019-01-10", "2019-01-11T09:00:00+08:00")));
+    // Re-assessed as grade 1 and flagged again from February: deadline
+    // 2019-02-01 + 90 = 2019-05-02.
+    h.apply(Record::Vulnerable(flagged("CL-1", "grade_1", "2019-02-01", "2019-02-02T09:00:00+08:00")));
+    tick(&mut h, "T1", "2019-04-20T10:00:00+08:00");
+    assert!(h.of(Rule::CoverageGap).is_empty(), "the first deadline was replaced");
+    tick(&mut h, "T2", "2019-05-02T10:00:00+08:00");
+    assert_eq!(h.of(Rule::CoverageGap).len(), 1);
+    // A record that first qualifies after its deadline: decided when applied.
+    h.apply(Record::Vulnerable(flagged("CL-9", "grade_2", "2019-01-05", "2019-05-03T09:00:00+08:00")));
+    let g = h.of(Rule::CoverageGap);
+    assert_eq!(g.len(), 2);
+    assert_eq!(g[1].event_time, "2019-04-05T00:00:00+08:00", "event_time is the deadline");
+}

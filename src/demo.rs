@@ -25,7 +25,11 @@ pub fn run(households: usize) -> anyhow::Result<()> {
     })?;
     let out = dir.join("alerts.jsonl");
     let opts = AuditOptions {
-        inputs: Inputs { decisions: Some(g.decisions.clone()), ..Inputs::new(g.roster.clone(), g.deaths.clone(), g.payments.clone()) },
+        inputs: Inputs {
+            decisions: Some(g.decisions.clone()),
+            vulnerable: Some(g.vulnerable.clone()),
+            ..Inputs::new(g.roster.clone(), g.deaths.clone(), g.payments.clone())
+        },
         out: Some(out.clone()),
         deadletter: dir.join("deadletter.jsonl"),
         cases: Some(dir.join("cases.jsonl")),
@@ -62,18 +66,19 @@ pub fn run(households: usize) -> anyhow::Result<()> {
     );
     cases_and_ledger(&dir, &alerts)?;
     println!("\nfiles:");
-    println!("  ledger       {}  (roster.jsonl, deaths.jsonl, payments.jsonl, decisions.jsonl, truth.json)", ledger.display());
+    println!("  ledger       {}  (roster.jsonl, deaths.jsonl, payments.jsonl, decisions.jsonl, vulnerable.jsonl, truth.json)", ledger.display());
     println!("  alerts       {}", out.display());
     println!("  cases        {}  (status, relapses, decisions of every problem)", dir.join("cases.jsonl").display());
     println!("  dead letters {}", dir.join("deadletter.jsonl").display());
     println!("  work ledger  {}  (and .xlsx: 台账, 汇总, 图表)", dir.join("paywatch-ledger-2021Q4.csv").display());
     println!("  state        {}", dir.join("state").display());
     println!(
-        "\nnext: paywatch audit --roster {} --deaths {} --payments {} --decisions {} --out alerts.jsonl --cases cases.jsonl",
+        "\nnext: paywatch audit --roster {} --deaths {} --payments {} --decisions {} --vulnerable {} --out alerts.jsonl --cases cases.jsonl",
         g.roster.display(),
         g.deaths.display(),
         g.payments.display(),
-        g.decisions.display()
+        g.decisions.display(),
+        g.vulnerable.display()
     );
     Ok(())
 }

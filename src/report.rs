@@ -72,8 +72,11 @@ pub struct Totals {
 /// One case of the ledger, with the name of its subject.
 pub struct Row {
     pub case: Case,
-    /// The beneficiary's (or account holder's) name, from the first alert.
+    /// The beneficiary's (or account holder's, or flagged person's) name,
+    /// from the first alert.
     pub name: String,
+    /// The first alert's figures (a referral's source, category, dates).
+    pub figures: BTreeMap<String, String>,
     pub overdue: bool,
 }
 
@@ -105,15 +108,17 @@ pub fn ledger(store: &Store, quarter: Quarter, township: Option<&str>, now: Time
         if closed_before {
             continue;
         }
-        let name = match c.alerts.first() {
-            Some(id) => store
-                .get_json::<Alert>(Cf::Alerts, id.as_bytes())?
-                .and_then(|a| a.evidence.figures.get("beneficiary_name").or(a.evidence.figures.get("account_name")).cloned())
-                .unwrap_or_default(),
-            None => String::new(),
+        let figures = match c.alerts.first() {
+            Some(id) => store.get_json::<Alert>(Cf::Alerts, id.as_bytes())?.map(|a| a.evidence.figures).unwrap_or_default(),
+            None => BTreeMap::new(),
         };
+        let name = ["beneficiary_name", "account_name", "person_name", "custodian_name"]
+            .iter()
+            .find_map(|k| figures.get(*k))
+            .cloned()
+            .unwrap_or_default();
         let overdue = !c.closed() && now.0 - c.opened_at.0 >= i64::from(deadline_days) * crate::model::time::MS_PER_DAY;
-        rows.push(Row { case: c, name, overdue });
+        rows.push(Row { case: c, name, figures, overdue });
     }
     rows.sort_by(|a, b| (&a.case.township, a.case.first_event, &a.case.case_id).cmp(&(&b.case.township, b.case.first_event, &b.case.case_id)));
     let mut totals: BTreeMap<String, Totals> = BTreeMap::new();
@@ -152,6 +157,10 @@ const HEADERS: [&str; 20] = [
     "涉及金额(元)", "状态", "整改措施", "整改日期", "追回金额(元)", "整改文号", "问题线索编号", "是否反弹", "是否超期",
     "最新说明",
 ];
+/// 摸排名单: the referrals for home visits; the last two columns are the
+/// township's to fill in.
+const REFERRAL_HEADERS: [&str; 11] =
+    ["序号", "乡镇", "姓名", "身份证号", "户编号", "推送部门", "类别", "登记日期", "核查期限", "核查结果", "是否纳入"];
 const TOTAL_HEADERS: [&str; 8] = ["乡镇", "本季度发现", "已整改", "未结案", "超期", "反弹", "涉及金额(元)", "追回金额(元)"];
 
 fn yes(b: bool) -> String {
@@ -224,9 +233,34 @@ impl Ledger {
         Ok(out)
     }
 
-    /// XLSX: sheets 台账 (the cases), 汇总 (the totals) and 图表 (cases by
-    /// township and status; alerts per month). Cells are written as
-    /// strings, never as formulas.
+    /// The `COVERAGE_GAP` cases (referrals, 疑似漏保) of the ledger.
+    pub fn referrals(&self) -> impl Iterator<Item = &Row> {
+        self.rows.iter().filter(|r| r.case.rule == crate::model::Rule::CoverageGap)
+    }
+
+    /// One row of 摸排名单: the person, where the referral came from, and
+    /// empty 核查结果 / 是否纳入 for the township to fill in.
+    fn referral_cells(i: usize, r: &Row) -> [String; 11] {
+        let f = |k: &str| r.figures.get(k).cloned().unwrap_or_default();
+        let source = crate::model::VulnerableSource::from_code(&f("source")).map_or_else(|| f("source"), |s| s.chinese().to_owned());
+        [
+            (i + 1).to_string(),
+            r.case.township.clone(),
+            r.name.clone(),
+            r.case.subject.clone(),
+            r.case.household_id.clone().unwrap_or_default(),
+            source,
+            crate::model::vulnerable::category_chinese(&f("category")).to_owned(),
+            f("flagged_at"),
+            f("deadline").chars().take(10).collect(),
+            String::new(),
+            String::new(),
+        ]
+    }
+
+    /// XLSX: sheets 台账 (the cases), 汇总 (the totals), 摸排名单 (the
+    /// referrals of `COVERAGE_GAP`) and 图表 (cases by township and status;
+    /// alerts per month). Cells are written as strings, never as formulas.
     pub fn to_xlsx(&self) -> Result<Vec<u8>, ReportError> {
         use rust_xlsxwriter::{Chart, ChartType};
         let mut book = rust_xlsxwriter::Workbook::new();
@@ -248,6 +282,18 @@ impl Ledger {
         }
         for (i, (township, t)) in self.totals.iter().enumerate() {
             for (c, v) in Ledger::total_cells(township, t).iter().enumerate() {
+                sheet.write_string((i + 1) as u32, c as u16, v)?;
+            }
+        }
+        // 摸排名单: the COVERAGE_GAP referrals, for the townships' home
+        // visits, with the columns they fill in.
+        let sheet = book.add_worksheet();
+        sheet.set_name("摸排名单")?;
+        for (c, h) in REFERRAL_HEADERS.iter().enumerate() {
+            sheet.write_string_with_format(0, c as u16, *h, &bold)?;
+        }
+        for (i, r) in self.referrals().enumerate() {
+            for (c, v) in Ledger::referral_cells(i, r).iter().enumerate() {
                 sheet.write_string((i + 1) as u32, c as u16, v)?;
             }
         }
@@ -293,10 +339,12 @@ impl Ledger {
             sheet.write_number(row, 1, *n as f64)?;
         }
         let months = self.alerts_per_month.len() as u32;
-        let mut chart = Chart::new(ChartType::Line);
-        chart.title().set_name("每月预警数");
-        chart.add_series().set_name("预警数").set_categories(("图表", top + 1, 0, top + months, 0)).set_values(("图表", top + 1, 1, top + months, 1));
-        sheet.insert_chart(top, 6, &chart)?;
+        if months > 0 {
+            let mut chart = Chart::new(ChartType::Line);
+            chart.title().set_name("每月预警数");
+            chart.add_series().set_name("预警数").set_categories(("图表", top + 1, 0, top + months, 0)).set_values(("图表", top + 1, 1, top + months, 1));
+            sheet.insert_chart(top, 6, &chart)?;
+        }
         Ok(book.save_to_buffer()?)
     }
 }
@@ -382,5 +430,43 @@ mod tests {
         for fine in ["水阳镇", "585.00", "H0001", ""] {
             assert_eq!(csv_safe(fine.to_owned()), fine);
         }
+    }
+
+    /// 摸排名单: a COVERAGE_GAP case becomes a row with the person, the
+    /// department and category in Chinese, the dates, and two empty
+    /// columns; the workbook has four sheets.
+    #[test]
+    fn referrals_get_their_own_sheet() {
+        use crate::model::{Rule, Timestamp, Tz};
+        let mut case = Case::new("a".repeat(32), Rule::CoverageGap, "341802196002020025".into(), Timestamp(0), Timestamp(0));
+        case.township = "水阳镇".into();
+        case.household_id = Some("H7".into());
+        let figures: BTreeMap<String, String> = [
+            ("person_name", "李梅"),
+            ("source", "disability"),
+            ("category", "grade_1"),
+            ("flagged_at", "2020-03-01"),
+            ("deadline", "2020-05-30T00:00:00+08:00"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        let l = Ledger {
+            quarter: Quarter::parse("2020Q2").unwrap(),
+            tz: Tz::default(),
+            rows: vec![Row { case, name: "李梅".into(), figures, overdue: false }],
+            totals: BTreeMap::new(),
+            alerts_per_month: BTreeMap::new(),
+        };
+        let rows: Vec<&Row> = l.referrals().collect();
+        assert_eq!(rows.len(), 1);
+        let cells = Ledger::referral_cells(0, rows[0]);
+        assert_eq!(
+            cells,
+            ["1", "水阳镇", "李梅", "341802196002020025", "H7", "残联", "一级残疾", "2020-03-01", "2020-05-30", "", ""].map(String::from)
+        );
+        let xlsx = l.to_xlsx().unwrap();
+        let names = String::from_utf8_lossy(&xlsx);
+        assert!(names.contains("xl/worksheets/sheet4.xml") && !names.contains("xl/worksheets/sheet5.xml"));
     }
 }

@@ -71,7 +71,7 @@ pub fn counted<'a>(id_no: &PersonId, day: Date, records: impl IntoIterator<Item 
 pub fn holds(cfg: &Config, counted: &[Counted]) -> bool {
     let households: BTreeSet<&str> = counted.iter().map(|c| c.record.household_id.as_str()).collect();
     households.len() > cfg.max_households as usize
-        && !counted.iter().any(|c| cfg.institution_accounts.iter().any(|a| *a == c.registration.account_no))
+        && !counted.iter().any(|c| cfg.institution_accounts.contains(&c.registration.account_no))
 }
 
 /// The alert at the crossing (§11.8): no beneficiary or household; the

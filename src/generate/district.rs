@@ -62,6 +62,8 @@ pub struct Builder {
     pub payments: Vec<Payment>,
     /// Supervisors' decisions on planted cases (the rectification ledger).
     pub decisions: Vec<Decision>,
+    /// Vulnerable persons of other departments (§10).
+    pub vulnerable: Vec<crate::model::VulnerableRecord>,
     /// Payments written twice (redelivery controls), by event id.
     pub redeliver: Vec<String>,
     pub truth: Truth,
@@ -80,6 +82,7 @@ impl Builder {
             deaths: Vec::new(),
             payments: Vec::new(),
             decisions: Vec::new(),
+            vulnerable: Vec::new(),
             redeliver: Vec::new(),
             truth: Truth::default(),
             seq: 0,

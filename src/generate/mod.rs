@@ -4,6 +4,7 @@
 //! saying exactly which alerts and dead letters an audit must produce.
 
 mod custodians;
+mod vulnerable;
 mod district;
 mod people;
 mod plant;
@@ -52,6 +53,8 @@ pub struct Generated {
     pub payments: PathBuf,
     /// The rectification ledger: decisions on planted cases (§8).
     pub decisions: PathBuf,
+    /// Vulnerable persons of other departments (§10).
+    pub vulnerable: PathBuf,
     pub truth_path: PathBuf,
     pub truth: Truth,
 }
@@ -218,6 +221,9 @@ fn write_ledger(bd: &mut Builder, o: &GenerateOptions) -> Result<Generated, Gene
     let decisions_path = o.out.join(format!("decisions.{ext}"));
     let decision_lines = decision_lines(bd);
     write_lines(&decisions_path, o.format, &write::DECISION_FIELDS, &decision_lines).map_err(err(&decisions_path))?;
+    let vulnerable_path = o.out.join(format!("vulnerable.{ext}"));
+    let vulnerable_lines = vulnerable::lines(bd);
+    write_lines(&vulnerable_path, o.format, &write::VULNERABLE_FIELDS, &vulnerable_lines).map_err(err(&vulnerable_path))?;
 
     let t = &mut bd.truth;
     t.seed = o.seed;
@@ -233,6 +239,7 @@ fn write_ledger(bd: &mut Builder, o: &GenerateOptions) -> Result<Generated, Gene
         deaths: deaths_path,
         payments: payments_path,
         decisions: decisions_path,
+        vulnerable: vulnerable_path,
         truth_path,
         truth: bd.truth.clone(),
     })

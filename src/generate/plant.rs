@@ -36,6 +36,8 @@ pub enum Role {
     CustodianOverload,
     /// A custodian who died and was still paid through.
     CustodianDeceased,
+    /// A person flagged (grade 1 disability) and never covered (漏保).
+    CoverageGap,
     // controls
     Custodian,
     CustodianLater,
@@ -61,10 +63,18 @@ pub enum Role {
     /// A custodian who died on the day of the last payment through them,
     /// replaced before the next.
     CustodianDeathDay,
+    /// Flagged, then enrolled within the grace period.
+    VulnerableEnrolled,
+    /// Flagged, the household already covered.
+    VulnerableHousehold,
+    /// Flagged, cleared within the grace period.
+    VulnerableCleared,
+    /// Not qualifying, or flagged too recently.
+    VulnerableOther,
 }
 
 impl Role {
-    pub const PLANTED: [Role; 21] = [
+    pub const PLANTED: [Role; 22] = [
         Role::NameMismatch,
         Role::CustodianRevoked,
         Role::SharedAccount,
@@ -86,8 +96,9 @@ impl Role {
         Role::ProgramOverlap,
         Role::CustodianOverload,
         Role::CustodianDeceased,
+        Role::CoverageGap,
     ];
-    pub const CONTROLS: [Role; 16] = [
+    pub const CONTROLS: [Role; 20] = [
         Role::Custodian,
         Role::CustodianLater,
         Role::NameVariant,
@@ -104,6 +115,10 @@ impl Role {
         Role::ProgramCorrected,
         Role::CustodianThree,
         Role::CustodianDeathDay,
+        Role::VulnerableEnrolled,
+        Role::VulnerableHousehold,
+        Role::VulnerableCleared,
+        Role::VulnerableOther,
     ];
 }
 
@@ -136,6 +151,9 @@ pub fn plant(bd: &mut Builder, role: Role) {
     match role {
         Role::CustodianOverload | Role::CustodianThree | Role::CustodianDeceased | Role::CustodianDeathDay => {
             super::custodians::plant(bd, role, b, m)
+        }
+        Role::CoverageGap | Role::VulnerableEnrolled | Role::VulnerableHousehold | Role::VulnerableCleared | Role::VulnerableOther => {
+            super::vulnerable::plant(bd, role, b, m)
         }
         Role::NameMismatch => {
             let cadre_account = bd.people.account();

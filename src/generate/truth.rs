@@ -38,6 +38,9 @@ pub struct Truth {
     /// Decision lines written (the rectification ledger).
     #[serde(default)]
     pub decision_records: u64,
+    /// Vulnerable-persons lines written (§10).
+    #[serde(default)]
+    pub vulnerable_records: u64,
     pub roster_records: u64,
     pub death_records: u64,
     pub payment_events: u64,
@@ -51,7 +54,7 @@ pub struct Truth {
 /// `FILED_RELATIVE_REVIEW:beneficiary:year`,
 /// `RECTIFICATION_RELAPSE:case:decision` and
 /// `CUSTODIAN_OVERLOAD:custodian_id_no:beneficiary@updated_at` (the
-/// roster record that crossed).
+/// roster record that crossed) and `COVERAGE_GAP:person:record_id`.
 pub fn truth_key(a: &Alert) -> String {
     let first = a.evidence.event_ids.first().map(String::as_str).unwrap_or("");
     let last = a.evidence.event_ids.last().map(String::as_str).unwrap_or("");
@@ -63,6 +66,9 @@ pub fn truth_key(a: &Alert) -> String {
         Rule::MissedPayment => format!("{}:{}:{}", a.rule.code(), bid, a.period.map(|p| p.to_string()).unwrap_or_default()),
         Rule::FiledRelativeReview => {
             format!("{}:{}:{}", a.rule.code(), bid, a.evidence.figures.get("year").map(String::as_str).unwrap_or(""))
+        }
+        Rule::CoverageGap => {
+            format!("{}:{}:{}", a.rule.code(), bid, a.evidence.record_ids.first().map(String::as_str).unwrap_or(""))
         }
         Rule::CustodianOverload => {
             let f = |k: &str| a.evidence.figures.get(k).map(String::as_str).unwrap_or("");

@@ -36,6 +36,10 @@ pub const DECISION_FIELDS: [&str; 12] = [
     "note", "decided_by", "decided_at",
 ];
 
+pub const VULNERABLE_FIELDS: [&str; 10] = [
+    "record_id", "person_id", "name", "household_id", "township", "source", "category", "flagged_at", "cleared_at", "updated_at",
+];
+
 /// A decision as the rectification ledger holds it (absent fields left out).
 /// A vulnerable-persons record as the contract's JSON object.
 pub fn vulnerable_json(v: &crate::model::VulnerableRecord, tz: Tz) -> Map<String, Value> {

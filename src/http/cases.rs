@@ -102,12 +102,12 @@ fn flag(q: &HashMap<String, String>, k: &str) -> Result<Option<bool>, ApiError> 
     }
 }
 
-/// `GET /api/v1/cases?township=&rule=&status=&overdue=&relapsed=&from=&to=&cursor=&limit=`:
+/// `GET /api/v1/cases?township=&rule=&status=&overdue=&relapsed=&referral=&from=&to=&cursor=&limit=`:
 /// newest first (by the newest alert's event time); `from`/`to` bound the
 /// day of the first alert.
 pub async fn list(State(api): State<Api>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
     let p = who(&api, &headers)?;
-    const KEYS: [&str; 9] = ["township", "rule", "status", "overdue", "relapsed", "from", "to", "cursor", "limit"];
+    const KEYS: [&str; 10] = ["township", "rule", "status", "overdue", "relapsed", "referral", "from", "to", "cursor", "limit"];
     if let Some(k) = q.keys().find(|k| !KEYS.contains(&k.as_str())) {
         return Err(bad(format!("unknown parameter {k:?}")));
     }
@@ -117,6 +117,8 @@ pub async fn list(State(api): State<Api>, headers: HeaderMap, Query(q): Query<Ha
         .map(|s| Status::from_code(s).ok_or_else(|| bad(format!("status: {s:?} is not open, in_progress, confirmed, false_positive or rectified"))))
         .transpose()?;
     let (overdue, relapsed) = (flag(&q, "overdue")?, flag(&q, "relapsed")?);
+    // Referrals (COVERAGE_GAP, 疑似漏保) are home visits, not problems found.
+    let referral = flag(&q, "referral")?;
     let day = |k: &str| -> Result<Option<String>, ApiError> {
         match q.get(k) {
             Some(d) if crate::model::time::Date::parse(d).is_none() => Err(bad(format!("{k}: {d:?} is not a date YYYY-MM-DD"))),
@@ -143,6 +145,7 @@ pub async fn list(State(api): State<Api>, headers: HeaderMap, Query(q): Query<Ha
             && rule.is_none_or(|r| r == c.rule)
             && status.is_none_or(|s| s == c.status)
             && relapsed.is_none_or(|r| r == c.relapsed)
+            && referral.is_none_or(|r| r == (c.rule == Rule::CoverageGap))
             && overdue.is_none_or(|o| o == deadline_state(&api, &c, now).0)
             && from.as_ref().is_none_or(|d| first_day >= *d)
             && to.as_ref().is_none_or(|d| first_day <= *d);

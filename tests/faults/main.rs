@@ -56,7 +56,7 @@ impl Fixture {
         let proxy = Proxy::start(public, port);
         broker.create_contract_topics();
         tool(&["produce-ledger", &broker.addr, ledger.payments.parent().unwrap().to_str().unwrap()]);
-        let records = [&ledger.roster, &ledger.deaths, &ledger.payments, &ledger.decisions]
+        let records = [&ledger.roster, &ledger.deaths, &ledger.payments, &ledger.decisions, &ledger.vulnerable]
             .iter()
             .map(|p| std::fs::read_to_string(p).unwrap().lines().count() as u64)
             .sum();

@@ -182,7 +182,7 @@ fn supervisors_list_filter_page_and_review_alerts_within_their_scope() {
     let (code, xlsx) = raw(port, &format!("/api/v1/reports/ledger?quarter={quarter}&format=xlsx"), DISTRICT);
     assert_eq!(code, 200);
     assert!(xlsx.as_bytes().starts_with(b"PK"), "an XLSX is a zip");
-    assert!(xlsx.contains("xl/worksheets/sheet3.xml"), "three sheets: 台账, 汇总 and 图表");
+    assert!(xlsx.contains("xl/worksheets/sheet4.xml"), "four sheets: 台账, 汇总, 摸排名单 and 图表");
     assert!(xlsx.contains("xl/charts/chart1.xml") && xlsx.contains("xl/charts/chart2.xml"), "two charts");
     assert_eq!(raw(port, "/api/v1/reports/ledger?quarter=2021Q9", DISTRICT).0, 400);
     let q = format!("/api/v1/reports/ledger?quarter={quarter}&township={}", path_escape(&other.township));

@@ -32,12 +32,12 @@ fn check(format: OutFormat, seed: u64) {
         assert!(a.reason.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)), "{}", a.reason);
         assert!(!a.township.is_empty());
         // A missed month has no payment; an overloaded custodian is a
-        // matter of roster records.
+        // matter of roster records, a referral of another department's.
         use paywatch::model::Rule;
         assert!(
             !a.evidence.event_ids.is_empty()
                 || a.rule == Rule::MissedPayment
-                || (a.rule == Rule::CustodianOverload && !a.evidence.record_ids.is_empty())
+                || (matches!(a.rule, Rule::CustodianOverload | Rule::CoverageGap) && !a.evidence.record_ids.is_empty())
         );
     }
 

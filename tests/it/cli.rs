@@ -18,7 +18,9 @@ fn alerts_go_to_stdout_and_dead_letters_to_the_current_folder_without_out() {
             .arg("--payments")
             .arg(&g.payments)
             .arg("--decisions")
-            .arg(&g.decisions),
+            .arg(&g.decisions)
+            .arg("--vulnerable")
+            .arg(&g.vulnerable),
     );
     let lines = String::from_utf8_lossy(&o.stdout).lines().count();
     assert_eq!(lines, g.truth.expected.len());

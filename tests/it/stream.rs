@@ -62,7 +62,7 @@ fn stream_replay_equals_the_audit_and_dead_letters_carry_their_position() {
     let (want, audit_counts) = audited(&g, dir.path());
     let broker = Broker::start(dir.path());
     broker.create_contract_topics();
-    produce_ledger(&broker, &g, "roster,deaths,payments,decisions");
+    produce_ledger(&broker, &g, "roster,deaths,payments,decisions,vulnerable");
 
     let port = free_port();
     let cfg = service_config(dir.path(), &broker, port, "");
@@ -82,7 +82,7 @@ fn stream_replay_equals_the_audit_and_dead_letters_carry_their_position() {
     let mut by_reason: BTreeMap<String, u64> = BTreeMap::new();
     for m in &dead {
         let topic = &m.headers["source_topic"];
-        assert!(["dibao.payments.v1", "dibao.roster.v1", "civil.deaths.v1", "dibao.decisions.v1"].contains(&topic.as_str()), "{m:?}");
+        assert!(["dibao.payments.v1", "dibao.roster.v1", "civil.deaths.v1", "dibao.decisions.v1", "civil.vulnerable.v1"].contains(&topic.as_str()), "{m:?}");
         let partition: i32 = m.headers["source_partition"].parse().unwrap();
         let offset: i64 = m.headers["source_offset"].parse().unwrap();
         assert!(partition >= 0 && offset >= 0);
@@ -108,7 +108,7 @@ fn kill_9_three_times_during_the_replay_loses_and_doubles_nothing() {
     let (want, _) = audited(&g, dir.path());
     let broker = Broker::start(dir.path());
     broker.create_contract_topics();
-    let produced = produce_ledger(&broker, &g, "roster,deaths,payments,decisions");
+    let produced = produce_ledger(&broker, &g, "roster,deaths,payments,decisions,vulnerable");
 
     // A clean run for the totals, on its own state directory and group.
     let clean_dir = dir.path().join("clean");
@@ -152,13 +152,13 @@ fn a_second_consumer_in_the_group_holding_partitions_for_a_while_loses_nothing()
     let (want, _) = audited(&g, dir.path());
     let broker = Broker::start(dir.path());
     broker.create_contract_topics();
-    produce_ledger(&broker, &g, "roster,deaths,payments,decisions");
+    produce_ledger(&broker, &g, "roster,deaths,payments,decisions,vulnerable");
 
     // A second member is in the group first and keeps some partitions for
     // a while; paywatch must not run ahead of what it cannot read yet.
     let addr = broker.addr.clone();
     let joiner = std::thread::spawn(move || {
-        tool(&["join-group", &addr, "paywatch", "10", "dibao.payments.v1", "dibao.roster.v1", "civil.deaths.v1", "dibao.decisions.v1"])
+        tool(&["join-group", &addr, "paywatch", "10", "dibao.payments.v1", "dibao.roster.v1", "civil.deaths.v1", "dibao.decisions.v1", "civil.vulnerable.v1"])
     });
     std::thread::sleep(Duration::from_secs(3));
     let port = free_port();
@@ -167,9 +167,9 @@ fn a_second_consumer_in_the_group_holding_partitions_for_a_while_loses_nothing()
     let shared = svc.wait_until(Duration::from_secs(60), "given a share", |s| s["assigned_partitions"].as_u64().unwrap_or(0) > 0);
     let joined: serde_json::Value = serde_json::from_str(&joiner.join().unwrap()).unwrap();
     assert!(joined["assigned"].as_u64().unwrap() > 0, "the second member held partitions: {joined}");
-    assert!(shared["assigned_partitions"].as_u64().unwrap() < 7, "paywatch shared the group: {shared}");
+    assert!(shared["assigned_partitions"].as_u64().unwrap() < 8, "paywatch shared the group: {shared}");
 
-    svc.wait_until(Duration::from_secs(60), "given every partition", |s| s["assigned_partitions"] == 7);
+    svc.wait_until(Duration::from_secs(60), "given every partition", |s| s["assigned_partitions"] == 8);
     svc.wait_idle();
     let (got, _) = alert_ids_on_topic(&broker, dir.path(), want.len());
     assert_same(&got, &want, "alerts topic against the audit");
@@ -187,18 +187,18 @@ fn a_member_that_shares_its_group_past_the_grace_is_not_ready() {
     let g = ledger(&dir.path().join("ledger"), 100, OutFormat::Jsonl, 16);
     let broker = Broker::start(dir.path());
     broker.create_contract_topics();
-    produce_ledger(&broker, &g, "roster,deaths,payments,decisions");
+    produce_ledger(&broker, &g, "roster,deaths,payments,decisions,vulnerable");
     let port = free_port();
     let cfg = service_config(dir.path(), &broker, port, "revoked_grace = \"2s\"\n[kafka.consumer]\n\"session.timeout.ms\" = \"6000\"");
     let mut svc = Service::start(&cfg, port, dir.path());
-    svc.wait_until(Duration::from_secs(60), "given every partition", |s| s["assigned_partitions"] == 7);
+    svc.wait_until(Duration::from_secs(60), "given every partition", |s| s["assigned_partitions"] == 8);
     svc.wait_idle();
     assert_eq!(svc.get("/readyz").map(|r| r.0), Some(200));
 
     // Another instance joins the group and holds some partitions for 15 s.
     let addr = broker.addr.clone();
     let joiner = std::thread::spawn(move || {
-        tool(&["join-group", &addr, "paywatch", "15", "dibao.payments.v1", "dibao.roster.v1", "civil.deaths.v1", "dibao.decisions.v1"])
+        tool(&["join-group", &addr, "paywatch", "15", "dibao.payments.v1", "dibao.roster.v1", "civil.deaths.v1", "dibao.decisions.v1", "civil.vulnerable.v1"])
     });
     let end = std::time::Instant::now() + Duration::from_secs(60);
     let body = loop {
@@ -217,7 +217,7 @@ fn a_member_that_shares_its_group_past_the_grace_is_not_ready() {
     assert!(joined["assigned"].as_u64().unwrap() > 0, "{joined}");
 
     // Alone again: ready again.
-    svc.wait_until(Duration::from_secs(60), "given every partition back", |s| s["assigned_partitions"] == 7);
+    svc.wait_until(Duration::from_secs(60), "given every partition back", |s| s["assigned_partitions"] == 8);
     let end = std::time::Instant::now() + Duration::from_secs(30);
     while svc.get("/readyz").map(|r| r.0) != Some(200) {
         assert!(std::time::Instant::now() < end, "not ready again when alone: {:?}", svc.get("/readyz"));
@@ -244,8 +244,8 @@ fn no_broker_at_start_is_not_ready_but_keeps_trying_then_catches_up() {
 
     let broker = Broker::start_on(dir.path(), broker_port);
     broker.create_contract_topics();
-    produce_ledger(&broker, &g, "roster,deaths,payments,decisions");
-    svc.wait_until(Duration::from_secs(120), "ready", |s| s["assigned_partitions"] == 7);
+    produce_ledger(&broker, &g, "roster,deaths,payments,decisions,vulnerable");
+    svc.wait_until(Duration::from_secs(120), "ready", |s| s["assigned_partitions"] == 8);
     assert_eq!(svc.get("/readyz").map(|r| r.0), Some(200));
     svc.wait_idle();
     let (got, _) = alert_ids_on_topic(&broker, dir.path(), want.len());
@@ -277,6 +277,7 @@ fn paywatch_produce_loads_csv_exports_that_the_service_audits_like_the_files() {
         ("civil.deaths.v1", &g.deaths),
         ("dibao.payments.v1", &g.payments),
         ("dibao.decisions.v1", &g.decisions),
+        ("civil.vulnerable.v1", &g.vulnerable),
     ] {
         let dead = dir.path().join(format!("{topic}-dead.jsonl"));
         let o = run_ok(std::process::Command::new(super::common::bin()).args([
@@ -359,7 +360,7 @@ fn a_broker_gone_for_a_while_during_the_replay_loses_nothing() {
     let (want, _) = audited(&g, dir.path());
     let broker = Broker::start(dir.path());
     broker.create_contract_topics();
-    let produced = produce_ledger(&broker, &g, "roster,deaths,payments,decisions");
+    let produced = produce_ledger(&broker, &g, "roster,deaths,payments,decisions,vulnerable");
     let port = free_port();
     let cfg = service_config(dir.path(), &broker, port, "");
     let mut svc = Service::start(&cfg, port, dir.path());

@@ -3,7 +3,7 @@
 (confluent-kafka, which bundles its own librdkafka).
 
   create-topics  BROKERS NAME:PARTITIONS ...
-  produce-ledger BROKERS DIR [--topics payments,roster,deaths,decisions]
+  produce-ledger BROKERS DIR [--topics payments,roster,deaths,decisions,vulnerable]
                  sorts each file by event time, keys as the contract says,
                  lines that are not JSON objects go where they were read
   produce-raw    BROKERS TOPIC FILE   one message per line, as is (key = "bad")
@@ -30,6 +30,7 @@ TOPICS = {
     "roster": ("dibao.roster.v1", "updated_at", "beneficiary_id"),
     "deaths": ("civil.deaths.v1", "reported_at", "person_id"),
     "decisions": ("dibao.decisions.v1", "decided_at", "case_id"),
+    "vulnerable": ("civil.vulnerable.v1", "updated_at", "person_id"),
 }
 
 
@@ -298,7 +299,7 @@ def main(argv):
     if cmd == "create-topics":
         create_topics(pos[0], pos[1:])
     elif cmd == "produce-ledger":
-        produce_ledger(pos[0], pos[1], opts.get("topics", "roster,deaths,payments,decisions").split(","))
+        produce_ledger(pos[0], pos[1], opts.get("topics", "roster,deaths,payments,decisions,vulnerable").split(","))
     elif cmd == "produce-raw":
         produce_raw(pos[0], pos[1], pos[2])
     elif cmd == "consume":

@@ -37,6 +37,8 @@ pub fn audit(g: &Generated, out: &Path, extra: &[&str]) -> Command {
         .arg(&g.payments)
         .arg("--decisions")
         .arg(&g.decisions)
+        .arg("--vulnerable")
+        .arg(&g.vulnerable)
         .arg("--out")
         .arg(out)
         .args(extra)

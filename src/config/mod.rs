@@ -40,6 +40,10 @@ pub struct Config {
     pub cases: CasesConfig,
     pub district: DistrictConfig,
     pub rules: RulesConfig,
+    /// Set when loading: the file itself holds a secret rather than a
+    /// `${env:…}`/`${file:…}` reference (the permission warning).
+    #[serde(skip)]
+    pub inline_secrets: bool,
 }
 
 /// How `paywatch run` logs (to stderr; the level comes from `PAYWATCH_LOG`).
@@ -383,6 +387,7 @@ impl Config {
         let mut cfg: Config =
             toml::from_str(text).map_err(|e| ConfigError::Parse { path: String::new(), message: secrets::parse_error(text, &e) })?;
         cfg.normalize_townships();
+        cfg.resolve_secrets().map_err(|message| ConfigError::Invalid { path: String::new(), message })?;
         cfg.validate().map_err(|message| ConfigError::Invalid { path: String::new(), message })?;
         Ok(cfg)
     }
@@ -568,6 +573,58 @@ mod tests {
 
     /// Hardening item 10: plain http:// to another host is refused unless
     /// the route allows it; URL queries (robot tokens) never reach an error;
+    /// Hardening item 10: secrets by reference (`${env:NAME}`,
+    /// `${file:PATH}`) for webhook secrets, token hashes and Kafka
+    /// passwords; errors name the variable or file, never a value; a config
+    /// of references only holds no secret for the permission warning.
+    #[test]
+    fn secrets_can_come_from_the_environment_or_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("webhook-secret");
+        std::fs::write(&file, "from-a-file-0123456789\n").unwrap();
+        let hash = "cd".repeat(32);
+        std::env::set_var("PAYWATCH_TEST_TOKEN_HASH", &hash);
+        std::env::set_var("PAYWATCH_TEST_SASL", "sasl-password-from-env");
+        let text = format!(
+            "[kafka.client]\n\"sasl.password\" = \"${{env:PAYWATCH_TEST_SASL}}\"\n\
+             [[webhooks.routes]]\nname = \"d\"\nurl = \"http://127.0.0.1:9/x\"\nsecrets = [\"${{file:{}}}\"]\n\
+             [[api.tokens]]\ntoken_sha256 = \"${{env:PAYWATCH_TEST_TOKEN_HASH}}\"\nrole = \"district\"\n",
+            file.display()
+        );
+        let cfg = Config::parse(&text).unwrap();
+        assert_eq!(cfg.webhooks.routes[0].secrets, ["from-a-file-0123456789"]);
+        assert_eq!(cfg.api.tokens[0].token_sha256, hash);
+        assert_eq!(cfg.kafka.client["sasl.password"], "sasl-password-from-env");
+        assert!(!cfg.holds_secrets(), "only references: nothing to warn about");
+        let inline = Config::parse("[kafka.client]\n\"sasl.password\" = \"written-here\"\n").unwrap();
+        assert!(inline.holds_secrets());
+        let missing = Config::parse("[kafka.client]\n\"sasl.password\" = \"${env:PAYWATCH_TEST_NOT_SET}\"\n").unwrap_err().to_string();
+        assert!(missing.contains("PAYWATCH_TEST_NOT_SET") && missing.contains("sasl.password"), "{missing}");
+        let unreadable = Config::parse("[kafka.client]\n\"sasl.password\" = \"${file:/nonexistent/secret}\"\n").unwrap_err().to_string();
+        assert!(unreadable.contains("/nonexistent/secret"), "{unreadable}");
+        let unknown = Config::parse("[kafka.client]\n\"sasl.password\" = \"${vault:x}\"\n").unwrap_err().to_string();
+        assert!(unknown.contains("neither"), "{unknown}");
+    }
+
+    /// The k8s ConfigMap is a valid config once its Secret is there, and
+    /// holds no secret itself.
+    #[test]
+    fn the_k8s_config_map_reads_its_secrets_by_reference() {
+        let yaml = include_str!("../../deploy/k8s/configmap.yaml");
+        let body = yaml.split_once("paywatch.toml: |\n").unwrap().1;
+        let toml: String = body.lines().map(|l| l.strip_prefix("    ").unwrap_or(l)).collect::<Vec<_>>().join("\n");
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("webhook-secret-district");
+        std::fs::write(&secret, "a-long-random-secret-0123456789").unwrap();
+        let toml = toml.replace("/run/secrets/paywatch/webhook-secret-district", secret.to_str().unwrap());
+        std::env::set_var("PAYWATCH_KAFKA_SASL_PASSWORD", "sasl");
+        std::env::set_var("PAYWATCH_API_TOKEN_DISTRICT_SHA256", "ef".repeat(32));
+        let cfg = Config::parse(&toml).unwrap();
+        assert!(!cfg.holds_secrets());
+        assert_eq!(cfg.webhooks.routes[0].secrets, ["a-long-random-secret-0123456789"]);
+        assert!(!yaml.contains("REPLACE") && include_str!("../../deploy/k8s/secret.yaml").contains("kind: Secret"));
+    }
+
     /// a parse error names the line and key, never the value.
     #[test]
     fn secrets_stay_out_of_errors_and_plain_http_needs_a_word() {

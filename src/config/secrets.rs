@@ -1,6 +1,8 @@
 //! Keeping secrets (webhook secrets, Kafka passwords and keys) out of
-//! messages and off readable files: config parse errors without values, and
-//! a warning for a config others can read.
+//! messages and off readable files: config parse errors without values,
+//! secrets given by reference (`${env:NAME}`, `${file:PATH}`) instead of
+//! inline, and a warning for a config holding inline secrets that others
+//! can read.
 
 use super::Config;
 use std::path::Path;
@@ -53,14 +55,63 @@ pub(super) fn parse_error(text: &str, e: &toml::de::Error) -> String {
     }
 }
 
+/// A setting under `[kafka.*]` that holds a secret.
+fn secret_key(key: &str) -> bool {
+    ["password", "secret", "key"].iter().any(|w| key.contains(w))
+}
+
+/// Replaces a reference by what it names: `${env:NAME}` by the environment
+/// variable, `${file:PATH}` by the file's content (without its final line
+/// break). Returns whether the value was written inline. Errors name the
+/// setting and the variable or file, never a value.
+fn resolve(v: &mut String, at: &str) -> Result<bool, String> {
+    let Some((kind, what)) = v.strip_prefix("${").and_then(|r| r.strip_suffix('}')).and_then(|r| r.split_once(':')) else {
+        return Ok(true);
+    };
+    let value = match kind {
+        "env" => std::env::var(what).map_err(|_| format!("{at}: the environment variable {what} is not set"))?,
+        "file" => std::fs::read_to_string(what)
+            .map_err(|e| format!("{at}: cannot read {what}: {}", e.kind()))?
+            .trim_end_matches(['\n', '\r'])
+            .to_owned(),
+        other => return Err(format!("{at}: ${{{other}:…}} is neither ${{env:NAME}} nor ${{file:PATH}}")),
+    };
+    if value.is_empty() {
+        return Err(format!("{at}: {kind} {what} is empty"));
+    }
+    *v = value;
+    Ok(false)
+}
+
 impl Config {
-    /// Whether the config holds a secret: a webhook secret, or a
-    /// password, secret or key setting under `[kafka.*]`.
+    /// Resolves the secrets given by reference: webhook secrets, API token
+    /// hashes and the secret settings under `[kafka.*]`, and notes whether
+    /// any secret was written inline.
+    pub(super) fn resolve_secrets(&mut self) -> Result<(), String> {
+        let mut inline = false;
+        for (i, r) in self.webhooks.routes.iter_mut().enumerate() {
+            for (j, s) in r.secrets.iter_mut().enumerate() {
+                inline |= resolve(s, &format!("webhooks.routes[{i}].secrets[{j}]"))?;
+            }
+        }
+        for (i, t) in self.api.tokens.iter_mut().enumerate() {
+            resolve(&mut t.token_sha256, &format!("api.tokens[{i}].token_sha256"))?;
+        }
+        let k = &mut self.kafka;
+        for (section, map) in [("client", &mut k.client), ("consumer", &mut k.consumer), ("producer", &mut k.producer)] {
+            for (key, v) in map.iter_mut().filter(|(key, _)| secret_key(key)) {
+                inline |= resolve(v, &format!("kafka.{section}.{key:?}"))?;
+            }
+        }
+        self.inline_secrets = inline;
+        Ok(())
+    }
+
+    /// Whether the config file itself holds a secret (a webhook secret, or
+    /// a password, secret or key setting under `[kafka.*]`) rather than a
+    /// reference to one.
     pub fn holds_secrets(&self) -> bool {
-        let k = &self.kafka;
-        let secret_key = |key: &String| ["password", "secret", "key"].iter().any(|w| key.contains(w));
-        self.webhooks.routes.iter().any(|r| !r.secrets.is_empty())
-            || k.client.keys().chain(k.consumer.keys()).chain(k.producer.keys()).any(secret_key)
+        self.inline_secrets
     }
 
     /// A warning when a config holding secrets can be read by its group or

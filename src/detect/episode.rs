@@ -102,6 +102,24 @@ pub struct WindowRule {
     pub finding: fn(&RulesConfig, &str, &str, &[WindowEntry], Timestamp, usize) -> Finding,
 }
 
+/// The window rules that are on, in the registry's order, and the longest
+/// window of all of them (entries are kept that long): worked out once per
+/// config, not per payment.
+#[derive(Clone)]
+pub struct WindowRules {
+    pub rules: Vec<WindowRule>,
+    pub longest_ms: i64,
+}
+
+impl WindowRules {
+    pub fn of(cfg: &RulesConfig) -> WindowRules {
+        WindowRules {
+            rules: super::registry::window_rules().filter(|w| cfg.enabled(w.rule)).collect(),
+            longest_ms: super::registry::window_rules().map(|w| days_ms((w.window_days)(cfg))).max().unwrap_or(0),
+        }
+    }
+}
+
 /// Where one window rule's alerting stands for one account.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RuleEpisode {
@@ -127,6 +145,7 @@ impl AccountWindow {
     pub fn step(
         &mut self,
         rules: &RulesConfig,
+        on: &WindowRules,
         account_no: &str,
         township: &str,
         now: Timestamp,
@@ -134,13 +153,10 @@ impl AccountWindow {
         change: Change,
     ) -> Vec<Finding> {
         let now = self.last_eval.map_or(now, |l| l.max(now));
-        // The window rules that are on, in the registry's order (no
-        // allocation: this runs for every payment).
-        let on = || super::registry::window_rules().filter(|w| rules.enabled(w.rule));
-        let longest = super::registry::window_rules().map(|w| days_ms((w.window_days)(rules))).max().unwrap_or(0);
+        let longest = on.longest_ms;
         if let Some(last) = self.last_eval {
             let entries = &self.entries;
-            for w in on() {
+            for w in &on.rules {
                 let ms = days_ms((w.window_days)(rules));
                 if let Some(e) = self.episodes.iter_mut().find(|e| e.rule == w.rule) {
                     e.episode.settle(last, now, ms, entries, |s| (w.holds_at)(rules, entries, s, custodian_of));
@@ -164,7 +180,7 @@ impl AccountWindow {
             }
         }
         let mut out = Vec::new();
-        for w in on() {
+        for w in &on.rules {
             let ms = days_ms((w.window_days)(rules));
             let holds = (w.holds_at)(rules, &self.entries, now, custodian_of);
             let i = match self.episodes.iter().position(|e| e.rule == w.rule) {
@@ -221,7 +237,7 @@ pub mod tests {
     }
 
     fn add(w: &mut AccountWindow, rules: &RulesConfig, id: &str, day: i64, household: &str) -> Vec<Rule> {
-        w.step(rules, "6217000000000001", "水阳镇", Timestamp(day * MS_PER_DAY), 0, Change::Add(entry(id, day, household)))
+        w.step(rules, &WindowRules::of(rules), "6217000000000001", "水阳镇", Timestamp(day * MS_PER_DAY), 0, Change::Add(entry(id, day, household)))
             .into_iter()
             .map(|f| f.rule)
             .collect()
@@ -287,7 +303,7 @@ pub mod tests {
         for (i, d) in [0, 1, 2].iter().enumerate() {
             add(&mut w, &rules, &format!("E{i}"), *d, "H1");
         }
-        let out = w.step(&rules, "A", "T", Timestamp(3 * MS_PER_DAY), 0, Change::Reverse("E1".into()));
+        let out = w.step(&rules, &WindowRules::of(&rules), "A", "T", Timestamp(3 * MS_PER_DAY), 0, Change::Reverse("E1".into()));
         assert!(out.is_empty());
         assert!(add(&mut w, &rules, "E3", 4, "H1").is_empty(), "reversal then re-payment: 3 unreversed");
         assert_eq!(add(&mut w, &rules, "E4", 5, "H1"), [Rule::FrequentPayments]);
@@ -299,10 +315,10 @@ pub mod tests {
         let mut w = AccountWindow::default();
         for i in 0..6 {
             let e = entry(&format!("E{i}"), i, &format!("H{i}"));
-            let out = w.step(&rules, "A", "T", e.paid_at, 2, Change::Add(e));
+            let out = w.step(&rules, &WindowRules::of(&rules), "A", "T", e.paid_at, 2, Change::Add(e));
             assert!(out.is_empty(), "6 payments, limit 3 x 2");
         }
         let e = entry("E6", 6, "H6");
-        assert_eq!(w.step(&rules, "A", "T", e.paid_at, 2, Change::Add(e)).len(), 1);
+        assert_eq!(w.step(&rules, &WindowRules::of(&rules), "A", "T", e.paid_at, 2, Change::Add(e)).len(), 1);
     }
 }

@@ -123,7 +123,7 @@ mod tests {
 
     fn step(w: &mut AccountWindow, e: WindowEntry) -> usize {
         let at = e.paid_at;
-        w.step(&only_shared(), "6217000000001234", "水阳镇", at, 0, Change::Add(e)).len()
+        w.step(&only_shared(), &crate::detect::episode::WindowRules::of(&only_shared()), "6217000000001234", "水阳镇", at, 0, Change::Add(e)).len()
     }
 
     #[test]
@@ -152,7 +152,7 @@ mod tests {
             assert_eq!(step(&mut w, e), 0, "nursing home for H{i}");
         }
         assert_eq!(step(&mut w, entry("X1", 10, "H9")), 0, "one unregistered household alone");
-        let f = w.step(&only_shared(), "6217000000001234", "水阳镇", Timestamp(11 * MS_PER_DAY), 0, Change::Add(entry("X2", 11, "H8")));
+        let f = w.step(&only_shared(), &crate::detect::episode::WindowRules::of(&only_shared()), "6217000000001234", "水阳镇", Timestamp(11 * MS_PER_DAY), 0, Change::Add(entry("X2", 11, "H8")));
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].evidence.event_ids, ["X1", "X2"]);
         assert!(f[0].reason.contains("尾号1234"));

@@ -46,22 +46,25 @@ impl Engine {
         self.emit(findings)
     }
 
-    /// The earliest known death of the custodian whose registration (with
-    /// an `id_no`) takes payment `p` past `NAME_MISMATCH`, if any.
-    pub(super) fn custodian_death_for(&mut self, p: &Payment) -> Result<Option<DeathRecord>, EngineError> {
-        if !self.rules.custodian_deceased.enabled {
-            return Ok(None);
-        }
-        let paid_on = self.tz.date(p.paid_at);
-        let id = match self.bens.get(&self.store, p.beneficiary_id.as_str().as_bytes())? {
-            Some(b) => b
-                .roster_at(p.paid_at)
-                .and_then(|r| custodian_in(r, paid_on, &p.account_no, &p.account_name))
-                .and_then(|c| c.id_no.clone()),
-            None => None,
+    /// `CUSTODIAN_DECEASED` at payment `p`, which went through a
+    /// registration carrying `id`: against the earliest death known of
+    /// that person. Only such payments pay for this lookup.
+    pub(super) fn custodian_deceased_at(&mut self, p: &Payment, id: &PersonId, paid_on: crate::model::time::Date) -> Result<Option<crate::detect::Finding>, EngineError> {
+        let Some(death) = self.bens.get(&self.store, id.as_str().as_bytes())?.and_then(|b| b.death().cloned()) else { return Ok(None) };
+        let Some(ben) = self.bens.get(&self.store, p.beneficiary_id.as_str().as_bytes())? else { return Ok(None) };
+        let roster = ben.roster_at(p.paid_at);
+        let v = PaymentView {
+            payment: p,
+            roster,
+            death: None,
+            custodian: roster.and_then(|r| custodian_in(r, paid_on, &p.account_no, &p.account_name)),
+            custodian_death: Some(&death),
+            paid_on,
+            tz: self.tz,
+            month: &[],
+            reviewed_years: &NO_YEARS,
         };
-        let Some(id) = id else { return Ok(None) };
-        Ok(self.bens.get(&self.store, id.as_str().as_bytes())?.and_then(|b| b.death().cloned()))
+        Ok(custodian_deceased::check(&self.rules.custodian_deceased, &v))
     }
 
     /// A death record of a custodian, the earliest known for that person:

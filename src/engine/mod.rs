@@ -161,6 +161,11 @@ pub struct Engine {
     months: Months,
     /// Per-account windows and episodes, cached.
     accounts: Table<Account>,
+    /// The account-level rules that are on (worked out once).
+    window_rules: crate::detect::episode::WindowRules,
+    /// The first instant of the day after the watermark's: referral
+    /// deadlines (00:00) are looked for when the watermark reaches it.
+    next_day: Timestamp,
     /// custodian id_no → who names it, and its overload episode, cached.
     custodians: Table<CustodianState>,
     /// Cases, cached (`store::cases` owns the layout).
@@ -236,6 +241,8 @@ impl Engine {
         Ok(Engine {
             townships: None,
             payment_checks: rules.payment_checks(),
+            window_rules: crate::detect::episode::WindowRules::of(&rules),
+            next_day: Timestamp(i64::MIN),
             rules,
             tz,
             clock,
@@ -569,8 +576,9 @@ impl Engine {
             return Ok(());
         }
         // Referral deadlines are at 00:00: asked once a day of event time.
-        if self.tz.date(t) > self.tz.date(w) {
+        if t >= self.next_day {
             self.sweep_coverage(t)?;
+            self.next_day = self.tz.day_start(self.tz.date(t).plus_days(1));
         }
         let next = match self.next_deadline {
             Some(d) => d,

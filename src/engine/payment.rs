@@ -27,9 +27,6 @@ impl Engine {
             Some(o) => (o.key, Some(o.bytes)),
             None => (keys::month(bid, p.period), None),
         };
-        // The custodian's death, if the payment goes through a registration
-        // carrying an id_no (CUSTODIAN_DECEASED).
-        let custodian_death = self.custodian_death_for(p)?;
         // The beneficiary is looked up once; everything up to the account
         // step works on this borrow.
         let (store, months, rules, tz, checks) = (&self.store, &mut self.months, &self.rules, self.tz, &self.payment_checks);
@@ -44,16 +41,20 @@ impl Engine {
         let paid_on = tz.date(p.paid_at);
         let mut findings = Vec::new();
         let exempt;
+        // Through a registration carrying an id_no: the custodian's death is
+        // looked up after this borrow (CUSTODIAN_DECEASED).
+        let custodian_id;
         {
             let roster = ben.roster_at(p.paid_at);
             let custodian = roster.and_then(|r| custodian_in(r, paid_on, &p.account_no, &p.account_name));
             exempt = custodian.is_some();
+            custodian_id = custodian.and_then(|c| c.id_no.clone()).filter(|_| rules.custodian_deceased.enabled);
             let v = PaymentView {
                 payment: p,
                 roster,
                 death: ben.death(),
                 custodian,
-                custodian_death: custodian_death.as_ref(),
+                custodian_death: None,
                 paid_on,
                 tz,
                 month: &month,
@@ -79,6 +80,9 @@ impl Engine {
         } else {
             month.push(StoredPayment { payment: p.clone(), reversed_by: None });
             months.set(month_key, &month)?;
+        }
+        if let Some(id) = custodian_id {
+            findings.extend(self.custodian_deceased_at(p, &id, paid_on)?);
         }
         let entry = WindowEntry {
             event_id: p.event_id.clone(),
@@ -161,7 +165,7 @@ impl Engine {
         day: Date,
         change: Change,
     ) -> Result<Vec<crate::detect::Finding>, EngineError> {
-        if !self.rules.shared_account.enabled && !self.rules.frequent_payments.enabled {
+        if self.window_rules.rules.is_empty() {
             return Ok(Vec::new());
         }
         // One lookup of the account; n is counted only for an account some
@@ -175,6 +179,6 @@ impl Engine {
             });
             n += usize::from(registered);
         }
-        Ok(acct.window.step(&self.rules, account_no, township, t, n, change))
+        Ok(acct.window.step(&self.rules, &self.window_rules, account_no, township, t, n, change))
     }
 }

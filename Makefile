@@ -35,6 +35,7 @@ demo-stream: build deps-test
 ## tests and the benches), then the dependency checks (deny.toml).
 test: deps-test
 	cargo test --release
+	cargo bench --no-run --bench decode --bench rules
 	$(PAYWATCH_TOOLS)/cargo-deny/bin/cargo-deny --log-level error check licenses bans sources
 	scripts/advisories.sh
 

@@ -241,12 +241,23 @@ fn run_webhooks(w: WebhooksCmd) -> ExitCode {
     };
     let tz = cfg.tz();
     let result = match w {
-        WebhooksCmd::ListDead { .. } => webhook::list_dead(&store).map(|dead| {
-            for (_, d) in &dead {
-                println!("{}", d.json(tz));
+        // A page at a time: a long list is printed in bounded memory.
+        WebhooksCmd::ListDead { .. } => (|| {
+            let (mut n, mut after) = (0usize, None);
+            loop {
+                let (page, next) = webhook::dead_page(&store, after.as_deref(), 1000)?;
+                for (_, d) in &page {
+                    println!("{}", d.json(tz));
+                }
+                n += page.len();
+                match next {
+                    Some(k) => after = Some(k),
+                    None => break,
+                }
             }
-            eprintln!("{} deliveries on the webhook dead-letter list", dead.len());
-        }),
+            eprintln!("{n} deliveries on the webhook dead-letter list");
+            Ok(())
+        })(),
         WebhooksCmd::RetryDead { alert_id, .. } => {
             webhook::retry_dead(&store, alert_id.as_deref(), chrono::Utc::now().timestamp_millis()).map(|n| {
                 eprintln!("{n} deliveries queued again; `paywatch run` sends them when it starts");

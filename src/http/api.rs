@@ -252,15 +252,22 @@ fn district_only(p: &Principal) -> Result<(), ApiError> {
     }
 }
 
-/// `GET /api/v1/webhooks/dead`: the webhook dead-letter list.
-async fn dead_list(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+/// `GET /api/v1/webhooks/dead?cursor=&limit=`: the webhook dead-letter
+/// list, a page at a time (by route, oldest first); a page costs a page,
+/// however long the list.
+async fn dead_list(State(api): State<Api>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
     district_only(&who(&api, &headers)?)?;
-    let dead = crate::sink::webhook::list_dead(&api.store).map_err(internal)?;
-    let items: Vec<Value> = dead
-        .iter()
-        .map(|(_, d)| d.json(api.tz))
-        .collect();
-    Ok(Json(json!({ "items": items })))
+    if let Some(k) = q.keys().find(|k| !["cursor", "limit"].contains(&k.as_str())) {
+        return Err(bad(format!("unknown parameter {k:?}")));
+    }
+    let limit = page_limit(&q)?;
+    let after = match q.get("cursor") {
+        None => None,
+        Some(c) => Some(hex::decode(c).map_err(|_| bad(format!("cursor: {c:?} is not a cursor")))?),
+    };
+    let (page, next) = crate::sink::webhook::dead_page(&api.store, after.as_deref(), limit).map_err(internal)?;
+    let items: Vec<Value> = page.iter().map(|(_, d)| d.json(api.tz)).collect();
+    Ok(Json(json!({ "items": items, "next_cursor": next.map(hex::encode) })))
 }
 
 /// `POST /api/v1/webhooks/dead/retry` (optionally `{"id": "…"}`, an alert

@@ -199,6 +199,28 @@ pub fn list_dead(store: &Store) -> Result<Vec<(Vec<u8>, DeadDelivery)>, StoreErr
         .collect()
 }
 
+/// A page of the dead list: at most `limit` entries after key `after`, and
+/// the key to continue after when there are more.
+pub fn dead_page(store: &Store, after: Option<&[u8]>, limit: usize) -> Result<(Vec<(Vec<u8>, DeadDelivery)>, Option<Vec<u8>>), StoreError> {
+    let from = match after {
+        Some(k) => [k, &[0u8][..]].concat(),
+        None => Vec::new(),
+    };
+    let mut page: Vec<(Vec<u8>, DeadDelivery)> = store
+        .entries_between(Cf::WebhookDead, &from, &[0xff], limit + 1)?
+        .into_iter()
+        .map(|(k, v)| {
+            postcard::from_bytes(&v)
+                .map_err(|source| StoreError::Decode { cf: Cf::WebhookDead.name(), key: keys::shown(&k), source })
+                .map(|d| (k, d))
+        })
+        .collect::<Result<_, _>>()?;
+    let more = page.len() > limit;
+    page.truncate(limit);
+    let next = if more { page.last().map(|(k, _)| k.clone()) } else { None };
+    Ok((page, next))
+}
+
 /// Puts dead deliveries (all, or those of one alert or event id) back in
 /// the outbox, with a fresh schedule. Returns how many.
 pub fn retry_dead(store: &Store, id: Option<&str>, now_ms: i64) -> Result<usize, StoreError> {
@@ -278,5 +300,32 @@ mod tests {
         // Retried, it lands in its route's range.
         assert_eq!(retry_dead(&store, Some("A-2"), 10_000).unwrap(), 1);
         assert_eq!(store.entries_between(Cf::Outbox, &keys::delivery_prefix("refusing"), &keys::delivery_end("refusing"), 10).unwrap().len(), 1);
+    }
+
+    /// The dead list a page at a time: pages follow each other without a
+    /// gap or a repeat, and the last says there is no more.
+    #[test]
+    fn the_dead_list_is_paged() {
+        use crate::store::StoreOptions;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false, statistics: false }).unwrap();
+        let mut b = store.batch();
+        for i in 0..5u64 {
+            let d = Delivery { route: "r".into(), id: format!("A-{i}"), body: vec![], attempts: 1, next_at_ms: 0, queued_ms: 0, last_error: None, event: Event::Alert };
+            b.put(Cf::WebhookDead, &keys::delivery("r", 1000 + i as i64, keys::FROM_ENGINE, i), &DeadDelivery { delivery: d, failed_at_ms: 0 }).unwrap();
+        }
+        store.commit(b).unwrap();
+        let (mut seen, mut after) = (Vec::new(), None);
+        loop {
+            let (page, next) = dead_page(&store, after.as_deref(), 2).unwrap();
+            assert!(page.len() <= 2);
+            seen.extend(page.into_iter().map(|(_, d)| d.delivery.id));
+            match next {
+                Some(k) => after = Some(k),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["A-0", "A-1", "A-2", "A-3", "A-4"]);
+        assert_eq!(dead_page(&store, None, 5).unwrap().1, None, "exactly a page: no next");
     }
 }

@@ -123,6 +123,24 @@ fn webhooks_are_signed_retried_routed_and_delivered_once() {
         assert!(Instant::now() < end, "dead list {listed:?}, want {want_refused:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The list a page at a time (hardening item 11): one per page here.
+    let mut paged = BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let q = cursor.as_ref().map_or("limit=1".to_owned(), |c| format!("limit=1&cursor={c}"));
+        let (code, page) = api(http, "GET", &format!("/api/v1/webhooks/dead?{q}"), Some(TOKEN), None);
+        assert_eq!(code, 200, "{page}");
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 1);
+        paged.extend(items.iter().map(|d| d["alert_id"].as_str().unwrap().to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(paged, want_refused, "every dead delivery once across the pages");
+    let (code, _) = api(http, "GET", "/api/v1/webhooks/dead?cursor=zz", Some(TOKEN), None);
+    assert_eq!(code, 400);
     let one = want_refused.iter().next().unwrap().clone();
     let (code, r) = api(http, "POST", "/api/v1/webhooks/dead/retry", Some(TOKEN), Some(&format!(r#"{{"alert_id":"{one}"}}"#)));
     assert_eq!((code, r["queued"].as_u64()), (200, Some(1)));

@@ -122,14 +122,7 @@ impl Check {
     }
 
     pub fn person_id(&self, name: &str, v: &Option<Scalar<'_>>) -> Result<PersonId, Rejection> {
-        let s = self.req(name, v)?;
-        PersonId::parse(s).map_err(|e| {
-            let reason = match e {
-                crate::model::id::IdError::Format => Reason::BadId,
-                crate::model::id::IdError::CheckDigit { .. } => Reason::BadIdCheckDigit,
-            };
-            Rejection::new(reason, format!("{name}: {e}"))
-        })
+        person_id(name, self.req(name, v)?)
     }
 
     pub fn money(&self, name: &str, v: &Option<Scalar<'_>>, positive: bool) -> Result<Money, Rejection> {
@@ -230,6 +223,18 @@ impl Check {
             )),
         }
     }
+}
+
+/// An identity number (`bad_id`, `bad_id_check_digit`), the field named
+/// `name` in the rejection.
+pub fn person_id(name: &str, s: &str) -> Result<PersonId, Rejection> {
+    PersonId::parse(s).map_err(|e| {
+        let reason = match e {
+            crate::model::id::IdError::Format => Reason::BadId,
+            crate::model::id::IdError::CheckDigit { .. } => Reason::BadIdCheckDigit,
+        };
+        Rejection::new(reason, format!("{name}: {e}"))
+    })
 }
 
 pub fn parse_date(name: &str, s: &str) -> Result<Date, Rejection> {

@@ -5,7 +5,7 @@ use super::fields::{check_account_no, parse_date, Check, Scalar};
 use super::{Limits, Reason, Rejection};
 use crate::model::time::Date;
 use crate::model::{
-    Custodian, DeathRecord, DeathSource, Payment, PaymentKind, PaymentType, PersonId, Program, RosterRecord,
+    Custodian, DeathRecord, DeathSource, Payment, PaymentKind, PaymentType, Program, RosterRecord,
     Status, Text,
 };
 use serde::Deserialize;
@@ -267,13 +267,7 @@ fn custodians(v: Option<&serde_json::Value>, limits: Limits) -> Result<Vec<Custo
         // beneficiary_id does.
         let id_no = match text("id_no")? {
             None => None,
-            Some(s) => Some(PersonId::parse(s.trim()).map_err(|e| {
-                let reason = match e {
-                    crate::model::id::IdError::Format => Reason::BadId,
-                    crate::model::id::IdError::CheckDigit { .. } => Reason::BadIdCheckDigit,
-                };
-                Rejection::new(reason, format!("custodians[{i}].id_no: {e}"))
-            })?),
+            Some(s) => Some(super::fields::person_id(&format!("custodians[{i}].id_no"), s.trim())?),
         };
         out.push(Custodian { name: name.to_owned(), account_no: account_no.to_owned(), registered_at, revoked_at, id_no });
     }

@@ -36,17 +36,7 @@ impl Engine {
         if !self.rules.coverage_gap.enabled {
             return Ok(());
         }
-        let mut deadlines = self.referrals.stored_before(&self.store, Timestamp(w.0.saturating_add(1)))?;
-        deadlines.extend(self.referrals.pending.range(..=w).map(|(d, _)| *d));
-        deadlines.sort();
-        deadlines.dedup();
-        for d in deadlines {
-            let mut ids = self.referrals.stored(&self.store, d)?;
-            match self.referrals.pending.insert(d, None) {
-                Some(Some(mut added)) => ids.append(&mut added),
-                Some(None) => ids.clear(),
-                None => {}
-            }
+        for (d, ids) in self.referrals.take_due(&self.store, w)? {
             for id in ids {
                 if let Some((pid, record_id)) = id.split_once('\u{1f}') {
                     self.decide_referral(pid, record_id, d, false)?;

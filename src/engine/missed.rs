@@ -16,18 +16,10 @@ impl Engine {
         if !self.rules.missed_payment.enabled {
             return Ok(());
         }
-        let mut deadlines = self.timers.stored_before(&self.store, Timestamp(w.0.saturating_add(1)))?;
-        deadlines.extend(self.timers.pending.range(..=w).map(|(d, _)| *d));
-        deadlines.sort();
-        deadlines.dedup();
         let mut memo = Deadlines::new(self.rules.missed_payment.clone(), self.tz);
-        for d in deadlines {
-            let mut bids = self.timers.stored(&self.store, d)?;
-            match self.timers.pending.insert(d, None) {
-                Some(Some(mut added)) => bids.append(&mut added),
-                Some(None) => bids.clear(),
-                None => {}
-            }
+        // A beneficiary moves on to the bucket of its next open month, whose
+        // deadline is after `w`.
+        for (d, bids) in self.timers.take_due(&self.store, w)? {
             for bid in bids {
                 self.decide_months(bid, d, w, &mut memo)?;
             }

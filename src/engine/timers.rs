@@ -15,7 +15,7 @@ pub struct Timers {
     cf: Cf,
     /// Beneficiaries added to a bucket (merged with the stored bucket at
     /// commit); `None` marks a bucket decided and deleted.
-    pub(super) pending: BTreeMap<Timestamp, Option<Vec<String>>>,
+    pending: BTreeMap<Timestamp, Option<Vec<String>>>,
     /// The buckets (whole) of a commit still being written in the
     /// background; `None`: deleted by it. Reads look here before the store.
     in_flight: BTreeMap<Timestamp, Option<Vec<String>>>,
@@ -33,7 +33,7 @@ impl Timers {
     }
 
     /// The bucket of `deadline` as committed (or being committed).
-    pub(super) fn stored(&self, store: &Store, deadline: Timestamp) -> Result<Vec<String>, StoreError> {
+    fn stored(&self, store: &Store, deadline: Timestamp) -> Result<Vec<String>, StoreError> {
         match self.in_flight.get(&deadline) {
             Some(bucket) => Ok(bucket.clone().unwrap_or_default()),
             None => Ok(store.get(self.cf, &keys::timer_bound(deadline))?.unwrap_or_default()),
@@ -41,12 +41,34 @@ impl Timers {
     }
 
     /// The committed (or being committed) deadlines before `w`.
-    pub(super) fn stored_before(&self, store: &Store, w: Timestamp) -> Result<Vec<Timestamp>, StoreError> {
+    fn stored_before(&self, store: &Store, w: Timestamp) -> Result<Vec<Timestamp>, StoreError> {
         let mut out: Vec<Timestamp> =
             store.keys_between(self.cf, &[], &keys::timer_bound(w))?.iter().filter_map(|k| keys::timer_deadline(k)).collect();
         out.retain(|d| !matches!(self.in_flight.get(d), Some(None)));
         out.extend(self.in_flight.range(..w).filter(|(_, b)| b.is_some()).map(|(d, _)| *d));
         Ok(out)
+    }
+
+    /// Takes every bucket whose deadline is at or before `w`, oldest
+    /// first, with its ids (stored and added since); each is deleted with
+    /// the next commit. Deciding them must not add to a bucket at or
+    /// before `w`.
+    pub fn take_due(&mut self, store: &Store, w: Timestamp) -> Result<Vec<(Timestamp, Vec<String>)>, StoreError> {
+        let mut deadlines = self.stored_before(store, Timestamp(w.0.saturating_add(1)))?;
+        deadlines.extend(self.pending.range(..=w).map(|(d, _)| *d));
+        deadlines.sort();
+        deadlines.dedup();
+        let mut due = Vec::with_capacity(deadlines.len());
+        for d in deadlines {
+            let mut ids = self.stored(store, d)?;
+            match self.pending.insert(d, None) {
+                Some(Some(mut added)) => ids.append(&mut added),
+                Some(None) => ids.clear(),
+                None => {}
+            }
+            due.push((d, ids));
+        }
+        Ok(due)
     }
 
     /// Writes the bucket changes into the commit. With `in_flight`, the

@@ -38,6 +38,28 @@ pub struct Dispatcher {
     stop: Arc<AtomicBool>,
 }
 
+/// What becomes of a delivery after an attempt.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Deleted from the outbox.
+    Delivered,
+    /// Kept, with its new schedule.
+    Retry,
+    /// Moved to the dead list.
+    Dead,
+}
+
+impl Next {
+    /// The `outcome` label of `paywatch_webhook_deliveries_total`.
+    fn label(self) -> &'static str {
+        match self {
+            Next::Delivered => "delivered",
+            Next::Retry => "retry",
+            Next::Dead => "dead",
+        }
+    }
+}
+
 /// What an attempt came to, to be written back.
 struct Settled {
     key: Vec<u8>,
@@ -249,23 +271,23 @@ impl Dispatcher {
         if warned {
             tracing::info!("webhook outcomes recorded again; sending resumes");
         }
-        for (_, label, d) in &ops {
-            self.metrics.webhook_deliveries.with_label_values(&[d.route.as_str(), label]).inc();
-            if *label == "dead" {
+        for (_, next, d) in &ops {
+            self.metrics.webhook_deliveries.with_label_values(&[d.route.as_str(), next.label()]).inc();
+            if *next == Next::Dead {
                 self.metrics.webhook_dead.inc();
             }
         }
         true
     }
 
-    fn write(&self, ops: &[(Vec<u8>, &'static str, Delivery)]) -> Result<(), StoreError> {
+    fn write(&self, ops: &[(Vec<u8>, Next, Delivery)]) -> Result<(), StoreError> {
         let mut b = self.store.batch();
         let now = self.clock.now().0;
-        for (key, label, d) in ops {
-            match *label {
-                "delivered" => b.delete(Cf::Outbox, key),
-                "retry" => b.put(Cf::Outbox, key, d)?,
-                _ => {
+        for (key, next, d) in ops {
+            match next {
+                Next::Delivered => b.delete(Cf::Outbox, key),
+                Next::Retry => b.put(Cf::Outbox, key, d)?,
+                Next::Dead => {
                     b.delete(Cf::Outbox, key);
                     b.put(Cf::WebhookDead, key, &DeadDelivery { delivery: d.clone(), failed_at_ms: now })?;
                 }
@@ -274,25 +296,25 @@ impl Dispatcher {
         self.store.commit(b)
     }
 
-    /// What an attempt leaves: the key, `delivered`, `retry` (with its new
-    /// schedule) or `dead`, and the delivery.
-    fn settle(&self, s: Settled, now: i64) -> (Vec<u8>, &'static str, Delivery) {
+    /// What an attempt leaves: the key, what becomes of the delivery, and
+    /// the delivery (with its new schedule when retried).
+    fn settle(&self, s: Settled, now: i64) -> (Vec<u8>, Next, Delivery) {
         let Settled { key, delivery: mut d, outcome } = s;
         match outcome {
-            Attempt::Delivered => (key, "delivered", d),
+            Attempt::Delivered => (key, Next::Delivered, d),
             Attempt::Retry { error, retry_after } if d.attempts + 1 < self.cfg.max_attempts => {
                 d.attempts += 1;
                 let wait = backoff(&self.cfg, d.attempts, jitter(&key, now), retry_after);
                 d.next_at_ms = now + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
                 tracing::debug!(route = %d.route, attempts = d.attempts, %error, ?wait, "webhook delivery failed; retrying");
                 d.last_error = Some(error);
-                (key, "retry", d)
+                (key, Next::Retry, d)
             }
             Attempt::Retry { error, .. } | Attempt::Refused(error) => {
                 d.attempts += 1;
                 tracing::warn!(route = %d.route, attempts = d.attempts, %error, "webhook delivery failed for good; on the dead-letter list");
                 d.last_error = Some(error);
-                (key, "dead", d)
+                (key, Next::Dead, d)
             }
         }
     }

@@ -47,6 +47,11 @@ enum Cmd {
     /// `/api/v1/webhooks/dead` and `/api/v1/webhooks/dead/retry`).
     #[command(subcommand)]
     Webhooks(WebhooksCmd),
+    /// The stored input positions of a state directory, with the service
+    /// stopped; `reset` reads a stopped (recreated, truncated) topic again
+    /// from its first offset.
+    #[command(subcommand)]
+    Offsets(OffsetsCmd),
     /// Benchmark baseline: read and decode the input topics with the
     /// service's consumer settings, nothing else (`make bench-stream`).
     #[command(hide = true)]
@@ -67,6 +72,24 @@ enum WebhooksCmd {
         config: PathBuf,
         #[arg(long)]
         alert_id: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum OffsetsCmd {
+    /// Print every stored partition position, one JSON object per line.
+    Show {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Forget one input topic's stored positions and its stop: the next
+    /// `paywatch run` reads it from its first offset (records applied
+    /// before count as redelivered).
+    Reset {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        topic: String,
     },
 }
 
@@ -206,38 +229,77 @@ fn main() -> ExitCode {
         Cmd::Produce(p) => run_produce(p),
         Cmd::ConsumeOnly(c) => report(run_consume_only(c)),
         Cmd::Webhooks(w) => run_webhooks(w),
+        Cmd::Offsets(o) => run_offsets(o),
+    }
+}
+
+/// The config and the state directory of a stopped service, for the
+/// commands that work on it offline; the exit code to give otherwise.
+fn stopped_state(config: &PathBuf, api_hint: &str) -> Result<(Config, paywatch::store::Store), ExitCode> {
+    use paywatch::store::{Store, StoreOptions};
+    let cfg = match load_config(Some(config)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("paywatch: {e}");
+            return Err(ExitCode::from(2));
+        }
+    };
+    let Some(dir) = cfg.state.dir.clone() else {
+        eprintln!("paywatch: no state directory: set [state] dir in the config");
+        return Err(ExitCode::from(2));
+    };
+    if !dir.join("CURRENT").exists() {
+        eprintln!("paywatch: {} holds no paywatch state", dir.display());
+        return Err(ExitCode::from(2));
+    }
+    let opts = StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: true, statistics: false };
+    match Store::open(&dir, opts) {
+        Ok(s) => Ok((cfg, s)),
+        Err(e) => {
+            eprintln!("paywatch: {e}\n({api_hint})");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+fn run_offsets(o: OffsetsCmd) -> ExitCode {
+    use paywatch::run::offsets;
+    let (OffsetsCmd::Show { config } | OffsetsCmd::Reset { config, .. }) = &o;
+    let (cfg, store) = match stopped_state(config, "stop `paywatch run` first: it holds the state directory") {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let result = match &o {
+        OffsetsCmd::Show { .. } => offsets::show(&store, &cfg).map(|lines| {
+            for l in lines {
+                println!("{}", serde_json::to_string(&l).unwrap_or_default());
+            }
+        }),
+        OffsetsCmd::Reset { topic, .. } => offsets::reset(&store, &cfg, topic).map(|r| {
+            eprintln!(
+                "{topic}: {} stored partition positions forgotten{}; the next `paywatch run` reads it from its first offset",
+                r.partitions,
+                if r.was_stopped { ", and the stop lifted" } else { "" }
+            );
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("paywatch: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 
 fn run_webhooks(w: WebhooksCmd) -> ExitCode {
     use paywatch::sink::webhook;
-    use paywatch::store::{Store, StoreOptions};
     let (WebhooksCmd::ListDead { config } | WebhooksCmd::RetryDead { config, .. }) = &w;
-    let cfg = match load_config(Some(config)) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("paywatch: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let Some(dir) = cfg.state.dir.clone() else {
-        eprintln!("paywatch: no state directory: set [state] dir in the config");
-        return ExitCode::from(2);
-    };
-    if !dir.join("CURRENT").exists() {
-        eprintln!("paywatch: {} holds no paywatch state", dir.display());
-        return ExitCode::from(2);
-    }
-    let opts = StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: true, statistics: false };
-    let store = match Store::open(&dir, opts) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!(
-                "paywatch: {e}\n(while `paywatch run` holds the state directory, use its API with a district token: \
-                 GET /api/v1/webhooks/dead, POST /api/v1/webhooks/dead/retry)"
-            );
-            return ExitCode::from(2);
-        }
+    let hint = "while `paywatch run` holds the state directory, use its API with a district token: \
+                GET /api/v1/webhooks/dead, POST /api/v1/webhooks/dead/retry";
+    let (cfg, store) = match stopped_state(config, hint) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     let tz = cfg.tz();
     let result = match w {

@@ -36,6 +36,8 @@ pub const API_ERRORS: &str = "paywatch_api_errors_total";
 pub const CASES: &str = "paywatch_cases";
 pub const CASES_OVERDUE: &str = "paywatch_cases_overdue";
 pub const CASES_RELAPSED: &str = "paywatch_cases_relapsed";
+pub const INPUT_STOPPED: &str = "paywatch_input_topic_stopped";
+pub const PENDING_GIVEN_UP: &str = "paywatch_pending_offsets_given_up_total";
 
 /// The registry and its handles.
 pub struct Metrics {
@@ -94,6 +96,13 @@ pub struct Metrics {
     /// Input partitions another member of the consumer group holds (0 when
     /// this instance is alone, as it must be).
     pub partitions_elsewhere: IntGauge,
+    /// 1 for an input topic whose log no longer matches the stored offsets
+    /// (recreated, truncated, head removed): it is not read until an
+    /// operator runs `paywatch offsets reset` (hardening item 8).
+    pub input_stopped: IntGaugeVec,
+    /// Pending offsets (read, not applied at the last commit) that the
+    /// broker no longer holds, given up rather than waited for, by topic.
+    pub pending_given_up: IntCounterVec,
     /// Cases by status (open, in_progress, confirmed, false_positive,
     /// rectified).
     pub cases: IntGaugeVec,
@@ -221,6 +230,16 @@ impl Metrics {
             cases,
             api_errors: counter(API_ERRORS, "API answers with a server error, by status", &["status"]),
             partitions_elsewhere: gauge(PARTITIONS_ELSEWHERE, "Input partitions another member of the consumer group holds"),
+            input_stopped: {
+                let g = IntGaugeVec::new(
+                    Opts::new(INPUT_STOPPED, "1 for an input topic not read because its log no longer matches the stored offsets"),
+                    &["topic"],
+                )
+                .expect("valid metric");
+                registry.register(Box::new(g.clone())).expect("registered once");
+                g
+            },
+            pending_given_up: counter(PENDING_GIVEN_UP, "Pending input offsets the broker no longer holds, given up, by topic", &["topic"]),
             cases_overdue: gauge(CASES_OVERDUE, "Cases not closed past [cases] deadline_days"),
             cases_relapsed: gauge(CASES_RELAPSED, "Cases reopened by a relapse and not closed again"),
             townships: Default::default(),

@@ -48,6 +48,9 @@ pub struct Status {
     /// Caught up: every partition read to its end, nothing held, the outbox
     /// empty.
     pub idle: bool,
+    /// Input topics not read because their log no longer matches the
+    /// stored offsets, with why (hardening item 8).
+    pub stopped_topics: std::collections::BTreeMap<String, String>,
 }
 
 /// Shared between the loop (writer) and the handlers (readers).
@@ -63,6 +66,9 @@ pub struct Health {
     /// Why this instance is not alone in its consumer group, while it is
     /// not (past `kafka.revoked_grace`).
     pub shared: Mutex<Option<String>>,
+    /// Why input topics are stopped (their logs no longer match the stored
+    /// offsets), while some are.
+    pub stopped_inputs: Mutex<Option<String>>,
     /// Supervised tasks that failed and wait to be restarted, with why.
     pub down: Mutex<std::collections::BTreeMap<&'static str, String>>,
 }
@@ -178,6 +184,9 @@ async fn readyz(State(app): State<App>) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
     }
     if let Some(why) = app.health.shared.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response();
+    }
+    if let Some(why) = app.health.stopped_inputs.lock().unwrap_or_else(|e| e.into_inner()).clone() {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response();
     }
     let down = app.health.tasks_down();

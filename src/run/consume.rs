@@ -14,6 +14,7 @@ use crate::sink::outbox::{self, OutMessage, Source};
 use crate::sink::{case_events, webhook};
 use crate::source::kafka::{Incoming, KafkaSource, Rebalanced};
 use crate::source::offsets::{Admit, OffsetBook, Part};
+use crate::source::positions::{AtCheck, OnMessage, Positions};
 use crate::source::reorder::{Held, Reorder};
 use crate::store::{keys, Cf, WriteFailed};
 use rustc_hash::FxHashMap;
@@ -21,6 +22,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+
+mod inputs;
 
 /// Messages read per poll round before releasing and committing.
 const READ_ROUND: usize = 4096;
@@ -80,18 +83,18 @@ pub struct Consume {
     staged: Vec<OutMessage>,
     /// When each record applied in this batch was read.
     read_at: Vec<Instant>,
-    /// Per partition, the offset after the last message read in this
-    /// process (for "caught up").
-    read_next: FxHashMap<Part, i64>,
+    /// Per partition, the current read pass: how far it has read (for
+    /// "caught up") and whether the log still matches the stored offsets.
+    positions: Positions,
+    /// A topic was stopped: commit (the stop is stored) even with nothing
+    /// applied.
+    must_commit: bool,
+    /// When the stopped topics were last logged (once a minute).
+    stopped_logged: Option<Instant>,
     /// When each partition last delivered a message, or was last left
     /// unread on purpose (the stuck-partition clock runs only while it may
     /// be read).
     last_seen: FxHashMap<Part, Instant>,
-    /// Per partition just (re)assigned, the offset it was pointed at: the
-    /// first message at or past it must be exactly there, or the broker
-    /// skipped records (a fetch starting inside a record batch) and the
-    /// partition is read again from its beginning.
-    expect_at: FxHashMap<Part, i64>,
     /// When each partition's end was last asked of the broker.
     asked_end: FxHashMap<Part, Instant>,
     /// When RocksDB's figures were last copied into the metrics.
@@ -138,10 +141,11 @@ impl Consume {
             wake,
             staged: Vec::new(),
             read_at: Vec::new(),
-            read_next: FxHashMap::default(),
+            positions: Positions::default(),
+            must_commit: false,
+            stopped_logged: None,
             asked_end: FxHashMap::default(),
             last_seen: FxHashMap::default(),
-            expect_at: FxHashMap::default(),
             store_observed: Instant::now().checked_sub(Duration::from_secs(2)).unwrap_or_else(Instant::now),
             all_parts: Default::default(),
             all_parts_at: Instant::now(),
@@ -181,6 +185,7 @@ impl Consume {
             for p in self.reorder.assigned().filter(|p| !readable.contains(p)).collect::<Vec<_>>() {
                 self.last_seen.insert(p, Instant::now());
             }
+            let readable: Vec<Part> = readable.into_iter().filter(|p| !self.is_stopped(*p)).collect();
             for p in readable {
                 let mut n = 0;
                 while n < READ_ROUND {
@@ -196,7 +201,7 @@ impl Consume {
                     read += 1;
                 }
             }
-            dirty |= read > 0;
+            dirty |= read > 0 || std::mem::take(&mut self.must_commit);
             if read == 0 || last_check.elapsed() >= CHECK_EVERY {
                 self.check_caught_up();
                 last_check = Instant::now();
@@ -244,24 +249,33 @@ impl Consume {
     /// One message: skip it if applied before, else decode and hold it, or
     /// dead-letter it.
     fn read(&mut self, m: Incoming) {
-        if let Some(&want) = self.expect_at.get(&m.part) {
-            if m.offset > want {
+        if self.is_stopped(m.part) {
+            // Left unread (the offset book is untouched): read again once
+            // an operator has reset the topic.
+            return;
+        }
+        let stored = self.book.lock().unwrap_or_else(|e| e.into_inner()).position(m.part);
+        match self.positions.on_message(m.part, m.offset, stored) {
+            OnMessage::Rewind => {
                 tracing::warn!(
                     topic = self.source.topic(m.part.kind()),
                     partition = m.part.partition,
-                    asked = want,
                     got = m.offset,
                     "the broker skipped records after a seek; reading the partition again from its beginning (applied records are skipped)"
                 );
-                self.expect_at.remove(&m.part);
-                self.source.rewind(m.part);
+                self.rewind(m.part);
                 return;
             }
-            if m.offset == want {
-                self.expect_at.remove(&m.part);
+            OnMessage::Stop(mismatch) => {
+                self.stop_topic(mismatch);
+                return;
+            }
+            OnMessage::Read { give_up_below } => {
+                if let Some(below) = give_up_below {
+                    self.give_up(m.part, below);
+                }
             }
         }
-        self.read_next.insert(m.part, m.offset + 1);
         self.last_seen.insert(m.part, Instant::now());
         self.source.brokers_up();
         let admit = self.book.lock().unwrap_or_else(|e| e.into_inner()).admit(m.part, m.offset);
@@ -318,16 +332,13 @@ impl Consume {
             Rebalanced::Assigned(parts) => {
                 let book = self.book.lock().unwrap_or_else(|e| e.into_inner());
                 for p in &parts {
-                    self.read_next.insert(*p, book.seek_to(*p).unwrap_or(0));
+                    self.positions.assigned(*p, book.seek_to(*p));
                     self.last_seen.insert(*p, Instant::now());
-                    match book.seek_to(*p) {
-                        Some(at) => self.expect_at.insert(*p, at),
-                        None => self.expect_at.remove(p),
-                    };
                 }
                 drop(book);
                 self.source.split(&parts);
                 self.reorder.assign(&parts);
+                self.hold_stopped();
                 let all = self.source.all_partitions(Duration::from_secs(2));
                 self.reorder.know(&all, self.clock.now());
                 if !all.is_empty() {
@@ -344,8 +355,7 @@ impl Consume {
                 }
                 drop(book);
                 for p in &parts {
-                    self.read_next.remove(p);
-                    self.expect_at.remove(p);
+                    self.positions.revoked(*p);
                     let _ = self.metrics.lag.remove_label_values(&[self.source.topic(p.kind()), &p.partition.to_string()]);
                 }
                 if dropped > 0 {
@@ -361,8 +371,16 @@ impl Consume {
         let parts: Vec<Part> = self.reorder.assigned().collect();
         let mut lag = Some(0i64);
         for p in parts {
-            let at = self.read_next.get(&p).copied().unwrap_or(0);
-            let mut high = self.source.high_watermark(p);
+            if self.is_stopped(p) {
+                lag = None;
+                continue;
+            }
+            let at = self.positions.next(p).unwrap_or(0);
+            // The end as fetch responses report it: the only figure compared
+            // with the stored position (a broker's ListOffsets answer may
+            // lag behind a batch, tansu's does).
+            let fetched = self.source.high_watermark(p);
+            let mut high = fetched;
             if high.is_none() && self.asked_end.get(&p).is_none_or(|t| t.elapsed() >= ASK_END_EVERY) {
                 // Nothing fetched from it yet (e.g. resumed at its end).
                 self.asked_end.insert(p, Instant::now());
@@ -370,15 +388,28 @@ impl Consume {
             }
             let caught_up = high.is_some_and(|h| at >= h);
             let seen = *self.last_seen.entry(p).or_insert_with(Instant::now);
+            let (stored, unread) = {
+                let book = self.book.lock().unwrap_or_else(|e| e.into_inner());
+                (book.position(p), book.unread_pending(p))
+            };
             // Behind its end yet silent, or at its end with records read in
             // an earlier run and never delivered again: the broker skipped
-            // them (a fetch starting inside a record batch).
-            let skipped = caught_up && self.book.lock().unwrap_or_else(|e| e.into_inner()).unread_pending(p);
-            if (skipped || (!caught_up && high.is_some())) && seen.elapsed() >= STUCK_AFTER {
-                tracing::warn!(topic = self.source.topic(p.kind()), partition = p.partition, at, ?high, skipped, "partition does not deliver what it holds; reading it again from the beginning (applied records are skipped)");
-                self.source.rewind(p);
-                self.expect_at.remove(&p);
-                self.last_seen.insert(p, Instant::now());
+            // them (a fetch starting inside a record batch), or they are
+            // gone (given up after one pass from the log's start).
+            let mut stuck = !caught_up && high.is_some();
+            match self.positions.check(p, fetched, stored, unread) {
+                AtCheck::Stop(m) => {
+                    self.stop_topic(m);
+                    lag = None;
+                    continue;
+                }
+                AtCheck::GiveUpBelow(below) => self.give_up(p, below),
+                AtCheck::Rewind => stuck = true,
+                AtCheck::Fine => {}
+            }
+            if stuck && seen.elapsed() >= STUCK_AFTER {
+                tracing::warn!(topic = self.source.topic(p.kind()), partition = p.partition, at, ?high, "partition does not deliver what it holds; reading it again from the beginning (applied records are skipped)");
+                self.rewind(p);
             }
             tracing::trace!(source = p.source, partition = p.partition, at, ?high, caught_up, "partition position");
             self.reorder.set_caught_up(p, caught_up);
@@ -452,50 +483,6 @@ impl Consume {
         Ok(())
     }
 
-    /// Whether this instance holds every input partition, or another
-    /// member of the group has held some for no longer than
-    /// `kafka.revoked_grace` (a rebalance). paywatch keeps its state in one
-    /// state directory, so a second instance in the group would split it
-    /// silently: past the grace this says so on `/readyz` (503), in the
-    /// log once a minute and in `paywatch_partitions_held_elsewhere`.
-    fn check_alone(&mut self) -> bool {
-        if self.all_parts_at.elapsed() >= Duration::from_secs(60) {
-            let all = self.source.all_partitions(Duration::from_millis(500));
-            if !all.is_empty() {
-                self.all_parts = all.into_iter().collect();
-            }
-            self.all_parts_at = Instant::now();
-        }
-        let mine: std::collections::BTreeSet<Part> = self.reorder.assigned().collect();
-        let elsewhere = self.all_parts.iter().filter(|p| !mine.contains(p)).count();
-        self.metrics.partitions_elsewhere.set(elsewhere as i64);
-        // A member that holds nothing while the partitions exist is not
-        // alone either (a second instance; or a broker that handed a
-        // restarted member nothing while a dead one was still in the group).
-        if elsewhere == 0 {
-            self.shared_since = None;
-            self.shared_logged = None;
-            *self.health.shared.lock().unwrap_or_else(|e| e.into_inner()) = None;
-            return true;
-        }
-        let since = *self.shared_since.get_or_insert_with(Instant::now);
-        if since.elapsed() < self.revoked_grace {
-            return true;
-        }
-        let why = format!(
-            "another member of consumer group {:?} has held {elsewhere} of the {} input partitions for {}s: paywatch keeps its state in one state directory and must be the only member of its group (until the partitioned engine); stop the other instance, or give it its own group_id and state directory",
-            self.group_id,
-            self.all_parts.len(),
-            since.elapsed().as_secs()
-        );
-        if self.shared_logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
-            tracing::warn!("{why}");
-            self.shared_logged = Some(Instant::now());
-        }
-        *self.health.shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
-        false
-    }
-
     /// Publishes the loop's state for `/readyz`, `/status` and the gauges.
     fn report(&mut self) {
         if self.store_observed.elapsed() >= Duration::from_secs(1) {
@@ -506,7 +493,8 @@ impl Consume {
         let down = self.source.brokers_down();
         let writable = self.health.store_error.lock().unwrap_or_else(|e| e.into_inner()).is_none();
         let alone = self.check_alone();
-        let ready = assigned > 0 && !down && writable && alone;
+        let inputs_ok = self.report_stopped();
+        let ready = assigned > 0 && !down && writable && alone && inputs_ok;
         self.health.ready.store(ready, Ordering::Relaxed);
         self.metrics.ready.set(i64::from(ready));
         self.metrics.reorder.set(self.reorder.len() as i64);
@@ -523,6 +511,7 @@ impl Consume {
         s.brokers_down = down;
         s.counts = self.engine.progress().counts.clone();
         s.idle = self.reorder.idle() && s.lag == Some(0) && s.outbox == 0 && assigned > 0;
+        s.stopped_topics = self.meta.stopped.iter().map(|(t, m)| (t.clone(), m.describe(t))).collect();
         *self.health.status.lock().unwrap_or_else(|e| e.into_inner()) = s.clone();
     }
 }

@@ -7,6 +7,7 @@
 
 mod consume;
 mod consume_only;
+pub mod offsets;
 mod supervise;
 
 pub use consume_only::{consume_only, Baseline};
@@ -76,6 +77,12 @@ pub struct StreamMeta {
     pub offsets: BTreeMap<Part, PartOffsets>,
     /// The last outbox sequence number used.
     pub outbox_seq: u64,
+    /// Input topics whose log no longer matched the stored offsets, by
+    /// topic name: not read until `paywatch offsets reset` clears them.
+    /// Stored, so that a restart does not resume past records a recreated
+    /// topic has grown meanwhile.
+    #[serde(default)]
+    pub stopped: BTreeMap<String, crate::source::positions::Mismatch>,
 }
 
 /// Runs the service until `shutdown` completes.

@@ -222,6 +222,16 @@ impl KafkaSource {
         }
     }
 
+    /// Stops fetching these partitions (a stopped topic, hardening item 8):
+    /// librdkafka fetches nothing more for them until they are assigned
+    /// again.
+    pub fn pause(&self, parts: &[Part]) {
+        let tpl = self.tpl(parts.iter().map(|p| (*p, Offset::Invalid)));
+        if let Err(e) = self.consumer.pause(&tpl) {
+            tracing::warn!(error = %e, "cannot pause the partitions of a stopped topic; what they deliver is ignored");
+        }
+    }
+
     /// Forgets the queues of revoked partitions.
     pub fn unsplit(&mut self, parts: &[Part]) {
         for p in parts {

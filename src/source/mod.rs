@@ -3,13 +3,15 @@
 //! - `files`: exported JSON Lines / CSV files, decoded, sorted on disk in
 //!   bounded memory and merged (§6).
 //! - `kafka`: the three input topics; `offsets` keeps their positions as
-//!   state; `reorder` releases what was read in event-time order.
+//!   state; `positions` checks the logs still match them; `reorder`
+//!   releases what was read in event-time order.
 //!
 //! Sources never touch state.
 
 pub mod files;
 pub mod kafka;
 pub mod offsets;
+pub mod positions;
 pub mod reorder;
 mod runs;
 

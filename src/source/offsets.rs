@@ -170,6 +170,32 @@ impl OffsetBook {
         self.parts.get(&p).is_some_and(|(_, pending)| pending.iter().any(|o| !self.held.contains(&(p, *o))))
     }
 
+    /// Gives up the pending offsets of `p` below `below` that are not held:
+    /// the broker no longer has them (retention, compaction). Returns how
+    /// many.
+    pub fn give_up_below(&mut self, p: Part, below: i64) -> usize {
+        let Some((_, pending)) = self.parts.get_mut(&p) else { return 0 };
+        let gone: Vec<i64> = pending.range(..below).copied().filter(|o| !self.held.contains(&(p, *o))).collect();
+        for o in &gone {
+            pending.remove(o);
+        }
+        gone.len()
+    }
+
+    /// The resume offset of a partition read before; `None` when never read.
+    pub fn position(&self, p: Part) -> Option<i64> {
+        self.parts.get(&p).map(|(r, _)| *r)
+    }
+
+    /// Forgets every partition of feed `source`: it is read again from the
+    /// log's start (`paywatch offsets reset`). Returns how many partitions.
+    pub fn forget_source(&mut self, source: u8) -> usize {
+        let before = self.parts.len();
+        self.parts.retain(|p, _| p.source != source);
+        self.held.retain(|(p, _)| p.source != source);
+        before - self.parts.len()
+    }
+
     /// The resume offset of a partition (0 when never read).
     pub fn resume(&self, p: Part) -> i64 {
         self.parts.get(&p).map_or(0, |(r, _)| *r)
@@ -251,6 +277,29 @@ mod tests {
         }
         assert_eq!(b.seek_to(P), Some(18));
         assert_eq!(b.pending(), 0);
+    }
+
+    /// Hardening item 8: pending offsets the broker no longer has are
+    /// given up (held ones stay: they were read in this process).
+    #[test]
+    fn vanished_pending_offsets_are_given_up_and_held_ones_kept() {
+        let mut b = OffsetBook::default();
+        for o in 0..10 {
+            b.admit(P, o);
+        }
+        for o in 0..3 {
+            b.done(P, o);
+        }
+        let mut r = OffsetBook::from_stored(&b.to_stored()).unwrap();
+        assert_eq!(r.seek_to(P), Some(3));
+        assert_eq!(r.admit(P, 6), Admit::New);
+        assert_eq!(r.give_up_below(P, 8), 4, "3, 4, 5, 7");
+        assert_eq!(r.seek_to(P), Some(6));
+        assert_eq!(r.pending(), 3, "6 held, 8 and 9 not read yet");
+        assert_eq!(r.position(P), Some(10));
+        assert_eq!(r.forget_source(2), 1);
+        assert_eq!(r.position(P), None);
+        assert_eq!(r.seek_to(P), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod cases;
 mod cli;
 mod common;
 mod fuzz_corpus;
+mod inputs;
 mod prometheus;
 mod resume;
 mod security;

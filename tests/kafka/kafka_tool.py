@@ -3,6 +3,7 @@
 (confluent-kafka, which bundles its own librdkafka).
 
   create-topics  BROKERS NAME:PARTITIONS ...
+  delete-topics  BROKERS NAME ...
   produce-ledger BROKERS DIR [--topics payments,roster,deaths,decisions,vulnerable]
                  sorts each file by event time, keys as the contract says,
                  lines that are not JSON objects go where they were read
@@ -41,6 +42,12 @@ def create_topics(brokers, specs):
         name, parts = spec.rsplit(":", 1)
         new.append(NewTopic(name, num_partitions=int(parts), replication_factor=1))
     for name, fut in admin.create_topics(new, operation_timeout=30).items():
+        fut.result()
+
+
+def delete_topics(brokers, names):
+    admin = AdminClient({"bootstrap.servers": brokers})
+    for name, fut in admin.delete_topics(names, operation_timeout=30).items():
         fut.result()
 
 
@@ -298,6 +305,8 @@ def main(argv):
             i += 1
     if cmd == "create-topics":
         create_topics(pos[0], pos[1:])
+    elif cmd == "delete-topics":
+        delete_topics(pos[0], pos[1:])
     elif cmd == "produce-ledger":
         produce_ledger(pos[0], pos[1], opts.get("topics", "roster,deaths,payments,decisions,vulnerable").split(","))
     elif cmd == "produce-raw":

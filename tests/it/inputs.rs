@@ -1,0 +1,92 @@
+//! Hardening item 8 against the real broker: an input topic deleted and
+//! recreated under the stored offsets is noticed and stopped, the stop
+//! survives a restart (even once the new topic has grown past the stored
+//! position), and `paywatch offsets reset` lets it be read again.
+
+use super::common::kafka::{free_port, service_config, tool, Broker, Service};
+use super::common::{bin, ledger};
+use paywatch::generate::OutFormat;
+use std::process::Command;
+use std::time::Duration;
+
+const DEATHS: &str = "civil.deaths.v1";
+
+fn stopped(s: &serde_json::Value) -> bool {
+    s["stopped_topics"].get(DEATHS).is_some()
+}
+
+fn metric(svc: &Service, line_start: &str) -> Option<f64> {
+    let (_, text) = svc.get("/metrics")?;
+    text.lines().find(|l| l.starts_with(line_start)).and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn a_recreated_input_topic_is_stopped_until_an_operator_resets_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = ledger(&dir.path().join("ledger"), 120, OutFormat::Jsonl, 31);
+    let folder = g.payments.parent().unwrap().display().to_string();
+    let deaths = std::fs::read_to_string(&g.deaths).unwrap();
+    let n_deaths = deaths.lines().count();
+    assert!(n_deaths >= 3, "the ledger needs a few deaths, has {n_deaths}");
+    let b = Broker::start(dir.path());
+    b.create_contract_topics();
+    tool(&["produce-ledger", &b.addr, &folder]);
+    let port = free_port();
+    let cfg = service_config(dir.path(), &b, port, "");
+    let mut svc = Service::start(&cfg, port, dir.path());
+    let first = svc.wait_idle();
+    assert!(first["alerts"].as_u64().unwrap() > 0);
+    assert!(!stopped(&first));
+    assert_eq!(svc.terminate().code(), Some(0));
+
+    // The deaths topic is deleted and recreated with one record: its end
+    // is now before the stored position.
+    tool(&["delete-topics", &b.addr, DEATHS]);
+    b.create_topics(&[&format!("{DEATHS}:1")]);
+    let one = dir.path().join("one-death.jsonl");
+    std::fs::write(&one, format!("{}\n", deaths.lines().next().unwrap())).unwrap();
+    tool(&["produce-raw", &b.addr, DEATHS, one.to_str().unwrap()]);
+    svc.restart();
+    let s = svc.wait_until(Duration::from_secs(60), "stopped on the deaths topic", stopped);
+    let why = s["stopped_topics"][DEATHS].as_str().unwrap();
+    assert!(why.contains("partition 0 of civil.deaths.v1") && why.contains("recreated"), "{why}");
+    assert!(!s["idle"].as_bool().unwrap());
+    let (code, body) = svc.get("/readyz").unwrap();
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains(DEATHS) && body.contains("paywatch offsets reset"), "{body}");
+    let gauge = format!("paywatch_input_topic_stopped{{topic=\"{DEATHS}\"}}");
+    assert_eq!(metric(&svc, &gauge), Some(1.0));
+    assert!(svc.log_text().contains("paywatch offsets reset --config"));
+
+    // The recreated topic grows past the stored position: without the
+    // stored stop a restart would resume there and skip its first records.
+    tool(&["produce-ledger", &b.addr, &folder, "--topics", "deaths"]);
+    assert_eq!(svc.terminate().code(), Some(0));
+    svc.restart();
+    svc.wait_until(Duration::from_secs(60), "still stopped after a restart", stopped);
+    assert_eq!(svc.get("/readyz").unwrap().0, 503);
+    assert_eq!(svc.terminate().code(), Some(0));
+
+    // The operator reads it again from its first offset.
+    let show = Command::new(bin()).args(["offsets", "show", "--config"]).arg(&cfg).output().unwrap();
+    assert!(show.status.success(), "{}", String::from_utf8_lossy(&show.stderr));
+    let shown = String::from_utf8_lossy(&show.stdout);
+    let line = shown.lines().find(|l| l.contains(DEATHS)).unwrap_or_else(|| panic!("{shown}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["resume"].as_u64(), Some(n_deaths as u64), "{line}");
+    assert!(v["stopped"].as_str().is_some_and(|s| s.contains("recreated")), "{line}");
+    let reset = Command::new(bin()).args(["offsets", "reset", "--topic", DEATHS, "--config"]).arg(&cfg).output().unwrap();
+    assert!(reset.status.success(), "{}", String::from_utf8_lossy(&reset.stderr));
+    assert!(String::from_utf8_lossy(&reset.stderr).contains("stop lifted"));
+    svc.restart();
+    let s = svc.wait_idle();
+    assert!(!stopped(&s));
+    assert_eq!(svc.get("/readyz").unwrap().0, 200);
+    // Everything on the new topic had been applied (or dead-lettered)
+    // before: redelivered, nothing applied anew, no alert raised twice.
+    assert_eq!(s["alerts"].as_u64(), Some(0), "{s}");
+    let count = |outcome: &str| metric(&svc, &format!("paywatch_records_total{{outcome=\"{outcome}\",topic=\"deaths\"}}")).unwrap_or(0.0) as usize;
+    assert_eq!(count("ok"), 0);
+    assert!(count("redelivered") > 0);
+    assert_eq!(count("redelivered") + count("dead_letter"), n_deaths + 1);
+}

@@ -35,7 +35,7 @@ demo-stream: build deps-test
 ## tests and the benches), then the dependency checks (deny.toml).
 test: deps-test
 	cargo test --release
-	cargo bench --no-run --bench decode --bench rules
+	cargo bench --no-run --bench decode --bench rules --bench api
 	$(PAYWATCH_TOOLS)/cargo-deny/bin/cargo-deny --log-level error check licenses bans sources
 	scripts/advisories.sh
 
@@ -44,7 +44,7 @@ test: deps-test
 bench: bench-criterion bench-e2e bench-stream
 
 bench-criterion: deps
-	cargo bench --bench decode --bench rules
+	cargo bench --bench decode --bench rules --bench api
 
 bench-e2e: build
 	scripts/bench-e2e.sh

@@ -46,20 +46,28 @@ group_id = "$3"
 dir = "$2"
 [http]
 listen = "127.0.0.1:$HTTP_PORT"
+[[api.tokens]]
+name = "ops"
+token_sha256 = "$(printf %s "$OPERATOR_TOKEN" | sha256sum | cut -d' ' -f1)"
+role = "operator"
 TOML
 }
 
-status() { curl -s "http://127.0.0.1:$HTTP_PORT/status"; }
+# /status needs a district or operator token; the scripts' configs carry
+# this operator token.
+OPERATOR_TOKEN="paywatch-scripts-operator-token"
+status() { curl -s -H "Authorization: Bearer $OPERATOR_TOKEN" "http://127.0.0.1:$HTTP_PORT/status"; }
 
 # wait_idle MIN_RECORDS: until /status says idle with at least that many
 # records applied (committed totals).
 wait_idle() {
-  python3 - "$HTTP_PORT" "$1" <<'PY'
+  python3 - "$HTTP_PORT" "$1" "$OPERATOR_TOKEN" <<'PY'
 import json, sys, time, urllib.request
-port, want = sys.argv[1], int(sys.argv[2])
+port, want, token = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 while True:
     try:
-        s = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5))
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/status", headers={"Authorization": f"Bearer {token}"})
+        s = json.load(urllib.request.urlopen(req, timeout=5))
         if s["idle"] and sum(s["counts"].values()) >= want:
             break
     except Exception:

@@ -97,8 +97,23 @@ pub struct Ledger {
 pub fn ledger(store: &Store, quarter: Quarter, township: Option<&str>, now: Timestamp, deadline_days: u32, tz: Tz) -> Result<Ledger, StoreError> {
     let (start, end) = quarter.bounds(tz);
     let mut rows = Vec::new();
-    for c in cases::all(store) {
-        let c = cases::with_pending(store, c?)?;
+    // The case index rules out, without reading them, cases found after the
+    // quarter and cases closed before it for certain (a closing decision
+    // that is their newest, before the quarter, on nothing newer).
+    let pending = cases::with_pending_ids(store)?;
+    let mut wanted = Vec::new();
+    cases::walk_index::<StoreError>(store, township, |id, s| {
+        let closed_before = s.newest_event < start
+            && matches!(s.status, Status::Rectified | Status::FalsePositive)
+            && s.last_decided_at.is_some_and(|t| t < start);
+        if s.first_event < end && (pending.contains(id) || !closed_before) {
+            wanted.push(id.to_owned());
+        }
+        Ok(())
+    })?;
+    for id in wanted {
+        let Some(c) = cases::get(store, &id)? else { continue };
+        let c = cases::with_pending(store, c)?;
         if township.is_some_and(|t| t != c.township) || c.first_event >= end {
             continue;
         }
@@ -134,21 +149,15 @@ pub fn ledger(store: &Store, quarter: Quarter, township: Option<&str>, now: Time
         t.recovered = t.recovered.plus(c.amount_recovered());
     }
     let first_month = crate::model::Period(crate::model::Period::of(tz.date(Timestamp(end.0 - 1))).0 - 11);
-    let mut alerts_per_month = BTreeMap::new();
+    let mut months = Vec::with_capacity(12);
     let mut p = first_month;
     for _ in 0..12 {
-        alerts_per_month.insert(p.to_string(), 0u64);
+        months.push(p.to_string());
         p = p.next();
     }
-    for id in store.values(Cf::AlertLog) {
-        let Some(a) = store.get_json::<Alert>(Cf::Alerts, &id?)? else { continue };
-        if township.is_some_and(|t| t != a.township) {
-            continue;
-        }
-        if let Some(n) = a.event_time.get(..7).and_then(|m| alerts_per_month.get_mut(m)) {
-            *n += 1;
-        }
-    }
+    // Counted on the alert index: a range per month, not the whole log.
+    let counts = crate::store::alert_index::count_by_month(store, township, &months)?;
+    let alerts_per_month: BTreeMap<String, u64> = months.into_iter().zip(counts).collect();
     Ok(Ledger { quarter, tz, rows, totals, alerts_per_month })
 }
 

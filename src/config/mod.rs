@@ -186,7 +186,8 @@ pub struct TokenConfig {
     /// Hex SHA-256 of the token.
     pub token_sha256: String,
     /// `district` (everything), `township:<name>` (that township's alerts
-    /// only) or `readonly` (read everything, review nothing).
+    /// only), `readonly` (read everything, review nothing) or `operator`
+    /// (`/status` only, nothing under `/api/v1/`).
     pub role: String,
     /// Who holds it, recorded as the reviewer of the reviews it posts; the
     /// role when not given.
@@ -276,7 +277,7 @@ impl Config {
                 return Err(format!("{at}.token_sha256: the same token twice"));
             }
             if crate::http::auth::Role::parse(&t.role).is_none() {
-                return Err(format!("{at}.role: {:?} is not district, readonly or township:<name>", t.role));
+                return Err(format!("{at}.role: {:?} is not district, readonly, operator or township:<name>", t.role));
             }
         }
         self.rules.validate()

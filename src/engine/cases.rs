@@ -25,6 +25,7 @@ impl Engine {
         let now = self.clock.now();
         let key = cases::key(&alert.case_id);
         let (rule, tz) = (alert.rule, self.tz);
+        self.touch_case(&alert.case_id, &key)?;
         let case = self.cases.get_or_insert_with(&self.store, &key, || Case::new(alert.case_id.clone(), rule, subject, now, at))?;
         let quiet = case.status == Status::FalsePositive;
         let reopened = case.status == Status::Rectified;
@@ -102,11 +103,24 @@ impl Engine {
             );
             return Ok(Outcome::Rejected(Rejection::new(Reason::UnknownCase, why)));
         }
+        self.touch_case(&d.case_id, &key)?;
         if let Some(case) = self.cases.get_mut(&self.store, &key)? {
             case.apply(d);
         }
         *self.decision_cases.get_or_insert_with(&self.store, &index, String::new)? = d.case_id.clone();
         Ok(Outcome::Applied)
+    }
+}
+
+impl Engine {
+    /// Notes a case about to change, with its index summary as written
+    /// before this batch (the first time it is touched in the batch).
+    fn touch_case(&mut self, case_id: &str, key: &[u8]) -> Result<(), EngineError> {
+        if !self.cases_touched.contains_key(case_id) {
+            let before = self.cases.get(&self.store, key)?.map(cases::Summary::of);
+            self.cases_touched.insert(case_id.to_owned(), before);
+        }
+        Ok(())
     }
 }
 

@@ -154,6 +154,9 @@ pub struct Engine {
     /// commit, as they stand after it: the service announces them
     /// (`case.relapsed`) in the same commit.
     reopened: Vec<crate::store::cases::Case>,
+    /// Cases changed since the last commit, with their index summary as
+    /// written before (`None`: new): the commit moves their index entries.
+    cases_touched: rustc_hash::FxHashMap<String, Option<crate::store::cases::Summary>>,
     /// Records the engine refused since the last commit.
     staged_dead: Vec<DeadLetter>,
     /// What a failed commit does: `None` returns the error at once (the
@@ -221,6 +224,7 @@ impl Engine {
             staged_ids: FxHashSet::default(),
             quiet_ids: FxHashSet::default(),
             reopened: Vec::new(),
+            cases_touched: rustc_hash::FxHashMap::default(),
             staged_dead: Vec::new(),
             on_write_failure: None,
             batch_bytes: 0,
@@ -429,6 +433,11 @@ impl Engine {
     /// Puts everything staged, and the progress, into `batch`; with
     /// `in_flight`, all but the months (see [`Engine::commit_in_background`]).
     fn fill(&mut self, batch: &mut Batch<'_>, position: Option<SortKey>, in_flight: bool) -> Result<(), EngineError> {
+        for (case_id, before) in std::mem::take(&mut self.cases_touched) {
+            if let Some(c) = self.cases.get(&self.store, &crate::store::cases::key(&case_id))? {
+                crate::store::cases::stage_index(batch, &case_id, before.as_ref(), &crate::store::cases::Summary::of(c))?;
+            }
+        }
         self.bens.flush(batch, in_flight)?;
         self.accounts.flush(batch, in_flight)?;
         self.custodians.flush(batch, in_flight)?;
@@ -444,6 +453,7 @@ impl Engine {
             self.progress.alert_seq += 1;
             batch.put_raw(Cf::Alerts, a.alert_id.as_bytes(), &serde_json::to_vec(a)?);
             batch.put_raw(Cf::AlertLog, &keys::alert_seq(self.progress.alert_seq), a.alert_id.as_bytes());
+            crate::store::alert_index::stage(batch, self.progress.alert_seq, a);
         }
         for d in &self.staged_dead {
             self.progress.dead_seq += 1;

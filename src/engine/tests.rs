@@ -479,12 +479,16 @@ fn a_v2_state_directory_is_upgraded_in_place() {
         b.put_raw(Cf::Reviews, &key, &serde_json::to_vec(&review).unwrap());
         b.put_raw(Cf::Meta, keys::META_PROGRESS, &as_v2_progress(&store.get_raw(Cf::Meta, keys::META_PROGRESS).unwrap().unwrap()));
         b.put_raw(Cf::Meta, keys::META_SCHEMA, b"paywatch-state-v2");
+        // A v2 directory has no alert index: the v4 → v5 upgrade builds it.
+        for (k, _) in store.entries_between(Cf::AlertIndex, &[], &[0xff], usize::MAX).unwrap() {
+            b.delete(Cf::AlertIndex, &k);
+        }
         store.commit(b).unwrap();
         crate::store::accounts_as_v3(&store);
         (alerts, position)
     };
     let store = Store::open(dir.path(), opts).unwrap();
-    assert_eq!(store.get_raw(Cf::Meta, keys::META_SCHEMA).unwrap().as_deref(), Some(b"paywatch-state-v4".as_slice()));
+    assert_eq!(store.get_raw(Cf::Meta, keys::META_SCHEMA).unwrap().as_deref(), Some(b"paywatch-state-v5".as_slice()));
     let e = Engine::open(store.clone(), RulesConfig::default(), Tz::default(), 64, clock()).unwrap();
     assert_eq!(e.progress().position, Some(position), "the payment rank is the new one again");
     assert_eq!(e.progress().counts.payments, 1);
@@ -497,6 +501,15 @@ fn a_v2_state_directory_is_upgraded_in_place() {
     assert_eq!(c.decisions[0].note.as_deref(), Some("已更正账户"));
     let listed: serde_json::Value = serde_json::from_slice(&store.get_raw(Cf::Meta, keys::META_MIGRATED_DECISIONS).unwrap().unwrap()).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 1, "to be published");
+    let mut indexed = Vec::new();
+    crate::store::alert_index::walk::<crate::store::StoreError>(&store, Default::default(), None, 1000, |e| {
+        indexed.push(e.alert_id.to_owned());
+        Ok(crate::store::alert_index::Step::More)
+    })
+    .unwrap();
+    assert_eq!(indexed.len(), alerts.len(), "every alert indexed by the upgrade");
+    cases::index_agrees(&store).unwrap();
+    assert!(alerts.iter().all(|a| indexed.contains(&a.alert_id)));
 }
 
 #[test]
@@ -535,7 +548,7 @@ fn a_v1_state_directory_is_upgraded_in_place() {
         crate::store::accounts_as_v3(&store);
     }
     let store = Store::open(dir.path(), opts).unwrap();
-    assert_eq!(store.get_raw(Cf::Meta, keys::META_SCHEMA).unwrap().as_deref(), Some(b"paywatch-state-v4".as_slice()));
+    assert_eq!(store.get_raw(Cf::Meta, keys::META_SCHEMA).unwrap().as_deref(), Some(b"paywatch-state-v5".as_slice()));
     let mut e = Engine::open(store.clone(), RulesConfig::default(), Tz::default(), 64, clock()).unwrap();
     assert_eq!((e.progress().counts.payments, e.progress().commits), (6, 0));
     assert_eq!(e.apply(&Record::Payment(paid(2))).unwrap(), Outcome::Redelivered, "a v1 month is read");

@@ -9,7 +9,7 @@ use super::auth::{authenticate, Principal, Role};
 use crate::clock::Clock;
 use crate::config::TokenConfig;
 use crate::model::{Alert, Rule, Severity, Tz};
-use crate::store::{keys, Cf, Store};
+use crate::store::{Cf, Store, StoreError};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -76,9 +76,21 @@ pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("the state directory cannot be read: {e}"))
 }
 
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        internal(e)
+    }
+}
+
+/// The caller of `/api/v1/`: 401 without a valid token, 403 for an
+/// operator's (it reads `/status` only: the API carries personal data).
 pub(super) fn who(api: &Api, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let auth = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    authenticate(&api.tokens, auth).ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "a valid bearer token is required".into()))
+    let p = authenticate(&api.tokens, auth).ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "a valid bearer token is required".into()))?;
+    if p.role == Role::Operator {
+        return Err(ApiError(StatusCode::FORBIDDEN, "an operator token reads /status only".into()));
+    }
+    Ok(p)
 }
 
 /// An alert this caller may see. One of another township answers exactly
@@ -142,7 +154,7 @@ struct Filter {
     status: Option<String>,
     from: Option<String>,
     to: Option<String>,
-    cursor: Option<u64>,
+    cursor: Option<crate::store::alert_index::Cursor>,
     limit: usize,
 }
 
@@ -183,52 +195,46 @@ fn filter(q: &HashMap<String, String>, p: &Principal) -> Result<Filter, ApiError
             .transpose()?,
         from: date("from")?,
         to: date("to")?,
-        cursor: q.get("cursor").map(|c| c.parse().map_err(|_| bad(format!("cursor: {c:?} is not a cursor")))).transpose()?,
+        cursor: q
+            .get("cursor")
+            .map(|c| crate::store::alert_index::Cursor::decode(c).ok_or_else(|| bad(format!("cursor: {c:?} is not a cursor"))))
+            .transpose()?,
         limit: page_limit(q)?,
     })
 }
 
+/// Index entries one list request examines at most, and alerts it reads
+/// at most beyond its page: however narrow the filters, a request costs
+/// about a page. A page cut short by them is shorter than `limit` and
+/// carries a `next_cursor` to go on from.
+pub const SCAN_BUDGET: usize = 20_000;
+pub const READ_BUDGET: usize = 2_000;
+
+/// `GET /api/v1/alerts`: newest first by event day (then the order
+/// raised), from the alert index: township and dates choose the index
+/// range, rule and severity are decided on the index entries, and only a
+/// status filter reads the alerts it passes over.
 async fn list(State(api): State<Api>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
+    use crate::store::alert_index::{self, Range, Step};
     let p = who(&api, &headers)?;
     let f = filter(&q, &p)?;
+    let range = Range { township: f.township.as_deref(), from: f.from.as_deref(), to: f.to.as_deref() };
+    let (rule, severity) = (f.rule.map(Rule::code), f.severity.map(Severity::code));
     let mut items = Vec::new();
-    let mut next = None;
-    // Newest first: walk the alert log down from the cursor.
-    let mut from = f.cursor.map_or(u64::MAX, |c| c.saturating_sub(1));
-    'scan: loop {
-        let chunk = api.store.entries_before(Cf::AlertLog, &keys::alert_seq(from), 1000).map_err(internal)?;
-        if chunk.is_empty() {
-            break;
+    let mut reads = 0usize;
+    let next = alert_index::walk::<ApiError>(&api.store, range, f.cursor.as_ref(), SCAN_BUDGET, |e| {
+        if rule.is_some_and(|r| r != e.rule) || severity.is_some_and(|s| s != e.severity) {
+            return Ok(Step::More);
         }
-        for (k, id) in &chunk {
-            let seq = u64::from_be_bytes(k.as_slice().try_into().unwrap_or_default());
-            let Some(a) = load(&api, &String::from_utf8_lossy(id))? else { continue };
-            let day = a.event_time.get(..10).unwrap_or_default();
-            let keep = f.township.as_ref().is_none_or(|t| *t == a.township)
-                && f.rule.is_none_or(|r| r == a.rule)
-                && f.severity.is_none_or(|s| s == a.severity)
-                && f.from.as_ref().is_none_or(|d| day >= d.as_str())
-                && f.to.as_ref().is_none_or(|d| day <= d.as_str());
-            if !keep {
-                continue;
-            }
-            let item = with_status(&api, &a, false)?;
-            if f.status.as_ref().is_some_and(|s| item["status"] != s.as_str()) {
-                continue;
-            }
-            if items.len() == f.limit {
-                next = Some((seq + 1).to_string());
-                break 'scan;
-            }
+        let Some(a) = load(&api, e.alert_id)? else { return Ok(Step::More) };
+        reads += 1;
+        let item = with_status(&api, &a, false)?;
+        if f.status.as_ref().is_none_or(|s| item["status"] == s.as_str()) {
             items.push(item);
         }
-        let last = chunk.last().map(|(k, _)| u64::from_be_bytes(k.as_slice().try_into().unwrap_or_default())).unwrap_or(0);
-        if last == 0 {
-            break;
-        }
-        from = last - 1;
-    }
-    Ok(Json(json!({ "items": items, "next_cursor": next })))
+        Ok(if items.len() == f.limit || reads >= f.limit + READ_BUDGET { Step::Done } else { Step::More })
+    })?;
+    Ok(Json(json!({ "items": items, "next_cursor": next.map(|c| c.encode()) })))
 }
 
 /// The rules, read off the registry: code, Chinese name, subject, config

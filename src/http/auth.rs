@@ -13,6 +13,9 @@ pub enum Role {
     Township(String),
     /// Reads everything, reviews nothing.
     ReadOnly,
+    /// Runs the service: reads `/status` (townships and counts), nothing
+    /// under `/api/v1/` (no personal data).
+    Operator,
 }
 
 impl Role {
@@ -20,6 +23,7 @@ impl Role {
         match s {
             "district" => Some(Role::District),
             "readonly" => Some(Role::ReadOnly),
+            "operator" => Some(Role::Operator),
             _ => s.strip_prefix("township:").filter(|t| !t.trim().is_empty()).map(|t| Role::Township(t.to_owned())),
         }
     }
@@ -28,7 +32,8 @@ impl Role {
     pub fn sees(&self, township: &str) -> bool {
         match self {
             Role::Township(t) => t == township,
-            _ => true,
+            Role::Operator => false,
+            Role::District | Role::ReadOnly => true,
         }
     }
 }
@@ -71,6 +76,14 @@ mod tests {
 
     fn token(name: &str, secret: &str, role: &str) -> TokenConfig {
         TokenConfig { name: Some(name.into()), token_sha256: hex::encode(Sha256::digest(secret.as_bytes())), role: role.into() }
+    }
+
+    #[test]
+    fn an_operator_sees_no_township() {
+        let ts = [token("ops", "o-secret", "operator")];
+        let p = authenticate(&ts, Some("Bearer o-secret")).unwrap();
+        assert_eq!(p.role, Role::Operator);
+        assert!(!p.role.sees("水阳镇"));
     }
 
     #[test]

@@ -136,26 +136,47 @@ pub async fn list(State(api): State<Api>, headers: HeaderMap, Query(q): Query<Ha
         (_, t) => t.cloned(),
     };
     let now = api.clock.now();
-    let mut found = Vec::new();
-    for c in cases::all(&api.store) {
-        let c = with_pending(&api, c.map_err(internal)?)?;
+    let keep = |c: &Case| {
         let first_day = api.tz.date(c.first_event).to_string();
-        let keep = township.as_ref().is_none_or(|t| *t == c.township)
+        township.as_ref().is_none_or(|t| *t == c.township)
             && p.role.sees(&c.township)
             && rule.is_none_or(|r| r == c.rule)
             && status.is_none_or(|s| s == c.status)
             && relapsed.is_none_or(|r| r == c.relapsed)
             && referral.is_none_or(|r| r == (c.rule == Rule::CoverageGap))
-            && overdue.is_none_or(|o| o == deadline_state(&api, &c, now).0)
+            && overdue.is_none_or(|o| o == deadline_state(&api, c, now).0)
             && from.as_ref().is_none_or(|d| first_day >= *d)
-            && to.as_ref().is_none_or(|d| first_day <= *d);
-        if keep {
-            found.push(c);
+            && to.as_ref().is_none_or(|d| first_day <= *d)
+    };
+    // The case index (newest activity first) decides the filters and the
+    // total from its summaries; only the page's cases, and those with a
+    // posted decision not yet applied, are read whole.
+    let pending = cases::with_pending_ids(&api.store).map_err(internal)?;
+    let mut total = 0usize;
+    let mut page = Vec::with_capacity(limit);
+    cases::walk_index::<ApiError>(&api.store, township.as_deref(), |id, s| {
+        let c = if pending.contains(id) {
+            match cases::get(&api.store, id).map_err(internal)? {
+                Some(c) => with_pending(&api, c)?,
+                None => return Ok(()),
+            }
+        } else {
+            s.as_case(id)
+        };
+        if keep(&c) {
+            if total >= skip && page.len() < limit {
+                page.push(id.to_owned());
+            }
+            total += 1;
+        }
+        Ok(())
+    })?;
+    let mut items = Vec::with_capacity(page.len());
+    for id in &page {
+        if let Some(c) = cases::get(&api.store, id).map_err(internal)? {
+            items.push(case_value(&api, &with_pending(&api, c)?, now));
         }
     }
-    found.sort_by(|a, b| b.newest_event.cmp(&a.newest_event).then_with(|| a.case_id.cmp(&b.case_id)));
-    let total = found.len();
-    let items: Vec<Value> = found.iter().skip(skip).take(limit).map(|c| case_value(&api, c, now)).collect();
     let next = (skip + limit < total).then(|| (skip + limit).to_string());
     Ok(Json(json!({ "items": items, "total": total, "next_cursor": next })))
 }

@@ -94,6 +94,8 @@ impl Health {
 struct App {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    /// For `/status`, which needs a district or operator token.
+    tokens: Arc<Vec<crate::config::TokenConfig>>,
 }
 
 /// Request bodies larger than this get 413.
@@ -108,7 +110,7 @@ pub fn router(metrics: Arc<Metrics>, health: Arc<Health>, api: api::Api) -> Rout
         .route("/status", get(status))
         .route("/ui/", get(ui))
         .route("/ui", get(|| async { axum::response::Redirect::permanent("/ui/") }))
-        .with_state(App { metrics, health })
+        .with_state(App { metrics, health, tokens: Arc::clone(&api.tokens) })
         .merge(api::routes(api))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::map_response(move |r: Response| {
@@ -204,10 +206,20 @@ async fn metrics_text(State(app): State<App>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.metrics.render()).into_response()
 }
 
-async fn status(State(app): State<App>) -> Json<Status> {
+/// `/status`: the loop's figures, townships among them, so it needs a
+/// district or operator token (401 without a valid one, 403 for others).
+async fn status(State(app): State<App>, headers: axum::http::HeaderMap) -> Response {
+    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match auth::authenticate(&app.tokens, auth).map(|p| p.role) {
+        None => return (StatusCode::UNAUTHORIZED, Json(serde_json::json!({ "error": "a valid bearer token is required" }))).into_response(),
+        Some(auth::Role::District | auth::Role::Operator) => {}
+        Some(_) => {
+            return (StatusCode::FORBIDDEN, Json(serde_json::json!({ "error": "/status needs a district or operator token" }))).into_response()
+        }
+    }
     let mut s = app.health.status.lock().unwrap_or_else(|e| e.into_inner()).clone();
     s.store_error = app.health.store_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    Json(s)
+    Json(s).into_response()
 }
 
 #[cfg(test)]
@@ -227,6 +239,15 @@ mod tests {
         let mut b = store.batch();
         b.put_raw(Cf::Alerts, b"0123456789abcdef0123456789abcdef", b"{not json");
         b.put_raw(Cf::AlertLog, &keys::alert_seq(1), b"0123456789abcdef0123456789abcdef");
+        // Its index entry and its case, as the engine writes them.
+        let index_key = [b"a2021-01-05".as_slice(), &1u64.to_be_bytes()].concat();
+        b.put_raw(Cf::AlertIndex, &index_key, b"LARGE_AMOUNT\x1fhigh\x1f0123456789abcdef0123456789abcdef");
+        let t = crate::model::Timestamp(1_609_804_800_000);
+        let mut case = crate::store::cases::Case::new("case-1".into(), crate::model::Rule::LargeAmount, "B1".into(), t, t);
+        case.township = "水阳镇".into();
+        case.alerts.push("0123456789abcdef0123456789abcdef".into());
+        b.put(Cf::Cases, &crate::store::cases::key("case-1"), &case).unwrap();
+        crate::store::cases::stage_index(&mut b, "case-1", None, &crate::store::cases::Summary::of(&case)).unwrap();
         store.commit(b).unwrap();
         let token = "district-token-0123456789";
         let api = api::Api {

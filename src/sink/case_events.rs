@@ -139,23 +139,30 @@ impl Deadlines {
         let mut p = Pass::default();
         let mut batch = self.store.batch();
         let mut in_batch = 0;
-        for c in cases::all(&self.store) {
-            let c = c?;
-            p.by_status[Status::ALL.iter().position(|s| *s == c.status).unwrap_or(0)] += 1;
+        // The case index's summaries decide the counts and the deadlines;
+        // a case is read whole only when an event is due for it.
+        let mut due = Vec::new();
+        cases::walk_index::<StoreError>(&self.store, None, |id, s| {
+            let c = s.as_case(id);
+            p.by_status[Status::ALL.iter().position(|x| *x == c.status).unwrap_or(0)] += 1;
             let state = c.deadline(&self.cfg, now);
             p.overdue += i64::from(state == Deadline::Overdue);
             p.relapsed += i64::from(!c.closed() && c.relapsed);
             // A case past both deadlines (the service was down) is only
             // overdue: "due soon" would be stale.
-            let event = match state {
-                Deadline::Overdue if overdue => Event::CaseOverdue,
-                Deadline::DueSoon if due_soon => Event::CaseDueSoon,
-                _ => continue,
-            };
-            let marker = cases::announced_key(&c.case_id, event.name(), c.opened_at);
+            match state {
+                Deadline::Overdue if overdue => due.push((id.to_owned(), Event::CaseOverdue, c.opened_at)),
+                Deadline::DueSoon if due_soon => due.push((id.to_owned(), Event::CaseDueSoon, c.opened_at)),
+                _ => {}
+            }
+            Ok(())
+        })?;
+        for (id, event, opened_at) in due {
+            let marker = cases::announced_key(&id, event.name(), opened_at);
             if cases::announced(&self.store, &marker)? {
                 continue;
             }
+            let Some(c) = cases::get(&self.store, &id)? else { continue };
             // A decision posted and not yet applied may have closed it.
             let c = cases::with_pending(&self.store, c)?;
             if c.closed() {
@@ -240,6 +247,7 @@ mod tests {
         let mut b = store.batch();
         for c in [case("a", "水阳镇", start), case("b", "狸桥镇", start), case("c", "水阳镇", start + 10 * DAY)] {
             b.put(Cf::Cases, &cases::key(&c.case_id), &c).unwrap();
+            cases::stage_index(&mut b, &c.case_id, None, &cases::Summary::of(&c)).unwrap();
         }
         store.commit(b).unwrap();
         let clock = Arc::new(FixedClock::new(Timestamp(start)));
@@ -307,8 +315,10 @@ mod tests {
         cases::put_pending(&store, &d).unwrap();
         let mut b = store.batch();
         let mut reopened = cases::get(&store, &"b".repeat(32)).unwrap().unwrap();
+        let before = cases::Summary::of(&reopened);
         reopened.opened_at = Timestamp(start + 40 * DAY);
         b.put(Cf::Cases, &cases::key(&reopened.case_id), &reopened).unwrap();
+        cases::stage_index(&mut b, &reopened.case_id, Some(&before), &cases::Summary::of(&reopened)).unwrap();
         store.commit(b).unwrap();
         clock.set(Timestamp(start + 80 * DAY));
         let before = queued(&store).len();

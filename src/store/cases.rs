@@ -5,7 +5,9 @@
 //! webhooks ([`announced_key`]), and `p | case_id | 0x1f | decision_id` → a decision the API made
 //! durable on the decisions topic that the engine has not applied yet
 //! (shown to readers meanwhile, cleared by the engine's commit that applies
-//! or refuses it). This module owns that layout: the engine keeps both through its
+//! or refuses it), and the case index, newest activity first: `i |
+//! newest_event | case_id` and `j | len | township | newest_event | case_id`
+//! → a [`Summary`] (see [`stage_index`]). This module owns that layout: the engine keeps both through its
 //! cached [`super::Table`]s, keyed by [`key`] and [`decision_key`], and
 //! writes them with its commit; the API, the reports and the audit's
 //! `--cases` output read them through the functions here.
@@ -322,6 +324,190 @@ pub fn with_pending(store: &Store, mut c: Case) -> Result<Case, StoreError> {
         c.decisions.insert(at, d);
     }
     Ok(c)
+}
+
+/// What the case list filters on, kept in the case index so that a page
+/// and its total are decided without reading the cases themselves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub township: String,
+    pub newest_event: Timestamp,
+    pub first_event: Timestamp,
+    pub opened_at: Timestamp,
+    pub rule: Rule,
+    pub status: Status,
+    pub relapsed: bool,
+    /// When its newest decision was made, if any.
+    pub last_decided_at: Option<Timestamp>,
+}
+
+impl Summary {
+    pub fn of(c: &Case) -> Summary {
+        Summary {
+            township: c.township.clone(),
+            newest_event: c.newest_event,
+            first_event: c.first_event,
+            opened_at: c.opened_at,
+            rule: c.rule,
+            status: c.status,
+            relapsed: c.relapsed,
+            last_decided_at: c.decisions.last().map(|d| d.decided_at),
+        }
+    }
+
+    /// A case with these fields and nothing else (no alerts, no
+    /// decisions), for the filters written against [`Case`].
+    pub fn as_case(&self, case_id: &str) -> Case {
+        let mut c = Case::new(case_id.to_owned(), self.rule, String::new(), self.opened_at, self.first_event);
+        c.township.clone_from(&self.township);
+        c.newest_event = self.newest_event;
+        c.status = self.status;
+        c.relapsed = self.relapsed;
+        c
+    }
+}
+
+/// A timestamp as a key part that sorts like the number.
+fn time_key(t: Timestamp) -> [u8; 8] {
+    ((t.0 as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn index_prefix(township: Option<&str>) -> Vec<u8> {
+    match township {
+        None => vec![b'i'],
+        Some(t) => {
+            let len = u16::try_from(t.len()).unwrap_or(u16::MAX);
+            let mut k = vec![b'j'];
+            k.extend_from_slice(&len.to_be_bytes());
+            k.extend_from_slice(&t.as_bytes()[..usize::from(len)]);
+            k
+        }
+    }
+}
+
+fn index_keys(case_id: &str, s: &Summary) -> [Vec<u8>; 2] {
+    [None, Some(s.township.as_str())].map(|t| {
+        let mut k = index_prefix(t);
+        k.extend_from_slice(&time_key(s.newest_event));
+        k.extend_from_slice(case_id.as_bytes());
+        k
+    })
+}
+
+/// Keeps the case index in step with a case written in the same batch:
+/// `before` is its summary as stored before this batch (`None` for a new
+/// case), `after` as written now.
+pub fn stage_index(batch: &mut super::Batch<'_>, case_id: &str, before: Option<&Summary>, after: &Summary) -> Result<(), StoreError> {
+    if before == Some(after) {
+        return Ok(());
+    }
+    let new = index_keys(case_id, after);
+    if let Some(b) = before {
+        for old in index_keys(case_id, b) {
+            if !new.contains(&old) {
+                batch.delete(Cf::Cases, &old);
+            }
+        }
+    }
+    for k in &new {
+        batch.put(Cf::Cases, k, after)?;
+    }
+    Ok(())
+}
+
+/// Calls `f` with every indexed case (of one township, or all), newest
+/// activity first, with its summary.
+pub fn walk_index<E: From<StoreError>>(store: &Store, township: Option<&str>, mut f: impl FnMut(&str, Summary) -> Result<(), E>) -> Result<(), E> {
+    let prefix = index_prefix(township);
+    let mut end = prefix.clone();
+    end.push(0xff);
+    let mut it = store.raw_iterator(Cf::Cases);
+    it.seek_for_prev(&end);
+    while let (Some(k), Some(v)) = (it.key(), it.value()) {
+        if !k.starts_with(&prefix) {
+            break;
+        }
+        let id = k.get(prefix.len() + 8..).and_then(|b| std::str::from_utf8(b).ok());
+        let bad = |why: &str| StoreError::Json { cf: Cf::Cases.name(), key: super::keys::shown(k), reason: why.into() };
+        let id = id.ok_or_else(|| bad("not a case index key"))?;
+        let s: Summary =
+            postcard::from_bytes(v).map_err(|source| StoreError::Decode { cf: Cf::Cases.name(), key: super::keys::shown(k), source })?;
+        f(id, s)?;
+        it.prev();
+    }
+    it.status().map_err(StoreError::from)?;
+    Ok(())
+}
+
+/// The cases with posted decisions not yet applied: their status may
+/// differ from the index's until the engine applies them.
+pub fn with_pending_ids(store: &Store) -> Result<std::collections::BTreeSet<String>, StoreError> {
+    let mut ids = std::collections::BTreeSet::new();
+    store.scan_prefix(Cf::Cases, b"p", |k, _| {
+        let rest = &k[1..];
+        let end = rest.iter().position(|b| *b == 0x1f).unwrap_or(rest.len());
+        ids.insert(String::from_utf8_lossy(&rest[..end]).into_owned());
+        Ok(())
+    })?;
+    Ok(ids)
+}
+
+/// Whether the case index holds exactly one entry per stored case and
+/// township, with its current summary (tests).
+#[cfg(test)]
+pub(crate) fn index_agrees(store: &Store) -> Result<(), String> {
+    let mut want: Vec<(String, Summary)> = all(store).map(|c| c.map(|c| (c.case_id.clone(), Summary::of(&c)))).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    want.sort_by(|a, b| (b.1.newest_event, &b.0).cmp(&(a.1.newest_event, &a.0)));
+    let mut got = Vec::new();
+    walk_index::<StoreError>(store, None, |id, s| {
+        got.push((id.to_owned(), s));
+        Ok(())
+    })
+    .map_err(|e| e.to_string())?;
+    if got != want {
+        return Err(format!("index {got:?}\ncases {want:?}"));
+    }
+    for (id, s) in &want {
+        let mut found = 0;
+        walk_index::<StoreError>(store, Some(&s.township), |i, x| {
+            found += usize::from(i == id && x == *s);
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+        if found != 1 {
+            return Err(format!("{id} is in its township's index {found} times"));
+        }
+    }
+    let townships: std::collections::BTreeSet<&str> = want.iter().map(|(_, s)| s.township.as_str()).collect();
+    let mut by_township = 0;
+    for t in townships {
+        walk_index::<StoreError>(store, Some(t), |_, _| {
+            by_township += 1;
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+    }
+    if by_township != want.len() {
+        return Err(format!("{by_township} township entries for {} cases", want.len()));
+    }
+    Ok(())
+}
+
+/// Writes the index entries of every stored case (the v4 → v5 upgrade).
+pub fn build_index(store: &Store) -> Result<usize, StoreError> {
+    let mut after: Option<String> = None;
+    let mut n = 0;
+    loop {
+        let page = page(store, after.as_deref(), 5000)?;
+        let Some(last) = page.last() else { return Ok(n) };
+        after = Some(last.case_id.clone());
+        let mut b = store.batch();
+        for c in &page {
+            stage_index(&mut b, &c.case_id, None, &Summary::of(c))?;
+        }
+        n += page.len();
+        store.commit(b)?;
+    }
 }
 
 fn decode(k: &[u8], v: &[u8]) -> Result<Case, StoreError> {

@@ -304,9 +304,34 @@ pub(super) fn v3_to_v4(store: &Store) -> Result<(), StoreError> {
     }
     batch.delete(Cf::Meta, &resume_key(Cf::Beneficiaries));
     batch.delete(Cf::Meta, &resume_key(Cf::Accounts));
+    batch.put_raw(Cf::Meta, keys::META_SCHEMA, V4.as_bytes());
+    store.commit(batch)?;
+    tracing::info!(from = V3, to = V4, queued, dead, "state directory upgraded");
+    Ok(())
+}
+
+pub(super) const V4: &str = "paywatch-state-v4";
+
+/// The last alert sequence the v4 → v5 upgrade indexed.
+const V5_AFTER: &[u8] = b"upgrade_v5_after";
+
+/// v4 → v5: the case index (in `cases`) and the alert index
+/// (`alert_index`), the latter built from the alert log,
+/// `ALERTS_PER_WRITE` alerts per write, each write recording the last
+/// sequence it indexed, so an interrupted upgrade goes on from there.
+pub(super) fn v4_to_v5(store: &Store) -> Result<(), StoreError> {
+    let after = store.get_raw(Cf::Meta, V5_AFTER)?.and_then(|v| v.as_slice().try_into().ok()).map_or(0, u64::from_be_bytes);
+    let last = super::alert_index::build(store, after, ALERTS_PER_WRITE, |batch, last| {
+        batch.put_raw(Cf::Meta, V5_AFTER, &last.to_be_bytes());
+    })?;
+    // Index entries are keyed by what they index: writing them again
+    // after an interruption changes nothing.
+    let cases = super::cases::build_index(store)?;
+    let mut batch = store.batch();
+    batch.delete(Cf::Meta, V5_AFTER);
     batch.put_raw(Cf::Meta, keys::META_SCHEMA, SCHEMA.as_bytes());
     store.commit(batch)?;
-    tracing::info!(from = V3, to = SCHEMA, queued, dead, "state directory upgraded");
+    tracing::info!(from = V4, to = SCHEMA, alerts_indexed_up_to = last, cases, "state directory upgraded");
     Ok(())
 }
 

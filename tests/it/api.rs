@@ -49,6 +49,21 @@ fn supervisors_list_filter_page_and_review_alerts_within_their_scope() {
     let mut svc = Service::start(&cfg, port, dir.path());
     svc.wait_idle();
 
+    // /status names townships and counts: a district or operator token
+    // only. The operator reads nothing under /api/v1/; /metrics stays open.
+    let status = |token: Option<&str>| super::common::kafka::http_get_with(port, "/status", token).unwrap();
+    assert_eq!(status(None).0, 401);
+    assert_eq!(status(Some("nope")).0, 401);
+    assert_eq!(status(Some(TOWNSHIP)).0, 403);
+    assert_eq!(status(Some(READONLY)).0, 403);
+    let (code, body) = status(Some(DISTRICT));
+    assert_eq!(code, 200, "{body}");
+    assert!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["idle"].as_bool().unwrap());
+    assert_eq!(status(Some(super::common::kafka::OPERATOR_TOKEN)).0, 200);
+    assert_eq!(call(port, "GET", "/api/v1/alerts", Some(super::common::kafka::OPERATOR_TOKEN), None).0, 403);
+    assert_eq!(call(port, "GET", "/api/v1/cases", Some(super::common::kafka::OPERATOR_TOKEN), None).0, 403);
+    assert_eq!(super::common::kafka::http_get(port, "/metrics").unwrap().0, 200);
+
     // No token, a wrong token: 401.
     assert_eq!(call(port, "GET", "/api/v1/alerts", None, None).0, 401);
     assert_eq!(call(port, "GET", "/api/v1/alerts", Some("nope"), None).0, 401);

@@ -248,6 +248,7 @@ fn deadline_events_reach_the_receiver_once() {
     let case = cases::Case::new(paywatch::model::decision::case_id(Rule::PaidAfterDeath, "341802193806232054"), Rule::PaidAfterDeath, "341802193806232054".into(), opened, opened);
     let mut b = store.batch();
     b.put(Cf::Cases, &cases::key(&case.case_id), &case).unwrap();
+    cases::stage_index(&mut b, &case.case_id, None, &cases::Summary::of(&case)).unwrap();
     store.commit(b).unwrap();
     let clock = Arc::new(FixedClock::new(opened.plus_days(26)));
     let route: paywatch::config::RouteConfig = toml::from_str(&format!(

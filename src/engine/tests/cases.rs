@@ -70,10 +70,27 @@ fn a_rectified_case_that_goes_on_relapses_once() {
     assert_eq!(c.alerts.len(), 4, "three mismatches and the relapse");
     assert_eq!(c.amount.to_string(), "1755.00", "the relapse does not count its amount again");
     assert_eq!(c.decisions.len(), 2);
+    cases::index_agrees(h.engine.store()).unwrap();
     // A new rectification can relapse again.
     h.apply(decision("D3", Decided::Rectified, "2019-03-20T00:00:00+08:00"));
+    cases::index_agrees(h.engine.store()).unwrap();
+    // A late alert of another township moves nothing but the township
+    // entry it must.
+    let mut late = payment("N00", "2018-12", "585.00", "2018-12-10T10:00:00+08:00");
+    late.account_name = "李四".into();
+    late.township = "狸桥镇".into();
+    h.pay(late);
+    cases::index_agrees(h.engine.store()).unwrap();
     mismatch(&mut h, 4);
     assert_eq!(h.of(Rule::RectificationRelapse).len(), 2);
+    cases::index_agrees(h.engine.store()).unwrap();
+    let mut moved = payment("N05", "2019-05", "585.00", "2019-05-10T10:00:00+08:00");
+    moved.account_name = "李四".into();
+    moved.township = "狸桥镇".into();
+    h.pay(moved);
+    let c = cases::get(h.engine.store(), &case).unwrap().unwrap();
+    assert_eq!(c.township, "狸桥镇", "the township of the newest alert");
+    cases::index_agrees(h.engine.store()).unwrap();
     // Another case's decision id cannot be reused.
     let mut other = decision("D3", Decided::Confirmed, "2019-04-20T00:00:00+08:00");
     if let Record::Decision(d) = &mut other {

@@ -158,14 +158,21 @@ pub fn consume(broker: &Broker, topic: &str, out: &Path, expect: Option<usize>) 
     super::read_jsonl(out)
 }
 
-/// A `paywatch run` config for a test.
+/// The operators' token every test config carries: `/status` needs it.
+pub const OPERATOR_TOKEN: &str = "paywatch-tests-operator-token";
+
+/// A `paywatch run` config for a test (with an `operator` token for
+/// `/status`; tests add their own `[[api.tokens]]` after it).
 pub fn service_config(dir: &Path, broker: &Broker, http_port: u16, extra: &str) -> PathBuf {
+    use sha2::Digest;
     let state = dir.join("state");
     let text = format!(
         "[kafka]\nbrokers = \"{}\"\ncommit_interval = \"50ms\"\ndrain_timeout = \"10s\"\n{extra}\n\
-         [state]\ndir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n",
+         [state]\ndir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\
+         [[api.tokens]]\nname = \"ops\"\ntoken_sha256 = \"{}\"\nrole = \"operator\"\n",
         broker.addr,
-        state.display()
+        state.display(),
+        hex::encode(sha2::Sha256::digest(OPERATOR_TOKEN))
     );
     let p = dir.join("run.toml");
     std::fs::write(&p, text).expect("config");
@@ -216,8 +223,9 @@ impl Service {
         http_get(self.http_port, path)
     }
 
+    /// `/status`, with the operators' token.
     pub fn status(&self) -> Option<serde_json::Value> {
-        let (code, body) = self.get("/status")?;
+        let (code, body) = http_get_with(self.http_port, "/status", Some(OPERATOR_TOKEN))?;
         (code == 200).then(|| serde_json::from_str(&body).ok()).flatten()
     }
 
@@ -301,9 +309,15 @@ pub fn api_call(port: u16, method: &str, path: &str, token: Option<&str>, body: 
 
 /// A plain HTTP/1.0 GET on 127.0.0.1: (status, body).
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_get_with(port, path, None)
+}
+
+/// The same with an optional bearer token.
+pub fn http_get_with(port: u16, path: &str, token: Option<&str>) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{auth}\r\n").ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let code = buf.split_whitespace().nth(1)?.parse().ok()?;

@@ -24,6 +24,10 @@ use std::sync::{Arc, Mutex};
 pub struct Status {
     /// Input partitions assigned to this consumer.
     pub assigned_partitions: usize,
+    /// Which: topic name → partition numbers this instance owns.
+    pub owned: std::collections::BTreeMap<String, Vec<i32>>,
+    /// Input partitions another member of the consumer group holds.
+    pub held_elsewhere: usize,
     /// Records held in the reorder buffer.
     pub buffered: usize,
     /// Messages on the input topics not read yet (from the high watermarks

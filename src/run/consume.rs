@@ -505,6 +505,11 @@ impl Consume {
         }
         let s = &mut self.status;
         s.assigned_partitions = assigned;
+        s.owned.clear();
+        for p in self.reorder.assigned() {
+            s.owned.entry(self.source.topic(p.kind()).to_owned()).or_default().push(p.partition);
+        }
+        s.held_elsewhere = usize::try_from(self.metrics.partitions_elsewhere.get()).unwrap_or(0);
         s.buffered = self.reorder.len();
         s.outbox = self.metrics.outbox_depth.get();
         s.watermark = wm.map(|w| crate::model::Tz::default().format(w));

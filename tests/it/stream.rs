@@ -192,8 +192,11 @@ fn a_member_that_shares_its_group_past_the_grace_is_not_ready() {
     let cfg = service_config(dir.path(), &broker, port, "revoked_grace = \"2s\"\n[kafka.consumer]\n\"session.timeout.ms\" = \"6000\"");
     let mut svc = Service::start(&cfg, port, dir.path());
     svc.wait_until(Duration::from_secs(60), "given every partition", |s| s["assigned_partitions"] == 8);
-    svc.wait_idle();
+    let st = svc.wait_idle();
     assert_eq!(svc.get("/readyz").map(|r| r.0), Some(200));
+    assert_eq!(st["owned"]["dibao.payments.v1"], serde_json::json!([0, 1, 2]), "{st}");
+    assert_eq!(st["owned"]["dibao.roster.v1"], serde_json::json!([0, 1]), "{st}");
+    assert_eq!(st["held_elsewhere"], 0);
 
     // Another instance joins the group and holds some partitions for 15 s.
     let addr = broker.addr.clone();
@@ -213,6 +216,11 @@ fn a_member_that_shares_its_group_past_the_grace_is_not_ready() {
     assert!(body.contains("\"paywatch\"") && body.contains("must be the only member"), "{body}");
     let (_, metrics) = svc.get("/metrics").unwrap();
     assert!(metrics.contains("paywatch_ready 0") && !metrics.contains("paywatch_partitions_held_elsewhere 0"), "{metrics}");
+    // /status names what this instance owns, and how much it does not.
+    let st = svc.status().unwrap();
+    let owned: usize = st["owned"].as_object().unwrap().values().map(|v| v.as_array().unwrap().len()).sum();
+    assert_eq!(owned as u64, st["assigned_partitions"].as_u64().unwrap(), "{st}");
+    assert_eq!(owned + st["held_elsewhere"].as_u64().unwrap() as usize, 8, "{st}");
     let joined: serde_json::Value = serde_json::from_str(&joiner.join().unwrap()).unwrap();
     assert!(joined["assigned"].as_u64().unwrap() > 0, "{joined}");
 

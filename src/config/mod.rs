@@ -451,8 +451,16 @@ mod tests {
         let toml = toml.replace("/run/secrets/paywatch/webhook-secret-district", secret.to_str().unwrap());
         std::env::set_var("PAYWATCH_KAFKA_SASL_PASSWORD", "sasl");
         std::env::set_var("PAYWATCH_API_TOKEN_DISTRICT_SHA256", "ef".repeat(32));
+        std::env::set_var("PAYWATCH_API_TOKEN_OPERATOR_SHA256", "ab".repeat(32));
         let cfg = Config::parse(&toml).unwrap();
         assert!(!cfg.holds_secrets());
+        let roles: Vec<&str> = cfg.api.tokens.iter().map(|t| t.role.as_str()).collect();
+        assert_eq!(roles, ["district", "operator"]);
+        // Every variable the config names is set by the StatefulSet.
+        let sts = include_str!("../../deploy/k8s/statefulset.yaml");
+        for var in ["PAYWATCH_KAFKA_SASL_PASSWORD", "PAYWATCH_API_TOKEN_DISTRICT_SHA256", "PAYWATCH_API_TOKEN_OPERATOR_SHA256"] {
+            assert!(toml.contains(var) && sts.contains(&format!("name: {var}")), "{var}");
+        }
         assert_eq!(cfg.webhooks.routes[0].secrets, ["a-long-random-secret-0123456789"]);
         assert!(!yaml.contains("REPLACE") && include_str!("../../deploy/k8s/secret.yaml").contains("kind: Secret"));
     }

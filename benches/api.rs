@@ -135,9 +135,13 @@ fn build(dir: &Path, n: u64) -> Store {
     store
 }
 
+/// The service's router on 127.0.0.1 and a client for it.
 struct Server {
+    /// Runs the server, and the client's requests.
     rt: tokio::runtime::Runtime,
+    /// One client: connections are kept alive, as a browser keeps them.
     client: reqwest::Client,
+    /// `http://127.0.0.1:<port>`.
     base: String,
 }
 

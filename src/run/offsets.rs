@@ -16,7 +16,9 @@ use crate::store::{keys, Cf, Store};
 /// One partition's stored position, as `show` prints it.
 #[derive(Debug, serde::Serialize)]
 pub struct PositionLine {
+    /// The configured topic the position belongs to.
     pub topic: String,
+    /// Its partition.
     pub partition: i32,
     /// The offset after the last record read.
     pub resume: i64,

@@ -27,8 +27,11 @@ pub enum Gap {
 /// A partition whose log does not match its stored position.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mismatch {
+    /// The feed (`Part::source`): which topic, for the message.
     pub source: u8,
+    /// The partition found out of step.
     pub partition: i32,
+    /// Which way the log disagrees, for the words an operator reads.
     pub gap: Gap,
     /// The stored resume offset (the offset after the last record read).
     pub stored: i64,

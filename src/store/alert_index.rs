@@ -63,17 +63,22 @@ pub fn stage(batch: &mut Batch<'_>, seq: u64, a: &Alert) {
 pub struct Range<'a> {
     /// One township's entries, or all.
     pub township: Option<&'a str>,
-    /// First and last event day (`YYYY-MM-DD`), inclusive.
+    /// First event day (`YYYY-MM-DD`), inclusive: where the walk stops.
     pub from: Option<&'a str>,
+    /// Last event day, inclusive: where the walk starts.
     pub to: Option<&'a str>,
 }
 
 /// One index entry.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Entry<'a> {
+    /// Rule code: the `rule` filter is decided without reading the alert.
     pub rule: &'a str,
+    /// Severity code, likewise for `severity`.
     pub severity: &'a str,
+    /// The alert to read when the entry passes.
     pub alert_id: &'a str,
+    /// Its event day (`YYYY-MM-DD`), as the key orders it.
     pub day: &'a str,
 }
 

@@ -330,12 +330,19 @@ pub fn with_pending(store: &Store, mut c: Case) -> Result<Case, StoreError> {
 /// and its total are decided without reading the cases themselves.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
+    /// The case's township: the `township` filter and a township's scope.
     pub township: String,
+    /// Its newest alert's event time: the index order (newest activity first).
     pub newest_event: Timestamp,
+    /// Its first alert's event time: the `from`/`to` filters (发现时间).
     pub first_event: Timestamp,
+    /// When it was opened or reopened: the deadlines count from here.
     pub opened_at: Timestamp,
+    /// The `rule` and `referral` filters.
     pub rule: Rule,
+    /// The `status` filter, and closed cases for the deadlines.
     pub status: Status,
+    /// The `relapsed` filter.
     pub relapsed: bool,
     /// When its newest decision was made, if any.
     pub last_decided_at: Option<Timestamp>,

@@ -9,7 +9,7 @@
 
 use super::{RunError, StreamMeta};
 use crate::config::Config;
-use crate::decode::Kind;
+use crate::source::kafka::input_topics;
 use crate::source::offsets::{source_of, OffsetBook};
 use crate::store::{keys, Cf, Store};
 
@@ -31,18 +31,6 @@ pub struct PositionLine {
     pub stopped: Option<String>,
 }
 
-/// The configured input topics with their feeds.
-fn topics(cfg: &Config) -> [(Kind, &str); 5] {
-    let t = &cfg.kafka.topics;
-    [
-        (Kind::Roster, t.roster.as_str()),
-        (Kind::Death, t.deaths.as_str()),
-        (Kind::Payment, t.payments.as_str()),
-        (Kind::Decision, t.decisions.as_str()),
-        (Kind::Vulnerable, t.vulnerable.as_str()),
-    ]
-}
-
 fn meta(store: &Store) -> Result<StreamMeta, RunError> {
     store.get::<StreamMeta>(Cf::Meta, keys::META_STREAM)?.ok_or_else(|| RunError::WrongState {
         dir: store.path().display().to_string(),
@@ -58,7 +46,7 @@ fn book(store: &Store, m: &StreamMeta) -> Result<OffsetBook, RunError> {
 pub fn show(store: &Store, cfg: &Config) -> Result<Vec<PositionLine>, RunError> {
     let m = meta(store)?;
     let book = book(store, &m)?;
-    let names = topics(cfg);
+    let names = input_topics(&cfg.kafka.topics);
     let mut out = Vec::new();
     for (part, o) in &m.offsets {
         let topic = names.iter().find(|(k, _)| source_of(*k) == part.source).map_or("?", |(_, n)| n).to_owned();
@@ -66,7 +54,7 @@ pub fn show(store: &Store, cfg: &Config) -> Result<Vec<PositionLine>, RunError> 
             partition: part.partition,
             resume: o.resume,
             seek_to: book.seek_to(*part).unwrap_or(0),
-            pending: OffsetBook::from_stored(&std::collections::BTreeMap::from([(*part, o.clone())])).map_or(0, |b| b.pending()),
+            pending: book.pending_in(*part),
             stopped: m.stopped.get(&topic).map(|x| x.describe(&topic)),
             topic,
         });
@@ -87,7 +75,7 @@ pub struct Reset {
 /// topics) and its stop: the next `paywatch run` reads it from its first
 /// offset.
 pub fn reset(store: &Store, cfg: &Config, topic: &str) -> Result<Reset, RunError> {
-    let names = topics(cfg);
+    let names = input_topics(&cfg.kafka.topics);
     let Some((kind, _)) = names.iter().find(|(_, n)| *n == topic) else {
         let known: Vec<&str> = names.iter().map(|(_, n)| *n).collect();
         return Err(RunError::WrongState {
@@ -109,6 +97,7 @@ pub fn reset(store: &Store, cfg: &Config, topic: &str) -> Result<Reset, RunError
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::Kind;
     use crate::source::offsets::Part;
     use crate::source::positions::{Gap, Mismatch};
     use crate::store::StoreOptions;

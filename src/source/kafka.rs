@@ -42,6 +42,17 @@ pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
     c
 }
 
+/// The input topics of a config, by feed (the order of `Part::source`).
+pub fn input_topics(t: &crate::config::TopicsConfig) -> [(Kind, &str); 5] {
+    [
+        (Kind::Roster, t.roster.as_str()),
+        (Kind::Death, t.deaths.as_str()),
+        (Kind::Payment, t.payments.as_str()),
+        (Kind::Decision, t.decisions.as_str()),
+        (Kind::Vulnerable, t.vulnerable.as_str()),
+    ]
+}
+
 /// An assignment change, reported to the main loop after a poll.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Rebalanced {
@@ -156,14 +167,7 @@ pub struct KafkaSource {
 impl KafkaSource {
     /// Creates the consumer and subscribes to the three input topics.
     pub fn open(cfg: &KafkaConfig, book: Arc<Mutex<OffsetBook>>) -> Result<KafkaSource, KafkaSourceError> {
-        let t = &cfg.topics;
-        let topics = [
-            (Kind::Roster, t.roster.clone()),
-            (Kind::Death, t.deaths.clone()),
-            (Kind::Payment, t.payments.clone()),
-            (Kind::Decision, t.decisions.clone()),
-            (Kind::Vulnerable, t.vulnerable.clone()),
-        ];
+        let topics = input_topics(&cfg.topics).map(|(k, n)| (k, n.to_owned()));
         let ctx = SeekContext { topics: topics.clone(), book, events: Mutex::new(Vec::new()), brokers_down: AtomicBool::new(false) };
         let mut c = client_config(cfg);
         for (k, v) in &cfg.consumer {

@@ -201,6 +201,11 @@ impl OffsetBook {
         self.parts.get(&p).map_or(0, |(r, _)| *r)
     }
 
+    /// Offsets of one partition read but not yet applied.
+    pub fn pending_in(&self, p: Part) -> usize {
+        self.parts.get(&p).map_or(0, |(_, pending)| pending.len())
+    }
+
     /// Offsets read but not yet applied, over all partitions.
     pub fn pending(&self) -> usize {
         self.parts.values().map(|(_, p)| p.len()).sum()

@@ -29,17 +29,7 @@ fn day(a: &Alert) -> &[u8] {
 }
 
 fn prefix(township: Option<&str>) -> Vec<u8> {
-    match township {
-        None => vec![ALL],
-        Some(t) => {
-            let len = u16::try_from(t.len()).unwrap_or(u16::MAX);
-            let mut k = Vec::with_capacity(3 + t.len() + 18);
-            k.push(TOWNSHIP);
-            k.extend_from_slice(&len.to_be_bytes());
-            k.extend_from_slice(&t.as_bytes()[..usize::from(len)]);
-            k
-        }
-    }
+    super::keys::index_prefix(ALL, TOWNSHIP, township)
 }
 
 /// Adds the index entries of alert number `seq` to the commit raising it.

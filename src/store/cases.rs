@@ -380,16 +380,7 @@ fn time_key(t: Timestamp) -> [u8; 8] {
 }
 
 fn index_prefix(township: Option<&str>) -> Vec<u8> {
-    match township {
-        None => vec![b'i'],
-        Some(t) => {
-            let len = u16::try_from(t.len()).unwrap_or(u16::MAX);
-            let mut k = vec![b'j'];
-            k.extend_from_slice(&len.to_be_bytes());
-            k.extend_from_slice(&t.as_bytes()[..usize::from(len)]);
-            k
-        }
-    }
+    super::keys::index_prefix(b'i', b'j', township)
 }
 
 fn index_keys(case_id: &str, s: &Summary) -> [Vec<u8>; 2] {

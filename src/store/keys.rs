@@ -159,6 +159,24 @@ pub fn alert_seq(seq: u64) -> Vec<u8> {
     seq.to_be_bytes().to_vec()
 }
 
+/// The start of an index key: `all` alone, or `by_township`, the
+/// township's length (u16, big-endian) and the township, so that one
+/// township's entries never run into those of a township whose name it
+/// begins (the alert and case indexes).
+pub fn index_prefix(all: u8, by_township: u8, township: Option<&str>) -> Vec<u8> {
+    match township {
+        None => vec![all],
+        Some(t) => {
+            let len = u16::try_from(t.len()).unwrap_or(u16::MAX);
+            let mut k = Vec::with_capacity(3 + t.len() + 24);
+            k.push(by_township);
+            k.extend_from_slice(&len.to_be_bytes());
+            k.extend_from_slice(&t.as_bytes()[..usize::from(len)]);
+            k
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,8 +31,8 @@ start_broker() {
     --storage-engine memory://tansu/ >"$WORK/tansu.log" 2>&1 &
   PIDS+=($!)
   wait_port "$BROKER_PORT"
-  python3 "$TOOL" create-topics "$BROKER" dibao.payments.v1:3 dibao.roster.v1:2 civil.deaths.v1:1 \
-    dibao.decisions.v1:1 civil.vulnerable.v1:1 dibao.alerts.v1:1 dibao.deadletter.v1:1
+  python3 "$TOOL" create-topics "$BROKER" dibao.payments.v1:3 dibao.roster.v1:3 civil.deaths.v1:3 \
+    dibao.decisions.v1:1 civil.vulnerable.v1:3 dibao.alerts.v1:1 dibao.deadletter.v1:1
 }
 
 # write_config FILE STATE_DIR GROUP -> sets HTTP_PORT

@@ -176,7 +176,7 @@ impl Consume {
                     break;
                 }
                 for ev in events {
-                    self.rebalanced(ev);
+                    self.rebalanced(ev)?;
                 }
                 dirty = true;
                 read += self.read_common();
@@ -327,7 +327,7 @@ impl Consume {
         self.status.dead_letters += 1;
     }
 
-    fn rebalanced(&mut self, ev: Rebalanced) {
+    fn rebalanced(&mut self, ev: Rebalanced) -> Result<(), RunError> {
         match ev {
             Rebalanced::Assigned(parts) => {
                 let book = self.book.lock().unwrap_or_else(|e| e.into_inner());
@@ -340,6 +340,10 @@ impl Consume {
                 self.reorder.assign(&parts);
                 self.hold_stopped();
                 let all = self.source.all_partitions(Duration::from_secs(2));
+                // Before anything assigned is read: a partitioned engine
+                // needs a person's records on one partition number.
+                let topics = crate::source::kafka::input_kinds().map(|k| (k, self.source.topic(k)));
+                crate::source::copartition::check(&topics, &all)?;
                 self.reorder.know(&all, self.clock.now());
                 if !all.is_empty() {
                     self.all_parts = all.into_iter().collect();
@@ -363,6 +367,7 @@ impl Consume {
                 }
             }
         }
+        Ok(())
     }
 
     /// A partition whose end (as last fetched) has been read counts as

@@ -55,6 +55,8 @@ pub enum RunError {
     Thread(String),
     #[error("cannot create the Kafka producer for decisions: {0}")]
     DecisionProducer(rdkafka::error::KafkaError),
+    #[error(transparent)]
+    NotCoPartitioned(#[from] crate::source::copartition::NotCoPartitioned),
 }
 
 impl RunError {
@@ -62,7 +64,7 @@ impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
             RunError::NoStateDir | RunError::WrongState { .. } | RunError::Store(StoreError::Refused { .. }) => 2,
-            RunError::Listen { .. } | RunError::Tls(_) => 2,
+            RunError::Listen { .. } | RunError::Tls(_) | RunError::NotCoPartitioned(_) => 2,
             _ => 1,
         }
     }

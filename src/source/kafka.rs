@@ -42,6 +42,11 @@ pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
     c
 }
 
+/// The input feeds, in the order of `Part::source`.
+pub fn input_kinds() -> [Kind; 5] {
+    [Kind::Roster, Kind::Death, Kind::Payment, Kind::Decision, Kind::Vulnerable]
+}
+
 /// The input topics of a config, by feed (the order of `Part::source`).
 pub fn input_topics(t: &crate::config::TopicsConfig) -> [(Kind, &str); 5] {
     [

@@ -2,7 +2,8 @@
 //!
 //! - `files`: exported JSON Lines / CSV files, decoded, sorted on disk in
 //!   bounded memory and merged (§6).
-//! - `kafka`: the three input topics; `offsets` keeps their positions as
+//! - `kafka`: the input topics (`copartition` checks the person-keyed ones
+//!   agree on their partition count); `offsets` keeps their positions as
 //!   state; `positions` checks the logs still match them; `reorder`
 //!   releases what was read in event-time order.
 //!
@@ -10,6 +11,7 @@
 
 pub mod files;
 pub mod kafka;
+pub mod copartition;
 pub mod offsets;
 pub mod positions;
 pub mod reorder;

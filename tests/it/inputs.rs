@@ -6,8 +6,8 @@
 use super::common::kafka::{free_port, service_config, tool, Broker, Service};
 use super::common::{bin, ledger};
 use paywatch::generate::OutFormat;
-use std::process::Command;
-use std::time::Duration;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 const DEATHS: &str = "civil.deaths.v1";
 
@@ -42,14 +42,14 @@ fn a_recreated_input_topic_is_stopped_until_an_operator_resets_it() {
     // The deaths topic is deleted and recreated with one record: its end
     // is now before the stored position.
     tool(&["delete-topics", &b.addr, DEATHS]);
-    b.create_topics(&[&format!("{DEATHS}:1")]);
+    b.create_topics(&[&format!("{DEATHS}:3")]);
     let one = dir.path().join("one-death.jsonl");
     std::fs::write(&one, format!("{}\n", deaths.lines().next().unwrap())).unwrap();
     tool(&["produce-raw", &b.addr, DEATHS, one.to_str().unwrap()]);
     svc.restart();
     let s = svc.wait_until(Duration::from_secs(60), "stopped on the deaths topic", stopped);
     let why = s["stopped_topics"][DEATHS].as_str().unwrap();
-    assert!(why.contains("partition 0 of civil.deaths.v1") && why.contains("recreated"), "{why}");
+    assert!(why.contains("of civil.deaths.v1") && why.contains("recreated"), "{why}");
     assert!(!s["idle"].as_bool().unwrap());
     let (code, body) = svc.get("/readyz").unwrap();
     assert_eq!(code, 503, "{body}");
@@ -71,10 +71,11 @@ fn a_recreated_input_topic_is_stopped_until_an_operator_resets_it() {
     let show = Command::new(bin()).args(["offsets", "show", "--config"]).arg(&cfg).output().unwrap();
     assert!(show.status.success(), "{}", String::from_utf8_lossy(&show.stderr));
     let shown = String::from_utf8_lossy(&show.stdout);
-    let line = shown.lines().find(|l| l.contains(DEATHS)).unwrap_or_else(|| panic!("{shown}"));
-    let v: serde_json::Value = serde_json::from_str(line).unwrap();
-    assert_eq!(v["resume"].as_u64(), Some(n_deaths as u64), "{line}");
-    assert!(v["stopped"].as_str().is_some_and(|s| s.contains("recreated")), "{line}");
+    let lines: Vec<serde_json::Value> = shown.lines().filter(|l| l.contains(DEATHS)).map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(!lines.is_empty(), "{shown}");
+    let resumed: u64 = lines.iter().map(|v| v["resume"].as_u64().unwrap()).sum();
+    assert_eq!(resumed, n_deaths as u64, "{shown}");
+    assert!(lines.iter().all(|v| v["stopped"].as_str().is_some_and(|s| s.contains("recreated"))), "{shown}");
     let reset = Command::new(bin()).args(["offsets", "reset", "--topic", DEATHS, "--config"]).arg(&cfg).output().unwrap();
     assert!(reset.status.success(), "{}", String::from_utf8_lossy(&reset.stderr));
     assert!(String::from_utf8_lossy(&reset.stderr).contains("stop lifted"));
@@ -89,4 +90,66 @@ fn a_recreated_input_topic_is_stopped_until_an_operator_resets_it() {
     assert_eq!(count("ok"), 0);
     assert!(count("redelivered") > 0);
     assert_eq!(count("redelivered") + count("dead_letter"), n_deaths + 1);
+}
+
+/// #16: the topics keyed by person must have one partition count, or a
+/// partitioned engine would find a person's records on different
+/// partition numbers. A service started on topics that disagree stops
+/// before reading anything, with exit code 2 and every topic's count.
+#[test]
+fn input_topics_with_different_partition_counts_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::start(dir.path());
+    b.create_topics(&[
+        "dibao.payments.v1:3",
+        "dibao.roster.v1:2",
+        "civil.deaths.v1:3",
+        "dibao.decisions.v1:1",
+        "civil.vulnerable.v1:1",
+        "dibao.alerts.v1:1",
+        "dibao.deadletter.v1:1",
+    ]);
+    let g = ledger(&dir.path().join("ledger"), 120, OutFormat::Jsonl, 5);
+    tool(&["produce-ledger", &b.addr, &g.payments.parent().unwrap().display().to_string()]);
+    let port = free_port();
+    let cfg = service_config(dir.path(), &b, port, "");
+    let log = dir.path().join("refused.log");
+    let mut child = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("PAYWATCH_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("paywatch run was not refused; log {}", std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(2), "{text}");
+    for named in ["dibao.payments.v1 has 3", "dibao.roster.v1 has 2", "civil.deaths.v1 has 3", "civil.vulnerable.v1 has 1"] {
+        assert!(text.contains(named), "{named} not in {text}");
+    }
+    assert!(!text.contains("dibao.decisions.v1 has"), "decisions are routed by case, any count will do: {text}");
+    // Nothing read was committed: no stored position.
+    let show = Command::new(bin()).args(["offsets", "show", "--config"]).arg(&cfg).output().unwrap();
+    let said = String::from_utf8_lossy(&show.stderr);
+    assert!(!show.status.success() && said.contains("holds no stream offsets"), "{said}");
+    // Topics that agree are read.
+    tool(&["delete-topics", &b.addr, "dibao.roster.v1", "civil.vulnerable.v1"]);
+    b.create_topics(&["dibao.roster.v1:3", "civil.vulnerable.v1:3"]);
+    tool(&["produce-ledger", &b.addr, &g.payments.parent().unwrap().display().to_string(), "--topics", "roster,vulnerable"]);
+    let mut svc = Service::start(&cfg, port, dir.path());
+    let s = svc.wait_idle();
+    assert!(s["counts"]["payments"].as_u64().unwrap() > 0 && s["counts"]["roster"].as_u64().unwrap() > 0, "{s}");
+    assert!(s["alerts"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(svc.terminate().code(), Some(0));
 }

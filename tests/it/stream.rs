@@ -167,9 +167,9 @@ fn a_second_consumer_in_the_group_holding_partitions_for_a_while_loses_nothing()
     let shared = svc.wait_until(Duration::from_secs(60), "given a share", |s| s["assigned_partitions"].as_u64().unwrap_or(0) > 0);
     let joined: serde_json::Value = serde_json::from_str(&joiner.join().unwrap()).unwrap();
     assert!(joined["assigned"].as_u64().unwrap() > 0, "the second member held partitions: {joined}");
-    assert!(shared["assigned_partitions"].as_u64().unwrap() < 8, "paywatch shared the group: {shared}");
+    assert!(shared["assigned_partitions"].as_u64().unwrap() < 13, "paywatch shared the group: {shared}");
 
-    svc.wait_until(Duration::from_secs(60), "given every partition", |s| s["assigned_partitions"] == 8);
+    svc.wait_until(Duration::from_secs(60), "given every partition", |s| s["assigned_partitions"] == 13);
     svc.wait_idle();
     let (got, _) = alert_ids_on_topic(&broker, dir.path(), want.len());
     assert_same(&got, &want, "alerts topic against the audit");
@@ -191,11 +191,11 @@ fn a_member_that_shares_its_group_past_the_grace_is_not_ready() {
     let port = free_port();
     let cfg = service_config(dir.path(), &broker, port, "revoked_grace = \"2s\"\n[kafka.consumer]\n\"session.timeout.ms\" = \"6000\"");
     let mut svc = Service::start(&cfg, port, dir.path());
-    svc.wait_until(Duration::from_secs(60), "given every partition", |s| s["assigned_partitions"] == 8);
+    svc.wait_until(Duration::from_secs(60), "given every partition", |s| s["assigned_partitions"] == 13);
     let st = svc.wait_idle();
     assert_eq!(svc.get("/readyz").map(|r| r.0), Some(200));
     assert_eq!(st["owned"]["dibao.payments.v1"], serde_json::json!([0, 1, 2]), "{st}");
-    assert_eq!(st["owned"]["dibao.roster.v1"], serde_json::json!([0, 1]), "{st}");
+    assert_eq!(st["owned"]["dibao.roster.v1"], serde_json::json!([0, 1, 2]), "{st}");
     assert_eq!(st["held_elsewhere"], 0);
 
     // Another instance joins the group and holds some partitions for 15 s.
@@ -220,12 +220,12 @@ fn a_member_that_shares_its_group_past_the_grace_is_not_ready() {
     let st = svc.status().unwrap();
     let owned: usize = st["owned"].as_object().unwrap().values().map(|v| v.as_array().unwrap().len()).sum();
     assert_eq!(owned as u64, st["assigned_partitions"].as_u64().unwrap(), "{st}");
-    assert_eq!(owned + st["held_elsewhere"].as_u64().unwrap() as usize, 8, "{st}");
+    assert_eq!(owned + st["held_elsewhere"].as_u64().unwrap() as usize, 13, "{st}");
     let joined: serde_json::Value = serde_json::from_str(&joiner.join().unwrap()).unwrap();
     assert!(joined["assigned"].as_u64().unwrap() > 0, "{joined}");
 
     // Alone again: ready again.
-    svc.wait_until(Duration::from_secs(60), "given every partition back", |s| s["assigned_partitions"] == 8);
+    svc.wait_until(Duration::from_secs(60), "given every partition back", |s| s["assigned_partitions"] == 13);
     let end = std::time::Instant::now() + Duration::from_secs(30);
     while svc.get("/readyz").map(|r| r.0) != Some(200) {
         assert!(std::time::Instant::now() < end, "not ready again when alone: {:?}", svc.get("/readyz"));
@@ -253,7 +253,7 @@ fn no_broker_at_start_is_not_ready_but_keeps_trying_then_catches_up() {
     let broker = Broker::start_on(dir.path(), broker_port);
     broker.create_contract_topics();
     produce_ledger(&broker, &g, "roster,deaths,payments,decisions,vulnerable");
-    svc.wait_until(Duration::from_secs(120), "ready", |s| s["assigned_partitions"] == 8);
+    svc.wait_until(Duration::from_secs(120), "ready", |s| s["assigned_partitions"] == 13);
     assert_eq!(svc.get("/readyz").map(|r| r.0), Some(200));
     svc.wait_idle();
     let (got, _) = alert_ids_on_topic(&broker, dir.path(), want.len());

@@ -67,7 +67,7 @@ impl Broker {
 
     /// The input, alert and dead-letter topics of the contract.
     pub fn create_contract_topics(&self) {
-        self.create_topics(&["dibao.payments.v1:3", "dibao.roster.v1:2", "civil.deaths.v1:1", "dibao.decisions.v1:1", "civil.vulnerable.v1:1", "dibao.alerts.v1:1", "dibao.deadletter.v1:1"]);
+        self.create_topics(&["dibao.payments.v1:3", "dibao.roster.v1:3", "civil.deaths.v1:3", "dibao.decisions.v1:1", "civil.vulnerable.v1:3", "dibao.alerts.v1:1", "dibao.deadletter.v1:1"]);
     }
 
     /// Topics as `name:partitions`.

@@ -63,7 +63,9 @@ impl Engine {
         if ben.deaths.iter().any(|x| x.reported_at <= d && x.date_of_death < day) {
             return Ok(());
         }
-        if ben.roster_at(d).is_some_and(coverage_gap::covers) {
+        // A late version asks about a past deadline: the roster then may
+        // be archived by now.
+        if self.roster_version(pid, d)?.is_some_and(|r| coverage_gap::covers(&r)) {
             return Ok(());
         }
         if let Some(h) = &v.household_id {
@@ -72,7 +74,7 @@ impl Engine {
                 None => Vec::new(),
             };
             for m in members {
-                if self.bens.get(&self.store, m.as_bytes())?.and_then(|b| b.roster_at(d)).is_some_and(coverage_gap::covers) {
+                if self.roster_version(&m, d)?.is_some_and(|r| coverage_gap::covers(&r)) {
                     return Ok(());
                 }
             }

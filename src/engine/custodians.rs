@@ -31,8 +31,8 @@ impl Engine {
             let of: Vec<String> = state.of.iter().cloned().collect();
             let mut records = Vec::with_capacity(of.len());
             for b in &of {
-                if let Some(rec) = self.bens.get(&self.store, b.as_bytes())?.and_then(|x| x.roster_at(t)) {
-                    records.push(rec.clone());
+                if let Some(rec) = self.roster_version(b, t)? {
+                    records.push(rec);
                 }
             }
             let counted = custodian_overload::counted(&id, day, &records);
@@ -51,8 +51,8 @@ impl Engine {
     /// that person. Only such payments pay for this lookup.
     pub(super) fn custodian_deceased_at(&mut self, p: &Payment, id: &PersonId, paid_on: crate::model::time::Date) -> Result<Option<crate::detect::Finding>, EngineError> {
         let Some(death) = self.bens.get(&self.store, id.as_str().as_bytes())?.and_then(|b| b.death().cloned()) else { return Ok(None) };
-        let Some(ben) = self.bens.get(&self.store, p.beneficiary_id.as_str().as_bytes())? else { return Ok(None) };
-        let roster = ben.roster_at(p.paid_at);
+        let roster = self.roster_version(p.beneficiary_id.as_str(), p.paid_at)?;
+        let roster = roster.as_ref();
         let v = PaymentView {
             payment: p,
             roster,
@@ -83,14 +83,16 @@ impl Engine {
                 None => continue,
             };
             let lists = self.months.get_many(&self.store, &months)?;
-            let Some(ben) = self.bens.get(&self.store, bid.as_bytes())? else { continue };
             for sp in lists.iter().flatten() {
                 let p = &sp.payment;
                 let paid_on = self.tz.date(p.paid_at);
                 if paid_on <= d.date_of_death {
                     continue;
                 }
-                let roster = ben.roster_at(p.paid_at);
+                // The version of the payment's day, archived by now when
+                // the death is reported long after.
+                let roster = self.roster_version(&bid, p.paid_at)?;
+                let roster = roster.as_ref();
                 let custodian = roster.and_then(|r| custodian_in(r, paid_on, &p.account_no, &p.account_name));
                 if custodian.and_then(|c| c.id_no.as_ref()).is_none_or(|x| x != &d.person_id) {
                     continue;

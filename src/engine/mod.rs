@@ -7,6 +7,7 @@
 //! staged — state, timers, alerts, dead letters and the input position — as
 //! one atomic batch. The engine never reads input and never writes output.
 
+mod archive;
 mod cases;
 mod coverage;
 mod custodians;
@@ -139,6 +140,10 @@ pub struct Engine {
     referrals: timers::Timers,
     /// household_id → beneficiaries ever on the roster with it, cached.
     households: Table<std::collections::BTreeSet<String>>,
+    /// beneficiary_id → roster versions moved out of the beneficiary
+    /// ([`state::Beneficiary::prune_roster`]), for questions about an
+    /// earlier instant; cached.
+    roster_archive: archive::Archive,
     /// Position, watermark and counts, committed with every batch.
     progress: Progress,
     /// The earliest `MISSED_PAYMENT` deadline not yet passed, cached.
@@ -218,6 +223,7 @@ impl Engine {
             timers: timers::Timers::new(Cf::Timers),
             referrals: timers::Timers::new(Cf::Referrals),
             households: Table::new(Cf::Households, cache_entries),
+            roster_archive: archive::Archive::default(),
             progress,
             next_deadline: None,
             staged_alerts: Vec::new(),
@@ -417,6 +423,7 @@ impl Engine {
         self.accounts.landed();
         self.custodians.landed();
         self.households.landed();
+        self.roster_archive.landed();
         self.referrals.landed();
         self.cases.landed();
         self.decision_cases.landed();
@@ -442,6 +449,7 @@ impl Engine {
         self.accounts.flush(batch, in_flight)?;
         self.custodians.flush(batch, in_flight)?;
         self.households.flush(batch, in_flight)?;
+        self.roster_archive.flush(batch, in_flight)?;
         self.referrals.flush(&self.store, batch, in_flight)?;
         self.cases.flush(batch, in_flight)?;
         self.decision_cases.flush(batch, in_flight)?;

@@ -29,7 +29,8 @@ impl Engine {
         };
         // The beneficiary is looked up once; everything up to the account
         // step works on this borrow.
-        let (store, months, rules, tz, checks) = (&self.store, &mut self.months, &self.rules, self.tz, &self.payment_checks);
+        let (store, months, rules, tz, checks, archive) =
+            (&self.store, &mut self.months, &self.rules, self.tz, &self.payment_checks, &self.roster_archive);
         let ben = self.bens.get_or_default(store, bid.as_bytes())?;
         // A redelivery repeats the record, so it lands in a month that
         // already has payments; only then is the month read.
@@ -45,7 +46,16 @@ impl Engine {
         // looked up after this borrow (CUSTODIAN_DECEASED).
         let custodian_id;
         {
-            let roster = ben.roster_at(p.paid_at);
+            // A payment older than every version kept (out of order in a
+            // stream) is judged by the archived version of its time.
+            let archived;
+            let roster = match ben.roster_at(p.paid_at) {
+                None if !ben.roster.is_empty() => {
+                    archived = archive.at(store, bid, p.paid_at)?;
+                    archived.as_ref()
+                }
+                found => found,
+            };
             let custodian = roster.and_then(|r| custodian_in(r, paid_on, &p.account_no, &p.account_name));
             exempt = custodian.is_some();
             custodian_id = custodian.and_then(|c| c.id_no.clone()).filter(|_| rules.custodian_deceased.enabled);
@@ -170,15 +180,18 @@ impl Engine {
         }
         // One lookup of the account; n is counted only for an account some
         // roster ever named for a custodian (rare).
-        let (store, bens) = (&self.store, &mut self.bens);
-        let acct = self.accounts.get_or_default(store, account_no.as_bytes())?;
+        let named: Vec<String> = match self.accounts.get(&self.store, account_no.as_bytes())? {
+            Some(a) if !a.custodian_of.is_empty() => a.custodian_of.iter().cloned().collect(),
+            _ => Vec::new(),
+        };
         let mut n = 0;
-        for id in &acct.custodian_of {
-            let registered = bens.get(store, id.as_bytes())?.and_then(|b| b.roster_at(t)).is_some_and(|r| {
+        for id in &named {
+            let registered = self.roster_version(id, t)?.is_some_and(|r| {
                 r.custodians.iter().any(|c| c.account_no == account_no && c.valid_on(day))
             });
             n += usize::from(registered);
         }
+        let acct = self.accounts.get_or_default(&self.store, account_no.as_bytes())?;
         Ok(acct.window.step(&self.rules, &self.window_rules, account_no, township, t, n, change))
     }
 }

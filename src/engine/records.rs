@@ -2,7 +2,7 @@
 
 use super::{Engine, EngineError, Outcome};
 use crate::detect::{paid_after_death, PaymentView, NO_YEARS};
-use crate::model::{DeathRecord, Period, RosterRecord};
+use crate::model::{DeathRecord, Period, RosterRecord, Timestamp};
 use crate::store::keys::{self, MonthKey};
 
 impl Engine {
@@ -10,11 +10,18 @@ impl Engine {
         let bid = r.beneficiary_id.as_str();
         let ben = self.bens.get_or_default(&self.store, bid.as_bytes())?;
         // The version this one replaces, for CUSTODIAN_OVERLOAD (§11.8).
-        let replaced: Vec<crate::model::PersonId> =
-            ben.roster_at(r.updated_at).map(|x| x.custodians.iter().filter_map(|c| c.id_no.clone()).collect()).unwrap_or_default();
-        if !ben.insert_roster(r.clone()) {
+        let older = ben.roster.first().is_some_and(|f| r.updated_at < f.updated_at);
+        if ben.roster.contains(r) || (older && self.roster_archive.contains(&self.store, r)?) {
             return Ok(Outcome::Redelivered);
         }
+        let ids = |x: &RosterRecord| x.custodians.iter().filter_map(|c| c.id_no.clone()).collect::<Vec<_>>();
+        let replaced = match ben.roster_at(r.updated_at) {
+            Some(x) => ids(x),
+            None if ben.roster.is_empty() => Vec::new(),
+            None => self.roster_version(bid, r.updated_at)?.map(|x| ids(&x)).unwrap_or_default(),
+        };
+        let ben = self.bens.get_or_default(&self.store, bid.as_bytes())?;
+        ben.insert_roster(r.clone());
         let missed = &self.rules.missed_payment;
         if missed.enabled && ben.missed_next.is_none() && ben.death().is_none() {
             let first = missed.first_open_month(self.tz, Period::of(r.enrolled_at), self.progress.watermark);
@@ -22,7 +29,8 @@ impl Engine {
             self.timers.add(missed.deadline(self.tz, first), bid.to_owned());
         }
         if let Some(w) = self.progress.watermark {
-            ben.prune_roster(w);
+            let gone = ben.prune_roster(w);
+            self.roster_archive.add(bid, gone);
         }
         for c in &r.custodians {
             self.accounts.get_or_default(&self.store, c.account_no.as_bytes())?.custodian_of.insert(bid.to_owned());
@@ -32,6 +40,20 @@ impl Engine {
             self.custodians_on_roster(r, replaced)?;
         }
         Ok(Outcome::Applied)
+    }
+
+    /// The roster version applying to `bid` at `t` (the newest whose
+    /// `updated_at` is not after `t`), from the archive when `t` is before
+    /// every version the beneficiary keeps.
+    pub(super) fn roster_version(&mut self, bid: &str, t: Timestamp) -> Result<Option<RosterRecord>, EngineError> {
+        let Some(ben) = self.bens.get(&self.store, bid.as_bytes())? else { return Ok(None) };
+        if let Some(r) = ben.roster_at(t) {
+            return Ok(Some(r.clone()));
+        }
+        if ben.roster.is_empty() {
+            return Ok(None);
+        }
+        self.roster_archive.at(&self.store, bid, t)
     }
 
     pub(super) fn on_death(&mut self, d: &DeathRecord) -> Result<Outcome, EngineError> {

@@ -53,20 +53,25 @@ impl Beneficiary {
         true
     }
 
-    /// Drops roster versions no future question can reach. A version is
-    /// dominated by a newer one `j` that already applies at the watermark
-    /// (so every later payment sees `j` or newer) and whose `status_since`
-    /// is not after the first undecided `MISSED_PAYMENT` month (so `j`, or a
-    /// newer version, decides every month still open). History then stays a
-    /// few versions long however many years the ledger covers.
-    pub fn prune_roster(&mut self, watermark: Timestamp) {
+    /// Moves out the roster versions that questions asked at the watermark
+    /// or later no longer reach, and returns them, oldest first, for the
+    /// archive (questions about an earlier instant — a late custodian
+    /// death, a late referral — still need them). A version is dominated
+    /// by a newer one `j` that already applies at the watermark (so every
+    /// later payment sees `j` or newer) and whose `status_since` is not
+    /// after the first undecided `MISSED_PAYMENT` month (so `j`, or a newer
+    /// version, decides every month still open). What stays with the
+    /// beneficiary is then a few versions however many years the ledger
+    /// covers.
+    pub fn prune_roster(&mut self, watermark: Timestamp) -> Vec<RosterRecord> {
         let open_from = self.missed_next.map(|p| p.first_day());
         let keep_from = self
             .roster
             .iter()
             .rposition(|r| r.updated_at <= watermark && open_from.is_none_or(|d| r.status_since <= d));
-        if let Some(j) = keep_from {
-            self.roster.drain(..j);
+        match keep_from {
+            Some(j) => self.roster.drain(..j).collect(),
+            None => Vec::new(),
         }
     }
 
@@ -148,12 +153,12 @@ mod tests {
             b.insert_roster(r.clone());
         }
         b.missed_next = Some(crate::model::Period::parse("2019-12").unwrap());
-        b.prune_roster(ts("2019-12-29T00:00:00+08:00"));
+        assert_eq!(b.prune_roster(ts("2019-12-29T00:00:00+08:00")), [r1.clone()]);
         assert_eq!(b.roster, [r2.clone(), r3.clone()], "r3 starts after December, which is still open");
         b.missed_next = Some(crate::model::Period::parse("2020-01").unwrap());
-        b.prune_roster(ts("2019-12-29T00:00:00+08:00"));
+        assert_eq!(b.prune_roster(ts("2019-12-29T00:00:00+08:00")), [r2.clone()], "moved out for the archive");
         assert_eq!(b.roster, [r3.clone()]);
-        b.prune_roster(ts("2017-01-01T00:00:00+08:00"));
+        assert!(b.prune_roster(ts("2017-01-01T00:00:00+08:00")).is_empty());
         assert_eq!(b.roster, [r3], "nothing applies yet at an earlier watermark: keep all");
     }
 }

@@ -43,6 +43,28 @@ pub const META_STREAM: &[u8] = b"stream";
 /// until the service has put them in its outbox for the decisions topic.
 pub const META_MIGRATED_DECISIONS: &[u8] = b"migrated_decisions";
 
+/// An archived roster version's key: `beneficiary_id | 0x00 | updated_at |
+/// content hash`, so a beneficiary's versions are one key range in update
+/// order, written without reading, and two versions with the same
+/// `updated_at` do not overwrite each other.
+pub fn archived_roster(beneficiary_id: &str, updated_at: Timestamp, content: &[u8]) -> Vec<u8> {
+    use std::hash::Hasher;
+    let mut h = rustc_hash::FxHasher::default();
+    h.write(content);
+    let mut k = archived_roster_prefix(beneficiary_id);
+    k.extend_from_slice(&(updated_at.0 as u64 ^ (1 << 63)).to_be_bytes());
+    k.extend_from_slice(&h.finish().to_be_bytes());
+    k
+}
+
+/// The key range of one beneficiary's archived roster versions.
+pub fn archived_roster_prefix(beneficiary_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(beneficiary_id.len() + 17);
+    k.extend_from_slice(beneficiary_id.as_bytes());
+    k.push(0);
+    k
+}
+
 /// An outbox key: the target, then a sequence number.
 pub fn outbox(target: u8, seq: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(9);

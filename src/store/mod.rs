@@ -90,10 +90,15 @@ pub enum Cf {
     /// deadline → the `COVERAGE_GAP` referrals (person and record ids)
     /// waiting on it.
     Referrals,
+    /// beneficiary_id → the roster versions no longer kept with the
+    /// beneficiary (older than the one applying at the watermark), oldest
+    /// first: read only by checks that look back at an earlier instant (a
+    /// late custodian death, a late referral, an out-of-order record).
+    RosterArchive,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 16] = [
+    pub const ALL: [Cf; 17] = [
         Cf::Meta,
         Cf::Beneficiaries,
         Cf::Months,
@@ -110,6 +115,7 @@ impl Cf {
         Cf::Households,
         Cf::Referrals,
         Cf::AlertIndex,
+        Cf::RosterArchive,
     ];
 
     pub fn name(self) -> &'static str {
@@ -130,6 +136,7 @@ impl Cf {
             Cf::Households => "households",
             Cf::Referrals => "referrals",
             Cf::AlertIndex => "alert_index",
+            Cf::RosterArchive => "roster_archive",
         }
     }
 }

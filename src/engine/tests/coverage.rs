@@ -141,3 +141,35 @@ fn a_new_flagged_at_replaces_the_deadline_and_a_late_version_is_decided_when_app
     assert_eq!(g.len(), 2);
     assert_eq!(g[1].event_time, "2019-04-05T00:00:00+08:00", "event_time is the deadline");
 }
+
+/// A version decided after its deadline asks who was covered at that past
+/// deadline: the person's roster version of then may have been moved out of
+/// the beneficiary (archived) since, and still counts.
+#[test]
+fn a_late_version_sees_the_roster_of_its_deadline_even_when_archived() {
+    let mut h = harness();
+    let version = |status: Status, since: &str, at: &str| {
+        let mut r = enrolled();
+        r.beneficiary_id = PersonId::parse(P).unwrap();
+        r.household_id = "H8".into();
+        r.status = status;
+        r.status_since = day(since);
+        r.updated_at = ts(at);
+        Record::Roster(r)
+    };
+    // P is on dibao through 2019, then cancelled; the watermark moves on.
+    h.apply(version(Status::Active, "2019-01-01", "2019-01-01T08:00:00+08:00"));
+    h.apply(version(Status::Active, "2020-01-01", "2019-12-28T08:00:00+08:00"));
+    tick(&mut h, "T1", "2020-02-10T10:00:00+08:00");
+    h.apply(version(Status::Cancelled, "2020-03-01", "2020-03-01T08:00:00+08:00"));
+    tick(&mut h, "T2", "2020-04-10T10:00:00+08:00");
+    assert!(h.engine.store().values(crate::store::Cf::RosterArchive).count() >= 1, "2019's version archived");
+    // Flagged in January 2019 (deadline 2019-04-11), shared only in 2020:
+    // P was covered then.
+    h.apply(Record::Vulnerable(flagged("CL-1", "grade_1", "2019-01-11", "2020-04-11T09:00:00+08:00")));
+    // Flagged in January 2020 (deadline 2020-04-10), after the cancellation
+    // of March: not covered at the deadline.
+    h.apply(Record::Vulnerable(flagged("CL-2", "grade_1", "2020-01-11", "2020-04-11T09:00:00+08:00")));
+    let got: Vec<&str> = h.of(Rule::CoverageGap).iter().map(|a| a.evidence.record_ids[0].as_str()).collect();
+    assert_eq!(got, ["CL-2"]);
+}

@@ -107,6 +107,56 @@ fn a_custodians_death_is_flagged_at_the_payment_and_late() {
     assert_eq!(h.of(Rule::CustodianDeceased).len(), 2);
 }
 
+/// The custodian's death is reported after the beneficiary's roster has
+/// moved on twice, so the version in effect on the earliest payments is no
+/// longer kept with the beneficiary but archived: every payment made after
+/// the death is still flagged (found on a 16-year ledger, where a death
+/// reported in January missed December's payment).
+#[test]
+fn a_late_custodian_death_reaches_payments_made_under_archived_roster_versions() {
+    let mut h = Harness::new();
+    let to_custodian = |m: &str| {
+        let mut p = payment(&format!("P{m}"), m, "585.00", &format!("{m}-10T10:00:00+08:00"));
+        p.account_no = ACCOUNT.into();
+        p.account_name = "王五".into();
+        p
+    };
+    let version = |since: &str, at: &str, amount: &str| {
+        let mut r = enrolled();
+        r.custodians = vec![registration("2019-01-01", None)];
+        r.status_since = day(since);
+        r.updated_at = ts(at);
+        r.monthly_amount = crate::model::Money::parse(amount).unwrap();
+        Record::Roster(r)
+    };
+    h.apply(version("2019-01-01", "2019-01-01T08:00:00+08:00", "585.00"));
+    let months: Vec<String> = (0..26).map(|i| format!("{}-{:02}", 2019 + i / 12, i % 12 + 1)).collect();
+    for m in &months {
+        if m == "2020-01" {
+            h.apply(version("2020-01-01", "2019-12-28T10:00:00+08:00", "615.00"));
+        }
+        if m == "2021-01" {
+            h.apply(version("2021-01-01", "2020-12-28T10:00:00+08:00", "645.00"));
+        }
+        h.pay(to_custodian(m));
+    }
+    assert!(h.alerts.is_empty(), "{:?}", h.rules());
+    let archived = h.engine.store().values(crate::store::Cf::RosterArchive).count();
+    assert!(archived >= 1, "the first version was moved out of the beneficiary");
+    h.apply(Record::Death(DeathRecord {
+        record_id: "DX".into(),
+        person_id: PersonId::parse(X).unwrap(),
+        name: "王五".into(),
+        date_of_death: day("2019-06-20"),
+        source: DeathSource::Hospital,
+        reported_at: ts("2021-03-01T09:00:00+08:00"),
+    }));
+    let mut flagged: Vec<String> = h.of(Rule::CustodianDeceased).iter().map(|a| a.evidence.event_ids[0].clone()).collect();
+    flagged.sort();
+    let want: Vec<String> = months[6..].iter().map(|m| format!("P{m}")).collect();
+    assert_eq!(flagged, want, "every payment from July 2019 on, under all three versions");
+}
+
 #[test]
 fn both_rules_can_be_switched_off() {
     let mut rules = RulesConfig::default();

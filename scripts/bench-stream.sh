@@ -2,15 +2,18 @@
 # `make bench-stream`: the same 1,000,000-payment ledger through a real
 # broker on loopback, (a) a consume-only loop with the service's consumer
 # settings that only decodes, against (b) the full service (decode, order,
-# apply, commit, publish); then the latency from producing a payment to its
-# alert on the alerts topic at a steady 5,000 payments/s.
+# apply, commit, publish); (c) the restore after a `kill -9` mid-replay
+# (state directory kept: RocksDB reopened, partitions sought to the stored
+# offsets) and after a lost state directory (replay from the first offset);
+# then the latency from producing a payment to its alert on the alerts
+# topic at a steady 5,000 payments/s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="${CARGO_TARGET_DIR:-target}/release/paywatch"
 WORK=$(mktemp -d /var/tmp/paywatch-bench-stream-XXXX)
 source scripts/kafka-lib.sh
 HOUSEHOLDS="${BENCH_HOUSEHOLDS:-20000}"
-PART="${1:-all}"   # all | throughput | latency
+PART="${1:-all}"   # all | throughput | restore | latency
 
 if [ "$PART" != latency ]; then
 start_broker
@@ -53,12 +56,52 @@ print(f"(b) full service: {applied} records applied, committed and published in 
 print(f"(a) consume-only: {a['records']} records in {a['seconds']:.1f} s (first to last message) = {a['rate']:,.0f} records/s")
 print(f"ratio (b)/(a) = {b_rate / a['rate']:.2f}")
 PY
+echo "state directory after the replay: $(du -sm "$WORK/b-state" | cut -f1) MiB"
+
+# (c) restore: a fresh service killed (-9) once half the ledger is applied,
+# then started again on the same state directory.
+if [ "$PART" != throughput ]; then
+write_config "$WORK/c.toml" "$WORK/c-state" bench-restore
+"$BIN" run --config "$WORK/c.toml" 2>"$WORK/c1.log" &
+SVC=$!
+PIDS+=($SVC)
+wait_port "$HTTP_PORT"
+python3 - "$HTTP_PORT" "$OPERATOR_TOKEN" $((TOTAL / 2)) <<'PY'
+import json, sys, time, urllib.request
+port, token, half = sys.argv[1], sys.argv[2], int(sys.argv[3])
+while True:
+    try:
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/status", headers={"Authorization": f"Bearer {token}"})
+        if sum(json.load(urllib.request.urlopen(req, timeout=5))["counts"].values()) >= half:
+            break
+    except Exception:
+        pass
+    time.sleep(0.05)
+PY
+kill -9 "$SVC"; wait "$SVC" 2>/dev/null || true
+START=$(date +%s.%N)
+"$BIN" run --config "$WORK/c.toml" 2>"$WORK/c2.log" &
+PIDS+=($!)
+wait_port "$HTTP_PORT"
+until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/readyz")" = 200 ]; do sleep 0.05; done
+READY=$(date +%s.%N)
+wait_idle $((TOTAL - 200))
+END=$(date +%s.%N)
+python3 - "$START" "$READY" "$END" "$(status)" <<'PY'
+import json, sys
+start, ready, end = map(float, sys.argv[1:4])
+s = json.loads(sys.argv[4])
+print(f"(c) restart after kill -9 at half the ledger: ready (store open, partitions assigned and sought) "
+      f"in {ready-start:.1f} s; the rest ({s['applied']} records) applied and idle {end-start:.1f} s after the restart; "
+      f"{s['alerts']} alerts since the restart; totals {sum(s['counts'].values())} records")
+PY
+fi
 
 fi
 
 # Latency at a steady 5,000 payments/s on a fresh broker and service: the
 # three files merged in event-time order, produced as a live feed would be.
-[ "$PART" = throughput ] && exit 0
+[ "$PART" = throughput ] || [ "$PART" = restore ] && exit 0
 cleanup; PIDS=()
 start_broker
 LAT_HH="${BENCH_LATENCY_HOUSEHOLDS:-2000}"

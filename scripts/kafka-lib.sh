@@ -51,6 +51,8 @@ name = "ops"
 token_sha256 = "$(printf %s "$OPERATOR_TOKEN" | sha256sum | cut -d' ' -f1)"
 role = "operator"
 TOML
+  # Extra [kafka.consumer] settings, e.g. KAFKA_CONSUMER='"group.instance.id" = "a"'.
+  if [ -n "${KAFKA_CONSUMER:-}" ]; then printf '[kafka.consumer]\n%s\n' "$KAFKA_CONSUMER" >>"$1"; fi
 }
 
 # /status needs a district or operator token; the scripts' configs carry

@@ -452,13 +452,15 @@ mod tests {
         std::env::set_var("PAYWATCH_KAFKA_SASL_PASSWORD", "sasl");
         std::env::set_var("PAYWATCH_API_TOKEN_DISTRICT_SHA256", "ef".repeat(32));
         std::env::set_var("PAYWATCH_API_TOKEN_OPERATOR_SHA256", "ab".repeat(32));
+        std::env::set_var("PAYWATCH_POD_NAME", "paywatch-1");
         let cfg = Config::parse(&toml).unwrap();
         assert!(!cfg.holds_secrets());
+        assert_eq!(cfg.kafka.consumer["group.instance.id"], "paywatch-1", "static membership, per pod");
         let roles: Vec<&str> = cfg.api.tokens.iter().map(|t| t.role.as_str()).collect();
         assert_eq!(roles, ["district", "operator"]);
         // Every variable the config names is set by the StatefulSet.
         let sts = include_str!("../../deploy/k8s/statefulset.yaml");
-        for var in ["PAYWATCH_KAFKA_SASL_PASSWORD", "PAYWATCH_API_TOKEN_DISTRICT_SHA256", "PAYWATCH_API_TOKEN_OPERATOR_SHA256"] {
+        for var in ["PAYWATCH_KAFKA_SASL_PASSWORD", "PAYWATCH_API_TOKEN_DISTRICT_SHA256", "PAYWATCH_API_TOKEN_OPERATOR_SHA256", "PAYWATCH_POD_NAME"] {
             assert!(toml.contains(var) && sts.contains(&format!("name: {var}")), "{var}");
         }
         assert_eq!(cfg.webhooks.routes[0].secrets, ["a-long-random-secret-0123456789"]);

@@ -99,8 +99,11 @@ impl Config {
         }
         let k = &mut self.kafka;
         for (section, map) in [("client", &mut k.client), ("consumer", &mut k.consumer), ("producer", &mut k.producer)] {
-            for (key, v) in map.iter_mut().filter(|(key, _)| secret_key(key)) {
-                inline |= resolve(v, &format!("kafka.{section}.{key:?}"))?;
+            // Any setting may name a variable (`"group.instance.id" =
+            // "${env:POD_NAME}"`); only secret ones written inline count.
+            for (key, v) in map.iter_mut() {
+                let written_inline = resolve(v, &format!("kafka.{section}.{key:?}"))?;
+                inline |= written_inline && secret_key(key);
             }
         }
         self.inline_secrets = inline;

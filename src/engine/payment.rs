@@ -180,10 +180,11 @@ impl Engine {
         }
         // One lookup of the account; n is counted only for an account some
         // roster ever named for a custodian (rare).
-        let named: Vec<String> = match self.accounts.get(&self.store, account_no.as_bytes())? {
-            Some(a) if !a.custodian_of.is_empty() => a.custodian_of.iter().cloned().collect(),
-            _ => Vec::new(),
-        };
+        let acct = self.accounts.get_or_default(&self.store, account_no.as_bytes())?;
+        if acct.custodian_of.is_empty() {
+            return Ok(acct.window.step(&self.rules, &self.window_rules, account_no, township, t, 0, change));
+        }
+        let named: Vec<String> = acct.custodian_of.iter().cloned().collect();
         let mut n = 0;
         for id in &named {
             let registered = self.roster_version(id, t)?.is_some_and(|r| {

@@ -48,7 +48,7 @@ impl Quarter {
         else {
             return false;
         };
-        y == self.year && (m + 2) / 3 == self.q
+        y == self.year && m.div_ceil(3) == self.q
     }
 }
 

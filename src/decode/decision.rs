@@ -50,12 +50,11 @@ pub fn validate_decision(r: &RawDecision<'_>, limits: Limits) -> Result<Decision
         return Err(Rejection::new(Reason::BadCaseId, format!("case_id {shown:?} is not 32 lowercase hex characters")));
     }
     let codes = || crate::detect::registry::RULES.iter().map(|r| r.code).collect::<Vec<_>>().join(", ");
-    let rule = match c.req("rule", &r.rule)? {
-        code => Rule::from_code(code).ok_or_else(|| {
-            let shown: String = code.chars().take(40).collect();
-            Rejection::new(Reason::UnknownEnum, format!("rule {shown:?} is not one of {}", codes()))
-        })?,
-    };
+    let code = c.req("rule", &r.rule)?;
+    let rule = Rule::from_code(code).ok_or_else(|| {
+        let shown: String = code.chars().take(40).collect();
+        Rejection::new(Reason::UnknownEnum, format!("rule {shown:?} is not one of {}", codes()))
+    })?;
     let subject = c.req("subject", &r.subject)?;
     let want = case_id(rule, subject);
     if case != want {

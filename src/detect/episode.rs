@@ -141,7 +141,10 @@ pub struct AccountWindow {
 impl AccountWindow {
     /// Applies one change at `now` and returns the account-level findings.
     /// `custodian_of` is n in the contract: for how many beneficiaries this
-    /// account is a registered custodian account at `now`.
+    /// account is a registered custodian account at `now`. (Plain
+    /// arguments on the per-payment path rather than a struct built for
+    /// each call.)
+    #[allow(clippy::too_many_arguments)]
     pub fn step(
         &mut self,
         rules: &RulesConfig,

@@ -315,7 +315,7 @@ impl Subject {
     /// The subject of `a`'s case (§8), for a rule whose subject kind this is;
     /// `None` for [`Subject::Case`] (the relapsed case is known otherwise)
     /// or when the alert lacks the field.
-    pub fn of<'a>(self, a: &'a Alert) -> Option<&'a str> {
+    pub fn of(self, a: &Alert) -> Option<&str> {
         match self {
             Subject::Beneficiary | Subject::Person => a.beneficiary_id.as_deref(),
             Subject::Account => a.account_no.as_deref(),

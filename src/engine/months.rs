@@ -228,7 +228,10 @@ mod tests {
         assert!(m.get(&store, &k4).unwrap().is_empty());
         assert_eq!(m.get(&store, &k_neighbour).unwrap(), vec![stored(&neighbour)]);
         let mut segments = 0;
-        store.scan_prefix(Cf::Months, bid.as_bytes(), |_, _| Ok(segments += 1)).unwrap();
+        store.scan_prefix(Cf::Months, bid.as_bytes(), |_, _| {
+            segments += 1;
+            Ok(())
+        }).unwrap();
         assert_eq!(segments, 2, "one entry per commit, not per month");
     }
 }

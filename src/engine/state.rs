@@ -153,11 +153,11 @@ mod tests {
             b.insert_roster(r.clone());
         }
         b.missed_next = Some(crate::model::Period::parse("2019-12").unwrap());
-        assert_eq!(b.prune_roster(ts("2019-12-29T00:00:00+08:00")), [r1.clone()]);
+        assert_eq!(b.prune_roster(ts("2019-12-29T00:00:00+08:00")), std::slice::from_ref(&r1));
         assert_eq!(b.roster, [r2.clone(), r3.clone()], "r3 starts after December, which is still open");
         b.missed_next = Some(crate::model::Period::parse("2020-01").unwrap());
-        assert_eq!(b.prune_roster(ts("2019-12-29T00:00:00+08:00")), [r2.clone()], "moved out for the archive");
-        assert_eq!(b.roster, [r3.clone()]);
+        assert_eq!(b.prune_roster(ts("2019-12-29T00:00:00+08:00")), std::slice::from_ref(&r2), "moved out for the archive");
+        assert_eq!(b.roster, std::slice::from_ref(&r3));
         assert!(b.prune_roster(ts("2017-01-01T00:00:00+08:00")).is_empty());
         assert_eq!(b.roster, [r3], "nothing applies yet at an earlier watermark: keep all");
     }

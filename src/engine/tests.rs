@@ -532,7 +532,10 @@ fn a_v1_state_directory_is_upgraded_in_place() {
         e.commit(None).unwrap();
         // Written back as v1 would have it.
         let mut segments = Vec::new();
-        store.scan_prefix(Cf::Months, BID.as_bytes(), |k, v| Ok(segments.push((k.to_vec(), v.to_vec())))).unwrap();
+        store.scan_prefix(Cf::Months, BID.as_bytes(), |k, v| {
+            segments.push((k.to_vec(), v.to_vec()));
+            Ok(())
+        }).unwrap();
         assert_eq!(segments.len(), 2, "one segment per commit");
         let mut b = store.batch();
         for (k, v) in &segments {
@@ -557,7 +560,10 @@ fn a_v1_state_directory_is_upgraded_in_place() {
     let found: Vec<&str> = alerts.iter().filter(|a| a.rule == Rule::PaidAfterDeath).map(|a| a.evidence.event_ids[0].as_str()).collect();
     assert_eq!(found, ["E04", "E05", "E06"], "the v1 months after the death, from both v1 commits");
     let mut keys_left = Vec::new();
-    store.scan_prefix(Cf::Months, BID.as_bytes(), |k, _| Ok(keys_left.push(k.len()))).unwrap();
+    store.scan_prefix(Cf::Months, BID.as_bytes(), |k, _| {
+        keys_left.push(k.len());
+        Ok(())
+    }).unwrap();
     assert_eq!(keys_left, [BID.len() + 8], "the v1 entries became one segment");
 }
 

@@ -199,9 +199,12 @@ pub fn list_dead(store: &Store) -> Result<Vec<(Vec<u8>, DeadDelivery)>, StoreErr
         .collect()
 }
 
+/// Dead deliveries with their keys, and the key to continue after.
+pub type DeadPage = (Vec<(Vec<u8>, DeadDelivery)>, Option<Vec<u8>>);
+
 /// A page of the dead list: at most `limit` entries after key `after`, and
 /// the key to continue after when there are more.
-pub fn dead_page(store: &Store, after: Option<&[u8]>, limit: usize) -> Result<(Vec<(Vec<u8>, DeadDelivery)>, Option<Vec<u8>>), StoreError> {
+pub fn dead_page(store: &Store, after: Option<&[u8]>, limit: usize) -> Result<DeadPage, StoreError> {
     let from = match after {
         Some(k) => [k, &[0u8][..]].concat(),
         None => Vec::new(),

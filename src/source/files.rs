@@ -11,6 +11,9 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+/// A decoded line with its merge key and encoding, or why it was refused.
+type Keyed = Result<(SortKey, Vec<u8>), Rejection>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("{path}: unknown file type; use .jsonl (JSON Lines) or .csv")]
@@ -152,7 +155,7 @@ pub fn stage(
                     for next in rx {
                         let (chunk, offset) = next.map_err(|e| read_err(path, e))?;
                         read = offset;
-                        let staged: Vec<Result<Result<(SortKey, Vec<u8>), Rejection>, SourceError>> = chunk
+                        let staged: Vec<Result<Keyed, SourceError>> = chunk
                             .par_iter()
                             .map(|l| match decode_json(kind, l, limits) {
                                 Ok(record) => {

@@ -159,7 +159,7 @@ fn supervisors_list_filter_page_and_review_alerts_within_their_scope() {
     assert_eq!(call(port, "POST", &rpath, Some(DISTRICT), Some(&big)).0, 413);
 
     // The township work ledger of a quarter, as CSV (with a BOM) and XLSX.
-    let quarter = mine.event_time[..4].to_owned() + "Q" + &((mine.event_time[5..7].parse::<u32>().unwrap() + 2) / 3).to_string();
+    let quarter = mine.event_time[..4].to_owned() + "Q" + &mine.event_time[5..7].parse::<u32>().unwrap().div_ceil(3).to_string();
     let (code, csv_text) = raw(port, &format!("/api/v1/reports/ledger?quarter={quarter}&format=csv"), TOWNSHIP);
     assert_eq!(code, 200);
     assert!(csv_text.starts_with('\u{feff}'), "a UTF-8 BOM for Excel");
@@ -167,7 +167,7 @@ fn supervisors_list_filter_page_and_review_alerts_within_their_scope() {
     assert!(lines[0].starts_with("序号,问题编号,乡镇,问题类型"), "{}", lines[0]);
     // One row per case active in the quarter: found by its end and not
     // closed before it began.
-    let q = (mine.event_time[5..7].parse::<u32>().unwrap() + 2) / 3;
+    let q = mine.event_time[5..7].parse::<u32>().unwrap().div_ceil(3);
     let year: i32 = mine.event_time[..4].parse().unwrap();
     let start = format!("{year}-{:02}-01T00:00:00+08:00", (q - 1) * 3 + 1);
     let end = if q == 4 { format!("{}-01-01T00:00:00+08:00", year + 1) } else { format!("{year}-{:02}-01T00:00:00+08:00", q * 3 + 1) };

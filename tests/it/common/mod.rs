@@ -82,9 +82,7 @@ pub fn quiet_alerts(alerts: &[Alert], cases: &[serde_json::Value]) -> BTreeSet<S
         let newest = c["decisions"]
             .as_array()
             .unwrap()
-            .iter()
-            .filter(|d| d["decided_at"].as_str().unwrap() <= a.event_time.as_str())
-            .last();
+            .iter().rfind(|d| d["decided_at"].as_str().unwrap() <= a.event_time.as_str());
         if newest.is_some_and(|d| d["outcome"] == "false_positive") {
             quiet.insert(a.alert_id.clone());
         }

@@ -106,6 +106,11 @@ pub struct Consume {
     all_parts_at: Instant,
     /// Since when another member of the group has held some of them.
     shared_since: Option<Instant>,
+    /// Input partitions another member of the group holds, as last
+    /// counted: while there are any, nothing is applied (a judgement on
+    /// half of a person's records would be wrong) and reading stops at
+    /// half the reorder buffer.
+    elsewhere: usize,
     /// When that was last logged (once a minute).
     shared_logged: Option<Instant>,
     /// `kafka.revoked_grace`: how long another member may hold partitions
@@ -150,6 +155,7 @@ impl Consume {
             all_parts: Default::default(),
             all_parts_at: Instant::now(),
             shared_since: None,
+            elsewhere: 0,
             shared_logged: None,
             revoked_grace: cfg.kafka.revoked_grace,
             group_id: cfg.kafka.group_id.clone(),
@@ -185,7 +191,8 @@ impl Consume {
             for p in self.reorder.assigned().filter(|p| !readable.contains(p)).collect::<Vec<_>>() {
                 self.last_seen.insert(p, Instant::now());
             }
-            let readable: Vec<Part> = readable.into_iter().filter(|p| !self.is_stopped(*p)).collect();
+            let hold = self.elsewhere > 0 && self.reorder.half_full();
+            let readable: Vec<Part> = readable.into_iter().filter(|p| !hold && !self.is_stopped(*p)).collect();
             for p in readable {
                 let mut n = 0;
                 while n < READ_ROUND {
@@ -204,12 +211,16 @@ impl Consume {
             dirty |= read > 0 || std::mem::take(&mut self.must_commit);
             if read == 0 || last_check.elapsed() >= CHECK_EVERY {
                 self.check_caught_up();
+                self.check_alone();
                 last_check = Instant::now();
             }
             // 2. Apply what the watermark releases, in event-time order (and,
-            // beyond the buffer's bound, the oldest out of order).
-            self.reorder.release(self.clock.now(), &mut ready);
-            let forced = self.reorder.overflow(&mut ready);
+            // beyond the buffer's bound, the oldest out of order) — only
+            // while this instance holds every input partition.
+            if self.elsewhere == 0 {
+                self.reorder.release(self.clock.now(), &mut ready);
+            }
+            let forced = if self.elsewhere == 0 { self.reorder.overflow(&mut ready) } else { 0 };
             if forced > 0 {
                 self.metrics.reorder_overflow.inc_by(forced as u64);
                 tracing::debug!(forced, "reorder buffer full: oldest records applied before the watermark passed them");

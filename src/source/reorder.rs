@@ -228,6 +228,11 @@ impl Reorder {
         self.heap.len()
     }
 
+    /// Half the bound: past it, only what holds the watermark back is read.
+    pub fn half_full(&self) -> bool {
+        self.heap.len() >= self.cap / 2
+    }
+
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }

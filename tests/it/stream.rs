@@ -382,3 +382,49 @@ fn a_broker_gone_for_a_while_during_the_replay_loses_nothing() {
     assert_same(&got, &want, "alerts topic against the audit");
     assert!(svc.terminate().success());
 }
+
+/// Until the partitioned engine, two `paywatch run` instances in one
+/// consumer group must not judge on half of each person's records: while
+/// another member holds input partitions, an instance applies nothing, so
+/// nothing the audit would not raise reaches the alerts topic. Once the
+/// second stops, the first holds every partition and its alerts equal the
+/// audit's.
+#[test]
+fn two_instances_in_one_group_publish_nothing_wrong_and_the_survivor_equals_the_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = ledger(&dir.path().join("ledger"), 600, OutFormat::Jsonl, 17);
+    let (want, _) = audited(&g, dir.path());
+    let broker = Broker::start(dir.path());
+    broker.create_contract_topics();
+    let extra = "revoked_grace = \"2s\"\n[kafka.consumer]\n\"session.timeout.ms\" = \"6000\"";
+    let (pa, pb) = (free_port(), free_port());
+    let (da, db) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&da).unwrap();
+    std::fs::create_dir_all(&db).unwrap();
+    let mut a = Service::start(&service_config(&da, &broker, pa, extra), pa, &da);
+    let mut b = Service::start(&service_config(&db, &broker, pb, extra), pb, &db);
+    let split = |s: &serde_json::Value| s["held_elsewhere"].as_u64().unwrap_or(0) > 0 && s["assigned_partitions"].as_u64().unwrap_or(0) > 0;
+    a.wait_until(Duration::from_secs(60), "sharing the group", split);
+    b.wait_until(Duration::from_secs(60), "sharing the group", split);
+    // The ledger arrives while the group is split, past the grace: each
+    // instance would judge its half (decisions on cases of the other
+    // half's persons refused as unknown, households and accounts seen in
+    // part).
+    std::thread::sleep(Duration::from_secs(3));
+    produce_ledger(&broker, &g, "roster,deaths,payments,decisions,vulnerable");
+    std::thread::sleep(Duration::from_secs(5));
+    let sa = a.status().unwrap();
+    let sb = b.status().unwrap();
+    assert!(split(&sa) && split(&sb), "{sa} {sb}");
+    assert_eq!(a.get("/readyz").unwrap().0, 503);
+    let seen = consume(&broker, "dibao.alerts.v1", &dir.path().join("while-split.jsonl"), None);
+    let wrong: Vec<String> = seen.iter().map(|m| m.key.clone()).filter(|k| !want.contains(k)).take(5).collect();
+    assert!(wrong.is_empty(), "alerts raised on half the records: {wrong:?} ({} on the topic)", seen.len());
+
+    assert!(b.terminate().success());
+    a.wait_until(Duration::from_secs(60), "given every partition", |s| s["assigned_partitions"] == 13);
+    a.wait_idle();
+    let (got, _) = alert_ids_on_topic(&broker, dir.path(), want.len());
+    assert_same(&got, &want, "alerts topic against the audit");
+    assert!(a.terminate().success());
+}

@@ -95,8 +95,9 @@ impl Consume {
     /// member of the group has held some for no longer than
     /// `kafka.revoked_grace` (a rebalance). paywatch keeps its state in one
     /// state directory, so a second instance in the group would split it
-    /// silently: past the grace this says so on `/readyz` (503), in the
-    /// log once a minute and in `paywatch_partitions_held_elsewhere`.
+    /// silently. Meanwhile the loop applies nothing (see `elsewhere`);
+    /// past the grace this says so on `/readyz` (503), in the log once a
+    /// minute and in `paywatch_partitions_held_elsewhere`.
     pub(super) fn check_alone(&mut self) -> bool {
         if self.all_parts_at.elapsed() >= Duration::from_secs(60) {
             let all = self.source.all_partitions(Duration::from_millis(500));
@@ -108,6 +109,10 @@ impl Consume {
         let mine: std::collections::BTreeSet<Part> = self.reorder.assigned().collect();
         let elsewhere = self.all_parts.iter().filter(|p| !mine.contains(p)).count();
         self.metrics.partitions_elsewhere.set(elsewhere as i64);
+        if elsewhere > 0 && self.elsewhere == 0 {
+            tracing::info!(elsewhere, "another member holds input partitions: nothing is applied until this instance holds them all");
+        }
+        self.elsewhere = elsewhere;
         // A member that holds nothing while the partitions exist is not
         // alone either (a second instance; or a broker that handed a
         // restarted member nothing while a dead one was still in the group).

@@ -79,14 +79,7 @@ fn a_custodians_death_is_flagged_at_the_payment_and_late() {
     }
     assert!(h.alerts.is_empty(), "a registered custodian: {:?}", h.rules());
     // X died on 2019-02-10, the day of February's payment; reported late.
-    h.apply(Record::Death(DeathRecord {
-        record_id: "DX".into(),
-        person_id: PersonId::parse(X).unwrap(),
-        name: "王五".into(),
-        date_of_death: day("2019-02-10"),
-        source: DeathSource::Hospital,
-        reported_at: ts("2019-03-20T09:00:00+08:00"),
-    }));
+    h.apply(x_died("DX", "2019-02-10", "2019-03-20T09:00:00+08:00"));
     let late = h.of(Rule::CustodianDeceased);
     assert_eq!(late.len(), 1, "only March was paid on a day after the death: {:?}", h.rules());
     assert_eq!(late[0].evidence.event_ids, ["P2019-03"]);
@@ -143,14 +136,7 @@ fn a_late_custodian_death_reaches_payments_made_under_archived_roster_versions()
     assert!(h.alerts.is_empty(), "{:?}", h.rules());
     let archived = h.engine.store().values(crate::store::Cf::RosterArchive).count();
     assert!(archived >= 1, "the first version was moved out of the beneficiary");
-    h.apply(Record::Death(DeathRecord {
-        record_id: "DX".into(),
-        person_id: PersonId::parse(X).unwrap(),
-        name: "王五".into(),
-        date_of_death: day("2019-06-20"),
-        source: DeathSource::Hospital,
-        reported_at: ts("2021-03-01T09:00:00+08:00"),
-    }));
+    h.apply(x_died("DX", "2019-06-20", "2021-03-01T09:00:00+08:00"));
     let mut flagged: Vec<String> = h.of(Rule::CustodianDeceased).iter().map(|a| a.evidence.event_ids[0].clone()).collect();
     flagged.sort();
     let want: Vec<String> = months[6..].iter().map(|m| format!("P{m}")).collect();
@@ -177,13 +163,18 @@ fn both_rules_can_be_switched_off() {
 }
 
 fn death_of_x() -> Record {
+    x_died("DX", "2019-01-05", "2019-01-20T09:00:00+08:00")
+}
+
+/// A hospital's death record `id` of custodian X.
+fn x_died(id: &str, on: &str, reported_at: &str) -> Record {
     Record::Death(DeathRecord {
-        record_id: "DX".into(),
+        record_id: id.into(),
         person_id: PersonId::parse(X).unwrap(),
         name: "王五".into(),
-        date_of_death: day("2019-01-05"),
+        date_of_death: day(on),
         source: DeathSource::Hospital,
-        reported_at: ts("2019-01-20T09:00:00+08:00"),
+        reported_at: ts(reported_at),
     })
 }
 

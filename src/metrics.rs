@@ -38,6 +38,7 @@ pub const CASES_OVERDUE: &str = "paywatch_cases_overdue";
 pub const CASES_RELAPSED: &str = "paywatch_cases_relapsed";
 pub const INPUT_STOPPED: &str = "paywatch_input_topic_stopped";
 pub const PENDING_GIVEN_UP: &str = "paywatch_pending_offsets_given_up_total";
+pub const MISKEYED: &str = "paywatch_records_miskeyed_total";
 
 /// The registry and its handles.
 pub struct Metrics {
@@ -103,6 +104,9 @@ pub struct Metrics {
     /// Pending offsets (read, not applied at the last commit) that the
     /// broker no longer holds, given up rather than waited for, by topic.
     pub pending_given_up: IntCounterVec,
+    /// Input records whose Kafka key is not the one the contract gives
+    /// them (their person's id, or the case id), by topic.
+    pub miskeyed: IntCounterVec,
     /// Cases by status (open, in_progress, confirmed, false_positive,
     /// rectified).
     pub cases: IntGaugeVec,
@@ -240,6 +244,7 @@ impl Metrics {
                 g
             },
             pending_given_up: counter(PENDING_GIVEN_UP, "Pending input offsets the broker no longer holds, given up, by topic", &["topic"]),
+            miskeyed: counter(MISKEYED, "Input records not keyed as the contract says (by person id, decisions by case id), by topic", &["topic"]),
             cases_overdue: gauge(CASES_OVERDUE, "Cases not closed past [cases] deadline_days"),
             cases_relapsed: gauge(CASES_RELAPSED, "Cases reopened by a relapse and not closed again"),
             townships: Default::default(),

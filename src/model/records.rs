@@ -263,6 +263,21 @@ pub enum Record {
 }
 
 impl Record {
+    /// The Kafka key the contract gives this record: `beneficiary_id` for
+    /// payments and roster records, `person_id` for deaths and vulnerable
+    /// persons, `case_id` for decisions. Records keyed otherwise may put one
+    /// person on several partitions, which a partitioned engine cannot
+    /// allow.
+    pub fn contract_key(&self) -> &str {
+        match self {
+            Record::Roster(r) => r.beneficiary_id.as_str(),
+            Record::Death(d) => d.person_id.as_str(),
+            Record::Payment(p) => p.beneficiary_id.as_str(),
+            Record::Decision(d) => &d.case_id,
+            Record::Vulnerable(v) => v.person_id.as_str(),
+        }
+    }
+
     pub fn event_time(&self) -> Timestamp {
         match self {
             Record::Roster(r) => r.updated_at,

@@ -91,6 +91,9 @@ pub struct Consume {
     must_commit: bool,
     /// When the stopped topics were last logged (once a minute).
     stopped_logged: Option<Instant>,
+    /// When a record keyed otherwise than the contract says was last
+    /// logged (once a minute; the counter has them all).
+    miskeyed_logged: Option<Instant>,
     /// When each partition last delivered a message, or was last left
     /// unread on purpose (the stuck-partition clock runs only while it may
     /// be read).
@@ -156,6 +159,7 @@ impl Consume {
             all_parts_at: Instant::now(),
             shared_since: None,
             elsewhere: 0,
+            miskeyed_logged: None,
             shared_logged: None,
             revoked_grace: cfg.kafka.revoked_grace,
             group_id: cfg.kafka.group_id.clone(),
@@ -294,14 +298,17 @@ impl Consume {
             return;
         }
         match self.decode(m.part, m.value.as_deref()) {
-            Ok(record) => self.reorder.push(Held {
+            Ok(record) => {
+                self.check_key(m.part, m.key.as_deref(), &record);
+                self.reorder.push(Held {
                 record,
                 part: m.part,
                 offset: m.offset,
                 raw: m.value.unwrap_or_default(),
                 key: m.key,
                 read_at: Instant::now(),
-            }),
+                })
+            }
             Err(r) => {
                 self.dead_letter(m.part, m.offset, m.key.as_deref(), m.value.as_deref().unwrap_or_default(), &r);
                 self.book.lock().unwrap_or_else(|e| e.into_inner()).done(m.part, m.offset);

@@ -44,7 +44,12 @@ fn a_recreated_input_topic_is_stopped_until_an_operator_resets_it() {
     tool(&["delete-topics", &b.addr, DEATHS]);
     b.create_topics(&[&format!("{DEATHS}:3")]);
     let one = dir.path().join("one-death.jsonl");
-    std::fs::write(&one, format!("{}\n", deaths.lines().next().unwrap())).unwrap();
+    // A death record that decodes (the ledger also holds bad lines).
+    let good = deaths
+        .lines()
+        .find(|l| paywatch::decode::decode_json_str(paywatch::decode::Kind::Death, l, Default::default()).is_ok())
+        .unwrap();
+    std::fs::write(&one, format!("{good}\n")).unwrap();
     tool(&["produce-raw", &b.addr, DEATHS, one.to_str().unwrap()]);
     svc.restart();
     let s = svc.wait_until(Duration::from_secs(60), "stopped on the deaths topic", stopped);
@@ -90,6 +95,12 @@ fn a_recreated_input_topic_is_stopped_until_an_operator_resets_it() {
     assert_eq!(count("ok"), 0);
     assert!(count("redelivered") > 0);
     assert_eq!(count("redelivered") + count("dead_letter"), n_deaths + 1);
+    // The one death produced raw (key "bad") is counted as not keyed by
+    // its person; the ledger's records, keyed as the contract says, are not.
+    let miskeyed = |topic: &str| metric(&svc, &format!("paywatch_records_miskeyed_total{{topic=\"{topic}\"}}")).unwrap_or(0.0);
+    assert_eq!(miskeyed(DEATHS), 1.0);
+    assert_eq!(miskeyed("dibao.payments.v1"), 0.0);
+    assert!(svc.log_text().contains("is not keyed by its person_id"));
 }
 
 /// #16: the topics keyed by person must have one partition count, or a

@@ -1,9 +1,11 @@
 //! Whether what the loop reads is whole: input topics whose log no longer
 //! matches the stored offsets are stopped (hardening item 8), pending
-//! offsets the broker lost are given up, and a second member of the
-//! consumer group is reported (hardening item 12).
+//! offsets the broker lost are given up, a second member of the consumer
+//! group is reported (hardening item 12), and records keyed otherwise than
+//! the contract says are counted (#16: one person, one partition).
 
 use super::Consume;
+use crate::model::Record;
 use crate::source::offsets::Part;
 use crate::source::positions::Mismatch;
 use std::time::{Duration, Instant};
@@ -138,5 +140,33 @@ impl Consume {
         }
         *self.health.shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
         false
+    }
+
+    /// Counts (and logs once a minute) a record whose Kafka key is not the
+    /// one the contract gives it: harmless while one instance reads every
+    /// partition, but it may put one person's records on several
+    /// partitions, which a partitioned engine cannot allow.
+    pub(super) fn check_key(&mut self, part: Part, key: Option<&[u8]>, record: &Record) {
+        let want = record.contract_key();
+        if key == Some(want.as_bytes()) {
+            return;
+        }
+        let topic = self.source.topic(part.kind()).to_owned();
+        self.metrics.miskeyed.with_label_values(&[topic.as_str()]).inc();
+        if self.miskeyed_logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+            let field = match record {
+                Record::Decision(_) => "case_id",
+                Record::Death(_) | Record::Vulnerable(_) => "person_id",
+                _ => "beneficiary_id",
+            };
+            let shown = key.map(|k| crate::store::keys::shown(k)).unwrap_or_else(|| "(none)".into());
+            tracing::warn!(
+                topic = %topic,
+                partition = part.partition,
+                key = %shown,
+                "a record is not keyed by its {field} (contract §1–§3, §8, §10): one person's records may land on several partitions; ask the producer to key every record by it"
+            );
+            self.miskeyed_logged = Some(Instant::now());
+        }
     }
 }

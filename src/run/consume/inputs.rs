@@ -159,7 +159,7 @@ impl Consume {
                 Record::Death(_) | Record::Vulnerable(_) => "person_id",
                 _ => "beneficiary_id",
             };
-            let shown = key.map(|k| crate::store::keys::shown(k)).unwrap_or_else(|| "(none)".into());
+            let shown = key.map(crate::store::keys::shown).unwrap_or_else(|| "(none)".into());
             tracing::warn!(
                 topic = %topic,
                 partition = part.partition,

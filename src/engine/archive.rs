@@ -11,6 +11,12 @@
 //! versions kept (out of order in a stream). Versions archived since the
 //! last commit, and those of a commit still being written, are held here
 //! until the store has them.
+//!
+//! Every archived version is older than every version kept: a version that
+//! arrives late, older than one already archived, is dominated by the same
+//! kept version that moved that one out, so the prune right after it is
+//! applied moves it out too. A lookup therefore asks the kept versions
+//! first and the archive only for an instant before all of them.
 
 use super::EngineError;
 use crate::model::{RosterRecord, Timestamp};

@@ -7,6 +7,7 @@
 
 pub mod alert_index;
 pub mod cases;
+mod cf;
 pub mod keys;
 mod migrate;
 #[cfg(test)]
@@ -14,6 +15,7 @@ pub(crate) use migrate::accounts_as_v3;
 mod table;
 mod write;
 
+pub use cf::Cf;
 pub use table::Table;
 pub use write::{Batch, Finish, PendingWrite, WriteFailed};
 
@@ -42,103 +44,6 @@ pub enum StoreError {
     Encode(postcard::Error),
     #[error("cannot write in the background: {0}")]
     Thread(String),
-}
-
-/// The column families.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cf {
-    /// Schema, input position, watermark, counters.
-    Meta,
-    /// beneficiary_id → roster history, deaths, months paid, review years.
-    Beneficiaries,
-    /// beneficiary_id + segment → the months (and their payments) of that
-    /// beneficiary that one commit wrote; the newest segment holding a
-    /// month has it whole.
-    Months,
-    /// account_no → the account's window and alert episodes.
-    Accounts,
-    /// deadline → the beneficiaries whose next `MISSED_PAYMENT` month has
-    /// that deadline.
-    Timers,
-    /// alert_id → the alert (JSON): every alert ever raised.
-    Alerts,
-    /// sequence → alert_id: the order alerts were raised, for the sinks.
-    AlertLog,
-    /// sequence → dead letter (JSON) raised while applying records.
-    DeadLetters,
-    /// event day and sequence (all, and by township) → the alert's rule,
-    /// severity and id: see `alert_index`.
-    AlertIndex,
-    /// target + sequence → a message not yet acknowledged by its sink
-    /// (`paywatch run`): written in the same batch as the state that raised
-    /// it, deleted only after delivery.
-    Outbox,
-    /// sequence → a webhook delivery that failed for good, for operators to
-    /// inspect and send again.
-    WebhookDead,
-    /// alert_id + sequence → a review (复核) of an earlier release: read
-    /// once by the v2 → v3 upgrade, which makes decisions of them.
-    Reviews,
-    /// case_id → the case (its alerts, decisions, status): see `cases`.
-    Cases,
-    /// custodian id_no → the beneficiaries whose roster names a
-    /// registration with it, and its `CUSTODIAN_OVERLOAD` episode.
-    Custodians,
-    /// household_id → the beneficiaries whose roster ever named it (a
-    /// covered member covers a vulnerable person of the household).
-    Households,
-    /// deadline → the `COVERAGE_GAP` referrals (person and record ids)
-    /// waiting on it.
-    Referrals,
-    /// beneficiary_id → the roster versions no longer kept with the
-    /// beneficiary (older than the one applying at the watermark), oldest
-    /// first: read only by checks that look back at an earlier instant (a
-    /// late custodian death, a late referral, an out-of-order record).
-    RosterArchive,
-}
-
-impl Cf {
-    pub const ALL: [Cf; 17] = [
-        Cf::Meta,
-        Cf::Beneficiaries,
-        Cf::Months,
-        Cf::Accounts,
-        Cf::Timers,
-        Cf::Alerts,
-        Cf::AlertLog,
-        Cf::DeadLetters,
-        Cf::Outbox,
-        Cf::WebhookDead,
-        Cf::Reviews,
-        Cf::Cases,
-        Cf::Custodians,
-        Cf::Households,
-        Cf::Referrals,
-        Cf::AlertIndex,
-        Cf::RosterArchive,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Cf::Meta => "meta",
-            Cf::Beneficiaries => "beneficiaries",
-            Cf::Months => "months",
-            Cf::Accounts => "accounts",
-            Cf::Timers => "timers",
-            Cf::Alerts => "alerts",
-            Cf::AlertLog => "alert_log",
-            Cf::DeadLetters => "dead_letters",
-            Cf::Outbox => "outbox",
-            Cf::WebhookDead => "webhook_dead",
-            Cf::Reviews => "reviews",
-            Cf::Cases => "cases",
-            Cf::Custodians => "custodians",
-            Cf::Households => "households",
-            Cf::Referrals => "referrals",
-            Cf::AlertIndex => "alert_index",
-            Cf::RosterArchive => "roster_archive",
-        }
-    }
 }
 
 /// Written into a new state directory before RocksDB creates anything.

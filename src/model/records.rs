@@ -268,13 +268,14 @@ impl Record {
     /// persons, `case_id` for decisions. Records keyed otherwise may put one
     /// person on several partitions, which a partitioned engine cannot
     /// allow.
-    pub fn contract_key(&self) -> &str {
+    /// Returned with the field's name, for messages.
+    pub fn contract_key(&self) -> (&'static str, &str) {
         match self {
-            Record::Roster(r) => r.beneficiary_id.as_str(),
-            Record::Death(d) => d.person_id.as_str(),
-            Record::Payment(p) => p.beneficiary_id.as_str(),
-            Record::Decision(d) => &d.case_id,
-            Record::Vulnerable(v) => v.person_id.as_str(),
+            Record::Roster(r) => ("beneficiary_id", r.beneficiary_id.as_str()),
+            Record::Death(d) => ("person_id", d.person_id.as_str()),
+            Record::Payment(p) => ("beneficiary_id", p.beneficiary_id.as_str()),
+            Record::Decision(d) => ("case_id", &d.case_id),
+            Record::Vulnerable(v) => ("person_id", v.person_id.as_str()),
         }
     }
 

@@ -221,10 +221,12 @@ impl Consume {
             // 2. Apply what the watermark releases, in event-time order (and,
             // beyond the buffer's bound, the oldest out of order) — only
             // while this instance holds every input partition.
-            if self.elsewhere == 0 {
+            let forced = if self.elsewhere == 0 {
                 self.reorder.release(self.clock.now(), &mut ready);
-            }
-            let forced = if self.elsewhere == 0 { self.reorder.overflow(&mut ready) } else { 0 };
+                self.reorder.overflow(&mut ready)
+            } else {
+                0
+            };
             if forced > 0 {
                 self.metrics.reorder_overflow.inc_by(forced as u64);
                 tracing::debug!(forced, "reorder buffer full: oldest records applied before the watermark passed them");
@@ -301,12 +303,12 @@ impl Consume {
             Ok(record) => {
                 self.check_key(m.part, m.key.as_deref(), &record);
                 self.reorder.push(Held {
-                record,
-                part: m.part,
-                offset: m.offset,
-                raw: m.value.unwrap_or_default(),
-                key: m.key,
-                read_at: Instant::now(),
+                    record,
+                    part: m.part,
+                    offset: m.offset,
+                    raw: m.value.unwrap_or_default(),
+                    key: m.key,
+                    read_at: Instant::now(),
                 })
             }
             Err(r) => {
@@ -360,8 +362,7 @@ impl Consume {
                 let all = self.source.all_partitions(Duration::from_secs(2));
                 // Before anything assigned is read: a partitioned engine
                 // needs a person's records on one partition number.
-                let topics = crate::source::kafka::input_kinds().map(|k| (k, self.source.topic(k)));
-                crate::source::copartition::check(&topics, &all)?;
+                crate::source::copartition::check(&self.source.topics(), &all)?;
                 self.reorder.know(&all, self.clock.now());
                 if !all.is_empty() {
                     self.all_parts = all.into_iter().collect();

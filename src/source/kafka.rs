@@ -42,11 +42,6 @@ pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
     c
 }
 
-/// The input feeds, in the order of `Part::source`.
-pub fn input_kinds() -> [Kind; 5] {
-    [Kind::Roster, Kind::Death, Kind::Payment, Kind::Decision, Kind::Vulnerable]
-}
-
 /// The input topics of a config, by feed (the order of `Part::source`).
 pub fn input_topics(t: &crate::config::TopicsConfig) -> [(Kind, &str); 5] {
     [
@@ -339,6 +334,12 @@ impl KafkaSource {
 
     pub fn topic(&self, kind: Kind) -> &str {
         self.consumer.context().topic(kind)
+    }
+
+    /// The input topics, by feed (as [`input_topics`] gave them).
+    pub fn topics(&self) -> [(Kind, &str); 5] {
+        let t = &self.consumer.context().topics;
+        std::array::from_fn(|i| (t[i].0, t[i].1.as_str()))
     }
 
     fn tpl(&self, parts: impl Iterator<Item = (Part, Offset)>) -> TopicPartitionList {

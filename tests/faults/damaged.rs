@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Name → (size, sha256) of every file but RocksDB's info logs (which a
 /// refused open may rotate; they hold no data).
@@ -40,17 +40,8 @@ fn refused(fx: &Fixture, name: &str, damage: impl FnOnce(&Path)) -> Result<Strin
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let end = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err("paywatch started on it".into());
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let Some(status) = super::common::exit_within(&mut child, Duration::from_secs(30)) else {
+        return Err("paywatch started on it".into());
     };
     let mut err = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();

@@ -4,10 +4,10 @@
 //! position), and `paywatch offsets reset` lets it be read again.
 
 use super::common::kafka::{free_port, service_config, tool, Broker, Service};
-use super::common::{bin, ledger};
+use super::common::{bin, exit_within, ledger};
 use paywatch::generate::OutFormat;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const DEATHS: &str = "civil.deaths.v1";
 
@@ -133,17 +133,8 @@ fn input_topics_with_different_partition_counts_are_refused_at_start() {
         .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
         .spawn()
         .unwrap();
-    let end = Instant::now() + Duration::from_secs(90);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            panic!("paywatch run was not refused; log {}", std::fs::read_to_string(&log).unwrap_or_default());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = exit_within(&mut child, Duration::from_secs(90))
+        .unwrap_or_else(|| panic!("paywatch run was not refused; log {}", std::fs::read_to_string(&log).unwrap_or_default()));
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(status.code(), Some(2), "{text}");
     for named in ["dibao.payments.v1 has 3", "dibao.roster.v1 has 2", "civil.deaths.v1 has 3", "civil.vulnerable.v1 has 1"] {

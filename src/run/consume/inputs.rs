@@ -147,18 +147,13 @@ impl Consume {
     /// partition, but it may put one person's records on several
     /// partitions, which a partitioned engine cannot allow.
     pub(super) fn check_key(&mut self, part: Part, key: Option<&[u8]>, record: &Record) {
-        let want = record.contract_key();
+        let (field, want) = record.contract_key();
         if key == Some(want.as_bytes()) {
             return;
         }
-        let topic = self.source.topic(part.kind()).to_owned();
-        self.metrics.miskeyed.with_label_values(&[topic.as_str()]).inc();
+        let topic = self.source.topic(part.kind());
+        self.metrics.miskeyed.with_label_values(&[topic]).inc();
         if self.miskeyed_logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
-            let field = match record {
-                Record::Decision(_) => "case_id",
-                Record::Death(_) | Record::Vulnerable(_) => "person_id",
-                _ => "beneficiary_id",
-            };
             let shown = key.map(crate::store::keys::shown).unwrap_or_else(|| "(none)".into());
             tracing::warn!(
                 topic = %topic,

@@ -4,13 +4,31 @@ use paywatch::generate::{self, truth_key, GenerateOptions, Generated, OutFormat}
 use paywatch::model::{Alert, Period};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, ExitStatus, Output};
+use std::time::{Duration, Instant};
 
 pub mod kafka;
 pub mod webhook;
 
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_paywatch"))
+}
+
+/// Waits up to `within` for a child to exit; kills it (and returns `None`)
+/// when it does not.
+pub fn exit_within(child: &mut Child, within: Duration) -> Option<ExitStatus> {
+    let end = Instant::now() + within;
+    loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            return Some(st);
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 pub fn ledger(dir: &Path, households: usize, format: OutFormat, seed: u64) -> Generated {

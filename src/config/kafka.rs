@@ -32,8 +32,8 @@ pub struct KafkaConfig {
     #[serde(with = "humantime_serde")]
     pub revoked_grace: Duration,
     /// Longest wait between atomic commits while records flow (alert
-    /// latency against write amplification). `engine.batch_records` also
-    /// ends a batch.
+    /// latency against write amplification). A full batch
+    /// (`engine.batch_records`, `batch_records_max`) also ends one.
     #[serde(with = "humantime_serde")]
     pub commit_interval: Duration,
     /// On shutdown, how long to keep draining the outbox to the alerts and

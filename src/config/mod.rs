@@ -75,9 +75,17 @@ pub struct EngineConfig {
     /// The district's UTC offset: days, months and years of event times are
     /// taken in it (`+08:00`, China Standard Time).
     pub timezone: String,
-    /// Records applied per atomic commit. Larger batches write less; a crash
-    /// redoes at most one batch.
+    /// Records applied per atomic commit, at least. Larger batches write
+    /// less; a crash redoes at most one batch. A batch goes on past this
+    /// while it has changed more than a quarter as many cached entries as it
+    /// holds records (see `Engine::batch_full`): each changed entry is
+    /// rewritten whole at every commit, so a district with many households
+    /// would otherwise rewrite its whole state every `batch_records`.
     pub batch_records: usize,
+    /// Records per atomic commit at most: bounds the memory a batch holds
+    /// (its new payments, encoded, twice while the previous batch is
+    /// written) however large the district.
+    pub batch_records_max: usize,
     /// fsync every commit, so a power cut (not only a crash) loses nothing.
     pub sync_commits: bool,
     /// Entries kept decoded in memory per table; bounds memory whatever the
@@ -87,7 +95,13 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> EngineConfig {
-        EngineConfig { timezone: "+08:00".into(), batch_records: 200_000, sync_commits: true, cache_entries: 100_000 }
+        EngineConfig {
+            timezone: "+08:00".into(),
+            batch_records: 200_000,
+            batch_records_max: 1_000_000,
+            sync_commits: true,
+            cache_entries: 100_000,
+        }
     }
 }
 
@@ -250,6 +264,12 @@ impl Config {
         if self.engine.batch_records == 0 {
             return Err("engine.batch_records: must be at least 1".into());
         }
+        if self.engine.batch_records_max < self.engine.batch_records {
+            return Err(format!(
+                "engine.batch_records_max ({}) must be at least engine.batch_records ({})",
+                self.engine.batch_records_max, self.engine.batch_records
+            ));
+        }
         if self.engine.cache_entries < 16 {
             return Err("engine.cache_entries: must be at least 16".into());
         }
@@ -334,6 +354,8 @@ mod tests {
         assert!(e.contains("rules.shared_account.min_households"), "{e}");
         let e = Config::parse("[engine]\ntimezone = \"CST\"\n").unwrap_err().to_string();
         assert!(e.contains("engine.timezone"), "{e}");
+        let e = Config::parse("[engine]\nbatch_records = 2000000\n").unwrap_err().to_string();
+        assert!(e.contains("engine.batch_records_max (1000000) must be at least engine.batch_records (2000000)"), "{e}");
     }
 
     #[test]

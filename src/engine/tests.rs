@@ -567,6 +567,7 @@ fn a_v1_state_directory_is_upgraded_in_place() {
     assert_eq!(keys_left, [BID.len() + 8], "the v1 entries became one segment");
 }
 
+mod batches;
 mod cases;
 mod custodians;
 mod coverage;

@@ -70,8 +70,9 @@ pub struct Consume {
     /// The largest message the producer may send: dead letters are cut
     /// to fit.
     max_message_bytes: usize,
-    /// Records per batch at most (`engine.batch_records`).
-    pub batch_records: usize,
+    /// Records per batch: `engine.batch_records` and `batch_records_max`
+    /// (see `Engine::batch_full`).
+    pub batch_records: (usize, usize),
     /// Longest time between commits (`kafka.commit_interval`).
     pub commit_interval: Duration,
     pub clock: Arc<dyn Clock>,
@@ -141,7 +142,7 @@ impl Consume {
             limits: cfg.limits(clock.now()),
             max_future_ms: cfg.max_future_ms(),
             max_message_bytes: cfg.kafka.max_message_bytes(),
-            batch_records: cfg.engine.batch_records,
+            batch_records: (cfg.engine.batch_records, cfg.engine.batch_records_max),
             commit_interval: cfg.kafka.commit_interval,
             clock,
             metrics,
@@ -237,7 +238,8 @@ impl Consume {
                 dirty = true;
             }
             // 3. Commit state, offsets and outbox together.
-            if dirty && (in_batch >= self.batch_records || last_commit.elapsed() >= self.commit_interval) {
+            let (min, max) = self.batch_records;
+            if dirty && (self.engine.batch_full(in_batch, min, max) || last_commit.elapsed() >= self.commit_interval) {
                 self.commit()?;
                 dirty = false;
                 in_batch = 0;

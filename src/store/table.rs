@@ -16,6 +16,17 @@ use serde::Serialize;
 /// A key kept inline when it is short (every key paywatch caches is).
 type Key = smallvec::SmallVec<[u8; 24]>;
 
+/// What a lookup does to an entry's changed mark.
+#[derive(Clone, Copy, PartialEq)]
+enum Mark {
+    /// A read: the entry stays as it is.
+    Read,
+    /// A change to the value, if there is one.
+    IfPresent,
+    /// A change, a value being made when absent.
+    Always,
+}
+
 struct Slot<V> {
     /// `None`: known to be absent from the store.
     value: Option<V>,
@@ -40,6 +51,10 @@ pub struct Table<V> {
     capacity: usize,
     /// A use counter, for least-recently-used eviction.
     tick: u64,
+    /// Entries in `slots` marked dirty: with `evicted`, what the next
+    /// commit will rewrite, counted as they change so the engine can size
+    /// its batches without a scan ([`Table::changed`]).
+    dirty_slots: usize,
     /// A commit is being written in the background: clean entries may be
     /// newer than the store, so none is dropped until it lands. The cache
     /// then grows by at most the entries one batch touches.
@@ -48,10 +63,19 @@ pub struct Table<V> {
 
 impl<V: Serialize + DeserializeOwned> Table<V> {
     pub fn new(cf: Cf, capacity: usize) -> Table<V> {
-        Table { cf, slots: FxHashMap::default(), evicted: FxHashMap::default(), in_flight: FxHashMap::default(), capacity, tick: 0, hold_clean: false }
+        Table {
+            cf,
+            slots: FxHashMap::default(),
+            evicted: FxHashMap::default(),
+            in_flight: FxHashMap::default(),
+            capacity,
+            tick: 0,
+            dirty_slots: 0,
+            hold_clean: false,
+        }
     }
 
-    fn slot(&mut self, store: &Store, key: &[u8]) -> Result<&mut Slot<V>, StoreError> {
+    fn slot(&mut self, store: &Store, key: &[u8], mark: Mark) -> Result<&mut Slot<V>, StoreError> {
         self.tick += 1;
         if self.slots.len() >= self.capacity + self.capacity / 4 && !self.slots.contains_key(key) {
             self.shrink_to_capacity()?;
@@ -65,7 +89,10 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
                     postcard::from_bytes(bytes).map_err(|source| StoreError::Decode { cf: cf.name(), key: super::keys::shown(key), source })
                 };
                 let slot = match self.evicted.remove(key) {
-                    Some(bytes) => Slot { value: Some(decode(&bytes)?), dirty: true, used: 0 },
+                    Some(bytes) => {
+                        self.dirty_slots += 1;
+                        Slot { value: Some(decode(&bytes)?), dirty: true, used: 0 }
+                    }
                     None => match self.in_flight.get(key) {
                         Some(bytes) => Slot { value: Some(decode(bytes)?), dirty: false, used: 0 },
                         None => Slot { value: store.get(cf, key)?, dirty: false, used: 0 },
@@ -75,20 +102,30 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
             }
         };
         slot.used = self.tick;
+        let changes = match mark {
+            Mark::Read => false,
+            Mark::IfPresent => slot.value.is_some(),
+            Mark::Always => true,
+        };
+        if changes && !slot.dirty {
+            slot.dirty = true;
+            self.dirty_slots += 1;
+        }
         Ok(slot)
     }
 
+    /// Entries the next commit will rewrite: changed since the last one.
+    pub fn changed(&self) -> usize {
+        self.dirty_slots + self.evicted.len()
+    }
+
     pub fn get(&mut self, store: &Store, key: &[u8]) -> Result<Option<&V>, StoreError> {
-        Ok(self.slot(store, key)?.value.as_ref())
+        Ok(self.slot(store, key, Mark::Read)?.value.as_ref())
     }
 
     /// The value for changing; the entry is written at the next flush.
     pub fn get_mut(&mut self, store: &Store, key: &[u8]) -> Result<Option<&mut V>, StoreError> {
-        let slot = self.slot(store, key)?;
-        if slot.value.is_some() {
-            slot.dirty = true;
-        }
-        Ok(slot.value.as_mut())
+        Ok(self.slot(store, key, Mark::IfPresent)?.value.as_mut())
     }
 
     /// The value for changing, created with `Default` when absent.
@@ -101,9 +138,7 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
 
     /// The value for changing, made by `make` when absent.
     pub fn get_or_insert_with(&mut self, store: &Store, key: &[u8], make: impl FnOnce() -> V) -> Result<&mut V, StoreError> {
-        let slot = self.slot(store, key)?;
-        slot.dirty = true;
-        Ok(slot.value.get_or_insert_with(make))
+        Ok(self.slot(store, key, Mark::Always)?.value.get_or_insert_with(make))
     }
 
     /// Evicts the least recently used entries down to the capacity, keeping
@@ -126,6 +161,7 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         for k in old {
             if let Some(slot) = self.slots.remove(&k) {
                 if slot.dirty {
+                    self.dirty_slots -= 1;
                     if let Some(v) = &slot.value {
                         self.evicted.insert(k.to_vec(), postcard::to_stdvec(v).map_err(StoreError::Encode)?);
                     }
@@ -152,6 +188,7 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
             }
             slot.dirty = false;
         }
+        self.dirty_slots = 0;
         Ok(())
     }
 
@@ -215,6 +252,35 @@ mod tests {
         for i in 0..100u64 {
             assert_eq!(store.get::<u64>(Cf::Accounts, &i.to_be_bytes()).unwrap(), Some(6));
         }
+    }
+
+    /// What the engine sizes its batches by: changes, whether the entry
+    /// is still decoded or was evicted encoded, each counted once.
+    #[test]
+    fn changed_counts_each_entry_the_next_commit_rewrites_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false, statistics: false }).unwrap();
+        let mut t: Table<u64> = Table::new(Cf::Accounts, 8);
+        assert_eq!(t.get(&store, b"a").unwrap(), None);
+        assert_eq!(t.get_mut(&store, b"a").unwrap(), None);
+        assert_eq!(t.changed(), 0, "reads and absent entries change nothing");
+        for round in 0..3u64 {
+            for i in 0..40u64 {
+                *t.get_or_default(&store, &i.to_be_bytes()).unwrap() += round;
+            }
+        }
+        assert!(t.len() <= 10, "most were evicted: {}", t.len());
+        assert_eq!(t.changed(), 40);
+        assert_eq!(t.get(&store, &0u64.to_be_bytes()).unwrap(), Some(&3), "read back from the evicted");
+        assert_eq!(t.changed(), 40, "an evicted change read back is not a second one");
+        let mut b = store.batch();
+        t.flush(&mut b, false).unwrap();
+        assert_eq!(b.len(), 40);
+        store.commit(b).unwrap();
+        assert_eq!(t.changed(), 0);
+        *t.get_mut(&store, &5u64.to_be_bytes()).unwrap().unwrap() += 1;
+        *t.get_mut(&store, &5u64.to_be_bytes()).unwrap().unwrap() += 1;
+        assert_eq!(t.changed(), 1);
     }
 
     #[test]

@@ -36,7 +36,7 @@ impl Interrupted {
     fn new(seed: u64) -> Interrupted {
         let dir = tempfile::tempdir().unwrap();
         let g = ledger(&dir.path().join("ledger"), 2500, OutFormat::Jsonl, seed);
-        config(dir.path(), "[engine]\nbatch_records = 3000\n");
+        config(dir.path(), "[engine]\nbatch_records = 3000\nbatch_records_max = 3000\n");
         let clean_out = dir.path().join("clean.jsonl");
         let cfg = dir.path().join("paywatch.toml");
         let clean = run_ok(audit(&g, &clean_out, &["--config", cfg.to_str().unwrap()]));

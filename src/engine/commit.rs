@@ -1,0 +1,251 @@
+//! The one atomic commit of the data path: everything a batch staged (the
+//! cached state it changed, timers, months, alerts, dead letters and the
+//! input position) in one RocksDB write, written in the foreground or on a
+//! thread of its own while the next batch is applied; and how large a
+//! batch grows before it is committed.
+
+use super::{months, Engine, EngineError};
+use crate::decode::DeadLetter;
+use crate::model::{Alert, SortKey};
+use crate::store::{keys, Batch, Cf, PendingWrite};
+use rustc_hash::FxHashSet;
+
+/// Records a batch holds, at least, for each cached entry it rewrites
+/// ([`Engine::batch_full`]). Measured on 90,000 households
+/// (`scripts/bench-e2e.sh`): batches of 200,000 records rewrote 2.2 million
+/// account and beneficiary entries (1.1 GB) for 4.4 million payments.
+pub const RECORDS_PER_REWRITE: usize = 4;
+
+/// What one commit made durable, for the sinks.
+#[derive(Debug, Default)]
+pub struct Committed {
+    /// Alerts that are now durable, in the order raised.
+    pub alerts: Vec<Alert>,
+    /// Dead letters that are now durable.
+    pub dead_letters: Vec<DeadLetter>,
+    /// Attempts that failed before the write went through (see
+    /// [`Engine::on_write_failure`]).
+    pub failed_attempts: u32,
+}
+
+impl Committed {
+    /// Adds what a later commit made durable, after this one's.
+    fn absorb(&mut self, mut later: Committed) {
+        self.alerts.append(&mut later.alerts);
+        self.dead_letters.append(&mut later.dead_letters);
+        self.failed_attempts += later.failed_attempts;
+    }
+}
+
+/// What a commit stages, for the caller to add to the same write
+/// ([`Engine::commit_with`]).
+pub struct Staged<'a> {
+    pub alerts: &'a [Alert],
+    /// Ids of the alerts supervisors are not sent (§11.4).
+    pub quiet: &'a FxHashSet<String>,
+    /// Cases reopened by a relapse, as they stand.
+    pub reopened: &'a [crate::store::cases::Case],
+}
+
+/// A commit handed to RocksDB on another thread, not yet durable.
+pub(super) struct InFlight {
+    /// The write.
+    pub(super) write: PendingWrite,
+    /// Ids of its alerts: [`Engine::emit`] must not raise them again
+    /// before the store has them.
+    pub(super) alert_ids: FxHashSet<String>,
+    /// What it makes durable, returned when it lands.
+    pub(super) committed: Committed,
+}
+
+impl Engine {
+    /// Cached entries changed since the last commit, which the next one
+    /// rewrites whole (each beneficiary with its roster, each account with
+    /// its window).
+    pub fn changed_entries(&self) -> usize {
+        self.bens.changed()
+            + self.accounts.changed()
+            + self.custodians.changed()
+            + self.households.changed()
+            + self.cases.changed()
+            + self.decision_cases.changed()
+    }
+
+    /// Whether a batch of `records` should be committed now: at `max`
+    /// records, or from `min` on once it holds at least
+    /// [`RECORDS_PER_REWRITE`] records for each entry it changed. A small
+    /// district thus commits every `min` records, while a large one, whose
+    /// batches change an entry for nearly every record, lets them grow
+    /// until each rewrite carries a few records' changes.
+    pub fn batch_full(&self, records: usize, min: usize, max: usize) -> bool {
+        records >= max || (records >= min && records >= RECORDS_PER_REWRITE * self.changed_entries())
+    }
+
+    /// Stages a dead letter for a record the engine rejected.
+    pub fn stage_dead_letter(&mut self, dl: DeadLetter) {
+        self.staged_dead.push(dl);
+    }
+
+    /// Commits everything staged, with `position` as the input reached.
+    pub fn commit(&mut self, position: Option<SortKey>) -> Result<Committed, EngineError> {
+        self.commit_with(position, |_, _| Ok(()))
+    }
+
+    /// Commits everything staged and, in the same atomic write, what `extra`
+    /// adds for the staged alerts (the streaming service's input offsets
+    /// and outbox entries). A commit still being written in the background
+    /// lands first; what it made durable is returned with this one.
+    pub fn commit_with(
+        &mut self,
+        position: Option<SortKey>,
+        extra: impl FnOnce(&mut Batch<'_>, Staged<'_>) -> Result<(), EngineError>,
+    ) -> Result<Committed, EngineError> {
+        let mut landed = self.land()?;
+        // A handle of its own, so the batch does not borrow the engine.
+        let store = self.store.clone();
+        let mut batch = store.batch_with_capacity(self.batch_capacity());
+        extra(&mut batch, Staged { alerts: &self.staged_alerts, quiet: &self.quiet_ids, reopened: &self.reopened })?;
+        self.fill(&mut batch, position, false)?;
+        let failed_attempts = match &mut self.on_write_failure {
+            Some(policy) => store.commit_retrying(batch, policy.as_mut())?,
+            None => {
+                store.commit(batch)?;
+                0
+            }
+        };
+        self.bens.trim();
+        self.accounts.trim();
+        self.custodians.trim();
+        self.households.trim();
+        self.cases.trim();
+        self.decision_cases.trim();
+        self.staged_ids.clear();
+        self.quiet_ids.clear();
+        self.reopened.clear();
+        landed.absorb(Committed {
+            alerts: std::mem::take(&mut self.staged_alerts),
+            dead_letters: std::mem::take(&mut self.staged_dead),
+            failed_attempts,
+        });
+        Ok(landed)
+    }
+
+    /// Commits everything staged in the background and returns at once,
+    /// with what the previous background commit made durable (it is
+    /// waited for first): the caller applies the next records while
+    /// RocksDB writes these. Reads see the batch being written (the
+    /// months, timers and alert ids in it are kept in memory, and the
+    /// caches keep its entries) until it lands. The file audit commits
+    /// this way; with a write-failure policy set (the service), this is
+    /// [`Engine::commit`].
+    pub fn commit_in_background(&mut self, position: Option<SortKey>) -> Result<Committed, EngineError> {
+        if self.on_write_failure.is_some() {
+            return self.commit(position);
+        }
+        let landed = self.land()?;
+        let store = self.store.clone();
+        let mut batch = store.batch_with_capacity(self.batch_capacity());
+        self.fill(&mut batch, position, true)?;
+        // The months, a new entry for most payments, are put into the
+        // batch by the writing thread.
+        let (months, segment) = (self.months.hand_off(), self.progress.commits);
+        let write = store.commit_in_background(batch, Box::new(move |b| months::put_all(b, &months, segment)));
+        // The file audit sends nothing to supervisors: nothing is quiet,
+        // no case event is announced.
+        self.quiet_ids.clear();
+        self.reopened.clear();
+        self.in_flight = Some(InFlight {
+            write,
+            alert_ids: std::mem::take(&mut self.staged_ids),
+            committed: Committed {
+                alerts: std::mem::take(&mut self.staged_alerts),
+                dead_letters: std::mem::take(&mut self.staged_dead),
+                failed_attempts: 0,
+            },
+        });
+        Ok(landed)
+    }
+
+    /// Waits for the commit being written in the background, if any, and
+    /// returns what it (and any that landed earlier) made durable.
+    pub(super) fn land(&mut self) -> Result<Committed, EngineError> {
+        let mut landed = std::mem::take(&mut self.landed);
+        let Some(f) = self.in_flight.take() else { return Ok(landed) };
+        f.write.wait()?;
+        self.months.landed();
+        self.timers.landed();
+        self.bens.landed();
+        self.accounts.landed();
+        self.custodians.landed();
+        self.households.landed();
+        self.roster_archive.landed();
+        self.referrals.landed();
+        self.cases.landed();
+        self.decision_cases.landed();
+        landed.absorb(f.committed);
+        Ok(landed)
+    }
+
+    /// Room to reserve for the next batch: the last one's size (months
+    /// aside) with some slack, plus the months pending now.
+    fn batch_capacity(&self) -> usize {
+        self.batch_bytes + self.batch_bytes / 8 + self.months.pending_bytes()
+    }
+
+    /// Puts everything staged, and the progress, into `batch`; with
+    /// `in_flight`, all but the months (see [`Engine::commit_in_background`]).
+    fn fill(&mut self, batch: &mut Batch<'_>, position: Option<SortKey>, in_flight: bool) -> Result<(), EngineError> {
+        for (case_id, before) in std::mem::take(&mut self.cases_touched) {
+            if let Some(c) = self.cases.get(&self.store, &crate::store::cases::key(&case_id))? {
+                crate::store::cases::stage_index(batch, &case_id, before.as_ref(), &crate::store::cases::Summary::of(c))?;
+            }
+        }
+        self.bens.flush(batch, in_flight)?;
+        self.accounts.flush(batch, in_flight)?;
+        self.custodians.flush(batch, in_flight)?;
+        self.households.flush(batch, in_flight)?;
+        self.roster_archive.flush(batch, in_flight)?;
+        self.referrals.flush(&self.store, batch, in_flight)?;
+        self.cases.flush(batch, in_flight)?;
+        self.decision_cases.flush(batch, in_flight)?;
+        for k in self.cleared_pending.drain(..) {
+            batch.delete(Cf::Cases, &k);
+        }
+        self.timers.flush(&self.store, batch, in_flight)?;
+        for a in &self.staged_alerts {
+            self.progress.alert_seq += 1;
+            batch.put_raw(Cf::Alerts, a.alert_id.as_bytes(), &serde_json::to_vec(a)?);
+            batch.put_raw(Cf::AlertLog, &keys::alert_seq(self.progress.alert_seq), a.alert_id.as_bytes());
+            crate::store::alert_index::stage(batch, self.progress.alert_seq, a);
+        }
+        for d in &self.staged_dead {
+            self.progress.dead_seq += 1;
+            batch.put_raw(Cf::DeadLetters, &keys::alert_seq(self.progress.dead_seq), &serde_json::to_vec(d)?);
+        }
+        if position.is_some() {
+            self.progress.position = position;
+        }
+        self.progress.commits += 1;
+        batch.put(Cf::Meta, keys::META_PROGRESS, &self.progress)?;
+        // The next batch reserves this size plus its months.
+        self.batch_bytes = batch.size();
+        if !in_flight {
+            self.months.flush(batch, self.progress.commits);
+        }
+        Ok(())
+    }
+
+    /// Every alert committed so far, in the order raised.
+    pub fn committed_alerts(&self) -> impl Iterator<Item = Result<Alert, EngineError>> + '_ {
+        self.store.values(Cf::AlertLog).map(move |id| {
+            let id = id?;
+            let json = self.store.get_raw(Cf::Alerts, &id)?.unwrap_or_default();
+            Ok(serde_json::from_slice(&json)?)
+        })
+    }
+
+    /// Every dead letter the engine committed so far.
+    pub fn committed_dead_letters(&self) -> impl Iterator<Item = Result<DeadLetter, EngineError>> + '_ {
+        self.store.values(Cf::DeadLetters).map(|v| Ok(serde_json::from_slice(&v?)?))
+    }
+}

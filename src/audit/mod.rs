@@ -227,7 +227,7 @@ pub fn run(opts: &AuditOptions, cfg: &Config, clock: Arc<dyn Clock>) -> Result<S
                 last = Some(s.key);
                 applied += 1;
                 in_batch += 1;
-                if engine.batch_full(in_batch, cfg.engine.batch_records, cfg.engine.batch_records_max) {
+                if engine.batch_full(in_batch, cfg.engine.batch_records, cfg.engine.batch_records_max)? {
                     // Written while the next records are applied; `c` is
                     // what the previous batch made durable.
                     let c = engine.commit_in_background(last)?;

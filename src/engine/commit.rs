@@ -61,10 +61,19 @@ pub(super) struct InFlight {
 impl Engine {
     /// Cached entries changed since the last commit, which the next one
     /// rewrites whole (each beneficiary with its roster, each account with
-    /// its window).
-    pub fn changed_entries(&self) -> usize {
+    /// its window). Waits for the account stage.
+    pub fn changed_entries(&mut self) -> Result<usize, EngineError> {
+        self.drain()?;
+        Ok(self.changed_so_far())
+    }
+
+    /// [`Engine::changed_entries`] without waiting: the account stage's
+    /// count is the one it last reported, so this is never more than the
+    /// true count (a batch's changed entries only grow until it commits).
+    fn changed_so_far(&self) -> usize {
         self.bens.changed()
             + self.accounts.changed()
+            + self.account_custodians.changed()
             + self.custodians.changed()
             + self.households.changed()
             + self.cases.changed()
@@ -77,8 +86,17 @@ impl Engine {
     /// district thus commits every `min` records, while a large one, whose
     /// batches change an entry for nearly every record, lets them grow
     /// until each rewrite carries a few records' changes.
-    pub fn batch_full(&self, records: usize, min: usize, max: usize) -> bool {
-        records >= max || (records >= min && records >= RECORDS_PER_REWRITE * self.changed_entries())
+    pub fn batch_full(&mut self, records: usize, min: usize, max: usize) -> Result<bool, EngineError> {
+        if records >= max {
+            return Ok(true);
+        }
+        // The count so far is a lower bound: when it already says "not
+        // yet", so would the exact count, and the account stage is not
+        // waited for (which would stall the pipeline at every record).
+        if records < min || records < RECORDS_PER_REWRITE * self.changed_so_far() {
+            return Ok(false);
+        }
+        Ok(records >= RECORDS_PER_REWRITE * self.changed_entries()?)
     }
 
     /// Stages a dead letter for a record the engine rejected.
@@ -100,6 +118,7 @@ impl Engine {
         position: Option<SortKey>,
         extra: impl FnOnce(&mut Batch<'_>, Staged<'_>) -> Result<(), EngineError>,
     ) -> Result<Committed, EngineError> {
+        self.drain()?;
         let mut landed = self.land()?;
         // A handle of its own, so the batch does not borrow the engine.
         let store = self.store.clone();
@@ -114,7 +133,8 @@ impl Engine {
             }
         };
         self.bens.trim();
-        self.accounts.trim();
+        self.accounts.trim()?;
+        self.account_custodians.trim();
         self.custodians.trim();
         self.households.trim();
         self.cases.trim();
@@ -142,6 +162,7 @@ impl Engine {
         if self.on_write_failure.is_some() {
             return self.commit(position);
         }
+        self.drain()?;
         let landed = self.land()?;
         let store = self.store.clone();
         let mut batch = store.batch_with_capacity(self.batch_capacity());
@@ -175,7 +196,8 @@ impl Engine {
         self.months.landed();
         self.timers.landed();
         self.bens.landed();
-        self.accounts.landed();
+        self.accounts.landed()?;
+        self.account_custodians.landed();
         self.custodians.landed();
         self.households.landed();
         self.roster_archive.landed();
@@ -201,7 +223,13 @@ impl Engine {
             }
         }
         self.bens.flush(batch, in_flight)?;
-        self.accounts.flush(batch, in_flight)?;
+        for (k, v) in self.accounts.flush(in_flight)? {
+            match v {
+                Some(v) => batch.put_raw(Cf::Accounts, &k, &v),
+                None => batch.delete(Cf::Accounts, &k),
+            }
+        }
+        self.account_custodians.flush(batch, in_flight)?;
         self.custodians.flush(batch, in_flight)?;
         self.households.flush(batch, in_flight)?;
         self.roster_archive.flush(batch, in_flight)?;

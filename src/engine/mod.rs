@@ -7,6 +7,7 @@
 //! staged — state, timers, alerts, dead letters and the input position — as
 //! one atomic batch. The engine never reads input and never writes output.
 
+mod accounts;
 mod archive;
 mod cases;
 mod commit;
@@ -32,7 +33,8 @@ use months::Months;
 pub use commit::{Committed, Staged, RECORDS_PER_REWRITE};
 use commit::InFlight;
 pub use progress::{Counts, Progress};
-use state::{Account, Beneficiary, CustodianState};
+use state::{Beneficiary, CustodianState};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -100,8 +102,21 @@ pub struct Engine {
     bens: Table<Beneficiary>,
     /// Per-beneficiary-and-month payments.
     months: Months,
-    /// Per-account windows and episodes, cached.
-    accounts: Table<Account>,
+    /// Per-account windows and episodes, on the account stage's thread.
+    accounts: accounts::AccountStage,
+    /// account_no → beneficiaries whose roster ever named it for a
+    /// custodian, cached: n of `FREQUENT_PAYMENTS` is counted from their
+    /// rosters here, before the step goes to the account stage.
+    account_custodians: Table<BTreeSet<String>>,
+    /// Hashes of the accounts in `account_custodians` (loaded at open,
+    /// a few bytes each): a payment into any other account, nearly all of
+    /// them, skips the lookup.
+    named_accounts: FxHashSet<u64>,
+    /// Findings in the order one thread would turn them into alerts:
+    /// those of account steps still on the account stage hold back every
+    /// later one ([`Engine::pump`]).
+    queue: VecDeque<Queued>,
+
     /// The account-level rules that are on (worked out once).
     window_rules: crate::detect::episode::WindowRules,
     /// The first instant of the day after the watermark's: referral
@@ -165,17 +180,23 @@ impl Engine {
     /// Opens the engine on a store, resuming from its committed progress.
     pub fn open(store: Store, rules: RulesConfig, tz: Tz, cache_entries: usize, clock: Arc<dyn Clock>) -> Result<Engine, EngineError> {
         let progress = store.get(Cf::Meta, keys::META_PROGRESS)?.unwrap_or_default();
+        let window_rules = crate::detect::episode::WindowRules::of(&rules);
+        let named_accounts = store.keys_between(Cf::AccountCustodians, &[], &[0xff; 32])?.iter().map(|k| account_hash(k)).collect();
+        let accounts = accounts::AccountStage::start(store.clone(), rules.clone(), window_rules.clone(), cache_entries);
         Ok(Engine {
             townships: None,
             payment_checks: rules.payment_checks(),
-            window_rules: crate::detect::episode::WindowRules::of(&rules),
+            window_rules,
             next_day: Timestamp(i64::MIN),
             rules,
             tz,
             clock,
             bens: Table::new(Cf::Beneficiaries, cache_entries),
             months: Months::default(),
-            accounts: Table::new(Cf::Accounts, cache_entries),
+            accounts,
+            account_custodians: Table::new(Cf::AccountCustodians, cache_entries),
+            named_accounts,
+            queue: VecDeque::new(),
             custodians: Table::new(Cf::Custodians, cache_entries),
             cases: Table::new(Cf::Cases, cache_entries),
             decision_cases: Table::new(Cf::Cases, cache_entries),
@@ -239,6 +260,8 @@ impl Engine {
         if self.in_flight.as_ref().is_some_and(|f| f.write.is_finished()) {
             self.landed = self.land()?;
         }
+        // Alerts of account steps that came back, in order.
+        self.pump(false)?;
         if let Some(known) = &self.townships {
             let township = match rec {
                 Record::Payment(p) => Some(p.township.as_str()),
@@ -263,7 +286,12 @@ impl Engine {
         let outcome = match (rec, target) {
             (Record::Roster(r), _) => self.on_roster(r)?,
             (Record::Death(d), _) => self.on_death(d)?,
-            (Record::Decision(d), _) => self.on_decision(d)?,
+            (Record::Decision(d), _) => {
+                // A decision reads and changes cases: every finding before
+                // it is filed first.
+                self.drain()?;
+                self.on_decision(d)?
+            }
             (Record::Vulnerable(v), _) => self.on_vulnerable(v)?,
             (Record::Payment(p), Some(t)) => self.on_reversal(p, t)?,
             (Record::Payment(p), None) => self.on_payment(p, opened)?,
@@ -287,8 +315,46 @@ impl Engine {
         outcome
     }
 
-    /// Turns findings into alerts, once per `alert_id` ever.
+    /// Turns findings into alerts, once per `alert_id` ever — at once, or
+    /// after the findings of the account steps queued before them.
     fn emit(&mut self, findings: Vec<Finding>) -> Result<(), EngineError> {
+        if self.queue.is_empty() {
+            self.emit_now(findings)
+        } else {
+            if !findings.is_empty() {
+                self.queue.push_back(Queued::Findings(findings));
+            }
+            Ok(())
+        }
+    }
+
+    /// Emits queued findings from the front while they are known: with
+    /// `wait`, waits for the account stage until the queue is empty.
+    fn pump(&mut self, wait: bool) -> Result<(), EngineError> {
+        while let Some(front) = self.queue.front_mut() {
+            let findings = match front {
+                Queued::Findings(f) => std::mem::take(f),
+                Queued::Step => match self.accounts.take(wait)? {
+                    Some(f) => f,
+                    None => return Ok(()),
+                },
+            };
+            self.queue.pop_front();
+            self.emit_now(findings)?;
+        }
+        Ok(())
+    }
+
+    /// Waits for every account step and emits everything queued: before
+    /// a commit, a decision, or counting changed entries.
+    fn drain(&mut self) -> Result<(), EngineError> {
+        self.pump(true)?;
+        debug_assert!(self.queue.is_empty());
+        Ok(())
+    }
+
+    /// Turns findings into alerts now.
+    fn emit_now(&mut self, findings: Vec<Finding>) -> Result<(), EngineError> {
         for f in findings {
             let parts: Vec<&str> = f.identity.iter().map(String::as_str).collect();
             let id = alert_id(f.rule, &parts);
@@ -373,6 +439,20 @@ impl Engine {
         }
         cfg.deadline(self.tz, p)
     }
+}
+
+/// What waits to be turned into alerts, in order.
+enum Queued {
+    /// Findings raised on this side after an account step still out.
+    Findings(Vec<Finding>),
+    /// The findings of one account step, from the account stage.
+    Step,
+}
+
+/// The hash `named_accounts` keeps of an account number.
+fn account_hash(account_no: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(account_no)
 }
 
 #[cfg(test)]

@@ -2,12 +2,13 @@
 //! and the receiving account's window.
 
 use super::state::{custodian_in, StoredPayment};
+use super::accounts::Step;
 use super::{months, Engine, EngineError, Opened, Outcome};
 use crate::decode::{Reason, Rejection};
 use crate::detect::episode::{Change, WindowEntry};
 use crate::detect::PaymentView;
 use crate::model::time::Date;
-use crate::model::{Payment, Period, Rule, Timestamp};
+use crate::model::{Payment, Period, Rule, Text, Timestamp};
 use crate::store::keys::{self, MonthKey};
 
 /// The payment a reversal cancels, and the month that holds it.
@@ -94,6 +95,7 @@ impl Engine {
         if let Some(id) = custodian_id {
             findings.extend(self.custodian_deceased_at(p, &id, paid_on)?);
         }
+        self.emit(findings)?;
         let entry = WindowEntry {
             event_id: p.event_id.clone(),
             paid_at: p.paid_at,
@@ -102,8 +104,7 @@ impl Engine {
             exempt,
             reversed: false,
         };
-        findings.extend(self.account_step(&p.account_no, &p.township, p.paid_at, paid_on, Change::Add(entry))?);
-        self.emit(findings)?;
+        self.account_step(&p.account_no, &p.township, p.paid_at, paid_on, Change::Add(entry))?;
         Ok(Outcome::Applied)
     }
 
@@ -161,30 +162,35 @@ impl Engine {
         }
         let paid_on = self.tz.date(p.paid_at);
         let change = Change::Reverse(target_id.to_owned());
-        let findings = self.account_step(&target.account_no, &target.township, p.paid_at, paid_on, change)?;
-        self.emit(findings)?;
+        self.account_step(&target.account_no, &target.township, p.paid_at, paid_on, change)?;
         Ok(Outcome::Applied)
     }
     /// One change to an account's window at `t`, with n (custodian
-    /// registrations of the account valid on `day`) counted first.
-    fn account_step(
-        &mut self,
-        account_no: &str,
-        township: &str,
-        t: Timestamp,
-        day: Date,
-        change: Change,
-    ) -> Result<Vec<crate::detect::Finding>, EngineError> {
+    /// registrations of the account valid on `day`) counted here, handed
+    /// to the account stage; its findings follow every finding raised
+    /// before it ([`Engine::pump`]).
+    fn account_step(&mut self, account_no: &Text, township: &Text, t: Timestamp, day: Date, change: Change) -> Result<(), EngineError> {
         if self.window_rules.rules.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
-        // One lookup of the account; n is counted only for an account some
-        // roster ever named for a custodian (rare).
-        let acct = self.accounts.get_or_default(&self.store, account_no.as_bytes())?;
-        if acct.custodian_of.is_empty() {
-            return Ok(acct.window.step(&self.rules, &self.window_rules, account_no, township, t, 0, change));
+        let custodian_of = self.custodian_registrations(account_no, t, day)?;
+        let step = Step { account_no: account_no.clone(), township: township.clone(), at: t, custodian_of, change };
+        self.accounts.step(step)?;
+        self.queue.push_back(super::Queued::Step);
+        Ok(())
+    }
+
+    /// n: beneficiaries whose roster version at `t` registers `account_no`
+    /// for a custodian valid on `day`. Counted only for an account some
+    /// roster ever named for a custodian (rare).
+    fn custodian_registrations(&mut self, account_no: &str, t: Timestamp, day: Date) -> Result<usize, EngineError> {
+        if !self.named_accounts.contains(&super::account_hash(account_no.as_bytes())) {
+            return Ok(0);
         }
-        let named: Vec<String> = acct.custodian_of.iter().cloned().collect();
+        let named: Vec<String> = match self.account_custodians.get(&self.store, account_no.as_bytes())? {
+            Some(set) => set.iter().cloned().collect(),
+            None => return Ok(0),
+        };
         let mut n = 0;
         for id in &named {
             let registered = self.roster_version(id, t)?.is_some_and(|r| {
@@ -192,7 +198,6 @@ impl Engine {
             });
             n += usize::from(registered);
         }
-        let acct = self.accounts.get_or_default(&self.store, account_no.as_bytes())?;
-        Ok(acct.window.step(&self.rules, &self.window_rules, account_no, township, t, n, change))
+        Ok(n)
     }
 }

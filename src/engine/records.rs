@@ -33,7 +33,8 @@ impl Engine {
             self.roster_archive.add(bid, gone);
         }
         for c in &r.custodians {
-            self.accounts.get_or_default(&self.store, c.account_no.as_bytes())?.custodian_of.insert(bid.to_owned());
+            self.account_custodians.get_or_default(&self.store, c.account_no.as_bytes())?.insert(bid.to_owned());
+            self.named_accounts.insert(super::account_hash(c.account_no.as_bytes()));
         }
         self.households.get_or_default(&self.store, r.household_id.as_bytes())?.insert(bid.to_owned());
         if !r.custodians.is_empty() || !replaced.is_empty() {

@@ -102,14 +102,14 @@ pub struct StoredPayment {
     pub reversed_by: Option<String>,
 }
 
-/// One receiving account.
+/// One receiving account, as the account stage keeps it. Which
+/// beneficiaries name it for a custodian is kept apart
+/// (`Cf::AccountCustodians`, the person side's): n is counted from their
+/// rosters before the step reaches the account stage.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Account {
     /// Recent payments and the account-level rules' episodes.
     pub window: AccountWindow,
-    /// Beneficiaries whose roster ever named this account for a custodian;
-    /// n of `FREQUENT_PAYMENTS` is counted among them at each payment.
-    pub custodian_of: BTreeSet<String>,
 }
 
 /// One custodian identity number (contract §9).

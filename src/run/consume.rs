@@ -239,7 +239,7 @@ impl Consume {
             }
             // 3. Commit state, offsets and outbox together.
             let (min, max) = self.batch_records;
-            if dirty && (self.engine.batch_full(in_batch, min, max) || last_commit.elapsed() >= self.commit_interval) {
+            if dirty && (self.engine.batch_full(in_batch, min, max)? || last_commit.elapsed() >= self.commit_interval) {
                 self.commit()?;
                 dirty = false;
                 in_batch = 0;

@@ -12,7 +12,8 @@ pub enum Cf {
     /// beneficiary that one commit wrote; the newest segment holding a
     /// month has it whole.
     Months,
-    /// account_no → the account's window and alert episodes.
+    /// account_no → the account's window and alert episodes (the account
+    /// stage's alone).
     Accounts,
     /// deadline → the beneficiaries whose next `MISSED_PAYMENT` month has
     /// that deadline.
@@ -52,10 +53,16 @@ pub enum Cf {
     /// first: read only by checks that look back at an earlier instant (a
     /// late custodian death, a late referral, an out-of-order record).
     RosterArchive,
+    /// account_no → the beneficiaries whose roster ever named this account
+    /// for a custodian (n of `FREQUENT_PAYMENTS` is counted among them).
+    /// Written by roster records and read at each payment into the account,
+    /// so it is the person side's, apart from the account's window
+    /// (`Accounts`), which the account stage owns.
+    AccountCustodians,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 17] = [
+    pub const ALL: [Cf; 18] = [
         Cf::Meta,
         Cf::Beneficiaries,
         Cf::Months,
@@ -73,6 +80,7 @@ impl Cf {
         Cf::Referrals,
         Cf::AlertIndex,
         Cf::RosterArchive,
+        Cf::AccountCustodians,
     ];
 
     pub fn name(self) -> &'static str {
@@ -94,6 +102,7 @@ impl Cf {
             Cf::Referrals => "referrals",
             Cf::AlertIndex => "alert_index",
             Cf::RosterArchive => "roster_archive",
+            Cf::AccountCustodians => "account_custodians",
         }
     }
 }

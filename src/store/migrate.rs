@@ -329,9 +329,9 @@ pub(super) fn v4_to_v5(store: &Store) -> Result<(), StoreError> {
     let cases = super::cases::build_index(store)?;
     let mut batch = store.batch();
     batch.delete(Cf::Meta, V5_AFTER);
-    batch.put_raw(Cf::Meta, keys::META_SCHEMA, SCHEMA.as_bytes());
+    batch.put_raw(Cf::Meta, keys::META_SCHEMA, V5.as_bytes());
     store.commit(batch)?;
-    tracing::info!(from = V4, to = SCHEMA, alerts_indexed_up_to = last, cases, "state directory upgraded");
+    tracing::info!(from = V4, to = V5, alerts_indexed_up_to = last, cases, "state directory upgraded");
     Ok(())
 }
 
@@ -356,8 +356,24 @@ fn resume_key(cf: Cf) -> Vec<u8> {
 
 /// Rewrites every value of `cf` with `convert`, in chunks, resumably.
 fn rewrite_v3_to_v4(store: &Store, cf: Cf, convert: fn(&[u8]) -> Result<Vec<u8>, postcard::Error>) -> Result<(), StoreError> {
-    let resume = resume_key(cf);
-    let mut from = match store.get_raw(Cf::Meta, &resume)? {
+    rewrite_chunks(store, cf, &resume_key(cf), |batch, k, v| {
+        let value = convert(v).map_err(|source| StoreError::Decode { cf: cf.name(), key: keys::shown(k), source })?;
+        batch.put_raw(cf, k, &value);
+        Ok(())
+    })
+}
+
+/// Hands every entry of `cf` to `convert`, which puts what replaces it
+/// into the batch, `BENEFICIARIES_PER_WRITE` entries per write; each write
+/// records the last key it converted under `resume` in `meta`, so an
+/// interrupted upgrade resumes after it and never converts a value twice.
+fn rewrite_chunks(
+    store: &Store,
+    cf: Cf,
+    resume: &[u8],
+    mut convert: impl FnMut(&mut super::Batch<'_>, &[u8], &[u8]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut from = match store.get_raw(Cf::Meta, resume)? {
         Some(mut k) => {
             k.push(0);
             k
@@ -369,14 +385,46 @@ fn rewrite_v3_to_v4(store: &Store, cf: Cf, convert: fn(&[u8]) -> Result<Vec<u8>,
         let Some((last, _)) = chunk.last() else { return Ok(()) };
         let mut batch = store.batch();
         for (k, v) in &chunk {
-            let value = convert(v).map_err(|source| StoreError::Decode { cf: cf.name(), key: keys::shown(k), source })?;
-            batch.put_raw(cf, k, &value);
+            convert(&mut batch, k, v)?;
         }
-        batch.put_raw(Cf::Meta, &resume, last);
+        batch.put_raw(Cf::Meta, resume, last);
         store.commit(batch)?;
         from = last.clone();
         from.push(0);
     }
+}
+
+pub(super) const V5: &str = "paywatch-state-v5";
+
+/// Where an interrupted v5 → v6 upgrade resumes.
+const V6_AFTER: &[u8] = b"upgrade_v6_after/accounts";
+
+/// v5 → v6: an account held its window and, last, the beneficiaries whose
+/// roster named it for a custodian; v6 keeps those apart, in
+/// `account_custodians` (written by the person side), so that the account
+/// stage owns `accounts` alone. Every account is rewritten without them,
+/// in resumable chunks; the schema marker moves last.
+pub(super) fn v5_to_v6(store: &Store) -> Result<(), StoreError> {
+    use crate::detect::episode::AccountWindow;
+    use std::collections::BTreeSet;
+    let mut named = 0u64;
+    rewrite_chunks(store, Cf::Accounts, V6_AFTER, |batch, k, v| {
+        let bad = |source| StoreError::Decode { cf: Cf::Accounts.name(), key: keys::shown(k), source };
+        let (_, rest) = postcard::take_from_bytes::<AccountWindow>(v).map_err(bad)?;
+        let custodian_of: BTreeSet<String> = postcard::from_bytes(rest).map_err(bad)?;
+        batch.put_raw(Cf::Accounts, k, &v[..v.len() - rest.len()]);
+        if !custodian_of.is_empty() {
+            batch.put(Cf::AccountCustodians, k, &custodian_of)?;
+            named += 1;
+        }
+        Ok(())
+    })?;
+    let mut batch = store.batch();
+    batch.delete(Cf::Meta, V6_AFTER);
+    batch.put_raw(Cf::Meta, keys::META_SCHEMA, SCHEMA.as_bytes());
+    store.commit(batch)?;
+    tracing::info!(from = V5, to = SCHEMA, accounts_named_for_custodians = named, "state directory upgraded");
+    Ok(())
 }
 
 /// A beneficiary: the roster is its first field; the rest stays.
@@ -392,7 +440,8 @@ fn beneficiary_v3_to_v4(v: &[u8]) -> Result<Vec<u8>, postcard::Error> {
 
 /// An account: its window held one episode field per account rule
 /// (`shared`, `frequent`); v4 holds a list of (rule, episode), with only
-/// the episodes that ever started. `custodian_of` follows unchanged.
+/// the episodes that ever started. `custodian_of` follows unchanged (v6
+/// moves it out).
 fn account_v3_to_v4(v: &[u8]) -> Result<Vec<u8>, postcard::Error> {
     use crate::detect::episode::{Episode, RuleEpisode, WindowEntry};
     use crate::model::{Rule, Timestamp};
@@ -417,12 +466,15 @@ pub(crate) fn accounts_as_v3(store: &Store) {
     use crate::detect::episode::Episode;
     use crate::engine::state::Account;
     use crate::model::Rule;
+    use std::collections::BTreeSet;
     let mut b = store.batch();
     for (k, v) in store.entries_between(Cf::Accounts, &[], &[0xff; 32], usize::MAX).unwrap() {
         let a: Account = postcard::from_bytes(&v).unwrap();
+        let named: BTreeSet<String> = store.get(Cf::AccountCustodians, &k).unwrap().unwrap_or_default();
         let e = |r: Rule| a.window.episode(r).cloned().unwrap_or_default();
-        let old: (_, Episode, Episode, _, _) = (&a.window.entries, e(Rule::SharedAccount), e(Rule::FrequentPayments), a.window.last_eval, &a.custodian_of);
+        let old: (_, Episode, Episode, _, _) = (&a.window.entries, e(Rule::SharedAccount), e(Rule::FrequentPayments), a.window.last_eval, &named);
         b.put_raw(Cf::Accounts, &k, &postcard::to_stdvec(&old).unwrap());
+        b.delete(Cf::AccountCustodians, &k);
     }
     store.commit(b).unwrap();
 }
@@ -467,7 +519,42 @@ mod tests {
         assert_eq!(a.window.episode(Rule::FrequentPayments), Some(&frequent));
         assert_eq!(a.window.episode(Rule::SharedAccount), None);
         assert_eq!(a.window.last_eval, Some(Timestamp(3_000)));
-        assert_eq!(a.custodian_of, custodian_of);
+        let named: BTreeSet<String> = store.get(Cf::AccountCustodians, b"6217001234567890").unwrap().unwrap();
+        assert_eq!(named, custodian_of, "v6 keeps them apart from the window");
         assert!(store.get_raw(Cf::Meta, &resume_key(Cf::Accounts)).unwrap().is_none(), "the resume key goes with the upgrade");
+    }
+
+    /// v5 → v6: the beneficiaries naming an account for a custodian move
+    /// out of the account into `account_custodians`; an upgrade
+    /// interrupted after a chunk resumes after it (a converted account is
+    /// never read as v5 again).
+    #[test]
+    fn a_v5_account_is_split_resumably() {
+        use crate::detect::episode::AccountWindow;
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false, statistics: false };
+        let window = AccountWindow { last_eval: Some(Timestamp(3_000)), ..AccountWindow::default() };
+        let named: BTreeSet<String> = ["11010519491231002X".to_owned()].into();
+        let v5 = |named: &BTreeSet<String>| postcard::to_stdvec(&(&window, named)).unwrap();
+        {
+            let store = Store::open(dir.path(), opts).unwrap();
+            let mut b = store.batch();
+            // Converted before the interruption: the window alone.
+            b.put_raw(Cf::Accounts, b"6217000000000001", &postcard::to_stdvec(&window).unwrap());
+            b.put_raw(Cf::Meta, V6_AFTER, b"6217000000000001");
+            b.put_raw(Cf::Accounts, b"6217000000000002", &v5(&named));
+            b.put_raw(Cf::Accounts, b"6217000000000003", &v5(&BTreeSet::new()));
+            b.put_raw(Cf::Meta, keys::META_SCHEMA, V5.as_bytes());
+            store.commit(b).unwrap();
+        }
+        let store = Store::open(dir.path(), opts).unwrap();
+        assert_eq!(store.get_raw(Cf::Meta, keys::META_SCHEMA).unwrap().as_deref(), Some(SCHEMA.as_bytes()));
+        for k in [b"6217000000000001", b"6217000000000002", b"6217000000000003"] {
+            let a: Account = store.get(Cf::Accounts, k).unwrap().unwrap();
+            assert_eq!(a.window, window);
+        }
+        assert_eq!(store.get::<BTreeSet<String>>(Cf::AccountCustodians, b"6217000000000002").unwrap(), Some(named));
+        assert_eq!(store.keys_between(Cf::AccountCustodians, &[], &[0xff; 32]).unwrap().len(), 1, "an empty set is not written");
+        assert!(store.get_raw(Cf::Meta, V6_AFTER).unwrap().is_none());
     }
 }

@@ -13,6 +13,10 @@ use std::collections::hash_map::Entry;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+/// A changed entry, encoded, as [`Table::take_changes`] hands it over:
+/// key and value (`None`: deleted).
+pub type Change = (Vec<u8>, Option<Vec<u8>>);
+
 /// A key kept inline when it is short (every key paywatch caches is).
 type Key = smallvec::SmallVec<[u8; 24]>;
 
@@ -175,16 +179,40 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
     /// clean. With `in_flight` (the batch is written in the background),
     /// clean entries are kept until [`Table::landed`].
     pub fn flush(&mut self, batch: &mut Batch<'_>, in_flight: bool) -> Result<(), StoreError> {
+        let cf = self.cf;
+        self.flush_each(in_flight, |k, v| match v {
+            Some(v) => batch.put_raw(cf, k, v),
+            None => batch.delete(cf, k),
+        })
+    }
+
+    /// [`Table::flush`] for a table kept on another thread than the
+    /// commit: every changed entry, encoded (`None`: deleted), for the
+    /// committing thread to put into its batch.
+    pub fn take_changes(&mut self, in_flight: bool) -> Result<Vec<Change>, StoreError> {
+        let mut out = Vec::with_capacity(self.changed());
+        self.flush_each(in_flight, |k, v| out.push((k.to_vec(), v.map(<[u8]>::to_vec))))?;
+        Ok(out)
+    }
+
+    /// Hands every changed entry, encoded, to `put`; all entries are then
+    /// clean.
+    fn flush_each(&mut self, in_flight: bool, mut put: impl FnMut(&[u8], Option<&[u8]>)) -> Result<(), StoreError> {
         self.hold_clean = in_flight;
         for (k, v) in &self.evicted {
-            batch.put_raw(self.cf, k, v);
+            put(k, Some(v));
         }
         let evicted = std::mem::take(&mut self.evicted);
         self.in_flight = if in_flight { evicted } else { FxHashMap::default() };
+        let mut buf = Vec::new();
         for (k, slot) in self.slots.iter_mut().filter(|(_, s)| s.dirty) {
             match &slot.value {
-                Some(v) => batch.put(self.cf, k, v)?,
-                None => batch.delete(self.cf, k),
+                Some(v) => {
+                    buf.clear();
+                    buf = postcard::to_extend(v, buf).map_err(StoreError::Encode)?;
+                    put(k, Some(&buf));
+                }
+                None => put(k, None),
             }
             slot.dirty = false;
         }

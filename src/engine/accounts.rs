@@ -1,0 +1,360 @@
+//! The account stage: every receiving account's window (`SHARED_ACCOUNT`,
+//! `FREQUENT_PAYMENTS`) on a thread of its own, beside the person side
+//! that applies records (#16: the engine on every core).
+//!
+//! The person side judges each payment against its beneficiary, counts n
+//! (the custodian registrations naming the account, from the rosters it
+//! owns) and hands the account's change here as a [`Step`]; it goes on
+//! with the next record while this thread moves the window. Steps travel
+//! in chunks and come back, in order, as the findings of each step: the
+//! engine turns findings into alerts in exactly the order one thread would
+//! have (see `Engine::pump`), so the alerts, their cases and their order
+//! do not depend on how far this stage lags.
+//!
+//! This stage owns `Cf::Accounts` alone: it reads entries through its own
+//! cache, and at a commit hands back every entry it changed, encoded, for
+//! the person side to put into the one atomic write. It never reads
+//! another column family and never writes to the store.
+
+use super::state::Account;
+use crate::detect::episode::{Change, WindowRules};
+use crate::detect::{Finding, RulesConfig};
+use crate::model::{Text, Timestamp};
+use crate::store::{Cf, Change as Changed, Store, StoreError, Table};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::thread::JoinHandle;
+
+/// Steps sent in one message: few enough that the stage starts early,
+/// enough that a message's cost (a wake-up, an allocation) is spread.
+const CHUNK: usize = 256;
+/// Chunks sent and not answered, at most: bounds the memory the lag costs
+/// (and the findings held back) to a few thousand payments.
+const CHUNKS_AHEAD: usize = 32;
+
+/// One change to one account's window.
+#[derive(Debug)]
+pub(super) struct Step {
+    pub account_no: Text,
+    /// The payment's township (for the alert).
+    pub township: Text,
+    /// The event time of the change.
+    pub at: Timestamp,
+    /// n: beneficiaries for whom the account is a registered custodian
+    /// account at `at` (counted by the person side, which owns rosters).
+    pub custodian_of: usize,
+    pub change: Change,
+}
+
+enum Request {
+    Steps(Vec<Step>),
+    /// Hand back every entry changed since the last flush; with
+    /// `in_flight`, keep clean entries until `Landed` (see `Table::flush`).
+    Flush { in_flight: bool },
+    /// The commit written in the background is durable.
+    Landed,
+    /// A foreground commit is durable: drop cold entries.
+    Trim,
+}
+
+enum Reply {
+    /// The findings of each step of one chunk, in order, and how many
+    /// entries the next commit will rewrite.
+    Findings { findings: Vec<Vec<Finding>>, changed: usize },
+    /// Changed entries, encoded (`None`: deleted).
+    Flushed(Vec<Changed>),
+}
+
+/// The person side's handle on the account stage.
+pub(super) struct AccountStage {
+    requests: Option<Sender<Request>>,
+    replies: Receiver<Result<Reply, StoreError>>,
+    thread: Option<JoinHandle<()>>,
+    /// Steps gathered for the next chunk.
+    gathering: Vec<Step>,
+    /// Chunks sent whose findings have not come back.
+    ahead: usize,
+    /// Findings come back but not yet turned into alerts, oldest first.
+    returned: std::collections::VecDeque<Vec<Finding>>,
+    /// Entries the next commit rewrites, as of the last chunk answered.
+    changed: usize,
+}
+
+impl AccountStage {
+    /// Starts the stage's thread on `store`'s accounts.
+    pub(super) fn start(store: Store, rules: RulesConfig, on: WindowRules, cache_entries: usize) -> AccountStage {
+        let (requests, inbox) = channel();
+        let (outbox, replies) = channel();
+        let thread = std::thread::Builder::new()
+            .name("paywatch-accounts".into())
+            .spawn(move || serve(&store, &rules, &on, cache_entries, inbox, outbox))
+            .expect("the operating system refused a thread for the account stage");
+        AccountStage {
+            requests: Some(requests),
+            replies,
+            thread: Some(thread),
+            gathering: Vec::with_capacity(CHUNK),
+            ahead: 0,
+            returned: Default::default(),
+            changed: 0,
+        }
+    }
+
+    /// Queues one step; its findings come back through [`Self::take`] in
+    /// the order steps were queued.
+    pub(super) fn step(&mut self, s: Step) -> Result<(), StoreError> {
+        self.gathering.push(s);
+        if self.gathering.len() >= CHUNK {
+            self.send_gathered()?;
+            while self.ahead >= CHUNKS_AHEAD {
+                self.receive(true)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The findings of the oldest step not yet taken; with `wait`, waits
+    /// for them (sending the steps gathered so far), else `None` when they
+    /// have not come back yet.
+    pub(super) fn take(&mut self, wait: bool) -> Result<Option<Vec<Finding>>, StoreError> {
+        loop {
+            if let Some(f) = self.returned.pop_front() {
+                return Ok(Some(f));
+            }
+            if !wait && self.ahead == 0 {
+                return Ok(None);
+            }
+            if self.ahead == 0 {
+                self.send_gathered()?;
+            }
+            if self.ahead == 0 || !self.receive(wait)? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Entries the next commit will rewrite. Exact only once every step
+    /// has come back (the engine drains first).
+    pub(super) fn changed(&self) -> usize {
+        self.changed
+    }
+
+    /// Every entry changed since the last flush, encoded, for the commit.
+    /// Every step must have come back first.
+    pub(super) fn flush(&mut self, in_flight: bool) -> Result<Vec<Changed>, StoreError> {
+        debug_assert!(self.ahead == 0 && self.gathering.is_empty(), "flushed with steps outstanding");
+        self.send(Request::Flush { in_flight })?;
+        match self.replies.recv().map_err(|_| stopped())?? {
+            Reply::Flushed(entries) => {
+                self.changed = 0;
+                Ok(entries)
+            }
+            Reply::Findings { .. } => Err(stopped()),
+        }
+    }
+
+    pub(super) fn landed(&mut self) -> Result<(), StoreError> {
+        self.send(Request::Landed)
+    }
+
+    pub(super) fn trim(&mut self) -> Result<(), StoreError> {
+        self.send(Request::Trim)
+    }
+
+    fn send_gathered(&mut self) -> Result<(), StoreError> {
+        if self.gathering.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.gathering, Vec::with_capacity(CHUNK));
+        self.send(Request::Steps(chunk))?;
+        self.ahead += 1;
+        Ok(())
+    }
+
+    fn send(&mut self, r: Request) -> Result<(), StoreError> {
+        self.requests.as_ref().ok_or_else(stopped)?.send(r).map_err(|_| stopped())
+    }
+
+    /// Takes one chunk's findings; false when `wait` is off and none has
+    /// come back.
+    fn receive(&mut self, wait: bool) -> Result<bool, StoreError> {
+        let reply = if wait {
+            self.replies.recv().map_err(|_| stopped())?
+        } else {
+            match self.replies.try_recv() {
+                Ok(r) => r,
+                Err(std::sync::mpsc::TryRecvError::Empty) => return Ok(false),
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => return Err(stopped()),
+            }
+        };
+        match reply? {
+            Reply::Findings { findings, changed } => {
+                self.ahead -= 1;
+                self.changed = changed;
+                self.returned.extend(findings);
+                Ok(true)
+            }
+            Reply::Flushed(_) => Err(stopped()),
+        }
+    }
+}
+
+impl Drop for AccountStage {
+    /// Closes the stage's inbox and waits for its thread, so no thread
+    /// outlives the engine that fed it.
+    fn drop(&mut self) {
+        self.requests.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The error of a stage that is gone (its thread ended after an error
+/// already returned, or panicked).
+fn stopped() -> StoreError {
+    StoreError::Thread("the account stage stopped".into())
+}
+
+/// The stage's thread: answers requests in the order sent until the
+/// engine drops its handle.
+fn serve(
+    store: &Store,
+    rules: &RulesConfig,
+    on: &WindowRules,
+    cache_entries: usize,
+    inbox: Receiver<Request>,
+    outbox: Sender<Result<Reply, StoreError>>,
+) {
+    let mut accounts: Table<Account> = Table::new(Cf::Accounts, cache_entries);
+    for request in inbox {
+        let reply = match request {
+            Request::Steps(steps) => apply(&mut accounts, store, rules, on, steps),
+            Request::Flush { in_flight } => accounts.take_changes(in_flight).map(Reply::Flushed),
+            Request::Landed => {
+                accounts.landed();
+                continue;
+            }
+            Request::Trim => {
+                accounts.trim();
+                continue;
+            }
+        };
+        let failed = reply.is_err();
+        if outbox.send(reply).is_err() || failed {
+            return;
+        }
+    }
+}
+
+fn apply(accounts: &mut Table<Account>, store: &Store, rules: &RulesConfig, on: &WindowRules, steps: Vec<Step>) -> Result<Reply, StoreError> {
+    let mut findings = Vec::with_capacity(steps.len());
+    for s in steps {
+        let acct = accounts.get_or_default(store, s.account_no.as_bytes())?;
+        findings.push(acct.window.step(rules, on, &s.account_no, &s.township, s.at, s.custodian_of, s.change));
+    }
+    Ok(Reply::Findings { findings, changed: accounts.changed() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::episode::WindowEntry;
+    use crate::model::{Money, Rule};
+    use crate::store::StoreOptions;
+
+    fn store(dir: &std::path::Path) -> Store {
+        Store::open(dir, StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false, statistics: false }).unwrap()
+    }
+
+    fn stage(store: &Store) -> AccountStage {
+        let rules = RulesConfig::default();
+        let on = WindowRules::of(&rules);
+        AccountStage::start(store.clone(), rules, on, 16)
+    }
+
+    /// The `i`th payment into account `a`, for household `h`.
+    fn add(a: usize, h: usize, i: usize) -> Step {
+        Step {
+            account_no: format!("62170000000{a:05}").into(),
+            township: "城关镇".into(),
+            at: Timestamp(1_546_300_800_000 + i as i64 * 60_000),
+            custodian_of: 0,
+            change: Change::Add(WindowEntry {
+                event_id: format!("E{i}").into(),
+                paid_at: Timestamp(1_546_300_800_000 + i as i64 * 60_000),
+                household_id: format!("H{h}").into(),
+                amount: Money::parse("585.00").unwrap(),
+                exempt: false,
+                reversed: false,
+            }),
+        }
+    }
+
+    #[test]
+    fn findings_come_back_one_per_step_in_the_order_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let mut s = stage(&store);
+        // 1,000 accounts (more than the cache holds, and several chunks
+        // ahead): each gets a first household, then every 7th a second,
+        // which makes it shared (N = 2).
+        let mut expected = Vec::new();
+        for a in 0..1000 {
+            s.step(add(a, 1, 2 * a)).unwrap();
+            expected.push(false);
+        }
+        for a in (0..1000).step_by(7) {
+            s.step(add(a, 2, 2 * a + 1)).unwrap();
+            expected.push(true);
+        }
+        let mut got = Vec::new();
+        while let Some(f) = s.take(true).unwrap() {
+            assert!(f.iter().all(|f| f.rule == Rule::SharedAccount));
+            got.push(!f.is_empty());
+        }
+        assert_eq!(got, expected);
+        assert_eq!(s.changed(), 1000, "every account changed, evicted ones too");
+        let flushed = s.flush(false).unwrap();
+        assert_eq!(flushed.len(), 1000);
+        assert!(flushed.iter().all(|(k, v)| k.len() == 16 && v.is_some()));
+        assert_eq!(s.changed(), 0);
+    }
+
+    #[test]
+    fn what_a_flush_hands_back_is_read_again_after_the_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let mut s = stage(&store);
+        s.step(add(1, 1, 0)).unwrap();
+        assert_eq!(s.take(true).unwrap(), Some(Vec::new()));
+        let mut b = store.batch();
+        for (k, v) in s.flush(false).unwrap() {
+            b.put_raw(Cf::Accounts, &k, &v.unwrap());
+        }
+        store.commit(b).unwrap();
+        s.trim().unwrap();
+        drop(s);
+        // A new stage (a restart) reads the committed window: the second
+        // household makes the account shared.
+        let mut s = stage(&store);
+        s.step(add(1, 2, 1)).unwrap();
+        let f = s.take(true).unwrap().unwrap();
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].rule, Rule::SharedAccount);
+    }
+
+    #[test]
+    fn a_damaged_stored_account_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let mut b = store.batch();
+        b.put_raw(Cf::Accounts, b"6217000000000001", &[0xff, 0xff, 0xff]);
+        store.commit(b).unwrap();
+        let mut s = stage(&store);
+        s.step(add(1, 1, 0)).unwrap();
+        let err = s.take(true).unwrap_err();
+        assert!(err.to_string().contains("accounts"), "{err}");
+        // The stage is gone: every later request says so.
+        assert!(s.step(add(2, 1, 1)).and_then(|_| s.take(true)).is_err());
+    }
+}

@@ -381,9 +381,13 @@ impl Store {
         Ok(n)
     }
 
-    /// Every value of a column family in key order.
+    /// Every value of a column family in key order. In total order even
+    /// where a prefix extractor is set (`months`: without it such a scan
+    /// may skip what the memtable holds).
     pub fn values(&self, cf: Cf) -> impl Iterator<Item = Result<Vec<u8>, StoreError>> + '_ {
-        self.db.iterator_cf(self.cf(cf), IteratorMode::Start).map(|r| r.map(|(_, v)| v.to_vec()).map_err(StoreError::from))
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.set_total_order_seek(true);
+        self.db.iterator_cf_opt(self.cf(cf), ro, IteratorMode::Start).map(|r| r.map(|(_, v)| v.to_vec()).map_err(StoreError::from))
     }
 }
 

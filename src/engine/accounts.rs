@@ -20,7 +20,7 @@ use super::state::Account;
 use crate::detect::episode::{Change, WindowRules};
 use crate::detect::{Finding, RulesConfig};
 use crate::model::{Text, Timestamp};
-use crate::store::{Cf, Change as Changed, Store, StoreError, Table};
+use crate::store::{Cf, Store, StoreError, Table};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::thread::JoinHandle;
 
@@ -30,6 +30,13 @@ const CHUNK: usize = 256;
 /// Chunks sent and not answered, at most: bounds the memory the lag costs
 /// (and the findings held back) to a few thousand payments.
 const CHUNKS_AHEAD: usize = 32;
+/// Changed entries per message at a commit: the batch of a large district
+/// changes hundreds of thousands of accounts, which would otherwise be
+/// held twice (here and in the batch) at the commit's peak.
+const FLUSH_PIECE: usize = 4096;
+
+/// A changed account, encoded: key and value (`None`: deleted).
+pub(super) type Changed = (Vec<u8>, Option<Vec<u8>>);
 
 /// One change to one account's window.
 #[derive(Debug)]
@@ -60,8 +67,8 @@ enum Reply {
     /// The findings of each step of one chunk, in order, and how many
     /// entries the next commit will rewrite.
     Findings { findings: Vec<Vec<Finding>>, changed: usize },
-    /// Changed entries, encoded (`None`: deleted).
-    Flushed(Vec<Changed>),
+    /// Changed entries, a piece at a time; `last` ends the flush.
+    Flushed { entries: Vec<Changed>, last: bool },
 }
 
 /// The person side's handle on the account stage.
@@ -138,17 +145,23 @@ impl AccountStage {
         self.changed
     }
 
-    /// Every entry changed since the last flush, encoded, for the commit.
-    /// Every step must have come back first.
-    pub(super) fn flush(&mut self, in_flight: bool) -> Result<Vec<Changed>, StoreError> {
+    /// Hands every entry changed since the last flush, encoded, to `put`,
+    /// a piece at a time, for the commit. Every step must have come back
+    /// first.
+    pub(super) fn flush(&mut self, in_flight: bool, mut put: impl FnMut(Changed)) -> Result<(), StoreError> {
         debug_assert!(self.ahead == 0 && self.gathering.is_empty(), "flushed with steps outstanding");
         self.send(Request::Flush { in_flight })?;
-        match self.replies.recv().map_err(|_| stopped())?? {
-            Reply::Flushed(entries) => {
-                self.changed = 0;
-                Ok(entries)
+        loop {
+            match self.replies.recv().map_err(|_| stopped())?? {
+                Reply::Flushed { entries, last } => {
+                    entries.into_iter().for_each(&mut put);
+                    if last {
+                        self.changed = 0;
+                        return Ok(());
+                    }
+                }
+                Reply::Findings { .. } => return Err(stopped()),
             }
-            Reply::Findings { .. } => Err(stopped()),
         }
     }
 
@@ -193,7 +206,7 @@ impl AccountStage {
                 self.returned.extend(findings);
                 Ok(true)
             }
-            Reply::Flushed(_) => Err(stopped()),
+            Reply::Flushed { .. } => Err(stopped()),
         }
     }
 }
@@ -229,7 +242,21 @@ fn serve(
     for request in inbox {
         let reply = match request {
             Request::Steps(steps) => apply(&mut accounts, store, rules, on, steps),
-            Request::Flush { in_flight } => accounts.take_changes(in_flight).map(Reply::Flushed),
+            Request::Flush { in_flight } => {
+                let mut piece = Vec::with_capacity(FLUSH_PIECE);
+                let mut gone = false;
+                let flushed = accounts.flush_with(in_flight, |k, v| {
+                    piece.push((k.to_vec(), v.map(<[u8]>::to_vec)));
+                    if piece.len() == FLUSH_PIECE {
+                        let entries = std::mem::replace(&mut piece, Vec::with_capacity(FLUSH_PIECE));
+                        gone |= outbox.send(Ok(Reply::Flushed { entries, last: false })).is_err();
+                    }
+                });
+                if gone {
+                    return;
+                }
+                flushed.map(|()| Reply::Flushed { entries: piece, last: true })
+            }
             Request::Landed => {
                 accounts.landed();
                 continue;
@@ -295,15 +322,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path());
         let mut s = stage(&store);
-        // 1,000 accounts (more than the cache holds, and several chunks
-        // ahead): each gets a first household, then every 7th a second,
-        // which makes it shared (N = 2).
+        // 5,000 accounts (more than the cache holds, many chunks ahead, and
+        // flushed in two pieces): each gets a first household, then every
+        // 7th a second, which makes it shared (N = 2).
         let mut expected = Vec::new();
-        for a in 0..1000 {
+        for a in 0..5000 {
             s.step(add(a, 1, 2 * a)).unwrap();
             expected.push(false);
         }
-        for a in (0..1000).step_by(7) {
+        for a in (0..5000).step_by(7) {
             s.step(add(a, 2, 2 * a + 1)).unwrap();
             expected.push(true);
         }
@@ -313,9 +340,12 @@ mod tests {
             got.push(!f.is_empty());
         }
         assert_eq!(got, expected);
-        assert_eq!(s.changed(), 1000, "every account changed, evicted ones too");
-        let flushed = s.flush(false).unwrap();
-        assert_eq!(flushed.len(), 1000);
+        assert_eq!(s.changed(), 5000, "every account changed, evicted ones too");
+        let mut flushed = Vec::new();
+        s.flush(false, |c| flushed.push(c)).unwrap();
+        assert_eq!(flushed.len(), 5000);
+        let keys: std::collections::BTreeSet<&Vec<u8>> = flushed.iter().map(|(k, _)| k).collect();
+        assert_eq!(keys.len(), 5000, "each once");
         assert!(flushed.iter().all(|(k, v)| k.len() == 16 && v.is_some()));
         assert_eq!(s.changed(), 0);
     }
@@ -328,9 +358,7 @@ mod tests {
         s.step(add(1, 1, 0)).unwrap();
         assert_eq!(s.take(true).unwrap(), Some(Vec::new()));
         let mut b = store.batch();
-        for (k, v) in s.flush(false).unwrap() {
-            b.put_raw(Cf::Accounts, &k, &v.unwrap());
-        }
+        s.flush(false, |(k, v)| b.put_raw(Cf::Accounts, &k, &v.unwrap())).unwrap();
         store.commit(b).unwrap();
         s.trim().unwrap();
         drop(s);

@@ -223,12 +223,10 @@ impl Engine {
             }
         }
         self.bens.flush(batch, in_flight)?;
-        for (k, v) in self.accounts.flush(in_flight)? {
-            match v {
-                Some(v) => batch.put_raw(Cf::Accounts, &k, &v),
-                None => batch.delete(Cf::Accounts, &k),
-            }
-        }
+        self.accounts.flush(in_flight, |(k, v)| match v {
+            Some(v) => batch.put_raw(Cf::Accounts, &k, &v),
+            None => batch.delete(Cf::Accounts, &k),
+        })?;
         self.account_custodians.flush(batch, in_flight)?;
         self.custodians.flush(batch, in_flight)?;
         self.households.flush(batch, in_flight)?;

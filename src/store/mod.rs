@@ -16,7 +16,7 @@ mod table;
 mod write;
 
 pub use cf::Cf;
-pub use table::{Change, Table};
+pub use table::Table;
 pub use write::{Batch, Finish, PendingWrite, WriteFailed};
 
 

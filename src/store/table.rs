@@ -13,10 +13,6 @@ use std::collections::hash_map::Entry;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// A changed entry, encoded, as [`Table::take_changes`] hands it over:
-/// key and value (`None`: deleted).
-pub type Change = (Vec<u8>, Option<Vec<u8>>);
-
 /// A key kept inline when it is short (every key paywatch caches is).
 type Key = smallvec::SmallVec<[u8; 24]>;
 
@@ -187,12 +183,10 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
     }
 
     /// [`Table::flush`] for a table kept on another thread than the
-    /// commit: every changed entry, encoded (`None`: deleted), for the
-    /// committing thread to put into its batch.
-    pub fn take_changes(&mut self, in_flight: bool) -> Result<Vec<Change>, StoreError> {
-        let mut out = Vec::with_capacity(self.changed());
-        self.flush_each(in_flight, |k, v| out.push((k.to_vec(), v.map(<[u8]>::to_vec))))?;
-        Ok(out)
+    /// commit: every changed entry, encoded (`None`: deleted), handed to
+    /// `put` for the committing thread to put into its batch.
+    pub fn flush_with(&mut self, in_flight: bool, put: impl FnMut(&[u8], Option<&[u8]>)) -> Result<(), StoreError> {
+        self.flush_each(in_flight, put)
     }
 
     /// Hands every changed entry, encoded, to `put`; all entries are then

@@ -41,6 +41,7 @@ pub(super) type Changed = (Vec<u8>, Option<Vec<u8>>);
 /// One change to one account's window.
 #[derive(Debug)]
 pub(super) struct Step {
+    /// The account whose window changes.
     pub account_no: Text,
     /// The payment's township (for the alert).
     pub township: Text,
@@ -49,6 +50,7 @@ pub(super) struct Step {
     /// n: beneficiaries for whom the account is a registered custodian
     /// account at `at` (counted by the person side, which owns rosters).
     pub custodian_of: usize,
+    /// A payment added, or one reversed.
     pub change: Change,
 }
 
@@ -73,8 +75,12 @@ enum Reply {
 
 /// The person side's handle on the account stage.
 pub(super) struct AccountStage {
+    /// To the stage, in order; `None` once dropped, which ends the thread.
     requests: Option<Sender<Request>>,
+    /// From the stage, in the order of the requests answered; an error
+    /// ends the stage.
     replies: Receiver<Result<Reply, StoreError>>,
+    /// Joined on drop, so the thread never outlives the engine.
     thread: Option<JoinHandle<()>>,
     /// Steps gathered for the next chunk.
     gathering: Vec<Step>,
@@ -88,14 +94,14 @@ pub(super) struct AccountStage {
 
 impl AccountStage {
     /// Starts the stage's thread on `store`'s accounts.
-    pub(super) fn start(store: Store, rules: RulesConfig, on: WindowRules, cache_entries: usize) -> AccountStage {
+    pub(super) fn start(store: Store, rules: RulesConfig, on: WindowRules, cache_entries: usize) -> Result<AccountStage, StoreError> {
         let (requests, inbox) = channel();
         let (outbox, replies) = channel();
         let thread = std::thread::Builder::new()
             .name("paywatch-accounts".into())
             .spawn(move || serve(&store, &rules, &on, cache_entries, inbox, outbox))
-            .expect("the operating system refused a thread for the account stage");
-        AccountStage {
+            .map_err(|e| StoreError::Thread(format!("cannot start the account stage: {e}")))?;
+        Ok(AccountStage {
             requests: Some(requests),
             replies,
             thread: Some(thread),
@@ -103,7 +109,7 @@ impl AccountStage {
             ahead: 0,
             returned: Default::default(),
             changed: 0,
-        }
+        })
     }
 
     /// Queues one step; its findings come back through [`Self::take`] in
@@ -296,7 +302,7 @@ mod tests {
     fn stage(store: &Store) -> AccountStage {
         let rules = RulesConfig::default();
         let on = WindowRules::of(&rules);
-        AccountStage::start(store.clone(), rules, on, 16)
+        AccountStage::start(store.clone(), rules, on, 16).unwrap()
     }
 
     /// The `i`th payment into account `a`, for household `h`.

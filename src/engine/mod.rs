@@ -182,7 +182,7 @@ impl Engine {
         let progress = store.get(Cf::Meta, keys::META_PROGRESS)?.unwrap_or_default();
         let window_rules = crate::detect::episode::WindowRules::of(&rules);
         let named_accounts = store.keys_between(Cf::AccountCustodians, &[], &[0xff; 32])?.iter().map(|k| account_hash(k)).collect();
-        let accounts = accounts::AccountStage::start(store.clone(), rules.clone(), window_rules.clone(), cache_entries);
+        let accounts = accounts::AccountStage::start(store.clone(), rules.clone(), window_rules.clone(), cache_entries)?;
         Ok(Engine {
             townships: None,
             payment_checks: rules.payment_checks(),

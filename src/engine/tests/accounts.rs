@@ -98,3 +98,116 @@ fn alerts_keep_the_order_of_one_thread_whatever_the_stage_has_answered() {
         assert_eq!(run(every), one_by_one, "committing every {every} records");
     }
 }
+
+/// An account held by a custodian (王五) for the beneficiaries whose
+/// rosters register it.
+const HELD: &str = "6217005555555555";
+
+/// `bid`'s roster, written at `at`, registering [`HELD`] from `from`
+/// (until `until`), or registering nothing.
+fn holding(bid: &str, household: &str, registered: Option<(&str, Option<&str>)>, at: &str) -> Record {
+    let Record::Roster(mut r) = roster_of(bid, household) else { unreachable!() };
+    r.custodians = registered
+        .map(|(from, until)| Custodian {
+            name: "王五".into(),
+            account_no: HELD.into(),
+            registered_at: day(from),
+            revoked_at: until.map(day),
+            id_no: None,
+        })
+        .into_iter()
+        .collect();
+    r.enrolled_at = day("2018-01-01");
+    r.updated_at = ts(at);
+    Record::Roster(r)
+}
+
+/// Seven payments into [`HELD`] in January 2019 (K = 3 per beneficiary
+/// in 30 days): four of the first beneficiary, three of the second.
+fn seven_into_held() -> Vec<Record> {
+    let mut out = Vec::new();
+    for (i, (bid, h, period)) in [
+        (BID, "H1", "2018-10"),
+        (BID, "H1", "2018-11"),
+        (BID, "H1", "2018-12"),
+        (BID, "H1", "2019-01"),
+        (P, "H2", "2018-11"),
+        (P, "H2", "2018-12"),
+        (P, "H2", "2019-01"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        out.push(pay(&format!("F{i}"), bid, h, period, &format!("2019-01-{:02}T10:00:00+08:00", i + 2), HELD, "王五"));
+    }
+    out
+}
+
+/// (the payment it fired at, n) of each FREQUENT_PAYMENTS alert.
+fn frequent(records: Vec<Record>) -> Vec<(String, String)> {
+    let mut h = Harness::new();
+    for r in &records {
+        h.engine.apply(r).unwrap();
+    }
+    h.alerts.extend(h.engine.commit(None).unwrap().alerts);
+    h.of(Rule::FrequentPayments).iter().map(|a| (a.event_time.clone(), a.evidence.figures["custodian_of"].clone())).collect()
+}
+
+/// n of FREQUENT_PAYMENTS is counted on this side, from the roster
+/// version of each beneficiary naming the account at the payment's time,
+/// and travels with the step to the account stage.
+#[test]
+fn frequent_payments_allows_k_per_registered_beneficiary() {
+    let both = [
+        holding(BID, "H1", Some(("2018-01-01", None)), "2018-12-01T08:00:00+08:00"),
+        holding(P, "H2", Some(("2018-01-01", None)), "2018-12-01T08:00:00+08:00"),
+    ];
+    // n = 2: six allowed, the seventh is one too many.
+    let mut records = both.to_vec();
+    records.extend(seven_into_held());
+    assert_eq!(frequent(records), [("2019-01-08T10:00:00+08:00".to_owned(), "2".to_owned())]);
+
+    // The second registration revoked from 2019-01-04: n = 1 from then
+    // on, and the fourth payment (on the 5th) is one too many.
+    let mut records = vec![both[0].clone(), holding(P, "H2", Some(("2018-01-01", Some("2019-01-04"))), "2018-12-01T08:00:00+08:00")];
+    records.extend(seven_into_held());
+    assert_eq!(frequent(records)[0], ("2019-01-05T10:00:00+08:00".to_owned(), "1".to_owned()));
+
+    // A newer roster version of the second beneficiary without it,
+    // written on the 4th: the same.
+    let mut records = both.to_vec();
+    let mut seven = seven_into_held();
+    seven.insert(2, holding(P, "H2", None, "2019-01-04T00:00:00+08:00"));
+    records.extend(seven);
+    assert_eq!(frequent(records)[0], ("2019-01-05T10:00:00+08:00".to_owned(), "1".to_owned()));
+
+    // Nobody registers it: n counts as 1.
+    let mut records = vec![holding(BID, "H1", None, "2018-12-01T08:00:00+08:00"), holding(P, "H2", None, "2018-12-01T08:00:00+08:00")];
+    records.extend(seven_into_held());
+    assert_eq!(frequent(records)[0], ("2019-01-05T10:00:00+08:00".to_owned(), "0".to_owned()));
+}
+
+/// Which accounts are named for a custodian is state: after a restart,
+/// n is still counted.
+#[test]
+fn the_accounts_named_for_custodians_are_known_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        let store = Store::open(dir.path(), StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false, statistics: false }).unwrap();
+        let clock = Arc::new(FixedClock::new(ts("2026-01-01T00:00:00+08:00")));
+        Engine::open(store, RulesConfig::default(), Tz::default(), 64, clock).unwrap()
+    };
+    {
+        let mut engine = open();
+        engine.apply(&holding(BID, "H1", Some(("2018-01-01", None)), "2018-12-01T08:00:00+08:00")).unwrap();
+        engine.apply(&holding(P, "H2", Some(("2018-01-01", None)), "2018-12-01T08:00:00+08:00")).unwrap();
+        engine.commit(None).unwrap();
+    }
+    let mut engine = open();
+    for r in seven_into_held() {
+        engine.apply(&r).unwrap();
+    }
+    let alerts = engine.commit(None).unwrap().alerts;
+    let n: Vec<&str> = alerts.iter().filter(|a| a.rule == Rule::FrequentPayments).map(|a| a.evidence.figures["custodian_of"].as_str()).collect();
+    assert_eq!(n, ["2"]);
+}

@@ -116,7 +116,6 @@ pub struct Engine {
     /// those of account steps still on the account stage hold back every
     /// later one ([`Engine::pump`]).
     queue: VecDeque<Queued>,
-
     /// The account-level rules that are on (worked out once).
     window_rules: crate::detect::episode::WindowRules,
     /// The first instant of the day after the watermark's: referral

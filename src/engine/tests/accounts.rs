@@ -3,7 +3,7 @@
 //! lags, and a decision waits for every finding before it.
 
 use super::*;
-use crate::model::decision::{case_id, Decision, Outcome as Decided};
+use crate::model::decision::Outcome as Decided;
 
 const P: &str = "341802196002020025";
 
@@ -25,23 +25,6 @@ fn pay(id: &str, bid: &str, household: &str, period: &str, at: &str, account: &s
     Record::Payment(p)
 }
 
-fn rectified(id: &str, at: &str) -> Record {
-    Record::Decision(Decision {
-        decision_id: id.into(),
-        case_id: case_id(Rule::NameMismatch, BID),
-        rule: Rule::NameMismatch,
-        subject: BID.into(),
-        outcome: Decided::Rectified,
-        action: Some(crate::model::decision::Action::Corrected),
-        amount_recovered: None,
-        document_no: None,
-        clue_no: None,
-        note: None,
-        decided_by: "水阳镇".into(),
-        decided_at: ts(at),
-    })
-}
-
 fn ledger() -> Vec<Record> {
     const A1: &str = "6217001234567890";
     const A2: &str = "6217009876543210";
@@ -53,7 +36,7 @@ fn ledger() -> Vec<Record> {
         pay("E2", P, "H2", "2019-01", "2019-01-11T10:00:00+08:00", A1, "张三"),
         // NAME_MISMATCH, from this side, after it.
         pay("E3", BID, "H1", "2019-02", "2019-02-10T10:00:00+08:00", A2, "李四"),
-        rectified("D1", "2019-02-15T00:00:00+08:00"),
+        super::cases::decision("D1", Decided::Rectified, "2019-02-15T00:00:00+08:00"),
         // P's own NAME_MISMATCH first, then A2 shared by H1 and H2.
         pay("E4", P, "H2", "2019-03", "2019-03-09T10:00:00+08:00", A2, "李四"),
         // B's case was rectified: the mismatch goes on, a relapse.

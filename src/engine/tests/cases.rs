@@ -6,7 +6,7 @@ use crate::decode::Reason;
 use crate::model::decision::{case_id, Action, Decision, Outcome as Decided};
 use crate::store::cases::{self, Status};
 
-fn decision(id: &str, outcome: Decided, at: &str) -> Record {
+pub(super) fn decision(id: &str, outcome: Decided, at: &str) -> Record {
     Record::Decision(Decision {
         decision_id: id.into(),
         case_id: case_id(Rule::NameMismatch, BID),

@@ -100,7 +100,10 @@ impl AccountStage {
         let thread = std::thread::Builder::new()
             .name("paywatch-accounts".into())
             .spawn(move || serve(&store, &rules, &on, cache_entries, inbox, outbox))
-            .map_err(|e| StoreError::Thread(format!("cannot start the account stage: {e}")))?;
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot start a thread for the account stage");
+                StoreError::Stage("cannot be started: the operating system refused a thread")
+            })?;
         Ok(AccountStage {
             requests: Some(requests),
             replies,
@@ -231,7 +234,7 @@ impl Drop for AccountStage {
 /// The error of a stage that is gone (its thread ended after an error
 /// already returned, or panicked).
 fn stopped() -> StoreError {
-    StoreError::Thread("the account stage stopped".into())
+    StoreError::Stage("has stopped (after the error it returned first)")
 }
 
 /// The stage's thread: answers requests in the order sent until the
@@ -389,6 +392,7 @@ mod tests {
         let err = s.take(true).unwrap_err();
         assert!(err.to_string().contains("accounts"), "{err}");
         // The stage is gone: every later request says so.
-        assert!(s.step(add(2, 1, 1)).and_then(|_| s.take(true)).is_err());
+        let later = s.step(add(2, 1, 1)).and_then(|_| s.take(true)).unwrap_err();
+        assert_eq!(later.to_string(), "the account stage has stopped (after the error it returned first)");
     }
 }

@@ -44,6 +44,10 @@ pub enum StoreError {
     Encode(postcard::Error),
     #[error("cannot write in the background: {0}")]
     Thread(String),
+    /// The engine's account stage (a thread of its own) cannot be started
+    /// or has stopped after an error it returned first.
+    #[error("the account stage {0}")]
+    Stage(&'static str),
 }
 
 /// Written into a new state directory before RocksDB creates anything.

@@ -176,22 +176,16 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
     /// clean entries are kept until [`Table::landed`].
     pub fn flush(&mut self, batch: &mut Batch<'_>, in_flight: bool) -> Result<(), StoreError> {
         let cf = self.cf;
-        self.flush_each(in_flight, |k, v| match v {
+        self.flush_with(in_flight, |k, v| match v {
             Some(v) => batch.put_raw(cf, k, v),
             None => batch.delete(cf, k),
         })
     }
 
-    /// [`Table::flush`] for a table kept on another thread than the
-    /// commit: every changed entry, encoded (`None`: deleted), handed to
-    /// `put` for the committing thread to put into its batch.
-    pub fn flush_with(&mut self, in_flight: bool, put: impl FnMut(&[u8], Option<&[u8]>)) -> Result<(), StoreError> {
-        self.flush_each(in_flight, put)
-    }
-
-    /// Hands every changed entry, encoded, to `put`; all entries are then
-    /// clean.
-    fn flush_each(&mut self, in_flight: bool, mut put: impl FnMut(&[u8], Option<&[u8]>)) -> Result<(), StoreError> {
+    /// Hands every changed entry, encoded (`None`: deleted), to `put`; all
+    /// entries are then clean. [`Table::flush`] puts them into a batch; a
+    /// table kept on another thread than the commit hands them over.
+    pub fn flush_with(&mut self, in_flight: bool, mut put: impl FnMut(&[u8], Option<&[u8]>)) -> Result<(), StoreError> {
         self.hold_clean = in_flight;
         for (k, v) in &self.evicted {
             put(k, Some(v));

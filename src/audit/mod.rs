@@ -215,12 +215,12 @@ pub fn run(opts: &AuditOptions, cfg: &Config, clock: Arc<dyn Clock>) -> Result<S
             if opts.stop.load(Ordering::Relaxed) {
                 break;
             }
-            let mut chunk = chunk?;
-            for (s, opened) in chunk.iter_mut() {
+            let chunk = chunk?;
+            for (s, opened) in chunk.iter() {
                 if let Record::Payment(_) = s.record {
                     payments += 1;
                 }
-                if let Outcome::Rejected(r) = engine.apply_prepared(&s.record, opened.take())? {
+                if let Outcome::Rejected(r) = engine.apply_prepared(&s.record, opened.as_ref())? {
                     let raw_text = raw.raw(s.key.source, s.offset, s.len);
                     engine.stage_dead_letter(DeadLetter::new(&raw.name(s.key.source), s.key.line, &r, raw_text));
                 }

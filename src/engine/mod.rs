@@ -253,7 +253,7 @@ impl Engine {
     }
 
     /// Applies one record with what [`prepare`] made of it ahead of time.
-    pub fn apply_prepared(&mut self, rec: &Record, opened: Option<Opened>) -> Result<Outcome, EngineError> {
+    pub fn apply_prepared(&mut self, rec: &Record, opened: Option<&Opened>) -> Result<Outcome, EngineError> {
         // A background commit that has landed releases what it held (its
         // months, and the clean entries the caches keep for it) at once.
         if self.in_flight.as_ref().is_some_and(|f| f.write.is_finished()) {

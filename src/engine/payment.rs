@@ -3,7 +3,7 @@
 
 use super::state::{custodian_in, StoredPayment};
 use super::accounts::Step;
-use super::{months, Engine, EngineError, Opened, Outcome};
+use super::{Engine, EngineError, Opened, Outcome};
 use crate::decode::{Reason, Rejection};
 use crate::detect::episode::{Change, WindowEntry};
 use crate::detect::PaymentView;
@@ -22,10 +22,10 @@ pub(super) struct Target {
 }
 
 impl Engine {
-    pub(super) fn on_payment(&mut self, p: &Payment, opened: Option<Opened>) -> Result<Outcome, EngineError> {
+    pub(super) fn on_payment(&mut self, p: &Payment, opened: Option<&Opened>) -> Result<Outcome, EngineError> {
         let bid = p.beneficiary_id.as_str();
         let (month_key, opened) = match opened {
-            Some(o) => (o.key, Some(o.bytes)),
+            Some(o) => (o.key.clone(), Some(&o.bytes[..])),
             None => (keys::month(bid, p.period), None),
         };
         // The beneficiary is looked up once; everything up to the account
@@ -83,11 +83,10 @@ impl Engine {
         ben.months_any.insert(p.period);
         ben.months_paid.insert(p.period);
         if month.is_empty() {
-            let bytes = match opened {
-                Some(b) => b,
-                None => months::encode_opened(p)?,
-            };
-            months.open(month_key, bytes);
+            match opened {
+                Some(b) => months.open(month_key, b),
+                None => months.open_with(month_key, p)?,
+            }
         } else {
             month.push(StoredPayment { payment: p.clone(), reversed_by: None });
             months.set(month_key, &month)?;

@@ -2,25 +2,32 @@
 //! `FREQUENT_PAYMENTS`) on a thread of its own, beside the person side
 //! that applies records (#16: the engine on every core).
 //!
-//! The person side judges each payment against its beneficiary, counts n
-//! (the custodian registrations naming the account, from the rosters it
-//! owns) and hands the account's change here as a [`Step`]; it goes on
-//! with the next record while this thread moves the window. Steps travel
+//! The person side judges each payment against its beneficiary and hands
+//! the account's change here as a [`Step`]; it goes on with the next record
+//! while this thread moves the window. n of `FREQUENT_PAYMENTS` (the
+//! custodian registrations naming the account) is counted here, from the
+//! registrations the person side sends as roster versions arrive
+//! (`registrations.rs`), in order with the steps. Steps travel
 //! in chunks and come back, in order, as the findings of each step: the
 //! engine turns findings into alerts in exactly the order one thread would
 //! have (see `Engine::pump`), so the alerts, their cases and their order
 //! do not depend on how far this stage lags.
 //!
-//! This stage owns `Cf::Accounts` alone: it reads entries through its own
-//! cache, and at a commit hands back every entry it changed, encoded, for
-//! the person side to put into the one atomic write. It never reads
-//! another column family and never writes to the store.
+//! This stage owns `Cf::Accounts` and `Cf::AccountCustodians` alone: it
+//! reads entries through its own caches, and at a commit hands back every
+//! entry it changed, encoded, for the person side to put into the one
+//! atomic write. It never reads another column family and never writes to
+//! the store. Nothing it does reads a person's state: what it needs of
+//! persons arrives as facts, as it would from a `by-account` topic.
 
+use super::registrations::{Registration, Registrations};
 use super::state::Account;
 use crate::detect::episode::{Change, WindowRules};
 use crate::detect::{Finding, RulesConfig};
+use crate::model::time::Date;
 use crate::model::{Text, Timestamp};
 use crate::store::{Cf, Store, StoreError, Table};
+use rustc_hash::FxHashSet;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::thread::JoinHandle;
 
@@ -35,8 +42,9 @@ const CHUNKS_AHEAD: usize = 32;
 /// held twice (here and in the batch) at the commit's peak.
 const FLUSH_PIECE: usize = 4096;
 
-/// A changed account, encoded: key and value (`None`: deleted).
-pub(super) type Changed = (Vec<u8>, Option<Vec<u8>>);
+/// A changed entry, encoded: its column family, key and value (`None`:
+/// deleted).
+pub(super) type Changed = (Cf, Vec<u8>, Option<Vec<u8>>);
 
 /// One change to one account's window.
 #[derive(Debug)]
@@ -47,15 +55,22 @@ pub(super) struct Step {
     pub township: Text,
     /// The event time of the change.
     pub at: Timestamp,
-    /// n: beneficiaries for whom the account is a registered custodian
-    /// account at `at` (counted by the person side, which owns rosters).
-    pub custodian_of: usize,
+    /// Its date: n counts the registrations valid on it.
+    pub day: Date,
     /// A payment added, or one reversed.
     pub change: Change,
 }
 
+/// What the stage is sent, in the order the person side applies records.
+enum Item {
+    /// A change to a window; its findings come back.
+    Step(Step),
+    /// A roster version's registrations of an account; nothing comes back.
+    Registered(Registration),
+}
+
 enum Request {
-    Steps(Vec<Step>),
+    Items(Vec<Item>),
     /// Hand back every entry changed since the last flush; with
     /// `in_flight`, keep clean entries until `Landed` (see `Table::flush`).
     Flush { in_flight: bool },
@@ -82,8 +97,8 @@ pub(super) struct AccountStage {
     replies: Receiver<Result<Reply, StoreError>>,
     /// Joined on drop, so the thread never outlives the engine.
     thread: Option<JoinHandle<()>>,
-    /// Steps gathered for the next chunk.
-    gathering: Vec<Step>,
+    /// Steps and registrations gathered for the next chunk.
+    gathering: Vec<Item>,
     /// Chunks sent whose findings have not come back.
     ahead: usize,
     /// Findings come back but not yet turned into alerts, oldest first.
@@ -118,7 +133,17 @@ impl AccountStage {
     /// Queues one step; its findings come back through [`Self::take`] in
     /// the order steps were queued.
     pub(super) fn step(&mut self, s: Step) -> Result<(), StoreError> {
-        self.gathering.push(s);
+        self.gather(Item::Step(s))
+    }
+
+    /// Queues a roster version's registrations of an account: steps queued
+    /// after it count them.
+    pub(super) fn register(&mut self, r: Registration) -> Result<(), StoreError> {
+        self.gather(Item::Registered(r))
+    }
+
+    fn gather(&mut self, item: Item) -> Result<(), StoreError> {
+        self.gathering.push(item);
         if self.gathering.len() >= CHUNK {
             self.send_gathered()?;
             while self.ahead >= CHUNKS_AHEAD {
@@ -148,8 +173,20 @@ impl AccountStage {
         }
     }
 
-    /// Entries the next commit will rewrite. Exact only once every step
-    /// has come back (the engine drains first).
+    /// Sends what is gathered and waits for every chunk to come back. Once
+    /// the engine has taken every step's findings, what is still out are
+    /// registrations, which a commit must hold.
+    pub(super) fn settle(&mut self) -> Result<(), StoreError> {
+        self.send_gathered()?;
+        while self.ahead > 0 {
+            self.receive(true)?;
+        }
+        debug_assert!(self.returned.is_empty(), "settled with findings not taken");
+        Ok(())
+    }
+
+    /// Entries the next commit will rewrite. Exact only once everything
+    /// sent has come back (the engine drains first).
     pub(super) fn changed(&self) -> usize {
         self.changed
     }
@@ -187,7 +224,7 @@ impl AccountStage {
             return Ok(());
         }
         let chunk = std::mem::replace(&mut self.gathering, Vec::with_capacity(CHUNK));
-        self.send(Request::Steps(chunk))?;
+        self.send(Request::Items(chunk))?;
         self.ahead += 1;
         Ok(())
     }
@@ -247,31 +284,34 @@ fn serve(
     inbox: Receiver<Request>,
     outbox: Sender<Result<Reply, StoreError>>,
 ) {
-    let mut accounts: Table<Account> = Table::new(Cf::Accounts, cache_entries);
+    let mut s = match State::open(store, cache_entries) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = outbox.send(Err(e));
+            return;
+        }
+    };
     for request in inbox {
         let reply = match request {
-            Request::Steps(steps) => apply(&mut accounts, store, rules, on, steps),
+            Request::Items(items) => s.apply(store, rules, on, items),
             Request::Flush { in_flight } => {
-                let mut piece = Vec::with_capacity(FLUSH_PIECE);
-                let mut gone = false;
-                let flushed = accounts.flush_with(in_flight, |k, v| {
-                    piece.push((k.to_vec(), v.map(<[u8]>::to_vec)));
-                    if piece.len() == FLUSH_PIECE {
-                        let entries = std::mem::replace(&mut piece, Vec::with_capacity(FLUSH_PIECE));
-                        gone |= outbox.send(Ok(Reply::Flushed { entries, last: false })).is_err();
-                    }
-                });
-                if gone {
+                let mut out = Pieces { piece: Vec::with_capacity(FLUSH_PIECE), outbox: &outbox, gone: false };
+                let flushed = out
+                    .table(Cf::Accounts, &mut s.accounts, in_flight)
+                    .and_then(|()| out.table(Cf::AccountCustodians, &mut s.registered, in_flight));
+                if out.gone {
                     return;
                 }
-                flushed.map(|()| Reply::Flushed { entries: piece, last: true })
+                flushed.map(|()| Reply::Flushed { entries: out.piece, last: true })
             }
             Request::Landed => {
-                accounts.landed();
+                s.accounts.landed();
+                s.registered.landed();
                 continue;
             }
             Request::Trim => {
-                accounts.trim();
+                s.accounts.trim();
+                s.registered.trim();
                 continue;
             }
         };
@@ -282,13 +322,77 @@ fn serve(
     }
 }
 
-fn apply(accounts: &mut Table<Account>, store: &Store, rules: &RulesConfig, on: &WindowRules, steps: Vec<Step>) -> Result<Reply, StoreError> {
-    let mut findings = Vec::with_capacity(steps.len());
-    for s in steps {
-        let acct = accounts.get_or_default(store, s.account_no.as_bytes())?;
-        findings.push(acct.window.step(rules, on, &s.account_no, &s.township, s.at, s.custodian_of, s.change));
+/// What the stage's thread holds.
+struct State {
+    /// account_no → its window and episodes.
+    accounts: Table<Account>,
+    /// account_no → who registers it for a custodian, version by version.
+    registered: Table<Registrations>,
+    /// Hashes of the accounts in `registered` (loaded at start, a few
+    /// bytes each): a step into any other account, nearly all of them,
+    /// counts n = 0 without a lookup.
+    named: FxHashSet<u64>,
+}
+
+impl State {
+    fn open(store: &Store, cache_entries: usize) -> Result<State, StoreError> {
+        let named = store.keys_between(Cf::AccountCustodians, &[], &[0xff; 32])?.iter().map(|k| account_hash(k)).collect();
+        Ok(State {
+            accounts: Table::new(Cf::Accounts, cache_entries),
+            registered: Table::new(Cf::AccountCustodians, cache_entries),
+            named,
+        })
     }
-    Ok(Reply::Findings { findings, changed: accounts.changed() })
+
+    fn apply(&mut self, store: &Store, rules: &RulesConfig, on: &WindowRules, items: Vec<Item>) -> Result<Reply, StoreError> {
+        let mut findings = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                Item::Step(s) => {
+                    let n = match self.named.contains(&account_hash(s.account_no.as_bytes())) {
+                        true => self.registered.get(store, s.account_no.as_bytes())?.map_or(0, |r| r.count(s.at, s.day)),
+                        false => 0,
+                    };
+                    let acct = self.accounts.get_or_default(store, s.account_no.as_bytes())?;
+                    findings.push(acct.window.step(rules, on, &s.account_no, &s.township, s.at, n, s.change));
+                }
+                Item::Registered(r) => {
+                    self.named.insert(account_hash(r.account_no.as_bytes()));
+                    self.registered.get_or_default(store, r.account_no.as_bytes())?.record(&r.person, r.updated_at, r.valid);
+                }
+            }
+        }
+        Ok(Reply::Findings { findings, changed: self.accounts.changed() + self.registered.changed() })
+    }
+}
+
+/// A flush's changed entries, sent to the engine a piece at a time.
+struct Pieces<'a> {
+    /// The piece being filled.
+    piece: Vec<Changed>,
+    /// To the engine.
+    outbox: &'a Sender<Result<Reply, StoreError>>,
+    /// The engine is gone: the stage ends.
+    gone: bool,
+}
+
+impl Pieces<'_> {
+    /// Adds every entry of `table` changed since the last flush.
+    fn table<V: serde::Serialize + serde::de::DeserializeOwned>(&mut self, cf: Cf, table: &mut Table<V>, in_flight: bool) -> Result<(), StoreError> {
+        table.flush_with(in_flight, |k, v| {
+            self.piece.push((cf, k.to_vec(), v.map(<[u8]>::to_vec)));
+            if self.piece.len() == FLUSH_PIECE {
+                let entries = std::mem::replace(&mut self.piece, Vec::with_capacity(FLUSH_PIECE));
+                self.gone |= self.outbox.send(Ok(Reply::Flushed { entries, last: false })).is_err();
+            }
+        })
+    }
+}
+
+/// The hash `named` keeps of an account number.
+fn account_hash(account_no: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(account_no)
 }
 
 #[cfg(test)]
@@ -314,7 +418,7 @@ mod tests {
             account_no: format!("62170000000{a:05}").into(),
             township: "城关镇".into(),
             at: Timestamp(1_546_300_800_000 + i as i64 * 60_000),
-            custodian_of: 0,
+            day: Date::parse("2019-01-01").unwrap(),
             change: Change::Add(WindowEntry {
                 event_id: format!("E{i}").into(),
                 paid_at: Timestamp(1_546_300_800_000 + i as i64 * 60_000),
@@ -353,9 +457,9 @@ mod tests {
         let mut flushed = Vec::new();
         s.flush(false, |c| flushed.push(c)).unwrap();
         assert_eq!(flushed.len(), 5000);
-        let keys: std::collections::BTreeSet<&Vec<u8>> = flushed.iter().map(|(k, _)| k).collect();
+        let keys: std::collections::BTreeSet<&Vec<u8>> = flushed.iter().map(|(_, k, _)| k).collect();
         assert_eq!(keys.len(), 5000, "each once");
-        assert!(flushed.iter().all(|(k, v)| k.len() == 16 && v.is_some()));
+        assert!(flushed.iter().all(|(cf, k, v)| *cf == Cf::Accounts && k.len() == 16 && v.is_some()));
         assert_eq!(s.changed(), 0);
     }
 
@@ -367,7 +471,7 @@ mod tests {
         s.step(add(1, 1, 0)).unwrap();
         assert_eq!(s.take(true).unwrap(), Some(Vec::new()));
         let mut b = store.batch();
-        s.flush(false, |(k, v)| b.put_raw(Cf::Accounts, &k, &v.unwrap())).unwrap();
+        s.flush(false, |(cf, k, v)| b.put_raw(cf, &k, &v.unwrap())).unwrap();
         store.commit(b).unwrap();
         s.trim().unwrap();
         drop(s);

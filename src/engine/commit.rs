@@ -73,7 +73,6 @@ impl Engine {
     fn changed_so_far(&self) -> usize {
         self.bens.changed()
             + self.accounts.changed()
-            + self.account_custodians.changed()
             + self.custodians.changed()
             + self.households.changed()
             + self.cases.changed()
@@ -134,7 +133,6 @@ impl Engine {
         };
         self.bens.trim();
         self.accounts.trim()?;
-        self.account_custodians.trim();
         self.custodians.trim();
         self.households.trim();
         self.cases.trim();
@@ -197,7 +195,6 @@ impl Engine {
         self.timers.landed();
         self.bens.landed();
         self.accounts.landed()?;
-        self.account_custodians.landed();
         self.custodians.landed();
         self.households.landed();
         self.roster_archive.landed();
@@ -223,11 +220,10 @@ impl Engine {
             }
         }
         self.bens.flush(batch, in_flight)?;
-        self.accounts.flush(in_flight, |(k, v)| match v {
-            Some(v) => batch.put_raw(Cf::Accounts, &k, &v),
-            None => batch.delete(Cf::Accounts, &k),
+        self.accounts.flush(in_flight, |(cf, k, v)| match v {
+            Some(v) => batch.put_raw(cf, &k, &v),
+            None => batch.delete(cf, &k),
         })?;
-        self.account_custodians.flush(batch, in_flight)?;
         self.custodians.flush(batch, in_flight)?;
         self.households.flush(batch, in_flight)?;
         self.roster_archive.flush(batch, in_flight)?;

@@ -15,6 +15,7 @@ mod coverage;
 mod custodians;
 mod missed;
 mod progress;
+pub(crate) mod registrations;
 mod timers;
 mod months;
 mod monthset;
@@ -34,7 +35,7 @@ pub use commit::{Committed, Staged, RECORDS_PER_REWRITE};
 use commit::InFlight;
 pub use progress::{Counts, Progress};
 use state::{Beneficiary, CustodianState};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -102,16 +103,9 @@ pub struct Engine {
     bens: Table<Beneficiary>,
     /// Per-beneficiary-and-month payments.
     months: Months,
-    /// Per-account windows and episodes, on the account stage's thread.
+    /// Per-account windows and episodes, and who registers each account
+    /// for a custodian, on the account stage's thread.
     accounts: accounts::AccountStage,
-    /// account_no → beneficiaries whose roster ever named it for a
-    /// custodian, cached: n of `FREQUENT_PAYMENTS` is counted from their
-    /// rosters here, before the step goes to the account stage.
-    account_custodians: Table<BTreeSet<String>>,
-    /// Hashes of the accounts in `account_custodians` (loaded at open,
-    /// a few bytes each): a payment into any other account, nearly all of
-    /// them, skips the lookup.
-    named_accounts: FxHashSet<u64>,
     /// Findings in the order one thread would turn them into alerts:
     /// those of account steps still on the account stage hold back every
     /// later one ([`Engine::pump`]).
@@ -180,7 +174,6 @@ impl Engine {
     pub fn open(store: Store, rules: RulesConfig, tz: Tz, cache_entries: usize, clock: Arc<dyn Clock>) -> Result<Engine, EngineError> {
         let progress = store.get(Cf::Meta, keys::META_PROGRESS)?.unwrap_or_default();
         let window_rules = crate::detect::episode::WindowRules::of(&rules);
-        let named_accounts = store.keys_between(Cf::AccountCustodians, &[], &[0xff; 32])?.iter().map(|k| account_hash(k)).collect();
         let accounts = accounts::AccountStage::start(store.clone(), rules.clone(), window_rules.clone(), cache_entries)?;
         Ok(Engine {
             townships: None,
@@ -193,8 +186,6 @@ impl Engine {
             bens: Table::new(Cf::Beneficiaries, cache_entries),
             months: Months::default(),
             accounts,
-            account_custodians: Table::new(Cf::AccountCustodians, cache_entries),
-            named_accounts,
             queue: VecDeque::new(),
             custodians: Table::new(Cf::Custodians, cache_entries),
             cases: Table::new(Cf::Cases, cache_entries),
@@ -344,11 +335,13 @@ impl Engine {
         Ok(())
     }
 
-    /// Waits for every account step and emits everything queued: before
-    /// a commit, a decision, or counting changed entries.
+    /// Waits for every account step (and registration) and emits
+    /// everything queued: before a commit, a decision, or counting changed
+    /// entries.
     fn drain(&mut self) -> Result<(), EngineError> {
         self.pump(true)?;
         debug_assert!(self.queue.is_empty());
+        self.accounts.settle()?;
         Ok(())
     }
 
@@ -446,12 +439,6 @@ enum Queued {
     Findings(Vec<Finding>),
     /// The findings of one account step, from the account stage.
     Step,
-}
-
-/// The hash `named_accounts` keeps of an account number.
-fn account_hash(account_no: &[u8]) -> u64 {
-    use std::hash::BuildHasher;
-    rustc_hash::FxBuildHasher.hash_one(account_no)
 }
 
 #[cfg(test)]

@@ -164,39 +164,17 @@ impl Engine {
         self.account_step(&target.account_no, &target.township, p.paid_at, paid_on, change)?;
         Ok(Outcome::Applied)
     }
-    /// One change to an account's window at `t`, with n (custodian
-    /// registrations of the account valid on `day`) counted here, handed
-    /// to the account stage; its findings follow every finding raised
-    /// before it ([`Engine::pump`]).
+    /// One change to an account's window at `t` (`day` its date), handed
+    /// to the account stage, which counts n from the registrations it was
+    /// sent; its findings follow every finding raised before it
+    /// ([`Engine::pump`]).
     fn account_step(&mut self, account_no: &Text, township: &Text, t: Timestamp, day: Date, change: Change) -> Result<(), EngineError> {
         if self.window_rules.rules.is_empty() {
             return Ok(());
         }
-        let custodian_of = self.custodian_registrations(account_no, t, day)?;
-        let step = Step { account_no: account_no.clone(), township: township.clone(), at: t, custodian_of, change };
+        let step = Step { account_no: account_no.clone(), township: township.clone(), at: t, day, change };
         self.accounts.step(step)?;
         self.queue.push_back(super::Queued::Step);
         Ok(())
-    }
-
-    /// n: beneficiaries whose roster version at `t` registers `account_no`
-    /// for a custodian valid on `day`. Counted only for an account some
-    /// roster ever named for a custodian (rare).
-    fn custodian_registrations(&mut self, account_no: &str, t: Timestamp, day: Date) -> Result<usize, EngineError> {
-        if !self.named_accounts.contains(&super::account_hash(account_no.as_bytes())) {
-            return Ok(0);
-        }
-        let named: Vec<String> = match self.account_custodians.get(&self.store, account_no.as_bytes())? {
-            Some(set) => set.iter().cloned().collect(),
-            None => return Ok(0),
-        };
-        let mut n = 0;
-        for id in &named {
-            let registered = self.roster_version(id, t)?.is_some_and(|r| {
-                r.custodians.iter().any(|c| c.account_no == account_no && c.valid_on(day))
-            });
-            n += usize::from(registered);
-        }
-        Ok(n)
     }
 }

@@ -14,14 +14,27 @@ impl Engine {
         if ben.roster.contains(r) || (older && self.roster_archive.contains(&self.store, r)?) {
             return Ok(Outcome::Redelivered);
         }
-        let ids = |x: &RosterRecord| x.custodians.iter().filter_map(|c| c.id_no.clone()).collect::<Vec<_>>();
-        let replaced = match ben.roster_at(r.updated_at) {
-            Some(x) => ids(x),
-            None if ben.roster.is_empty() => Vec::new(),
-            None => self.roster_version(bid, r.updated_at)?.map(|x| ids(&x)).unwrap_or_default(),
+        // The version this one takes over from at its instant, when it
+        // registers custodians (all that is asked of it below).
+        let before = match ben.roster_at(r.updated_at) {
+            Some(x) => (!x.custodians.is_empty()).then(|| x.clone()),
+            None if ben.roster.is_empty() => None,
+            None => self.roster_version(bid, r.updated_at)?.filter(|x| !x.custodians.is_empty()),
         };
         let ben = self.bens.get_or_default(&self.store, bid.as_bytes())?;
         ben.insert_roster(r.clone());
+        // The version that takes over after this one (one updated later
+        // arrived first), before any is archived.
+        let after = match r.custodians.is_empty() {
+            true => None,
+            false => ben.roster.iter().find(|x| x.updated_at > r.updated_at).and_then(|x| ben.roster_at(x.updated_at)).cloned(),
+        };
+        // What the accounts it concerns need for n of FREQUENT_PAYMENTS,
+        // in order with the payments' steps.
+        for fact in super::registrations::facts(before.as_ref(), r, after.as_ref()) {
+            self.accounts.register(fact)?;
+        }
+        let ben = self.bens.get_or_default(&self.store, bid.as_bytes())?;
         let missed = &self.rules.missed_payment;
         if missed.enabled && ben.missed_next.is_none() && ben.death().is_none() {
             let first = missed.first_open_month(self.tz, Period::of(r.enrolled_at), self.progress.watermark);
@@ -32,11 +45,8 @@ impl Engine {
             let gone = ben.prune_roster(w);
             self.roster_archive.add(bid, gone);
         }
-        for c in &r.custodians {
-            self.account_custodians.get_or_default(&self.store, c.account_no.as_bytes())?.insert(bid.to_owned());
-            self.named_accounts.insert(super::account_hash(c.account_no.as_bytes()));
-        }
         self.households.get_or_default(&self.store, r.household_id.as_bytes())?.insert(bid.to_owned());
+        let replaced: Vec<_> = before.iter().flat_map(|x| x.custodians.iter().filter_map(|c| c.id_no.clone())).collect();
         if !r.custodians.is_empty() || !replaced.is_empty() {
             self.custodians_on_roster(r, replaced)?;
         }

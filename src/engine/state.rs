@@ -102,10 +102,9 @@ pub struct StoredPayment {
     pub reversed_by: Option<String>,
 }
 
-/// One receiving account, as the account stage keeps it. Which
-/// beneficiaries name it for a custodian is kept apart
-/// (`Cf::AccountCustodians`, the person side's): n is counted from their
-/// rosters before the step reaches the account stage.
+/// One receiving account, as the account stage keeps it. Who registers
+/// it for a custodian is kept apart (`Cf::AccountCustodians`, also the
+/// stage's): most accounts have nobody, and their windows stay small.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Account {
     /// Recent payments and the account-level rules' episodes.

@@ -53,11 +53,10 @@ pub enum Cf {
     /// first: read only by checks that look back at an earlier instant (a
     /// late custodian death, a late referral, an out-of-order record).
     RosterArchive,
-    /// account_no → the beneficiaries whose roster ever named this account
-    /// for a custodian (n of `FREQUENT_PAYMENTS` is counted among them).
-    /// Written by roster records and read at each payment into the account,
-    /// so it is the person side's, apart from the account's window
-    /// (`Accounts`), which the account stage owns.
+    /// account_no → who registers this account for a custodian, version
+    /// by version (`engine::registrations::Registrations`): n of
+    /// `FREQUENT_PAYMENTS` is counted from it. The account stage owns it,
+    /// with `Accounts`; roster versions reach it as facts.
     AccountCustodians,
 }
 

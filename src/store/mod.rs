@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The layout version written into every state directory.
-const SCHEMA: &str = "paywatch-state-v6";
+const SCHEMA: &str = "paywatch-state-v7";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -216,23 +216,31 @@ impl Store {
                 migrate::v3_to_v4(&store)?;
                 migrate::v4_to_v5(&store)?;
                 migrate::v5_to_v6(&store)?;
+                migrate::v6_to_v7(&store)?;
             }
             Some(v) if v == migrate::V2.as_bytes() => {
                 migrate::v2_to_v3(&store)?;
                 migrate::v3_to_v4(&store)?;
                 migrate::v4_to_v5(&store)?;
                 migrate::v5_to_v6(&store)?;
+                migrate::v6_to_v7(&store)?;
             }
             Some(v) if v == migrate::V3.as_bytes() => {
                 migrate::v3_to_v4(&store)?;
                 migrate::v4_to_v5(&store)?;
                 migrate::v5_to_v6(&store)?;
+                migrate::v6_to_v7(&store)?;
             }
             Some(v) if v == migrate::V4.as_bytes() => {
                 migrate::v4_to_v5(&store)?;
                 migrate::v5_to_v6(&store)?;
+                migrate::v6_to_v7(&store)?;
             }
-            Some(v) if v == migrate::V5.as_bytes() => migrate::v5_to_v6(&store)?,
+            Some(v) if v == migrate::V5.as_bytes() => {
+                migrate::v5_to_v6(&store)?;
+                migrate::v6_to_v7(&store)?;
+            }
+            Some(v) if v == migrate::V6.as_bytes() => migrate::v6_to_v7(&store)?,
             Some(v) => {
                 return Err(refuse(format!(
                     "holds state version {:?}, this paywatch reads {SCHEMA:?}",

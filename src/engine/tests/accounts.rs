@@ -136,9 +136,9 @@ fn frequent(records: Vec<Record>) -> Vec<(String, String)> {
     h.of(Rule::FrequentPayments).iter().map(|a| (a.event_time.clone(), a.evidence.figures["custodian_of"].clone())).collect()
 }
 
-/// n of FREQUENT_PAYMENTS is counted on this side, from the roster
-/// version of each beneficiary naming the account at the payment's time,
-/// and travels with the step to the account stage.
+/// n of FREQUENT_PAYMENTS counts the beneficiaries whose roster version
+/// at the payment's time registers the account: the account stage counts
+/// it from the registrations roster versions send it.
 #[test]
 fn frequent_payments_allows_k_per_registered_beneficiary() {
     let both = [
@@ -168,6 +168,32 @@ fn frequent_payments_allows_k_per_registered_beneficiary() {
     let mut records = vec![holding(BID, "H1", None, "2018-12-01T08:00:00+08:00"), holding(P, "H2", None, "2018-12-01T08:00:00+08:00")];
     records.extend(seven_into_held());
     assert_eq!(frequent(records)[0], ("2019-01-05T10:00:00+08:00".to_owned(), "0".to_owned()));
+}
+
+/// A roster version arriving late, older than one already applied: the
+/// account learns both where the late one's registration starts and that
+/// the newer version (sent again, now that it follows a version naming
+/// the account) ends it. The same n as when they arrive in order.
+#[test]
+fn a_late_roster_version_reaches_the_accounts_it_names() {
+    let mut records = vec![
+        holding(BID, "H1", Some(("2018-01-01", None)), "2018-12-01T08:00:00+08:00"),
+        // The newer version of the second beneficiary first, without it…
+        holding(P, "H2", None, "2019-01-04T00:00:00+08:00"),
+        // …then the older one registering it.
+        holding(P, "H2", Some(("2018-01-01", None)), "2018-12-01T08:00:00+08:00"),
+    ];
+    records.extend(seven_into_held());
+    assert_eq!(frequent(records)[0], ("2019-01-05T10:00:00+08:00".to_owned(), "1".to_owned()));
+    // Only the older one, late after a version of nobody's: n = 2 on the
+    // 8th, as the registration holds throughout.
+    let mut records = vec![
+        holding(BID, "H1", Some(("2018-01-01", None)), "2018-12-01T08:00:00+08:00"),
+        holding(P, "H2", None, "2018-06-01T08:00:00+08:00"),
+        holding(P, "H2", Some(("2018-01-01", None)), "2018-12-01T08:00:00+08:00"),
+    ];
+    records.extend(seven_into_held());
+    assert_eq!(frequent(records), [("2019-01-08T10:00:00+08:00".to_owned(), "2".to_owned())]);
 }
 
 /// Which accounts are named for a custodian is state: after a restart,

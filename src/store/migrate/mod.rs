@@ -395,6 +395,10 @@ fn rewrite_chunks(
 }
 
 pub(super) const V5: &str = "paywatch-state-v5";
+pub(super) const V6: &str = "paywatch-state-v6";
+
+mod v7;
+pub(super) use v7::v6_to_v7;
 
 /// Where an interrupted v5 → v6 upgrade resumes.
 const V6_AFTER: &[u8] = b"upgrade_v6_after/accounts";
@@ -421,9 +425,9 @@ pub(super) fn v5_to_v6(store: &Store) -> Result<(), StoreError> {
     })?;
     let mut batch = store.batch();
     batch.delete(Cf::Meta, V6_AFTER);
-    batch.put_raw(Cf::Meta, keys::META_SCHEMA, SCHEMA.as_bytes());
+    batch.put_raw(Cf::Meta, keys::META_SCHEMA, V6.as_bytes());
     store.commit(batch)?;
-    tracing::info!(from = V5, to = SCHEMA, accounts_named_for_custodians = named, "state directory upgraded");
+    tracing::info!(from = V5, to = V6, accounts_named_for_custodians = named, "state directory upgraded");
     Ok(())
 }
 
@@ -470,7 +474,11 @@ pub(crate) fn accounts_as_v3(store: &Store) {
     let mut b = store.batch();
     for (k, v) in store.entries_between(Cf::Accounts, &[], &[0xff; 32], usize::MAX).unwrap() {
         let a: Account = postcard::from_bytes(&v).unwrap();
-        let named: BTreeSet<String> = store.get(Cf::AccountCustodians, &k).unwrap().unwrap_or_default();
+        let named: BTreeSet<String> = store
+            .get::<crate::engine::registrations::Registrations>(Cf::AccountCustodians, &k)
+            .unwrap()
+            .map(|r| r.persons().cloned().collect())
+            .unwrap_or_default();
         let e = |r: Rule| a.window.episode(r).cloned().unwrap_or_default();
         let old: (_, Episode, Episode, _, _) = (&a.window.entries, e(Rule::SharedAccount), e(Rule::FrequentPayments), a.window.last_eval, &named);
         b.put_raw(Cf::Accounts, &k, &postcard::to_stdvec(&old).unwrap());
@@ -519,8 +527,10 @@ mod tests {
         assert_eq!(a.window.episode(Rule::FrequentPayments), Some(&frequent));
         assert_eq!(a.window.episode(Rule::SharedAccount), None);
         assert_eq!(a.window.last_eval, Some(Timestamp(3_000)));
-        let named: BTreeSet<String> = store.get(Cf::AccountCustodians, b"6217001234567890").unwrap().unwrap();
-        assert_eq!(named, custodian_of, "v6 keeps them apart from the window");
+        assert!(
+            store.get_raw(Cf::AccountCustodians, b"6217001234567890").unwrap().is_none(),
+            "v6 keeps them apart from the window; v7 keeps what their rosters say, and this state holds no roster"
+        );
         assert!(store.get_raw(Cf::Meta, &resume_key(Cf::Accounts)).unwrap().is_none(), "the resume key goes with the upgrade");
     }
 
@@ -536,9 +546,21 @@ mod tests {
         let window = AccountWindow { last_eval: Some(Timestamp(3_000)), ..AccountWindow::default() };
         let named: BTreeSet<String> = ["11010519491231002X".to_owned()].into();
         let v5 = |named: &BTreeSet<String>| postcard::to_stdvec(&(&window, named)).unwrap();
+        // The named person's roster registers the account (v6 → v7 reads it).
+        let mut r = crate::detect::testkit::roster(crate::model::Status::Active, "2018-01-01", "2019-01-01T08:00:00+08:00");
+        r.beneficiary_id = crate::model::PersonId::parse("11010519491231002X").unwrap();
+        r.custodians = vec![crate::model::Custodian {
+            name: "王五".into(),
+            account_no: "6217000000000002".into(),
+            registered_at: crate::model::time::Date::parse("2018-06-01").unwrap(),
+            revoked_at: None,
+            id_no: None,
+        }];
+        let ben = crate::engine::state::Beneficiary { roster: vec![r.clone()], ..Default::default() };
         {
             let store = Store::open(dir.path(), opts).unwrap();
             let mut b = store.batch();
+            b.put(Cf::Beneficiaries, b"11010519491231002X", &ben).unwrap();
             // Converted before the interruption: the window alone.
             b.put_raw(Cf::Accounts, b"6217000000000001", &postcard::to_stdvec(&window).unwrap());
             b.put_raw(Cf::Meta, V6_AFTER, b"6217000000000001");
@@ -553,8 +575,10 @@ mod tests {
             let a: Account = store.get(Cf::Accounts, k).unwrap().unwrap();
             assert_eq!(a.window, window);
         }
-        assert_eq!(store.get::<BTreeSet<String>>(Cf::AccountCustodians, b"6217000000000002").unwrap(), Some(named));
-        assert_eq!(store.keys_between(Cf::AccountCustodians, &[], &[0xff; 32]).unwrap().len(), 1, "an empty set is not written");
         assert!(store.get_raw(Cf::Meta, V6_AFTER).unwrap().is_none());
+        let regs: crate::engine::registrations::Registrations = store.get(Cf::AccountCustodians, b"6217000000000002").unwrap().unwrap();
+        assert_eq!(regs.persons().cloned().collect::<BTreeSet<_>>(), named, "moved out of the account, then to its registrations");
+        assert_eq!(regs.count(r.updated_at, crate::model::time::Date::parse("2019-01-02").unwrap()), 1);
+        assert_eq!(store.keys_between(Cf::AccountCustodians, &[], &[0xff; 32]).unwrap().len(), 1, "an empty set is not written");
     }
 }

@@ -1,0 +1,120 @@
+//! v6 → v7: `account_custodians` held, per account, the persons whose
+//! roster ever named it for a custodian, and the person side counted n of
+//! `FREQUENT_PAYMENTS` from their rosters. In v7 the account stage counts
+//! n itself, from the registrations filed under the account, version by
+//! version (`engine::registrations`), so that it never reads a person's
+//! state (#16). Each entry is rebuilt from every version of its persons:
+//! those the beneficiary keeps and those archived. Entries are few (accounts
+//! some roster named for a custodian), so the upgrade is one atomic batch,
+//! schema marker included, and needs no resuming.
+
+use super::{keys, Cf, Store, StoreError, SCHEMA, V6};
+use crate::engine::registrations::{self, Registrations};
+use crate::engine::state::Beneficiary;
+use crate::model::RosterRecord;
+use std::collections::BTreeSet;
+
+pub(in crate::store) fn v6_to_v7(store: &Store) -> Result<(), StoreError> {
+    let mut batch = store.batch();
+    let mut rebuilt = 0u64;
+    for (account, v) in store.entries_between(Cf::AccountCustodians, &[], &[0xff; 32], usize::MAX)? {
+        let bad = |source| StoreError::Decode { cf: Cf::AccountCustodians.name(), key: keys::shown(&account), source };
+        let persons: BTreeSet<String> = postcard::from_bytes(&v).map_err(bad)?;
+        let account_no = String::from_utf8_lossy(&account);
+        let mut regs = Registrations::default();
+        for person in &persons {
+            for r in versions(store, person)? {
+                regs.record(person, r.updated_at, registrations::of(&r, &account_no));
+            }
+        }
+        if regs.persons().next().is_some() {
+            batch.put(Cf::AccountCustodians, &account, &regs)?;
+            rebuilt += 1;
+        } else {
+            batch.delete(Cf::AccountCustodians, &account);
+        }
+    }
+    batch.put_raw(Cf::Meta, keys::META_SCHEMA, SCHEMA.as_bytes());
+    store.commit(batch)?;
+    tracing::info!(from = V6, to = SCHEMA, accounts_named_for_custodians = rebuilt, "state directory upgraded");
+    Ok(())
+}
+
+/// Every roster version of `person`, archived ones first, in the order
+/// the engine applies them (by `updated_at`; of two at one instant, the
+/// one the beneficiary keeps later wins).
+fn versions(store: &Store, person: &str) -> Result<Vec<RosterRecord>, StoreError> {
+    let mut out: Vec<RosterRecord> = Vec::new();
+    store.scan_prefix(Cf::RosterArchive, &keys::archived_roster_prefix(person), |k, v| {
+        out.push(postcard::from_bytes(v).map_err(|source| StoreError::Decode { cf: Cf::RosterArchive.name(), key: keys::shown(k), source })?);
+        Ok(())
+    })?;
+    out.sort_by_key(|r| r.updated_at);
+    if let Some(b) = store.get::<Beneficiary>(Cf::Beneficiaries, person.as_bytes())? {
+        out.extend(b.roster);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::testkit::{roster, ts};
+    use crate::model::time::Date;
+    use crate::model::{Custodian, PersonId, Status};
+    use crate::store::StoreOptions;
+
+    const ACCOUNT: &str = "6217000000000009";
+    const PERSON: &str = "11010519491231002X";
+
+    /// A version of [`PERSON`] updated at `at`, registering [`ACCOUNT`]
+    /// from 2018-06-01 when `registers`.
+    fn version(at: &str, registers: bool) -> RosterRecord {
+        let mut r = roster(Status::Active, "2018-01-01", at);
+        r.beneficiary_id = PersonId::parse(PERSON).unwrap();
+        r.custodians = match registers {
+            true => vec![Custodian {
+                name: "王五".into(),
+                account_no: ACCOUNT.into(),
+                registered_at: Date::parse("2018-06-01").unwrap(),
+                revoked_at: None,
+                id_no: None,
+            }],
+            false => Vec::new(),
+        };
+        r
+    }
+
+    /// An archived version registering the account, then a kept one that
+    /// drops it: the upgraded entry answers as the person's history does.
+    /// A person without state leaves nothing; an account with nobody left
+    /// is deleted.
+    #[test]
+    fn registrations_are_rebuilt_from_kept_and_archived_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false, statistics: false };
+        let (old, new) = (version("2018-07-01T08:00:00+08:00", true), version("2019-03-01T08:00:00+08:00", false));
+        {
+            let store = Store::open(dir.path(), opts).unwrap();
+            let mut b = store.batch();
+            let bytes = postcard::to_stdvec(&old).unwrap();
+            b.put_raw(Cf::RosterArchive, &keys::archived_roster(PERSON, old.updated_at, &bytes), &bytes);
+            b.put(Cf::Beneficiaries, PERSON.as_bytes(), &Beneficiary { roster: vec![new.clone()], ..Default::default() }).unwrap();
+            let named: BTreeSet<String> = [PERSON.to_owned(), "341802196002020025".to_owned()].into();
+            b.put(Cf::AccountCustodians, ACCOUNT.as_bytes(), &named).unwrap();
+            let nobody: BTreeSet<String> = ["341802196002020025".to_owned()].into();
+            b.put(Cf::AccountCustodians, b"6217000000000001", &nobody).unwrap();
+            b.put_raw(Cf::Meta, keys::META_SCHEMA, V6.as_bytes());
+            store.commit(b).unwrap();
+        }
+        let store = Store::open(dir.path(), opts).unwrap();
+        assert_eq!(store.get_raw(Cf::Meta, keys::META_SCHEMA).unwrap().as_deref(), Some(SCHEMA.as_bytes()));
+        let regs: Registrations = store.get(Cf::AccountCustodians, ACCOUNT.as_bytes()).unwrap().unwrap();
+        assert_eq!(regs.persons().collect::<Vec<_>>(), [PERSON]);
+        let on = Date::parse("2019-01-10").unwrap();
+        assert_eq!(regs.count(ts("2019-01-10T10:00:00+08:00"), on), 1, "the archived version");
+        assert_eq!(regs.count(ts("2019-03-10T10:00:00+08:00"), on), 0, "the kept version ends it");
+        assert_eq!(regs.count(ts("2018-06-10T10:00:00+08:00"), on), 0, "no version yet");
+        assert!(store.get_raw(Cf::AccountCustodians, b"6217000000000001").unwrap().is_none());
+    }
+}

@@ -4,38 +4,36 @@
 //! earlier payment when the death record arrives late.
 
 use super::state::custodian_in;
-use super::{Engine, EngineError};
+use super::{registrations, Engine, EngineError};
 use crate::detect::{custodian_deceased, custodian_overload, PaymentView, NO_YEARS};
 use crate::model::{DeathRecord, Payment, PersonId, RosterRecord};
 use crate::store::keys::{self, MonthKey};
 
 impl Engine {
-    /// After roster record `r` was applied; `replaced` lists the custodian
-    /// ids of the version it replaces (§11.8: both are evaluated).
-    pub(super) fn custodians_on_roster(&mut self, r: &RosterRecord, replaced: Vec<PersonId>) -> Result<(), EngineError> {
+    /// After roster record `r` was applied: `before` is the version it
+    /// takes over from and `after` the one that takes over after it (each
+    /// when it registers custodians). Each custodian concerned is sent the
+    /// versions it needs (`registrations::destinations`), and those named
+    /// by `r` or by `before` are counted (§11.8: both are evaluated).
+    pub(super) fn custodians_on_roster(&mut self, r: &RosterRecord, before: Option<&RosterRecord>, after: Option<&RosterRecord>) -> Result<(), EngineError> {
         let bid = r.beneficiary_id.as_str();
-        let mut ids: Vec<PersonId> = r.custodians.iter().filter_map(|c| c.id_no.clone()).collect();
-        for id in &ids {
-            self.custodians.get_or_default(&self.store, id.as_str().as_bytes())?.of.insert(bid.to_owned());
+        let names = |x: &RosterRecord| x.custodians.iter().filter_map(|c| c.id_no.clone()).collect::<Vec<PersonId>>();
+        for (id, version) in registrations::destinations(before, r, after, names) {
+            let mut kept = version.clone();
+            kept.custodians.retain(|c| c.id_no.as_ref() == Some(&id));
+            self.custodians.get_or_default(&self.store, id.as_str().as_bytes())?.of.record(bid, version.updated_at, kept);
         }
-        ids.extend(replaced);
-        ids.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-        ids.dedup();
         if !self.rules.custodian_overload.enabled {
             return Ok(());
         }
+        let mut ids: Vec<PersonId> = before.into_iter().chain([r]).flat_map(names).collect();
+        ids.sort_unstable();
+        ids.dedup();
         let (t, day) = (r.updated_at, self.tz.date(r.updated_at));
         let mut findings = Vec::new();
         for id in ids {
             let Some(state) = self.custodians.get(&self.store, id.as_str().as_bytes())? else { continue };
-            let of: Vec<String> = state.of.iter().cloned().collect();
-            let mut records = Vec::with_capacity(of.len());
-            for b in &of {
-                if let Some(rec) = self.roster_version(b, t)? {
-                    records.push(rec);
-                }
-            }
-            let counted = custodian_overload::counted(&id, day, &records);
+            let counted = custodian_overload::counted(&id, day, state.of.at(t));
             let holds = custodian_overload::holds(&self.rules.custodian_overload, &counted);
             let state = self.custodians.get_or_default(&self.store, id.as_str().as_bytes())?;
             if holds && !state.over {
@@ -73,7 +71,7 @@ impl Engine {
     pub(super) fn custodian_death_late(&mut self, d: &DeathRecord) -> Result<(), EngineError> {
         let id = d.person_id.as_str();
         let of: Vec<String> = match self.custodians.get(&self.store, id.as_bytes())? {
-            Some(s) => s.of.iter().cloned().collect(),
+            Some(s) => s.of.persons().cloned().collect(),
             None => return Ok(()),
         };
         let mut findings = Vec::new();

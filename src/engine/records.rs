@@ -46,9 +46,8 @@ impl Engine {
             self.roster_archive.add(bid, gone);
         }
         self.households.get_or_default(&self.store, r.household_id.as_bytes())?.insert(bid.to_owned());
-        let replaced: Vec<_> = before.iter().flat_map(|x| x.custodians.iter().filter_map(|c| c.id_no.clone())).collect();
-        if !r.custodians.is_empty() || !replaced.is_empty() {
-            self.custodians_on_roster(r, replaced)?;
+        if !r.custodians.is_empty() || before.is_some() {
+            self.custodians_on_roster(r, before.as_ref(), after.as_ref())?;
         }
         Ok(Outcome::Applied)
     }

@@ -1,5 +1,7 @@
-//! n of `FREQUENT_PAYMENTS` (the custodian registrations naming an account)
-//! as facts the person side sends to the account stage (#16).
+//! Roster versions as facts sent to the keys they concern (#16): to each
+//! account, for n of `FREQUENT_PAYMENTS` (the custodian registrations
+//! naming it), and to each custodian, for `CUSTODIAN_OVERLOAD` (the
+//! persons registering them).
 //!
 //! n at a payment counts the persons whose roster version at that instant
 //! registers the account for a custodian valid on its day. The roster
@@ -7,7 +9,8 @@
 //! what it needs of them, in the order it applies them, and the account
 //! stage counts n from what it received. It never reads a person's state.
 //! This is the fact that a `by-account` repartition topic carries between
-//! instances (docs/partitioning.md).
+//! instances (docs/partitioning.md). A custodian is sent the versions
+//! naming their `id_no` the same way (`by-custodian`).
 //!
 //! The account does not need every version of every person. It needs the
 //! points where "this version registers the account" changes. A version v
@@ -55,49 +58,53 @@ pub struct Registration {
     pub valid: Vec<Validity>,
 }
 
-/// One version as an account keeps it.
+/// What a key (an account, a custodian) was sent of its persons' roster
+/// versions, per person in `updated_at` order: the newest one at or
+/// before t answers for that person at t (see the module's invariant).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct Version {
-    /// The version's `updated_at`.
-    updated_at: Timestamp,
-    /// Its registrations of this account.
-    valid: Vec<Validity>,
+pub struct Versions<T> {
+    /// person → (updated_at, what the version says about the key).
+    by: BTreeMap<String, Vec<(Timestamp, T)>>,
 }
 
-/// The registrations of one account, version by version, per person: the
-/// account stage's `account_custodians` entry.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Registrations {
-    /// person → the versions this account was sent, in `updated_at` order.
-    by: BTreeMap<String, Vec<Version>>,
+impl<T> Default for Versions<T> {
+    fn default() -> Self {
+        Versions { by: BTreeMap::new() }
+    }
 }
 
-impl Registrations {
+impl<T> Versions<T> {
     /// Files one version. A version with the `updated_at` of one already
     /// filed replaces it: of two versions updated at one instant the person
     /// side applies the later-arriving one, and facts arrive in that order.
-    pub fn record(&mut self, person: &str, updated_at: Timestamp, valid: Vec<Validity>) {
+    pub fn record(&mut self, person: &str, updated_at: Timestamp, what: T) {
         let versions = self.by.entry(person.to_owned()).or_default();
-        let at = versions.partition_point(|v| v.updated_at < updated_at);
+        let at = versions.partition_point(|(u, _)| *u < updated_at);
         match versions.get_mut(at) {
-            Some(v) if v.updated_at == updated_at => v.valid = valid,
-            _ => versions.insert(at, Version { updated_at, valid }),
+            Some((u, w)) if *u == updated_at => *w = what,
+            _ => versions.insert(at, (updated_at, what)),
         }
+    }
+
+    /// What each person's version at `t` says, for persons with one.
+    pub fn at(&self, t: Timestamp) -> impl Iterator<Item = &T> {
+        self.by.values().filter_map(move |versions| versions.iter().rev().find(|(u, _)| *u <= t).map(|(_, w)| w))
     }
 
     /// The persons some version of whom was filed here.
     pub fn persons(&self) -> impl Iterator<Item = &String> {
         self.by.keys()
     }
+}
 
+/// The registrations of one account, version by version, per person: the
+/// account stage's `account_custodians` entry.
+pub type Registrations = Versions<Vec<Validity>>;
+
+impl Versions<Vec<Validity>> {
     /// n: persons whose version at `t` registers the account on `day`.
     pub fn count(&self, t: Timestamp, day: Date) -> usize {
-        self.by
-            .values()
-            .filter(|versions| {
-                versions.iter().rev().find(|v| v.updated_at <= t).is_some_and(|v| v.valid.iter().any(|r| r.holds_on(day)))
-            })
-            .count()
+        self.at(t).filter(|valid| valid.iter().any(|r| r.holds_on(day))).count()
     }
 }
 
@@ -110,28 +117,48 @@ pub fn of(r: &RosterRecord, account_no: &str) -> Vec<Validity> {
         .collect()
 }
 
-/// The facts to send when `v` is applied: `before` is the person's version
-/// at `v.updated_at` before `v` arrived, `after` the version that takes
-/// over after `v` (the newest one updated at the first instant after it).
-pub fn facts(before: Option<&RosterRecord>, v: &RosterRecord, after: Option<&RosterRecord>) -> Vec<Registration> {
-    let person = v.beneficiary_id.as_str();
-    let fact = |r: &RosterRecord, account: &str| Registration {
-        account_no: account.to_owned(),
-        person: person.to_owned(),
-        updated_at: r.updated_at,
-        valid: of(r, account),
-    };
-    let mut accounts: Vec<&str> = before.into_iter().chain([v]).flat_map(|r| r.custodians.iter().map(|c| c.account_no.as_str())).collect();
-    accounts.sort_unstable();
-    accounts.dedup();
-    let mut out: Vec<Registration> = accounts.iter().map(|a| fact(v, a)).collect();
+/// Where each version goes when `v` is applied, as (key, version) pairs,
+/// for keys that `names` lists of a version: `v` to every key `before` or
+/// `v` names, and `after` to every key `v` names. `before` is the person's
+/// version at `v.updated_at` before `v` arrived, `after` the version that
+/// takes over after `v` (the newest one updated at the first instant after
+/// it).
+pub fn destinations<'a, K: Ord>(
+    before: Option<&'a RosterRecord>,
+    v: &'a RosterRecord,
+    after: Option<&'a RosterRecord>,
+    names: impl Fn(&'a RosterRecord) -> Vec<K>,
+) -> Vec<(K, &'a RosterRecord)> {
+    let mut keys: Vec<K> = before.into_iter().chain([v]).flat_map(&names).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut out: Vec<(K, &RosterRecord)> = keys.into_iter().map(|k| (k, v)).collect();
     if let Some(s) = after {
-        let mut named: Vec<&str> = v.custodians.iter().map(|c| c.account_no.as_str()).collect();
+        let mut named = names(v);
         named.sort_unstable();
         named.dedup();
-        out.extend(named.into_iter().map(|a| fact(s, a)));
+        out.extend(named.into_iter().map(|k| (k, s)));
     }
     out
+}
+
+/// The accounts a version registers for a custodian.
+fn accounts(r: &RosterRecord) -> Vec<&str> {
+    r.custodians.iter().map(|c| c.account_no.as_str()).collect()
+}
+
+/// The registrations to send the accounts concerned when `v` is applied
+/// ([`destinations`]).
+pub fn facts(before: Option<&RosterRecord>, v: &RosterRecord, after: Option<&RosterRecord>) -> Vec<Registration> {
+    destinations(before, v, after, accounts)
+        .into_iter()
+        .map(|(account, r)| Registration {
+            account_no: account.to_owned(),
+            person: v.beneficiary_id.as_str().to_owned(),
+            updated_at: r.updated_at,
+            valid: of(r, account),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use crate::model::time::Date;
 use crate::model::{Custodian, DeathRecord, Payment, Period, RosterRecord, Timestamp};
 use serde::{Deserialize, Serialize};
 use super::monthset::MonthSet;
+use super::registrations::Versions;
 use std::collections::BTreeSet;
 
 /// One beneficiary (keyed by identity number).
@@ -114,10 +115,12 @@ pub struct Account {
 /// One custodian identity number (contract §9).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CustodianState {
-    /// Beneficiaries whose roster ever named a registration with this
-    /// `id_no`: the ones counted for `CUSTODIAN_OVERLOAD`, and whose
+    /// Who registers this `id_no`, version by version, as roster versions
+    /// were sent here (`engine::registrations`: each keeps only its
+    /// registrations of this custodian). `CUSTODIAN_OVERLOAD` counts from
+    /// it without reading any person's state; its persons are those whose
     /// payments a late death of the custodian re-checks.
-    pub of: BTreeSet<String>,
+    pub of: Versions<RosterRecord>,
     /// `CUSTODIAN_OVERLOAD` has fired and the count has not fallen to N or
     /// below since (§6).
     pub over: bool,

@@ -29,6 +29,40 @@ fn named(bid: &str, h: &str, from: &str, until: Option<&str>, at: &str) -> Recor
     Record::Roster(r)
 }
 
+/// The custodian counts from the versions sent to it, never from the
+/// persons' rosters: a late version naming X is counted at its own
+/// instant, and the version after it, which X had never been sent (it
+/// names nobody, and nothing before it named X), is sent then, so that it
+/// still ends the registration.
+#[test]
+fn overload_counts_late_versions_at_their_instant() {
+    let mut h = Harness::new();
+    for (i, bid) in OTHERS[..3].iter().enumerate() {
+        h.apply(named(bid, &format!("H{i}"), "2019-02-01", None, &format!("2019-02-1{i}T10:00:00+08:00")));
+    }
+    // The fourth's first version, on 1 April, names nobody.
+    let mut plain = enrolled();
+    plain.beneficiary_id = PersonId::parse(OTHERS[3]).unwrap();
+    plain.household_id = "H3".into();
+    plain.updated_at = ts("2019-04-01T10:00:00+08:00");
+    h.apply(Record::Roster(plain));
+    assert!(h.of(Rule::CustodianOverload).is_empty());
+    // Its version of 20 March naming X arrives late: four households at
+    // that instant, a crossing.
+    h.apply(named(OTHERS[3], "H3", "2019-02-01", None, "2019-03-20T10:00:00+08:00"));
+    let o = h.of(Rule::CustodianOverload);
+    assert_eq!(o.len(), 1, "{o:?}");
+    assert_eq!(o[0].event_time, "2019-03-20T10:00:00+08:00");
+    // At a later record of another household the fourth's version is the
+    // April one: three, so X falls back; a fifth household crosses again.
+    h.apply(named(OTHERS[0], "H0", "2019-02-01", None, "2019-04-05T10:00:00+08:00"));
+    assert_eq!(h.of(Rule::CustodianOverload).len(), 1);
+    h.apply(named("130102196605050057", "H5", "2019-02-01", None, "2019-04-06T10:00:00+08:00"));
+    let o = h.of(Rule::CustodianOverload);
+    assert_eq!(o.len(), 2, "it fell back to three on 5 April: {o:?}");
+    assert_eq!(o[1].evidence.figures["households"], "4");
+}
+
 #[test]
 fn overload_fires_when_first_crossed_and_again_only_after_falling_back() {
     let mut h = Harness::new();

@@ -463,8 +463,9 @@ fn account_v3_to_v4(v: &[u8]) -> Result<Vec<u8>, postcard::Error> {
     Ok(value)
 }
 
-/// Writes every account back in the v3 layout: for tests that build a
-/// state with this engine and label it as an older version.
+/// Writes every account back in the v3 layout, and every custodian in the
+/// layout of v3 to v6: for tests that build a state with this engine and
+/// label it as an older version.
 #[cfg(test)]
 pub(crate) fn accounts_as_v3(store: &Store) {
     use crate::detect::episode::Episode;
@@ -483,6 +484,12 @@ pub(crate) fn accounts_as_v3(store: &Store) {
         let old: (_, Episode, Episode, _, _) = (&a.window.entries, e(Rule::SharedAccount), e(Rule::FrequentPayments), a.window.last_eval, &named);
         b.put_raw(Cf::Accounts, &k, &postcard::to_stdvec(&old).unwrap());
         b.delete(Cf::AccountCustodians, &k);
+    }
+    // Custodians held who names them, until v7.
+    for (k, v) in store.entries_between(Cf::Custodians, &[], &[0xff; 32], usize::MAX).unwrap() {
+        let c: crate::engine::state::CustodianState = postcard::from_bytes(&v).unwrap();
+        let persons: BTreeSet<String> = c.of.persons().cloned().collect();
+        b.put(Cf::Custodians, &k, &(persons, c.over)).unwrap();
     }
     store.commit(b).unwrap();
 }

@@ -3,14 +3,16 @@
 //! `FREQUENT_PAYMENTS` from their rosters. In v7 the account stage counts
 //! n itself, from the registrations filed under the account, version by
 //! version (`engine::registrations`), so that it never reads a person's
-//! state (#16). Each entry is rebuilt from every version of its persons:
-//! those the beneficiary keeps and those archived. Entries are few (accounts
-//! some roster named for a custodian), so the upgrade is one atomic batch,
+//! state (#16). `custodians` likewise held who names each custodian, and
+//! `CUSTODIAN_OVERLOAD` read their rosters; v7 holds their versions.
+//! Each entry is rebuilt from every version of its persons: those the
+//! beneficiary keeps and those archived. Entries are few (accounts and
+//! custodians some roster named), so the upgrade is one atomic batch,
 //! schema marker included, and needs no resuming.
 
 use super::{keys, Cf, Store, StoreError, SCHEMA, V6};
 use crate::engine::registrations::{self, Registrations};
-use crate::engine::state::Beneficiary;
+use crate::engine::state::{Beneficiary, CustodianState};
 use crate::model::RosterRecord;
 use std::collections::BTreeSet;
 
@@ -34,9 +36,23 @@ pub(in crate::store) fn v6_to_v7(store: &Store) -> Result<(), StoreError> {
             batch.delete(Cf::AccountCustodians, &account);
         }
     }
+    let mut custodians = 0u64;
+    for (id, v) in store.entries_between(Cf::Custodians, &[], &[0xff; 32], usize::MAX)? {
+        let bad = |source| StoreError::Decode { cf: Cf::Custodians.name(), key: keys::shown(&id), source };
+        let (persons, over): (BTreeSet<String>, bool) = postcard::from_bytes(&v).map_err(bad)?;
+        let mut state = CustodianState { over, ..Default::default() };
+        for person in &persons {
+            for mut r in versions(store, person)? {
+                r.custodians.retain(|c| c.id_no.as_ref().is_some_and(|x| x.as_str().as_bytes() == id.as_slice()));
+                state.of.record(person, r.updated_at, r);
+            }
+        }
+        batch.put(Cf::Custodians, &id, &state)?;
+        custodians += 1;
+    }
     batch.put_raw(Cf::Meta, keys::META_SCHEMA, SCHEMA.as_bytes());
     store.commit(batch)?;
-    tracing::info!(from = V6, to = SCHEMA, accounts_named_for_custodians = rebuilt, "state directory upgraded");
+    tracing::info!(from = V6, to = SCHEMA, accounts_named_for_custodians = rebuilt, custodians, "state directory upgraded");
     Ok(())
 }
 
@@ -66,6 +82,7 @@ mod tests {
 
     const ACCOUNT: &str = "6217000000000009";
     const PERSON: &str = "11010519491231002X";
+    const CUSTODIAN: &str = "341802196002020025";
 
     /// A version of [`PERSON`] updated at `at`, registering [`ACCOUNT`]
     /// from 2018-06-01 when `registers`.
@@ -73,13 +90,22 @@ mod tests {
         let mut r = roster(Status::Active, "2018-01-01", at);
         r.beneficiary_id = PersonId::parse(PERSON).unwrap();
         r.custodians = match registers {
-            true => vec![Custodian {
-                name: "王五".into(),
-                account_no: ACCOUNT.into(),
-                registered_at: Date::parse("2018-06-01").unwrap(),
-                revoked_at: None,
-                id_no: None,
-            }],
+            true => vec![
+                Custodian {
+                    name: "王五".into(),
+                    account_no: ACCOUNT.into(),
+                    registered_at: Date::parse("2018-06-01").unwrap(),
+                    revoked_at: None,
+                    id_no: Some(PersonId::parse(CUSTODIAN).unwrap()),
+                },
+                Custodian {
+                    name: "赵六".into(),
+                    account_no: "6217000000000077".into(),
+                    registered_at: Date::parse("2018-06-01").unwrap(),
+                    revoked_at: None,
+                    id_no: Some(PersonId::parse(PERSON).unwrap()),
+                },
+            ],
             false => Vec::new(),
         };
         r
@@ -104,6 +130,9 @@ mod tests {
             b.put(Cf::AccountCustodians, ACCOUNT.as_bytes(), &named).unwrap();
             let nobody: BTreeSet<String> = ["341802196002020025".to_owned()].into();
             b.put(Cf::AccountCustodians, b"6217000000000001", &nobody).unwrap();
+            // The archived version names custodian C; the kept one does not.
+            let c: BTreeSet<String> = [PERSON.to_owned()].into();
+            b.put(Cf::Custodians, CUSTODIAN.as_bytes(), &(c, true)).unwrap();
             b.put_raw(Cf::Meta, keys::META_SCHEMA, V6.as_bytes());
             store.commit(b).unwrap();
         }
@@ -116,5 +145,11 @@ mod tests {
         assert_eq!(regs.count(ts("2019-03-10T10:00:00+08:00"), on), 0, "the kept version ends it");
         assert_eq!(regs.count(ts("2018-06-10T10:00:00+08:00"), on), 0, "no version yet");
         assert!(store.get_raw(Cf::AccountCustodians, b"6217000000000001").unwrap().is_none());
+        let c: CustodianState = store.get(Cf::Custodians, CUSTODIAN.as_bytes()).unwrap().unwrap();
+        assert!(c.over, "kept");
+        assert_eq!(c.of.persons().collect::<Vec<_>>(), [PERSON]);
+        let named = |t: &str| c.of.at(ts(t)).filter(|r| !r.custodians.is_empty()).count();
+        assert_eq!((named("2019-01-10T10:00:00+08:00"), named("2019-03-10T10:00:00+08:00")), (1, 0));
+        assert!(c.of.at(ts("2019-01-10T10:00:00+08:00")).all(|r| r.custodians.iter().all(|x| x.account_no == ACCOUNT)), "only its own registrations");
     }
 }

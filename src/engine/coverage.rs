@@ -68,15 +68,12 @@ impl Engine {
         if self.roster_version(pid, d)?.is_some_and(|r| coverage_gap::covers(&r)) {
             return Ok(());
         }
+        // A beneficiary whose version at d is in the household and covers
+        // it: the household's entry holds, per person, what each version
+        // sent to it says (`registrations`), so no member's roster is read.
         if let Some(h) = &v.household_id {
-            let members: Vec<String> = match self.households.get(&self.store, h.as_bytes())? {
-                Some(m) => m.iter().cloned().collect(),
-                None => Vec::new(),
-            };
-            for m in members {
-                if self.roster_version(&m, d)?.is_some_and(|r| coverage_gap::covers(&r)) {
-                    return Ok(());
-                }
+            if self.households.get(&self.store, h.as_bytes())?.is_some_and(|hh| hh.at(d).any(|covered| *covered)) {
+                return Ok(());
             }
         }
         let f = coverage_gap::finding(&self.rules.coverage_gap, &v, d, tz);

@@ -128,8 +128,10 @@ pub struct Engine {
     timers: timers::Timers,
     /// `COVERAGE_GAP` referral buckets changed since the last commit.
     referrals: timers::Timers,
-    /// household_id → beneficiaries ever on the roster with it, cached.
-    households: Table<std::collections::BTreeSet<String>>,
+    /// household_id → per beneficiary, version by version, whether the
+    /// version is in the household and covers it (`COVERAGE_GAP`), as
+    /// roster versions were sent to it; cached.
+    households: Table<registrations::Versions<bool>>,
     /// beneficiary_id → roster versions moved out of the beneficiary
     /// ([`state::Beneficiary::prune_roster`]), for questions about an
     /// earlier instant; cached.

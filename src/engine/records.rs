@@ -1,7 +1,7 @@
 //! Roster versions and death records.
 
-use super::{Engine, EngineError, Outcome};
-use crate::detect::{paid_after_death, PaymentView, NO_YEARS};
+use super::{registrations, Engine, EngineError, Outcome};
+use crate::detect::{coverage_gap, paid_after_death, PaymentView, NO_YEARS};
 use crate::model::{DeathRecord, Period, RosterRecord, Timestamp};
 use crate::store::keys::{self, MonthKey};
 
@@ -14,25 +14,27 @@ impl Engine {
         if ben.roster.contains(r) || (older && self.roster_archive.contains(&self.store, r)?) {
             return Ok(Outcome::Redelivered);
         }
-        // The version this one takes over from at its instant, when it
-        // registers custodians (all that is asked of it below).
+        // The version this one takes over from at its instant.
         let before = match ben.roster_at(r.updated_at) {
-            Some(x) => (!x.custodians.is_empty()).then(|| x.clone()),
+            Some(x) => Some(x.clone()),
             None if ben.roster.is_empty() => None,
-            None => self.roster_version(bid, r.updated_at)?.filter(|x| !x.custodians.is_empty()),
+            None => self.roster_version(bid, r.updated_at)?,
         };
         let ben = self.bens.get_or_default(&self.store, bid.as_bytes())?;
         ben.insert_roster(r.clone());
         // The version that takes over after this one (one updated later
         // arrived first), before any is archived.
-        let after = match r.custodians.is_empty() {
-            true => None,
-            false => ben.roster.iter().find(|x| x.updated_at > r.updated_at).and_then(|x| ben.roster_at(x.updated_at)).cloned(),
-        };
-        // What the accounts it concerns need for n of FREQUENT_PAYMENTS,
-        // in order with the payments' steps.
-        for fact in super::registrations::facts(before.as_ref(), r, after.as_ref()) {
+        let after = ben.roster.iter().find(|x| x.updated_at > r.updated_at).and_then(|x| ben.roster_at(x.updated_at)).cloned();
+        let (before, after) = (before.as_ref(), after.as_ref());
+        // What the keys it concerns need (`registrations`): the accounts it
+        // registers (n of FREQUENT_PAYMENTS, in order with the payments'
+        // steps), its households (COVERAGE_GAP) and, below, its custodians.
+        for fact in registrations::facts(before, r, after) {
             self.accounts.register(fact)?;
+        }
+        for (household, x) in registrations::destinations(before, r, after, |x| vec![x.household_id.as_str()]) {
+            let covered = x.household_id.as_str() == household && coverage_gap::covers(x);
+            self.households.get_or_default(&self.store, household.as_bytes())?.record(bid, x.updated_at, covered);
         }
         let ben = self.bens.get_or_default(&self.store, bid.as_bytes())?;
         let missed = &self.rules.missed_payment;
@@ -45,9 +47,9 @@ impl Engine {
             let gone = ben.prune_roster(w);
             self.roster_archive.add(bid, gone);
         }
-        self.households.get_or_default(&self.store, r.household_id.as_bytes())?.insert(bid.to_owned());
-        if !r.custodians.is_empty() || before.is_some() {
-            self.custodians_on_roster(r, before.as_ref(), after.as_ref())?;
+        let names_custodians = |x: Option<&RosterRecord>| x.is_some_and(|x| !x.custodians.is_empty());
+        if names_custodians(Some(r)) || names_custodians(before) {
+            self.custodians_on_roster(r, before, after)?;
         }
         Ok(Outcome::Applied)
     }

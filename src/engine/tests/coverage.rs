@@ -173,3 +173,29 @@ fn a_late_version_sees_the_roster_of_its_deadline_even_when_archived() {
     let got: Vec<&str> = h.of(Rule::CoverageGap).iter().map(|a| a.evidence.record_ids[0].as_str()).collect();
     assert_eq!(got, ["CL-2"]);
 }
+
+/// §10: a household is covered by a beneficiary whose roster record
+/// applying at d is in that household. A member who moved to another
+/// household before d covers the new one, not the old.
+#[test]
+fn a_member_who_moved_away_before_the_deadline_no_longer_covers_the_household() {
+    let mut h = harness();
+    let member = |household: &str, at: &str| {
+        let mut r = enrolled();
+        r.beneficiary_id = PersonId::parse("341802198004040045").unwrap();
+        r.household_id = household.into();
+        r.updated_at = ts(at);
+        Record::Roster(r)
+    };
+    h.apply(Record::Vulnerable(flagged("CL-1", "grade_1", "2019-01-10", "2019-01-11T09:00:00+08:00")));
+    let mut other = flagged("CL-2", "grade_1", "2019-01-10", "2019-01-11T09:00:00+08:00");
+    other.person_id = PersonId::parse("341802197003030035").unwrap();
+    other.household_id = Some("H8".into());
+    h.apply(Record::Vulnerable(other));
+    // In P's household H7 from January, in H8 from March.
+    h.apply(member("H7", "2019-01-02T08:00:00+08:00"));
+    h.apply(member("H8", "2019-03-01T08:00:00+08:00"));
+    tick(&mut h, "T1", "2019-04-11T10:00:00+08:00");
+    let got: Vec<&str> = h.of(Rule::CoverageGap).iter().map(|a| a.evidence.record_ids[0].as_str()).collect();
+    assert_eq!(got, ["CL-1"], "H7 had nobody covered at the deadline; H8 had the member");
+}

@@ -485,6 +485,12 @@ pub(crate) fn accounts_as_v3(store: &Store) {
         b.put_raw(Cf::Accounts, &k, &postcard::to_stdvec(&old).unwrap());
         b.delete(Cf::AccountCustodians, &k);
     }
+    // Households held who was ever on the roster with them, until v7.
+    for (k, v) in store.entries_between(Cf::Households, &[], &[0xff; 32], usize::MAX).unwrap() {
+        let h: crate::engine::registrations::Versions<bool> = postcard::from_bytes(&v).unwrap();
+        let persons: BTreeSet<String> = h.persons().cloned().collect();
+        b.put(Cf::Households, &k, &persons).unwrap();
+    }
     // Custodians held who names them, until v7.
     for (k, v) in store.entries_between(Cf::Custodians, &[], &[0xff; 32], usize::MAX).unwrap() {
         let c: crate::engine::state::CustodianState = postcard::from_bytes(&v).unwrap();

@@ -5,19 +5,44 @@
 //! version (`engine::registrations`), so that it never reads a person's
 //! state (#16). `custodians` likewise held who names each custodian, and
 //! `CUSTODIAN_OVERLOAD` read their rosters; v7 holds their versions.
+//! `households` held everyone ever on the roster with the household, and
+//! `COVERAGE_GAP` read their rosters; v7 holds, per version, whether it
+//! is in the household and covers it.
 //! Each entry is rebuilt from every version of its persons: those the
-//! beneficiary keeps and those archived. Entries are few (accounts and
-//! custodians some roster named), so the upgrade is one atomic batch,
-//! schema marker included, and needs no resuming.
+//! beneficiary keeps and those archived. Households, many, go first in
+//! resumable chunks; accounts and custodians, few, then go in one write
+//! with the schema marker.
 
 use super::{keys, Cf, Store, StoreError, SCHEMA, V6};
-use crate::engine::registrations::{self, Registrations};
+use crate::detect::coverage_gap;
+use crate::engine::registrations::{self, Registrations, Versions};
 use crate::engine::state::{Beneficiary, CustodianState};
 use crate::model::RosterRecord;
 use std::collections::BTreeSet;
 
+/// Where an interrupted v6 → v7 upgrade of `households` resumes.
+const V7_AFTER: &[u8] = b"upgrade_v7_after/households";
+
 pub(in crate::store) fn v6_to_v7(store: &Store) -> Result<(), StoreError> {
+    // Households are many (one per household on the roster): resumable
+    // chunks first. The rest is one write with the schema marker, so an
+    // interruption never leaves an entry converted that is read as v6.
+    let mut households = 0u64;
+    super::rewrite_chunks(store, Cf::Households, V7_AFTER, |batch, h, v| {
+        let bad = |source| StoreError::Decode { cf: Cf::Households.name(), key: keys::shown(h), source };
+        let persons: BTreeSet<String> = postcard::from_bytes(v).map_err(bad)?;
+        let household = String::from_utf8_lossy(h);
+        let mut covered: Versions<bool> = Versions::default();
+        for person in &persons {
+            for r in versions(store, person)? {
+                covered.record(person, r.updated_at, r.household_id.as_str() == household && coverage_gap::covers(&r));
+            }
+        }
+        households += 1;
+        batch.put(Cf::Households, h, &covered)
+    })?;
     let mut batch = store.batch();
+    batch.delete(Cf::Meta, V7_AFTER);
     let mut rebuilt = 0u64;
     for (account, v) in store.entries_between(Cf::AccountCustodians, &[], &[0xff; 32], usize::MAX)? {
         let bad = |source| StoreError::Decode { cf: Cf::AccountCustodians.name(), key: keys::shown(&account), source };
@@ -52,7 +77,7 @@ pub(in crate::store) fn v6_to_v7(store: &Store) -> Result<(), StoreError> {
     }
     batch.put_raw(Cf::Meta, keys::META_SCHEMA, SCHEMA.as_bytes());
     store.commit(batch)?;
-    tracing::info!(from = V6, to = SCHEMA, accounts_named_for_custodians = rebuilt, custodians, "state directory upgraded");
+    tracing::info!(from = V6, to = SCHEMA, accounts_named_for_custodians = rebuilt, custodians, households, "state directory upgraded");
     Ok(())
 }
 
@@ -89,6 +114,7 @@ mod tests {
     fn version(at: &str, registers: bool) -> RosterRecord {
         let mut r = roster(Status::Active, "2018-01-01", at);
         r.beneficiary_id = PersonId::parse(PERSON).unwrap();
+        r.household_id = if registers { "H1" } else { "H2" }.into();
         r.custodians = match registers {
             true => vec![
                 Custodian {
@@ -130,6 +156,11 @@ mod tests {
             b.put(Cf::AccountCustodians, ACCOUNT.as_bytes(), &named).unwrap();
             let nobody: BTreeSet<String> = ["341802196002020025".to_owned()].into();
             b.put(Cf::AccountCustodians, b"6217000000000001", &nobody).unwrap();
+            // The archived version is in H1 (and covers it), the kept one
+            // moved to H2.
+            let h: BTreeSet<String> = [PERSON.to_owned()].into();
+            b.put(Cf::Households, b"H1", &h).unwrap();
+            b.put(Cf::Households, b"H2", &h).unwrap();
             // The archived version names custodian C; the kept one does not.
             let c: BTreeSet<String> = [PERSON.to_owned()].into();
             b.put(Cf::Custodians, CUSTODIAN.as_bytes(), &(c, true)).unwrap();
@@ -151,5 +182,10 @@ mod tests {
         let named = |t: &str| c.of.at(ts(t)).filter(|r| !r.custodians.is_empty()).count();
         assert_eq!((named("2019-01-10T10:00:00+08:00"), named("2019-03-10T10:00:00+08:00")), (1, 0));
         assert!(c.of.at(ts("2019-01-10T10:00:00+08:00")).all(|r| r.custodians.iter().all(|x| x.account_no == ACCOUNT)), "only its own registrations");
+        let covers = |h: &[u8], t: &str| store.get::<Versions<bool>>(Cf::Households, h).unwrap().unwrap().at(ts(t)).any(|c| *c);
+        assert!(covers(b"H1", "2019-01-10T10:00:00+08:00"));
+        assert!(!covers(b"H1", "2019-03-10T10:00:00+08:00"), "moved to H2");
+        assert!(covers(b"H2", "2019-03-10T10:00:00+08:00"));
+        assert!(store.get_raw(Cf::Meta, V7_AFTER).unwrap().is_none(), "the resume key goes with the upgrade");
     }
 }

@@ -9,7 +9,7 @@ impl Engine {
     pub(super) fn on_roster(&mut self, r: &RosterRecord) -> Result<Outcome, EngineError> {
         let bid = r.beneficiary_id.as_str();
         let ben = self.bens.get_or_default(&self.store, bid.as_bytes())?;
-        // The version this one replaces, for CUSTODIAN_OVERLOAD (§11.8).
+        // Older than every version kept: a redelivery of it is archived.
         let older = ben.roster.first().is_some_and(|f| r.updated_at < f.updated_at);
         if ben.roster.contains(r) || (older && self.roster_archive.contains(&self.store, r)?) {
             return Ok(Outcome::Redelivered);

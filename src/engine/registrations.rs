@@ -1,7 +1,8 @@
 //! Roster versions as facts sent to the keys they concern (#16): to each
 //! account, for n of `FREQUENT_PAYMENTS` (the custodian registrations
-//! naming it), and to each custodian, for `CUSTODIAN_OVERLOAD` (the
-//! persons registering them).
+//! naming it); to each custodian, for `CUSTODIAN_OVERLOAD` (the persons
+//! registering them); and to each household, for `COVERAGE_GAP` (whether
+//! the version is in it and covers it).
 //!
 //! n at a payment counts the persons whose roster version at that instant
 //! registers the account for a custodian valid on its day. The roster
@@ -10,7 +11,8 @@
 //! stage counts n from what it received. It never reads a person's state.
 //! This is the fact that a `by-account` repartition topic carries between
 //! instances (docs/partitioning.md). A custodian is sent the versions
-//! naming their `id_no` the same way (`by-custodian`).
+//! naming their `id_no` the same way (`by-custodian`), and a household
+//! the versions in it (`by-household`).
 //!
 //! The account does not need every version of every person. It needs the
 //! points where "this version registers the account" changes. A version v

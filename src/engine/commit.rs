@@ -74,6 +74,7 @@ impl Engine {
         self.bens.changed()
             + self.accounts.changed()
             + self.custodians.changed()
+            + self.custodian_deaths.changed()
             + self.households.changed()
             + self.cases.changed()
             + self.decision_cases.changed()
@@ -134,6 +135,7 @@ impl Engine {
         self.bens.trim();
         self.accounts.trim()?;
         self.custodians.trim();
+        self.custodian_deaths.trim();
         self.households.trim();
         self.cases.trim();
         self.decision_cases.trim();
@@ -196,6 +198,7 @@ impl Engine {
         self.bens.landed();
         self.accounts.landed()?;
         self.custodians.landed();
+        self.custodian_deaths.landed();
         self.households.landed();
         self.roster_archive.landed();
         self.referrals.landed();
@@ -225,6 +228,7 @@ impl Engine {
             None => batch.delete(cf, &k),
         })?;
         self.custodians.flush(batch, in_flight)?;
+        self.custodian_deaths.flush(batch, in_flight)?;
         self.households.flush(batch, in_flight)?;
         self.roster_archive.flush(batch, in_flight)?;
         self.referrals.flush(&self.store, batch, in_flight)?;

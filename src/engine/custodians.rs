@@ -21,7 +21,15 @@ impl Engine {
         for (id, version) in registrations::destinations(before, r, after, names) {
             let mut kept = version.clone();
             kept.custodians.retain(|c| c.id_no.as_ref() == Some(&id));
+            let names_it = !kept.custodians.is_empty();
             self.custodians.get_or_default(&self.store, id.as_str().as_bytes())?.of.record(bid, version.updated_at, kept);
+            // The custodian's partition answers with its death, if known:
+            // the beneficiary checks its payments against it.
+            if names_it {
+                if let Some(death) = self.bens.get(&self.store, id.as_str().as_bytes())?.and_then(|b| b.death().cloned()) {
+                    self.custodian_died_for(bid, &death, false)?;
+                }
+            }
         }
         if !self.rules.custodian_overload.enabled {
             return Ok(());
@@ -48,7 +56,9 @@ impl Engine {
     /// registration carrying `id`: against the earliest death known of
     /// that person. Only such payments pay for this lookup.
     pub(super) fn custodian_deceased_at(&mut self, p: &Payment, id: &PersonId, paid_on: crate::model::time::Date) -> Result<Option<crate::detect::Finding>, EngineError> {
-        let Some(death) = self.bens.get(&self.store, id.as_str().as_bytes())?.and_then(|b| b.death().cloned()) else { return Ok(None) };
+        let bid = p.beneficiary_id.as_str();
+        let known = self.custodian_deaths.get(&self.store, bid.as_bytes())?.and_then(|m| m.get(id.as_str()).cloned());
+        let Some(death) = known else { return Ok(None) };
         let roster = self.roster_version(p.beneficiary_id.as_str(), p.paid_at)?;
         let roster = roster.as_ref();
         let v = PaymentView {
@@ -65,20 +75,41 @@ impl Engine {
         Ok(custodian_deceased::check(&self.rules.custodian_deceased, &v))
     }
 
-    /// A death record of a custodian, the earliest known for that person:
-    /// every payment already made through a registration carrying that
-    /// `id_no`, on a day after the death, is `CUSTODIAN_DECEASED`.
-    pub(super) fn custodian_death_late(&mut self, d: &DeathRecord) -> Result<(), EngineError> {
-        let id = d.person_id.as_str();
-        let of: Vec<String> = match self.custodians.get(&self.store, id.as_bytes())? {
+    /// A death record, the earliest known for that person, who may be a
+    /// custodian: each beneficiary that registers them is sent the death.
+    pub(super) fn custodian_died(&mut self, d: &DeathRecord) -> Result<(), EngineError> {
+        let of: Vec<String> = match self.custodians.get(&self.store, d.person_id.as_str().as_bytes())? {
             Some(s) => s.of.persons().cloned().collect(),
             None => return Ok(()),
         };
-        let mut findings = Vec::new();
         for bid in of {
+            self.custodian_died_for(&bid, d, true)?;
+        }
+        Ok(())
+    }
+
+    /// Beneficiary `bid` learns that a custodian it registers died (`d`,
+    /// the earliest death known of them): kept for its later payments.
+    /// With `recheck` (the death record itself arrived, §11 reading 32),
+    /// every payment it already made through a registration carrying that
+    /// `id_no`, on a day after the death, is `CUSTODIAN_DECEASED`; a
+    /// registration arriving after the death only readies later payments.
+    /// Reads only the beneficiary's own state.
+    fn custodian_died_for(&mut self, bid: &str, d: &DeathRecord, recheck: bool) -> Result<(), EngineError> {
+        let deaths = self.custodian_deaths.get_or_default(&self.store, bid.as_bytes())?;
+        let id = d.person_id.as_str();
+        if deaths.get(id).is_some_and(|k| (k.date_of_death, k.reported_at) <= (d.date_of_death, d.reported_at)) {
+            return Ok(());
+        }
+        deaths.insert(id.to_owned(), d.clone());
+        if !recheck || !self.rules.custodian_deceased.enabled {
+            return Ok(());
+        }
+        let mut findings = Vec::new();
+        {
             let months: Vec<MonthKey> = match self.bens.get(&self.store, bid.as_bytes())? {
-                Some(b) => b.months_any.iter().map(|m| keys::month(&bid, m)).collect(),
-                None => continue,
+                Some(b) => b.months_any.iter().map(|m| keys::month(bid, m)).collect(),
+                None => return Ok(()),
             };
             let lists = self.months.get_many(&self.store, &months)?;
             for sp in lists.iter().flatten() {
@@ -89,7 +120,7 @@ impl Engine {
                 }
                 // The version of the payment's day, archived by now when
                 // the death is reported long after.
-                let roster = self.roster_version(&bid, p.paid_at)?;
+                let roster = self.roster_version(bid, p.paid_at)?;
                 let roster = roster.as_ref();
                 let custodian = roster.and_then(|r| custodian_in(r, paid_on, &p.account_no, &p.account_name));
                 if custodian.and_then(|c| c.id_no.as_ref()).is_none_or(|x| x != &d.person_id) {

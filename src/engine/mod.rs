@@ -117,6 +117,9 @@ pub struct Engine {
     next_day: Timestamp,
     /// custodian id_no → who names it, and its overload episode, cached.
     custodians: Table<CustodianState>,
+    /// beneficiary_id → the earliest death of each custodian it registers,
+    /// as sent to it, cached.
+    custodian_deaths: Table<std::collections::BTreeMap<String, crate::model::DeathRecord>>,
     /// Cases, cached (`store::cases` owns the layout).
     cases: Table<crate::store::cases::Case>,
     /// decision_id → the case it was filed under (§11.5), cached.
@@ -190,6 +193,7 @@ impl Engine {
             accounts,
             queue: VecDeque::new(),
             custodians: Table::new(Cf::Custodians, cache_entries),
+            custodian_deaths: Table::new(Cf::CustodianDeaths, cache_entries),
             cases: Table::new(Cf::Cases, cache_entries),
             decision_cases: Table::new(Cf::Cases, cache_entries),
             cleared_pending: Vec::new(),

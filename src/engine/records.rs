@@ -79,10 +79,9 @@ impl Engine {
         if known.is_some_and(|k| k <= d.date_of_death) {
             return Ok(Outcome::Applied);
         }
-        // The person may be a registered custodian (§9).
-        if self.rules.custodian_deceased.enabled {
-            self.custodian_death_late(d)?;
-        }
+        // The person may be a registered custodian (§9): the beneficiaries
+        // registering them are sent the death.
+        self.custodian_died(d)?;
         if !self.rules.paid_after_death.enabled {
             return Ok(Outcome::Applied);
         }

@@ -39,11 +39,13 @@ pub enum Cf {
     Reviews,
     /// case_id → the case (its alerts, decisions, status): see `cases`.
     Cases,
-    /// custodian id_no → the beneficiaries whose roster names a
-    /// registration with it, and its `CUSTODIAN_OVERLOAD` episode.
+    /// custodian id_no → the versions of beneficiaries' rosters naming a
+    /// registration with it (sent as facts), and its `CUSTODIAN_OVERLOAD`
+    /// episode.
     Custodians,
-    /// household_id → the beneficiaries whose roster ever named it (a
-    /// covered member covers a vulnerable person of the household).
+    /// household_id → per beneficiary and roster version, whether the
+    /// version is in the household and covers it (sent as facts; a covered
+    /// member covers a vulnerable person of the household).
     Households,
     /// deadline → the `COVERAGE_GAP` referrals (person and record ids)
     /// waiting on it.
@@ -58,10 +60,15 @@ pub enum Cf {
     /// `FREQUENT_PAYMENTS` is counted from it. The account stage owns it,
     /// with `Accounts`; roster versions reach it as facts.
     AccountCustodians,
+    /// beneficiary_id → the earliest death of each custodian its roster
+    /// ever registered with an `id_no` (sent as facts when the death or
+    /// the registration arrives): `CUSTODIAN_DECEASED` reads it at the
+    /// beneficiary's payments, never the custodian's own state.
+    CustodianDeaths,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 18] = [
+    pub const ALL: [Cf; 19] = [
         Cf::Meta,
         Cf::Beneficiaries,
         Cf::Months,
@@ -80,6 +87,7 @@ impl Cf {
         Cf::AlertIndex,
         Cf::RosterArchive,
         Cf::AccountCustodians,
+        Cf::CustodianDeaths,
     ];
 
     pub fn name(self) -> &'static str {
@@ -102,6 +110,7 @@ impl Cf {
             Cf::AlertIndex => "alert_index",
             Cf::RosterArchive => "roster_archive",
             Cf::AccountCustodians => "account_custodians",
+            Cf::CustodianDeaths => "custodian_deaths",
         }
     }
 }

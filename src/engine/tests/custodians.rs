@@ -201,6 +201,35 @@ fn death_of_x() -> Record {
 }
 
 /// A hospital's death record `id` of custodian X.
+/// A custodian who died before any beneficiary registered them: the
+/// death reaches a beneficiary when its registration arrives (the
+/// custodian answers it), so its next payment through them is flagged;
+/// the payments it made before registering them are not re-checked.
+#[test]
+fn a_death_known_before_the_registration_reaches_the_beneficiary_that_registers_later() {
+    let mut h = Harness::new();
+    h.apply(Record::Roster(enrolled()));
+    let to_custodian = |id: &str, m: &str| {
+        let mut p = payment(id, m, "585.00", &format!("{m}-10T10:00:00+08:00"));
+        p.account_no = ACCOUNT.into();
+        p.account_name = "王五".into();
+        p
+    };
+    // Paid into X's account before any registration: a name mismatch.
+    h.pay(to_custodian("P1", "2019-01"));
+    assert_eq!(h.rules(), [Rule::NameMismatch]);
+    h.apply(x_died("DX", "2019-01-20", "2019-01-25T09:00:00+08:00"));
+    let mut r = enrolled();
+    r.custodians = vec![registration("2019-01-01", None)];
+    r.updated_at = ts("2019-02-01T08:00:00+08:00");
+    h.apply(Record::Roster(r));
+    assert_eq!(h.rules(), [Rule::NameMismatch], "January was paid before X died, and is not re-checked");
+    h.pay(to_custodian("P2", "2019-02"));
+    let d = h.of(Rule::CustodianDeceased);
+    assert_eq!(d.len(), 1, "{:?}", h.rules());
+    assert_eq!(d[0].evidence.event_ids, ["P2"]);
+}
+
 fn x_died(id: &str, on: &str, reported_at: &str) -> Record {
     Record::Death(DeathRecord {
         record_id: id.into(),

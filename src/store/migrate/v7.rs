@@ -8,6 +8,8 @@
 //! `households` held everyone ever on the roster with the household, and
 //! `COVERAGE_GAP` read their rosters; v7 holds, per version, whether it
 //! is in the household and covers it.
+//! A custodian's death was read at each payment through them; v7 sends it
+//! to each beneficiary registering them (`custodian_deaths`).
 //! Each entry is rebuilt from every version of its persons: those the
 //! beneficiary keeps and those archived. Households, many, go first in
 //! resumable chunks; accounts and custodians, few, then go in one write
@@ -17,8 +19,8 @@ use super::{keys, Cf, Store, StoreError, SCHEMA, V6};
 use crate::detect::coverage_gap;
 use crate::engine::registrations::{self, Registrations, Versions};
 use crate::engine::state::{Beneficiary, CustodianState};
-use crate::model::RosterRecord;
-use std::collections::BTreeSet;
+use crate::model::{DeathRecord, RosterRecord};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Where an interrupted v6 → v7 upgrade of `households` resumes.
 const V7_AFTER: &[u8] = b"upgrade_v7_after/households";
@@ -62,9 +64,17 @@ pub(in crate::store) fn v6_to_v7(store: &Store) -> Result<(), StoreError> {
         }
     }
     let mut custodians = 0u64;
+    // beneficiary → the deaths of the custodians it registers (v7 sends
+    // them to the beneficiary, which reads them at its payments).
+    let mut deaths: BTreeMap<String, BTreeMap<String, DeathRecord>> = BTreeMap::new();
     for (id, v) in store.entries_between(Cf::Custodians, &[], &[0xff; 32], usize::MAX)? {
         let bad = |source| StoreError::Decode { cf: Cf::Custodians.name(), key: keys::shown(&id), source };
         let (persons, over): (BTreeSet<String>, bool) = postcard::from_bytes(&v).map_err(bad)?;
+        if let Some(death) = store.get::<Beneficiary>(Cf::Beneficiaries, &id)?.and_then(|b| b.death().cloned()) {
+            for person in &persons {
+                deaths.entry(person.clone()).or_default().insert(String::from_utf8_lossy(&id).into_owned(), death.clone());
+            }
+        }
         let mut state = CustodianState { over, ..Default::default() };
         for person in &persons {
             for mut r in versions(store, person)? {
@@ -75,9 +85,12 @@ pub(in crate::store) fn v6_to_v7(store: &Store) -> Result<(), StoreError> {
         batch.put(Cf::Custodians, &id, &state)?;
         custodians += 1;
     }
+    for (person, of) in &deaths {
+        batch.put(Cf::CustodianDeaths, person.as_bytes(), of)?;
+    }
     batch.put_raw(Cf::Meta, keys::META_SCHEMA, SCHEMA.as_bytes());
     store.commit(batch)?;
-    tracing::info!(from = V6, to = SCHEMA, accounts_named_for_custodians = rebuilt, custodians, households, "state directory upgraded");
+    tracing::info!(from = V6, to = SCHEMA, accounts_named_for_custodians = rebuilt, custodians, households, custodian_deaths = deaths.len(), "state directory upgraded");
     Ok(())
 }
 
@@ -164,6 +177,16 @@ mod tests {
             // The archived version names custodian C; the kept one does not.
             let c: BTreeSet<String> = [PERSON.to_owned()].into();
             b.put(Cf::Custodians, CUSTODIAN.as_bytes(), &(c, true)).unwrap();
+            // C died.
+            let died = DeathRecord {
+                record_id: "DC".into(),
+                person_id: PersonId::parse(CUSTODIAN).unwrap(),
+                name: "王五".into(),
+                date_of_death: Date::parse("2019-02-01").unwrap(),
+                source: crate::model::DeathSource::Village,
+                reported_at: ts("2019-02-03T09:00:00+08:00"),
+            };
+            b.put(Cf::Beneficiaries, CUSTODIAN.as_bytes(), &Beneficiary { deaths: vec![died], ..Default::default() }).unwrap();
             b.put_raw(Cf::Meta, keys::META_SCHEMA, V6.as_bytes());
             store.commit(b).unwrap();
         }
@@ -187,5 +210,7 @@ mod tests {
         assert!(!covers(b"H1", "2019-03-10T10:00:00+08:00"), "moved to H2");
         assert!(covers(b"H2", "2019-03-10T10:00:00+08:00"));
         assert!(store.get_raw(Cf::Meta, V7_AFTER).unwrap().is_none(), "the resume key goes with the upgrade");
+        let sent: BTreeMap<String, DeathRecord> = store.get(Cf::CustodianDeaths, PERSON.as_bytes()).unwrap().unwrap();
+        assert_eq!(sent.keys().collect::<Vec<_>>(), [CUSTODIAN], "the beneficiary registering C knows C died");
     }
 }

@@ -210,43 +210,20 @@ impl Store {
         };
         match store.get_raw(Cf::Meta, keys::META_SCHEMA)? {
             Some(v) if v == SCHEMA.as_bytes() => {}
-            Some(v) if v == migrate::V1.as_bytes() => {
-                migrate::v1_to_v2(&store)?;
-                migrate::v2_to_v3(&store)?;
-                migrate::v3_to_v4(&store)?;
-                migrate::v4_to_v5(&store)?;
-                migrate::v5_to_v6(&store)?;
-                migrate::v6_to_v7(&store)?;
-            }
-            Some(v) if v == migrate::V2.as_bytes() => {
-                migrate::v2_to_v3(&store)?;
-                migrate::v3_to_v4(&store)?;
-                migrate::v4_to_v5(&store)?;
-                migrate::v5_to_v6(&store)?;
-                migrate::v6_to_v7(&store)?;
-            }
-            Some(v) if v == migrate::V3.as_bytes() => {
-                migrate::v3_to_v4(&store)?;
-                migrate::v4_to_v5(&store)?;
-                migrate::v5_to_v6(&store)?;
-                migrate::v6_to_v7(&store)?;
-            }
-            Some(v) if v == migrate::V4.as_bytes() => {
-                migrate::v4_to_v5(&store)?;
-                migrate::v5_to_v6(&store)?;
-                migrate::v6_to_v7(&store)?;
-            }
-            Some(v) if v == migrate::V5.as_bytes() => {
-                migrate::v5_to_v6(&store)?;
-                migrate::v6_to_v7(&store)?;
-            }
-            Some(v) if v == migrate::V6.as_bytes() => migrate::v6_to_v7(&store)?,
-            Some(v) => {
-                return Err(refuse(format!(
-                    "holds state version {:?}, this paywatch reads {SCHEMA:?}",
-                    String::from_utf8_lossy(&v)
-                )))
-            }
+            // An earlier layout: every step from it on, in order.
+            Some(v) => match migrate::STEPS.iter().position(|(from, _)| v == from.as_bytes()) {
+                Some(first) => {
+                    for (_, step) in &migrate::STEPS[first..] {
+                        step(&store)?;
+                    }
+                }
+                None => {
+                    return Err(refuse(format!(
+                        "holds state version {:?}, this paywatch reads {SCHEMA:?}",
+                        String::from_utf8_lossy(&v)
+                    )))
+                }
+            },
             None if exists_nonempty && !ours => {
                 return Err(refuse("has no paywatch schema marker; refusing to touch it".into()))
             }

@@ -398,7 +398,15 @@ pub(super) const V5: &str = "paywatch-state-v5";
 pub(super) const V6: &str = "paywatch-state-v6";
 
 mod v7;
-pub(super) use v7::v6_to_v7;
+use v7::v6_to_v7;
+
+/// One upgrade: the layout it reads, and the step to the next one.
+type Step = (&'static str, fn(&Store) -> Result<(), StoreError>);
+
+/// Every upgrade, oldest first: a directory of layout `STEPS[i].0` goes
+/// through every step from `i` on, ending at `SCHEMA`.
+pub(super) const STEPS: [Step; 6] =
+    [(V1, v1_to_v2), (V2, v2_to_v3), (V3, v3_to_v4), (V4, v4_to_v5), (V5, v5_to_v6), (V6, v6_to_v7)];
 
 /// Where an interrupted v5 → v6 upgrade resumes.
 const V6_AFTER: &[u8] = b"upgrade_v6_after/accounts";

@@ -76,6 +76,8 @@ impl Engine {
             + self.custodians.changed()
             + self.custodian_deaths.changed()
             + self.households.changed()
+            + self.household_watchers.changed()
+            + self.watched_households.changed()
             + self.cases.changed()
             + self.decision_cases.changed()
     }
@@ -137,6 +139,8 @@ impl Engine {
         self.custodians.trim();
         self.custodian_deaths.trim();
         self.households.trim();
+        self.household_watchers.trim();
+        self.watched_households.trim();
         self.cases.trim();
         self.decision_cases.trim();
         self.staged_ids.clear();
@@ -200,6 +204,8 @@ impl Engine {
         self.custodians.landed();
         self.custodian_deaths.landed();
         self.households.landed();
+        self.household_watchers.landed();
+        self.watched_households.landed();
         self.roster_archive.landed();
         self.referrals.landed();
         self.cases.landed();
@@ -230,6 +236,8 @@ impl Engine {
         self.custodians.flush(batch, in_flight)?;
         self.custodian_deaths.flush(batch, in_flight)?;
         self.households.flush(batch, in_flight)?;
+        self.household_watchers.flush(batch, in_flight)?;
+        self.watched_households.flush(batch, in_flight)?;
         self.roster_archive.flush(batch, in_flight)?;
         self.referrals.flush(&self.store, batch, in_flight)?;
         self.cases.flush(batch, in_flight)?;

@@ -2,6 +2,16 @@
 //! household index, and the referrals decided when the watermark passes
 //! their deadline. Referrals wait in deadline buckets (`referrals` column
 //! family, [`super::timers::Timers`]) as `person_id 0x1f record_id`.
+//!
+//! The referral is decided on the person's side, where its case lives
+//! (subject: the person), from the person's own state only (#16). A
+//! household's entry belongs to the household: it is sent each member's
+//! versions ([`super::registrations`]) and sends what it is sent on to
+//! the persons whose vulnerable records name it; a person naming it for
+//! the first time is sent the entry as it stands. Each such person keeps
+//! its copy (`watched_households`), which equals the household's entry,
+//! and the referral reads the copy. Between instances these facts travel
+//! `by-household` and back `by-person`, like a custodian's death.
 
 use super::{Engine, EngineError, Outcome};
 use crate::detect::coverage_gap;
@@ -17,6 +27,11 @@ impl Engine {
         let at = ben.vulnerable.partition_point(|x| x.updated_at <= v.updated_at);
         ben.vulnerable.insert(at, v.clone());
         let newest = ben.vulnerable.iter().rev().find(|x| x.record_id == v.record_id).is_some_and(|x| x == v);
+        // Every version may be the one a referral reads (at its deadline,
+        // or the newest when late): the household it names sends its entry.
+        if let Some(h) = &v.household_id {
+            self.household_watched_by(h, pid)?;
+        }
         let cfg = &self.rules.coverage_gap;
         if !cfg.enabled || !newest {
             return Ok(Outcome::Applied);
@@ -69,14 +84,48 @@ impl Engine {
             return Ok(());
         }
         // A beneficiary whose version at d is in the household and covers
-        // it: the household's entry holds, per person, what each version
-        // sent to it says (`registrations`), so no member's roster is read.
+        // it: the household's entry, as sent to this person, holds per
+        // member what each version sent to it says (`registrations`), so
+        // neither a member's roster nor the household is read.
         if let Some(h) = &v.household_id {
-            if self.households.get(&self.store, h.as_bytes())?.is_some_and(|hh| hh.at(d).any(|covered| *covered)) {
+            let copy = self.watched_households.get(&self.store, pid.as_bytes())?.and_then(|m| m.get(h.as_str()));
+            if copy.is_some_and(|hh| hh.at(d).any(|covered| *covered)) {
                 return Ok(());
             }
         }
         let f = coverage_gap::finding(&self.rules.coverage_gap, &v, d, tz);
         self.emit(vec![f])
+    }
+}
+
+impl Engine {
+    /// The household's side: files what person `bid`'s version updated at
+    /// `at` says about `household` (in it and covering it), and sends it
+    /// on to every person watching the household.
+    pub(super) fn household_sent(&mut self, household: &str, bid: &str, at: Timestamp, covered: bool) -> Result<(), EngineError> {
+        self.households.get_or_default(&self.store, household.as_bytes())?.record(bid, at, covered);
+        let watchers: Vec<String> = match self.household_watchers.get(&self.store, household.as_bytes())? {
+            Some(w) => w.iter().cloned().collect(),
+            None => return Ok(()),
+        };
+        for person in watchers {
+            let copies = self.watched_households.get_or_default(&self.store, person.as_bytes())?;
+            copies.entry(household.to_owned()).or_default().record(bid, at, covered);
+        }
+        Ok(())
+    }
+
+    /// The household's side: a vulnerable record of `person` names
+    /// `household`. The first time, the person starts watching it and is
+    /// sent the household's entry as it stands.
+    fn household_watched_by(&mut self, household: &str, person: &str) -> Result<(), EngineError> {
+        let key = household.as_bytes();
+        if self.household_watchers.get(&self.store, key)?.is_some_and(|w| w.contains(person)) {
+            return Ok(());
+        }
+        self.household_watchers.get_or_default(&self.store, key)?.insert(person.to_owned());
+        let entry = self.households.get(&self.store, key)?.cloned().unwrap_or_default();
+        self.watched_households.get_or_default(&self.store, person.as_bytes())?.insert(household.to_owned(), entry);
+        Ok(())
     }
 }

@@ -135,6 +135,13 @@ pub struct Engine {
     /// version is in the household and covers it (`COVERAGE_GAP`), as
     /// roster versions were sent to it; cached.
     households: Table<registrations::Versions<bool>>,
+    /// household_id → the persons whose vulnerable records name it: the
+    /// household sends them what it is sent (the household's side), cached.
+    household_watchers: Table<std::collections::BTreeSet<String>>,
+    /// person_id → household_id → the household's entry as sent to the
+    /// person: the referral reads this, not the household (the person's
+    /// side), cached.
+    watched_households: Table<std::collections::BTreeMap<String, registrations::Versions<bool>>>,
     /// beneficiary_id → roster versions moved out of the beneficiary
     /// ([`state::Beneficiary::prune_roster`]), for questions about an
     /// earlier instant; cached.
@@ -201,6 +208,8 @@ impl Engine {
             timers: timers::Timers::new(Cf::Timers),
             referrals: timers::Timers::new(Cf::Referrals),
             households: Table::new(Cf::Households, cache_entries),
+            household_watchers: Table::new(Cf::HouseholdWatchers, cache_entries),
+            watched_households: Table::new(Cf::WatchedHouseholds, cache_entries),
             roster_archive: archive::Archive::default(),
             progress,
             next_deadline: None,

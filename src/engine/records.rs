@@ -34,7 +34,7 @@ impl Engine {
         }
         for (household, x) in registrations::destinations(before, r, after, |x| vec![x.household_id.as_str()]) {
             let covered = x.household_id.as_str() == household && coverage_gap::covers(x);
-            self.households.get_or_default(&self.store, household.as_bytes())?.record(bid, x.updated_at, covered);
+            self.household_sent(household, bid, x.updated_at, covered)?;
         }
         let ben = self.bens.get_or_default(&self.store, bid.as_bytes())?;
         let missed = &self.rules.missed_payment;

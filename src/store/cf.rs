@@ -65,10 +65,18 @@ pub enum Cf {
     /// the registration arrives): `CUSTODIAN_DECEASED` reads it at the
     /// beneficiary's payments, never the custodian's own state.
     CustodianDeaths,
+    /// household_id → the persons whose vulnerable-persons records ever
+    /// named it: each is sent the household's coverage facts
+    /// (`WatchedHouseholds`). Written with `Households`, by their owner.
+    HouseholdWatchers,
+    /// person_id → household_id → the household's `Households` entry as
+    /// sent to the person (whose vulnerable records name it): the
+    /// `COVERAGE_GAP` referral reads it, never the household's own state.
+    WatchedHouseholds,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 19] = [
+    pub const ALL: [Cf; 21] = [
         Cf::Meta,
         Cf::Beneficiaries,
         Cf::Months,
@@ -88,6 +96,8 @@ impl Cf {
         Cf::RosterArchive,
         Cf::AccountCustodians,
         Cf::CustodianDeaths,
+        Cf::HouseholdWatchers,
+        Cf::WatchedHouseholds,
     ];
 
     pub fn name(self) -> &'static str {
@@ -111,6 +121,8 @@ impl Cf {
             Cf::RosterArchive => "roster_archive",
             Cf::AccountCustodians => "account_custodians",
             Cf::CustodianDeaths => "custodian_deaths",
+            Cf::HouseholdWatchers => "household_watchers",
+            Cf::WatchedHouseholds => "watched_households",
         }
     }
 }

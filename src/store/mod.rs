@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The layout version written into every state directory.
-const SCHEMA: &str = "paywatch-state-v7";
+const SCHEMA: &str = "paywatch-state-v8";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -199,3 +199,37 @@ fn a_member_who_moved_away_before_the_deadline_no_longer_covers_the_household() 
     let got: Vec<&str> = h.of(Rule::CoverageGap).iter().map(|a| a.evidence.record_ids[0].as_str()).collect();
     assert_eq!(got, ["CL-1"], "H7 had nobody covered at the deadline; H8 had the member");
 }
+
+/// A household is sent its members' versions; a person whose vulnerable
+/// record names it is sent its entry as it stands the first time, and
+/// what the household is sent after (#16: the referral reads only the
+/// person's copy). Here the members are known before the records.
+#[test]
+fn a_household_sends_its_entry_when_first_named_and_every_version_after() {
+    let mut h = harness();
+    let member = |id: &str, household: &str, at: &str| {
+        let mut r = enrolled();
+        r.beneficiary_id = PersonId::parse(id).unwrap();
+        r.household_id = household.into();
+        r.updated_at = ts(at);
+        Record::Roster(r)
+    };
+    const Q: &str = "341802197003030035";
+    h.apply(member("341802198004040045", "H7", "2019-01-02T08:00:00+08:00"));
+    h.apply(member("341802198505050057", "H8", "2019-01-02T08:00:00+08:00"));
+    // P names H7, covered since January: the entry P is sent says so.
+    h.apply(Record::Vulnerable(flagged("CL-1", "grade_1", "2019-01-10", "2019-01-11T09:00:00+08:00")));
+    // Q's record names H5 (nobody), then a new version names H8 (covered).
+    let mut q = flagged("CL-2", "grade_1", "2019-01-10", "2019-01-11T09:00:00+08:00");
+    q.person_id = PersonId::parse(Q).unwrap();
+    q.household_id = Some("H5".into());
+    h.apply(Record::Vulnerable(q.clone()));
+    q.household_id = Some("H8".into());
+    q.updated_at = ts("2019-02-01T09:00:00+08:00");
+    h.apply(Record::Vulnerable(q));
+    // H8's member moves to H9 in March: H8 sends that on to Q.
+    h.apply(member("341802198505050057", "H9", "2019-03-01T08:00:00+08:00"));
+    tick(&mut h, "T1", "2019-04-11T10:00:00+08:00");
+    let got: Vec<&str> = h.of(Rule::CoverageGap).iter().map(|a| a.evidence.record_ids[0].as_str()).collect();
+    assert_eq!(got, ["CL-2"], "H7 is covered at the deadline; H8 no longer");
+}

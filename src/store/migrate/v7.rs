@@ -15,7 +15,9 @@
 //! resumable chunks; accounts and custodians, few, then go in one write
 //! with the schema marker.
 
-use super::{keys, Cf, Store, StoreError, SCHEMA, V6};
+use super::{keys, Cf, Store, StoreError, V6, V7};
+#[cfg(test)]
+use crate::store::SCHEMA;
 use crate::detect::coverage_gap;
 use crate::engine::registrations::{self, Registrations, Versions};
 use crate::engine::state::{Beneficiary, CustodianState};
@@ -88,9 +90,9 @@ pub(in crate::store) fn v6_to_v7(store: &Store) -> Result<(), StoreError> {
     for (person, of) in &deaths {
         batch.put(Cf::CustodianDeaths, person.as_bytes(), of)?;
     }
-    batch.put_raw(Cf::Meta, keys::META_SCHEMA, SCHEMA.as_bytes());
+    batch.put_raw(Cf::Meta, keys::META_SCHEMA, V7.as_bytes());
     store.commit(batch)?;
-    tracing::info!(from = V6, to = SCHEMA, accounts_named_for_custodians = rebuilt, custodians, households, custodian_deaths = deaths.len(), "state directory upgraded");
+    tracing::info!(from = V6, to = V7, accounts_named_for_custodians = rebuilt, custodians, households, custodian_deaths = deaths.len(), "state directory upgraded");
     Ok(())
 }
 

@@ -13,6 +13,7 @@
 //! and the referral reads the copy. Between instances these facts travel
 //! `by-household` and back `by-person`, like a custodian's death.
 
+use super::facts::Fact;
 use super::{Engine, EngineError, Outcome};
 use crate::detect::coverage_gap;
 use crate::model::{Timestamp, VulnerableRecord};
@@ -30,7 +31,7 @@ impl Engine {
         // Every version may be the one a referral reads (at its deadline,
         // or the newest when late): the household it names sends its entry.
         if let Some(h) = &v.household_id {
-            self.household_watched_by(h, pid)?;
+            self.send(Fact::Watch { household: h.clone(), person: pid.to_owned() })?;
         }
         let cfg = &self.rules.coverage_gap;
         if !cfg.enabled || !newest {
@@ -99,18 +100,18 @@ impl Engine {
 }
 
 impl Engine {
-    /// The household's side: files what person `bid`'s version updated at
-    /// `at` says about `household` (in it and covering it), and sends it
-    /// on to every person watching the household.
-    pub(super) fn household_sent(&mut self, household: &str, bid: &str, at: Timestamp, covered: bool) -> Result<(), EngineError> {
-        self.households.get_or_default(&self.store, household.as_bytes())?.record(bid, at, covered);
+    /// The household's side: files what `person`'s version updated at
+    /// `updated_at` says of `household` (in it and covering it), and sends
+    /// it on to every person watching the household.
+    pub(super) fn member_version(&mut self, household: &str, person: &str, updated_at: Timestamp, covered: bool) -> Result<(), EngineError> {
+        self.households.get_or_default(&self.store, household.as_bytes())?.record(person, updated_at, covered);
         let watchers: Vec<String> = match self.household_watchers.get(&self.store, household.as_bytes())? {
             Some(w) => w.iter().cloned().collect(),
             None => return Ok(()),
         };
-        for person in watchers {
-            let copies = self.watched_households.get_or_default(&self.store, person.as_bytes())?;
-            copies.entry(household.to_owned()).or_default().record(bid, at, covered);
+        for watcher in watchers {
+            let (household, member) = (household.to_owned(), person.to_owned());
+            self.send(Fact::HouseholdVersion { person: watcher, household, member, updated_at, covered })?;
         }
         Ok(())
     }
@@ -118,14 +119,13 @@ impl Engine {
     /// The household's side: a vulnerable record of `person` names
     /// `household`. The first time, the person starts watching it and is
     /// sent the household's entry as it stands.
-    fn household_watched_by(&mut self, household: &str, person: &str) -> Result<(), EngineError> {
+    pub(super) fn watch(&mut self, household: &str, person: &str) -> Result<(), EngineError> {
         let key = household.as_bytes();
         if self.household_watchers.get(&self.store, key)?.is_some_and(|w| w.contains(person)) {
             return Ok(());
         }
         self.household_watchers.get_or_default(&self.store, key)?.insert(person.to_owned());
         let entry = self.households.get(&self.store, key)?.cloned().unwrap_or_default();
-        self.watched_households.get_or_default(&self.store, person.as_bytes())?.insert(household.to_owned(), entry);
-        Ok(())
+        self.send(Fact::HouseholdEntry { person: person.to_owned(), household: household.to_owned(), entry })
     }
 }

@@ -4,6 +4,7 @@
 //! earlier payment when the death record arrives late.
 
 use super::state::custodian_in;
+use super::facts::Fact;
 use super::{registrations, Engine, EngineError};
 use crate::detect::{custodian_deceased, custodian_overload, PaymentView, NO_YEARS};
 use crate::model::{DeathRecord, Payment, PersonId, RosterRecord};
@@ -14,22 +15,15 @@ impl Engine {
     /// takes over from and `after` the one that takes over after it (each
     /// when it registers custodians). Each custodian concerned is sent the
     /// versions it needs (`registrations::destinations`), and those named
-    /// by `r` or by `before` are counted (§11.8: both are evaluated).
+    /// by `r` or by `before` are then asked to count (§11.8: both are
+    /// evaluated).
     pub(super) fn custodians_on_roster(&mut self, r: &RosterRecord, before: Option<&RosterRecord>, after: Option<&RosterRecord>) -> Result<(), EngineError> {
         let bid = r.beneficiary_id.as_str();
         let names = |x: &RosterRecord| x.custodians.iter().filter_map(|c| c.id_no.clone()).collect::<Vec<PersonId>>();
         for (id, version) in registrations::destinations(before, r, after, names) {
             let mut kept = version.clone();
             kept.custodians.retain(|c| c.id_no.as_ref() == Some(&id));
-            let names_it = !kept.custodians.is_empty();
-            self.custodians.get_or_default(&self.store, id.as_str().as_bytes())?.of.record(bid, version.updated_at, kept);
-            // The custodian's partition answers with its death, if known:
-            // the beneficiary checks its payments against it.
-            if names_it {
-                if let Some(death) = self.bens.get(&self.store, id.as_str().as_bytes())?.and_then(|b| b.death().cloned()) {
-                    self.custodian_died_for(bid, &death, false)?;
-                }
-            }
+            self.send(Fact::CustodianVersion { custodian: id, person: bid.to_owned(), version: kept })?;
         }
         if !self.rules.custodian_overload.enabled {
             return Ok(());
@@ -37,18 +31,43 @@ impl Engine {
         let mut ids: Vec<PersonId> = before.into_iter().chain([r]).flat_map(names).collect();
         ids.sort_unstable();
         ids.dedup();
-        let (t, day) = (r.updated_at, self.tz.date(r.updated_at));
-        let mut findings = Vec::new();
         for id in ids {
-            let Some(state) = self.custodians.get(&self.store, id.as_str().as_bytes())? else { continue };
-            let counted = custodian_overload::counted(&id, day, state.of.at(t));
-            let holds = custodian_overload::holds(&self.rules.custodian_overload, &counted);
-            let state = self.custodians.get_or_default(&self.store, id.as_str().as_bytes())?;
-            if holds && !state.over {
-                findings.push(custodian_overload::finding(&self.rules.custodian_overload, &id, r, &counted, t, self.tz));
-            }
-            state.over = holds;
+            self.send(Fact::OverloadCount { custodian: id, record: r.clone() })?;
         }
+        Ok(())
+    }
+
+    /// The custodian's side: files `person`'s version (cut down to its
+    /// registrations of this custodian). A version naming them is answered
+    /// with their death, if known: the custodian's entry lives in their own
+    /// person partition, where their death records are.
+    pub(super) fn custodian_version(&mut self, custodian: &PersonId, person: &str, version: RosterRecord) -> Result<(), EngineError> {
+        let names_it = !version.custodians.is_empty();
+        let updated_at = version.updated_at;
+        let key = custodian.as_str().as_bytes();
+        self.custodians.get_or_default(&self.store, key)?.of.record(person, updated_at, version);
+        if names_it {
+            if let Some(death) = self.bens.get(&self.store, key)?.and_then(|b| b.death().cloned()) {
+                self.send(Fact::CustodianDied { beneficiary: person.to_owned(), death, recheck: false })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The custodian's side: `CUSTODIAN_OVERLOAD` after roster record `r`,
+    /// from the versions this custodian was sent, once per episode.
+    pub(super) fn overload_count(&mut self, id: &PersonId, r: &RosterRecord) -> Result<(), EngineError> {
+        let (t, day) = (r.updated_at, self.tz.date(r.updated_at));
+        let key = id.as_str().as_bytes();
+        let Some(state) = self.custodians.get(&self.store, key)? else { return Ok(()) };
+        let counted = custodian_overload::counted(id, day, state.of.at(t));
+        let holds = custodian_overload::holds(&self.rules.custodian_overload, &counted);
+        let state = self.custodians.get_or_default(&self.store, key)?;
+        let mut findings = Vec::new();
+        if holds && !state.over {
+            findings.push(custodian_overload::finding(&self.rules.custodian_overload, id, r, &counted, t, self.tz));
+        }
+        state.over = holds;
         self.emit(findings)
     }
 
@@ -82,8 +101,8 @@ impl Engine {
             Some(s) => s.of.persons().cloned().collect(),
             None => return Ok(()),
         };
-        for bid in of {
-            self.custodian_died_for(&bid, d, true)?;
+        for beneficiary in of {
+            self.send(Fact::CustodianDied { beneficiary, death: d.clone(), recheck: true })?;
         }
         Ok(())
     }
@@ -95,7 +114,7 @@ impl Engine {
     /// `id_no`, on a day after the death, is `CUSTODIAN_DECEASED`; a
     /// registration arriving after the death only readies later payments.
     /// Reads only the beneficiary's own state.
-    fn custodian_died_for(&mut self, bid: &str, d: &DeathRecord, recheck: bool) -> Result<(), EngineError> {
+    pub(super) fn custodian_died_for(&mut self, bid: &str, d: &DeathRecord, recheck: bool) -> Result<(), EngineError> {
         let deaths = self.custodian_deaths.get_or_default(&self.store, bid.as_bytes())?;
         let id = d.person_id.as_str();
         if deaths.get(id).is_some_and(|k| (k.date_of_death, k.reported_at) <= (d.date_of_death, d.reported_at)) {

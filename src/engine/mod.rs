@@ -13,6 +13,7 @@ mod cases;
 mod commit;
 mod coverage;
 mod custodians;
+pub(crate) mod facts;
 mod missed;
 mod progress;
 pub(crate) mod registrations;

@@ -1,5 +1,6 @@
 //! Roster versions and death records.
 
+use super::facts::Fact;
 use super::{registrations, Engine, EngineError, Outcome};
 use crate::detect::{coverage_gap, paid_after_death, PaymentView, NO_YEARS};
 use crate::model::{DeathRecord, Period, RosterRecord, Timestamp};
@@ -34,7 +35,7 @@ impl Engine {
         }
         for (household, x) in registrations::destinations(before, r, after, |x| vec![x.household_id.as_str()]) {
             let covered = x.household_id.as_str() == household && coverage_gap::covers(x);
-            self.household_sent(household, bid, x.updated_at, covered)?;
+            self.send(Fact::MemberVersion { household: household.to_owned(), person: bid.to_owned(), updated_at: x.updated_at, covered })?;
         }
         let ben = self.bens.get_or_default(&self.store, bid.as_bytes())?;
         let missed = &self.rules.missed_payment;

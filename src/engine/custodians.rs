@@ -48,7 +48,7 @@ impl Engine {
         self.custodians.get_or_default(&self.store, key)?.of.record(person, updated_at, version);
         if names_it {
             if let Some(death) = self.bens.get(&self.store, key)?.and_then(|b| b.death().cloned()) {
-                self.send(Fact::CustodianDied { beneficiary: person.to_owned(), death, recheck: false })?;
+                self.send(Fact::CustodianDied { beneficiary: person.to_owned(), death })?;
             }
         }
         Ok(())
@@ -102,26 +102,28 @@ impl Engine {
             None => return Ok(()),
         };
         for beneficiary in of {
-            self.send(Fact::CustodianDied { beneficiary, death: d.clone(), recheck: true })?;
+            self.send(Fact::CustodianDied { beneficiary, death: d.clone() })?;
         }
         Ok(())
     }
 
     /// Beneficiary `bid` learns that a custodian it registers died (`d`,
-    /// the earliest death known of them): kept for its later payments.
-    /// With `recheck` (the death record itself arrived, §11 reading 32),
+    /// the earliest death known of them): kept for its later payments, and
     /// every payment it already made through a registration carrying that
-    /// `id_no`, on a day after the death, is `CUSTODIAN_DECEASED`; a
-    /// registration arriving after the death only readies later payments.
+    /// `id_no` (by the roster version of the payment's instant), on a day
+    /// after the death, is `CUSTODIAN_DECEASED` (§9 "whichever arrives
+    /// first"; readings 32 and 36). That holds whether the death record
+    /// arrived late or the registration did: between instances the
+    /// custodian's answer to a registration may arrive after the payments.
     /// Reads only the beneficiary's own state.
-    pub(super) fn custodian_died_for(&mut self, bid: &str, d: &DeathRecord, recheck: bool) -> Result<(), EngineError> {
+    pub(super) fn custodian_died_for(&mut self, bid: &str, d: &DeathRecord) -> Result<(), EngineError> {
         let deaths = self.custodian_deaths.get_or_default(&self.store, bid.as_bytes())?;
         let id = d.person_id.as_str();
         if deaths.get(id).is_some_and(|k| (k.date_of_death, k.reported_at) <= (d.date_of_death, d.reported_at)) {
             return Ok(());
         }
         deaths.insert(id.to_owned(), d.clone());
-        if !recheck || !self.rules.custodian_deceased.enabled {
+        if !self.rules.custodian_deceased.enabled {
             return Ok(());
         }
         let mut findings = Vec::new();

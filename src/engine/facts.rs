@@ -31,10 +31,9 @@ pub enum Fact {
     /// (`CUSTODIAN_OVERLOAD`, §11.8), after the record's versions arrived.
     OverloadCount { custodian: PersonId, record: RosterRecord },
     /// To a beneficiary: a custodian it registers died (the earliest death
-    /// known of them). With `recheck`, its past payments through that
-    /// custodian are checked again (the death record itself arrived); a
-    /// reply to a new registration only readies later payments.
-    CustodianDied { beneficiary: String, death: DeathRecord, recheck: bool },
+    /// known of them). Its payments already made through that custodian
+    /// are checked again, so the fact may arrive late.
+    CustodianDied { beneficiary: String, death: DeathRecord },
     /// To a household: what `person`'s version updated at `updated_at`
     /// says of it: in it and covering it (`COVERAGE_GAP`).
     MemberVersion { household: String, person: String, updated_at: Timestamp, covered: bool },
@@ -54,7 +53,7 @@ impl Engine {
         match f {
             Fact::CustodianVersion { custodian, person, version } => self.custodian_version(&custodian, &person, version),
             Fact::OverloadCount { custodian, record } => self.overload_count(&custodian, &record),
-            Fact::CustodianDied { beneficiary, death, recheck } => self.custodian_died_for(&beneficiary, &death, recheck),
+            Fact::CustodianDied { beneficiary, death } => self.custodian_died_for(&beneficiary, &death),
             Fact::MemberVersion { household, person, updated_at, covered } => self.member_version(&household, &person, updated_at, covered),
             Fact::Watch { household, person } => self.watch(&household, &person),
             Fact::HouseholdEntry { person, household, entry } => {

@@ -230,6 +230,32 @@ fn a_death_known_before_the_registration_reaches_the_beneficiary_that_registers_
     assert_eq!(d[0].evidence.event_ids, ["P2"]);
 }
 
+/// "Whichever arrives first" (§9): a registration version that arrives
+/// late, after a payment through it to a custodian already dead, flags
+/// that payment when it arrives, as a late death record would. (Between
+/// instances the custodian's answer to a registration can always arrive
+/// after the payments, #16.)
+#[test]
+fn a_late_registration_of_a_dead_custodian_flags_the_payments_already_made_through_it() {
+    let mut h = Harness::new();
+    h.apply(Record::Roster(enrolled()));
+    h.apply(x_died("DX", "2019-01-20", "2019-01-25T09:00:00+08:00"));
+    let mut p = payment("P2", "2019-02", "585.00", "2019-02-10T10:00:00+08:00");
+    p.account_no = ACCOUNT.into();
+    p.account_name = "王五".into();
+    h.pay(p);
+    assert_eq!(h.rules(), [Rule::NameMismatch], "no registration known yet");
+    // The version registering X from January, updated on 1 February,
+    // arrives only now.
+    let mut r = enrolled();
+    r.custodians = vec![registration("2019-01-01", None)];
+    r.updated_at = ts("2019-02-01T08:00:00+08:00");
+    h.apply(Record::Roster(r));
+    let d = h.of(Rule::CustodianDeceased);
+    assert_eq!(d.len(), 1, "{:?}", h.rules());
+    assert_eq!(d[0].evidence.event_ids, ["P2"]);
+}
+
 fn x_died(id: &str, on: &str, reported_at: &str) -> Record {
     Record::Death(DeathRecord {
         record_id: id.into(),

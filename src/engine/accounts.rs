@@ -8,27 +8,36 @@
 //! custodian registrations naming the account) is counted here, from the
 //! registrations the person side sends as roster versions arrive
 //! (`registrations.rs`), in order with the steps. Steps travel
-//! in chunks and come back, in order, as the findings of each step: the
-//! engine turns findings into alerts in exactly the order one thread would
-//! have (see `Engine::pump`), so the alerts, their cases and their order
-//! do not depend on how far this stage lags.
+//! in chunks and come back, in order, as the alerts of each step, filed
+//! here under the accounts' own cases (`casebook.rs`; decisions on them
+//! are sent here too): the engine stages them in exactly the order one
+//! thread would have (see `Engine::pump`), so the alerts, their cases and
+//! their order do not depend on how far this stage lags.
 //!
-//! This stage owns `Cf::Accounts` and `Cf::AccountCustodians` alone: it
-//! reads entries through its own caches, and at a commit hands back every
-//! entry it changed, encoded, for the person side to put into the one
-//! atomic write. It never reads another column family and never writes to
-//! the store. Nothing it does reads a person's state: what it needs of
-//! persons arrives as facts, as it would from a `by-account` topic.
+//! This stage owns `Cf::Accounts` and `Cf::AccountCustodians` alone, and
+//! the entries of `Cf::Cases` of the accounts' cases: it reads entries
+//! through its own caches, and at a commit hands back every entry it
+//! changed, encoded, for the person side to put into the one atomic
+//! write. Besides those it reads only `Cf::Alerts`, for the ids of alerts
+//! it raised before, and it never writes to the store. Nothing it does
+//! reads a person's state: what it needs of persons arrives as facts, as
+//! it would from a `by-account` topic.
 
+use super::casebook::{CaseBook, Filed, Filing};
 use super::registrations::{Registration, Registrations};
 use super::state::Account;
+use super::Outcome;
+use crate::clock::Clock;
 use crate::detect::episode::{Change, WindowRules};
-use crate::detect::{Finding, RulesConfig};
+use crate::detect::RulesConfig;
+use crate::model::alert::alert_id;
+use crate::model::decision::Decision;
 use crate::model::time::Date;
-use crate::model::{Text, Timestamp};
+use crate::model::{Text, Timestamp, Tz};
 use crate::store::{Cf, Store, StoreError, Table};
 use rustc_hash::FxHashSet;
 use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// Steps sent in one message: few enough that the stage starts early,
@@ -71,6 +80,9 @@ enum Item {
 
 enum Request {
     Items(Vec<Item>),
+    /// A decision on an account's case, after every item sent before it;
+    /// `repeated` when its id was filed under this case before.
+    Decide { decision: Decision, repeated: bool },
     /// Hand back every entry changed since the last flush; with
     /// `in_flight`, keep clean entries until `Landed` (see `Table::flush`).
     Flush { in_flight: bool },
@@ -81,9 +93,11 @@ enum Request {
 }
 
 enum Reply {
-    /// The findings of each step of one chunk, in order, and how many
+    /// The alerts of each step of one chunk, in order, and how many
     /// entries the next commit will rewrite.
-    Findings { findings: Vec<Vec<Finding>>, changed: usize },
+    Filed { filed: Vec<Vec<Filed>>, changed: usize },
+    /// What became of a decision.
+    Decided(Outcome),
     /// Changed entries, a piece at a time; `last` ends the flush.
     Flushed { entries: Vec<Changed>, last: bool },
 }
@@ -99,22 +113,22 @@ pub(super) struct AccountStage {
     thread: Option<JoinHandle<()>>,
     /// Steps and registrations gathered for the next chunk.
     gathering: Vec<Item>,
-    /// Chunks sent whose findings have not come back.
+    /// Chunks sent whose alerts have not come back.
     ahead: usize,
-    /// Findings come back but not yet turned into alerts, oldest first.
-    returned: std::collections::VecDeque<Vec<Finding>>,
+    /// Alerts come back but not yet staged, oldest first.
+    returned: std::collections::VecDeque<Vec<Filed>>,
     /// Entries the next commit rewrites, as of the last chunk answered.
     changed: usize,
 }
 
 impl AccountStage {
     /// Starts the stage's thread on `store`'s accounts.
-    pub(super) fn start(store: Store, rules: RulesConfig, on: WindowRules, cache_entries: usize) -> Result<AccountStage, StoreError> {
+    pub(super) fn start(store: Store, rules: RulesConfig, on: WindowRules, tz: Tz, clock: Arc<dyn Clock>, cache_entries: usize) -> Result<AccountStage, StoreError> {
         let (requests, inbox) = channel();
         let (outbox, replies) = channel();
         let thread = std::thread::Builder::new()
             .name("paywatch-accounts".into())
-            .spawn(move || serve(&store, &rules, &on, cache_entries, inbox, outbox))
+            .spawn(move || serve(&store, &Settings { rules, on, tz, clock }, cache_entries, inbox, outbox))
             .map_err(|e| {
                 tracing::error!(error = %e, "cannot start a thread for the account stage");
                 StoreError::Stage("cannot be started: the operating system refused a thread")
@@ -130,7 +144,7 @@ impl AccountStage {
         })
     }
 
-    /// Queues one step; its findings come back through [`Self::take`] in
+    /// Queues one step; its alerts come back through [`Self::take`] in
     /// the order steps were queued.
     pub(super) fn step(&mut self, s: Step) -> Result<(), StoreError> {
         self.gather(Item::Step(s))
@@ -153,10 +167,10 @@ impl AccountStage {
         Ok(())
     }
 
-    /// The findings of the oldest step not yet taken; with `wait`, waits
+    /// The alerts of the oldest step not yet taken; with `wait`, waits
     /// for them (sending the steps gathered so far), else `None` when they
     /// have not come back yet.
-    pub(super) fn take(&mut self, wait: bool) -> Result<Option<Vec<Finding>>, StoreError> {
+    pub(super) fn take(&mut self, wait: bool) -> Result<Option<Vec<Filed>>, StoreError> {
         loop {
             if let Some(f) = self.returned.pop_front() {
                 return Ok(Some(f));
@@ -174,15 +188,26 @@ impl AccountStage {
     }
 
     /// Sends what is gathered and waits for every chunk to come back. Once
-    /// the engine has taken every step's findings, what is still out are
+    /// the engine has taken every step's alerts, what is still out are
     /// registrations, which a commit must hold.
     pub(super) fn settle(&mut self) -> Result<(), StoreError> {
         self.send_gathered()?;
         while self.ahead > 0 {
             self.receive(true)?;
         }
-        debug_assert!(self.returned.is_empty(), "settled with findings not taken");
+        debug_assert!(self.returned.is_empty(), "settled with alerts not taken");
         Ok(())
+    }
+
+    /// Applies a decision on an account's case, after everything sent
+    /// before it (the engine settles first), and says what became of it.
+    pub(super) fn decide(&mut self, decision: Decision, repeated: bool) -> Result<Outcome, StoreError> {
+        self.settle()?;
+        self.send(Request::Decide { decision, repeated })?;
+        match self.replies.recv().map_err(|_| stopped())?? {
+            Reply::Decided(outcome) => Ok(outcome),
+            _ => Err(stopped()),
+        }
     }
 
     /// Entries the next commit will rewrite. Exact only once everything
@@ -206,7 +231,7 @@ impl AccountStage {
                         return Ok(());
                     }
                 }
-                Reply::Findings { .. } => return Err(stopped()),
+                _ => return Err(stopped()),
             }
         }
     }
@@ -246,13 +271,13 @@ impl AccountStage {
             }
         };
         match reply? {
-            Reply::Findings { findings, changed } => {
+            Reply::Filed { filed, changed } => {
                 self.ahead -= 1;
                 self.changed = changed;
-                self.returned.extend(findings);
+                self.returned.extend(filed);
                 Ok(true)
             }
-            Reply::Flushed { .. } => Err(stopped()),
+            _ => Err(stopped()),
         }
     }
 }
@@ -274,16 +299,21 @@ fn stopped() -> StoreError {
     StoreError::Stage("has stopped (after the error it returned first)")
 }
 
+/// What the stage's thread is started with.
+struct Settings {
+    /// Thresholds, and the relapse check of the accounts' cases.
+    rules: RulesConfig,
+    /// The account-level rules that are on.
+    on: WindowRules,
+    /// The offset calendar alerts are written in.
+    tz: Tz,
+    /// Wall time, for `detected_at` and a case's opening.
+    clock: Arc<dyn Clock>,
+}
+
 /// The stage's thread: answers requests in the order sent until the
 /// engine drops its handle.
-fn serve(
-    store: &Store,
-    rules: &RulesConfig,
-    on: &WindowRules,
-    cache_entries: usize,
-    inbox: Receiver<Request>,
-    outbox: Sender<Result<Reply, StoreError>>,
-) {
+fn serve(store: &Store, set: &Settings, cache_entries: usize, inbox: Receiver<Request>, outbox: Sender<Result<Reply, StoreError>>) {
     let mut s = match State::open(store, cache_entries) {
         Ok(s) => s,
         Err(e) => {
@@ -293,25 +323,40 @@ fn serve(
     };
     for request in inbox {
         let reply = match request {
-            Request::Items(items) => s.apply(store, rules, on, items),
+            Request::Items(items) => s.apply(store, set, items),
+            Request::Decide { decision, repeated } => match repeated {
+                true => s.book.repeated(store, &decision),
+                false => s.book.apply(store, &decision, set.tz),
+            }
+            .map(Reply::Decided),
             Request::Flush { in_flight } => {
                 let mut out = Pieces { piece: Vec::with_capacity(FLUSH_PIECE), outbox: &outbox, gone: false };
                 let flushed = out
                     .table(Cf::Accounts, &mut s.accounts, in_flight)
-                    .and_then(|()| out.table(Cf::AccountCustodians, &mut s.registered, in_flight));
+                    .and_then(|()| out.table(Cf::AccountCustodians, &mut s.registered, in_flight))
+                    .and_then(|()| s.book.flush(store, in_flight, |c| out.push(c)));
                 if out.gone {
                     return;
+                }
+                // The alerts raised so far are in this write: until it
+                // lands, they are not in the store yet.
+                let raised = std::mem::take(&mut s.raised);
+                if in_flight {
+                    s.in_flight = raised;
                 }
                 flushed.map(|()| Reply::Flushed { entries: out.piece, last: true })
             }
             Request::Landed => {
                 s.accounts.landed();
                 s.registered.landed();
+                s.book.landed();
+                s.in_flight.clear();
                 continue;
             }
             Request::Trim => {
                 s.accounts.trim();
                 s.registered.trim();
+                s.book.trim();
                 continue;
             }
         };
@@ -332,6 +377,13 @@ struct State {
     /// bytes each): a step into any other account, nearly all of them,
     /// counts n = 0 without a lookup.
     named: FxHashSet<u64>,
+    /// The accounts' cases.
+    book: CaseBook,
+    /// Ids of the alerts raised since the last flush: an alert is raised
+    /// once per id ever.
+    raised: FxHashSet<String>,
+    /// Ids of the alerts in the commit written in the background.
+    in_flight: FxHashSet<String>,
 }
 
 impl State {
@@ -341,11 +393,14 @@ impl State {
             accounts: Table::new(Cf::Accounts, cache_entries),
             registered: Table::new(Cf::AccountCustodians, cache_entries),
             named,
+            book: CaseBook::new(cache_entries),
+            raised: FxHashSet::default(),
+            in_flight: FxHashSet::default(),
         })
     }
 
-    fn apply(&mut self, store: &Store, rules: &RulesConfig, on: &WindowRules, items: Vec<Item>) -> Result<Reply, StoreError> {
-        let mut findings = Vec::with_capacity(items.len());
+    fn apply(&mut self, store: &Store, set: &Settings, items: Vec<Item>) -> Result<Reply, StoreError> {
+        let mut filed = Vec::with_capacity(items.len());
         for item in items {
             match item {
                 Item::Step(s) => {
@@ -354,7 +409,21 @@ impl State {
                         false => 0,
                     };
                     let acct = self.accounts.get_or_default(store, s.account_no.as_bytes())?;
-                    findings.push(acct.window.step(rules, on, &s.account_no, &s.township, s.at, n, s.change));
+                    let findings = acct.window.step(&set.rules, &set.on, &s.account_no, &s.township, s.at, n, s.change);
+                    let mut out = Vec::new();
+                    for f in findings {
+                        let parts: Vec<&str> = f.identity.iter().map(String::as_str).collect();
+                        let id = alert_id(f.rule, &parts);
+                        if self.raised.contains(&id) || self.in_flight.contains(&id) || store.get_raw(Cf::Alerts, id.as_bytes())?.is_some() {
+                            continue;
+                        }
+                        self.raised.insert(id.clone());
+                        let (tz, now, at) = (set.tz, set.clock.now(), f.event_time);
+                        let how = Filing { relapse: &set.rules.rectification_relapse, tz, now };
+                        let alert = super::alert_of(tz, f, id, String::new(), now);
+                        self.book.file(store, &how, alert, at, |f, id, case_id| super::alert_of(tz, f, id, case_id, now), &mut out)?;
+                    }
+                    filed.push(out);
                 }
                 Item::Registered(r) => {
                     self.named.insert(account_hash(r.account_no.as_bytes()));
@@ -362,7 +431,7 @@ impl State {
                 }
             }
         }
-        Ok(Reply::Findings { findings, changed: self.accounts.changed() + self.registered.changed() })
+        Ok(Reply::Filed { filed, changed: self.accounts.changed() + self.registered.changed() + self.book.changed() })
     }
 }
 
@@ -379,13 +448,16 @@ struct Pieces<'a> {
 impl Pieces<'_> {
     /// Adds every entry of `table` changed since the last flush.
     fn table<V: serde::Serialize + serde::de::DeserializeOwned>(&mut self, cf: Cf, table: &mut Table<V>, in_flight: bool) -> Result<(), StoreError> {
-        table.flush_with(in_flight, |k, v| {
-            self.piece.push((cf, k.to_vec(), v.map(<[u8]>::to_vec)));
-            if self.piece.len() == FLUSH_PIECE {
-                let entries = std::mem::replace(&mut self.piece, Vec::with_capacity(FLUSH_PIECE));
-                self.gone |= self.outbox.send(Ok(Reply::Flushed { entries, last: false })).is_err();
-            }
-        })
+        table.flush_with(in_flight, |k, v| self.push((cf, k.to_vec(), v.map(<[u8]>::to_vec))))
+    }
+
+    /// Adds one changed entry, sending the piece when it is full.
+    fn push(&mut self, c: Changed) {
+        self.piece.push(c);
+        if self.piece.len() == FLUSH_PIECE {
+            let entries = std::mem::replace(&mut self.piece, Vec::with_capacity(FLUSH_PIECE));
+            self.gone |= self.outbox.send(Ok(Reply::Flushed { entries, last: false })).is_err();
+        }
     }
 }
 
@@ -409,7 +481,8 @@ mod tests {
     fn stage(store: &Store) -> AccountStage {
         let rules = RulesConfig::default();
         let on = WindowRules::of(&rules);
-        AccountStage::start(store.clone(), rules, on, 16).unwrap()
+        let clock: Arc<dyn Clock> = Arc::new(crate::clock::FixedClock::new(Timestamp(1_700_000_000_000)));
+        AccountStage::start(store.clone(), rules, on, Tz::default(), clock, 16).unwrap()
     }
 
     /// The `i`th payment into account `a`, for household `h`.
@@ -431,7 +504,7 @@ mod tests {
     }
 
     #[test]
-    fn findings_come_back_one_per_step_in_the_order_sent() {
+    fn alerts_come_back_one_list_per_step_in_the_order_sent_filed_under_their_cases() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path());
         let mut s = stage(&store);
@@ -449,17 +522,26 @@ mod tests {
         }
         let mut got = Vec::new();
         while let Some(f) = s.take(true).unwrap() {
-            assert!(f.iter().all(|f| f.rule == Rule::SharedAccount));
+            assert!(f.iter().all(|f| f.alert.rule == Rule::SharedAccount));
+            for f in &f {
+                let account = f.alert.account_no.as_deref().unwrap();
+                assert_eq!(f.alert.case_id, crate::model::decision::case_id(Rule::SharedAccount, account));
+            }
             got.push(!f.is_empty());
         }
         assert_eq!(got, expected);
-        assert_eq!(s.changed(), 5000, "every account changed, evicted ones too");
+        let shared = 5000usize.div_ceil(7);
+        assert_eq!(s.changed(), 5000 + shared, "every account changed, evicted ones too, and a case per shared one");
         let mut flushed = Vec::new();
         s.flush(false, |c| flushed.push(c)).unwrap();
-        assert_eq!(flushed.len(), 5000);
-        let keys: std::collections::BTreeSet<&Vec<u8>> = flushed.iter().map(|(_, k, _)| k).collect();
+        let accounts: Vec<_> = flushed.iter().filter(|(cf, k, _)| *cf == Cf::Accounts && k.len() == 16).collect();
+        assert_eq!(accounts.len(), 5000);
+        let keys: std::collections::BTreeSet<&Vec<u8>> = accounts.iter().map(|(_, k, _)| k).collect();
         assert_eq!(keys.len(), 5000, "each once");
-        assert!(flushed.iter().all(|(cf, k, v)| *cf == Cf::Accounts && k.len() == 16 && v.is_some()));
+        assert!(flushed.iter().all(|(_, _, v)| v.is_some()));
+        // The cases, and two index entries each (all, and the township).
+        let cases = flushed.iter().filter(|(cf, _, _)| *cf == Cf::Cases).count();
+        assert_eq!((cases, flushed.len()), (3 * shared, 5000 + 3 * shared));
         assert_eq!(s.changed(), 0);
     }
 
@@ -469,7 +551,7 @@ mod tests {
         let store = store(dir.path());
         let mut s = stage(&store);
         s.step(add(1, 1, 0)).unwrap();
-        assert_eq!(s.take(true).unwrap(), Some(Vec::new()));
+        assert!(s.take(true).unwrap().is_some_and(|f| f.is_empty()));
         let mut b = store.batch();
         s.flush(false, |(cf, k, v)| b.put_raw(cf, &k, &v.unwrap())).unwrap();
         store.commit(b).unwrap();
@@ -481,7 +563,8 @@ mod tests {
         s.step(add(1, 2, 1)).unwrap();
         let f = s.take(true).unwrap().unwrap();
         assert_eq!(f.len(), 1, "{f:?}");
-        assert_eq!(f[0].rule, Rule::SharedAccount);
+        assert_eq!(f[0].alert.rule, Rule::SharedAccount);
+        assert!(!f[0].quiet && f[0].reopened.is_none());
     }
 
     #[test]

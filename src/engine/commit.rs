@@ -223,11 +223,6 @@ impl Engine {
     /// Puts everything staged, and the progress, into `batch`; with
     /// `in_flight`, all but the months (see [`Engine::commit_in_background`]).
     fn fill(&mut self, batch: &mut Batch<'_>, position: Option<SortKey>, in_flight: bool) -> Result<(), EngineError> {
-        for (case_id, before) in std::mem::take(&mut self.cases_touched) {
-            if let Some(c) = self.cases.get(&self.store, &crate::store::cases::key(&case_id))? {
-                crate::store::cases::stage_index(batch, &case_id, before.as_ref(), &crate::store::cases::Summary::of(c))?;
-            }
-        }
         self.bens.flush(batch, in_flight)?;
         self.accounts.flush(in_flight, |(cf, k, v)| match v {
             Some(v) => batch.put_raw(cf, &k, &v),
@@ -240,7 +235,10 @@ impl Engine {
         self.watched_households.flush(batch, in_flight)?;
         self.roster_archive.flush(batch, in_flight)?;
         self.referrals.flush(&self.store, batch, in_flight)?;
-        self.cases.flush(batch, in_flight)?;
+        self.cases.flush(&self.store, in_flight, |(cf, k, v)| match v {
+            Some(v) => batch.put_raw(cf, &k, &v),
+            None => batch.delete(cf, &k),
+        })?;
         self.decision_cases.flush(batch, in_flight)?;
         for k in self.cleared_pending.drain(..) {
             batch.delete(Cf::Cases, &k);

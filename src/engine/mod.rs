@@ -9,6 +9,7 @@
 
 mod accounts;
 mod archive;
+mod casebook;
 mod cases;
 mod commit;
 mod coverage;
@@ -121,8 +122,9 @@ pub struct Engine {
     /// beneficiary_id → the earliest death of each custodian it registers,
     /// as sent to it, cached.
     custodian_deaths: Table<std::collections::BTreeMap<String, crate::model::DeathRecord>>,
-    /// Cases, cached (`store::cases` owns the layout).
-    cases: Table<crate::store::cases::Case>,
+    /// The cases whose subject is a person (the account stage holds the
+    /// accounts' cases).
+    cases: casebook::CaseBook,
     /// decision_id → the case it was filed under (§11.5), cached.
     decision_cases: Table<String>,
     /// Posted decisions read back since the last commit: their pending
@@ -162,9 +164,6 @@ pub struct Engine {
     /// commit, as they stand after it: the service announces them
     /// (`case.relapsed`) in the same commit.
     reopened: Vec<crate::store::cases::Case>,
-    /// Cases changed since the last commit, with their index summary as
-    /// written before (`None`: new): the commit moves their index entries.
-    cases_touched: rustc_hash::FxHashMap<String, Option<crate::store::cases::Summary>>,
     /// Records the engine refused since the last commit.
     staged_dead: Vec<DeadLetter>,
     /// What a failed commit does: `None` returns the error at once (the
@@ -187,7 +186,7 @@ impl Engine {
     pub fn open(store: Store, rules: RulesConfig, tz: Tz, cache_entries: usize, clock: Arc<dyn Clock>) -> Result<Engine, EngineError> {
         let progress = store.get(Cf::Meta, keys::META_PROGRESS)?.unwrap_or_default();
         let window_rules = crate::detect::episode::WindowRules::of(&rules);
-        let accounts = accounts::AccountStage::start(store.clone(), rules.clone(), window_rules.clone(), cache_entries)?;
+        let accounts = accounts::AccountStage::start(store.clone(), rules.clone(), window_rules.clone(), tz, clock.clone(), cache_entries)?;
         Ok(Engine {
             townships: None,
             payment_checks: rules.payment_checks(),
@@ -202,7 +201,7 @@ impl Engine {
             queue: VecDeque::new(),
             custodians: Table::new(Cf::Custodians, cache_entries),
             custodian_deaths: Table::new(Cf::CustodianDeaths, cache_entries),
-            cases: Table::new(Cf::Cases, cache_entries),
+            cases: casebook::CaseBook::new(cache_entries),
             decision_cases: Table::new(Cf::Cases, cache_entries),
             cleared_pending: Vec::new(),
             store,
@@ -218,7 +217,6 @@ impl Engine {
             staged_ids: FxHashSet::default(),
             quiet_ids: FxHashSet::default(),
             reopened: Vec::new(),
-            cases_touched: rustc_hash::FxHashMap::default(),
             staged_dead: Vec::new(),
             on_write_failure: None,
             batch_bytes: 0,
@@ -338,15 +336,20 @@ impl Engine {
     /// `wait`, waits for the account stage until the queue is empty.
     fn pump(&mut self, wait: bool) -> Result<(), EngineError> {
         while let Some(front) = self.queue.front_mut() {
-            let findings = match front {
-                Queued::Findings(f) => std::mem::take(f),
+            match front {
+                Queued::Findings(f) => {
+                    let findings = std::mem::take(f);
+                    self.queue.pop_front();
+                    self.emit_now(findings)?;
+                }
                 Queued::Step => match self.accounts.take(wait)? {
-                    Some(f) => f,
+                    Some(filed) => {
+                        self.queue.pop_front();
+                        self.push_filed(filed);
+                    }
                     None => return Ok(()),
                 },
-            };
-            self.queue.pop_front();
-            self.emit_now(findings)?;
+            }
         }
         Ok(())
     }
@@ -371,31 +374,12 @@ impl Engine {
                 continue;
             }
             let at = f.event_time;
-            let alert = self.alert_of(f, id, String::new(), self.clock.now());
+            let alert = alert_of(self.tz, f, id, String::new(), self.clock.now());
             self.stage_alert(alert, at)?;
         }
         Ok(())
     }
 
-    /// The alert of a finding, with its id, case and detection time.
-    fn alert_of(&self, f: Finding, alert_id: String, case_id: String, detected: Timestamp) -> Alert {
-        Alert {
-            alert_id,
-            rule: f.rule,
-            severity: f.severity,
-            township: f.township,
-            beneficiary_id: f.beneficiary_id,
-            household_id: f.household_id,
-            account_no: f.account_no,
-            period: f.period,
-            amount: f.amount,
-            evidence: f.evidence,
-            reason: f.reason,
-            event_time: self.tz.format(f.event_time),
-            detected_at: self.tz.format(detected),
-            case_id,
-        }
-    }
 
     /// Stages one alert (its case already filed), `quiet` when supervisors
     /// are not to be sent it.
@@ -449,11 +433,31 @@ impl Engine {
     }
 }
 
+/// The alert of a finding, with its id, case and detection time.
+fn alert_of(tz: Tz, f: Finding, alert_id: String, case_id: String, detected: Timestamp) -> Alert {
+    Alert {
+        alert_id,
+        rule: f.rule,
+        severity: f.severity,
+        township: f.township,
+        beneficiary_id: f.beneficiary_id,
+        household_id: f.household_id,
+        account_no: f.account_no,
+        period: f.period,
+        amount: f.amount,
+        evidence: f.evidence,
+        reason: f.reason,
+        event_time: tz.format(f.event_time),
+        detected_at: tz.format(detected),
+        case_id,
+    }
+}
+
 /// What waits to be turned into alerts, in order.
 enum Queued {
     /// Findings raised on this side after an account step still out.
     Findings(Vec<Finding>),
-    /// The findings of one account step, from the account stage.
+    /// The alerts of one account step, as the account stage filed them.
     Step,
 }
 

@@ -396,21 +396,36 @@ fn index_keys(case_id: &str, s: &Summary) -> [Vec<u8>; 2] {
 /// `before` is its summary as stored before this batch (`None` for a new
 /// case), `after` as written now.
 pub fn stage_index(batch: &mut super::Batch<'_>, case_id: &str, before: Option<&Summary>, after: &Summary) -> Result<(), StoreError> {
+    for (k, v) in index_changes(case_id, before, after)? {
+        match v {
+            Some(v) => batch.put_raw(Cf::Cases, &k, &v),
+            None => batch.delete(Cf::Cases, &k),
+        }
+    }
+    Ok(())
+}
+
+/// What [`stage_index`] writes, as `Cases` keys and encoded values
+/// (`None`: deleted), for an owner that hands its changes to the commit
+/// rather than writing a batch itself (the account stage).
+pub fn index_changes(case_id: &str, before: Option<&Summary>, after: &Summary) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>, StoreError> {
+    let mut out = Vec::new();
     if before == Some(after) {
-        return Ok(());
+        return Ok(out);
     }
     let new = index_keys(case_id, after);
     if let Some(b) = before {
         for old in index_keys(case_id, b) {
             if !new.contains(&old) {
-                batch.delete(Cf::Cases, &old);
+                out.push((old, None));
             }
         }
     }
-    for k in &new {
-        batch.put(Cf::Cases, k, after)?;
+    let value = postcard::to_stdvec(after).map_err(StoreError::Encode)?;
+    for k in new {
+        out.push((k, Some(value.clone())));
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Calls `f` with every indexed case (of one township, or all), newest

@@ -220,3 +220,80 @@ fn the_accounts_named_for_custodians_are_known_after_a_restart() {
     let n: Vec<&str> = alerts.iter().filter(|a| a.rule == Rule::FrequentPayments).map(|a| a.evidence.figures["custodian_of"].as_str()).collect();
     assert_eq!(n, ["2"]);
 }
+
+/// A decision on an account's case (§8) is applied by the account stage,
+/// which holds the accounts' cases (#16, fact 5): it is redelivered,
+/// conflicts and relapses as a person's case does, and a decision id of
+/// another case is still refused. What the stage files reaches the commit
+/// (the reopened case, a quiet alert).
+#[test]
+fn the_account_stage_decides_and_relapses_its_own_cases() {
+    use crate::model::decision::{case_id, Action, Decision};
+    use crate::store::cases::{self, Status};
+    const A1: &str = "6217001234567890";
+    const A2: &str = "6217009876543210";
+    let decide = |id: &str, account: &str, outcome: Decided, at: &str| {
+        Record::Decision(Decision {
+            decision_id: id.into(),
+            case_id: case_id(Rule::SharedAccount, account),
+            rule: Rule::SharedAccount,
+            subject: account.into(),
+            outcome,
+            action: (outcome == Decided::Rectified).then_some(Action::Corrected),
+            amount_recovered: None,
+            document_no: None,
+            clue_no: None,
+            note: None,
+            decided_by: "水阳镇".into(),
+            decided_at: ts(at),
+        })
+    };
+    let mut rules = RulesConfig::default();
+    rules.missed_payment.enabled = false;
+    let mut h = Harness::with(rules);
+    h.apply(roster_of(BID, "H1"));
+    h.apply(roster_of(P, "H2"));
+    let Outcome::Rejected(r) = h.apply(decide("D0", A1, Decided::Confirmed, "2019-01-05T00:00:00+08:00")) else { panic!() };
+    assert_eq!(r.reason, crate::decode::Reason::UnknownCase, "no alert on A1 yet");
+    for (i, account) in [A1, A2].into_iter().enumerate() {
+        let period = format!("2019-0{}", i + 1);
+        h.apply(pay(&format!("E{i}1"), BID, "H1", &period, &format!("2019-01-1{i}T10:00:00+08:00"), account, "张三"));
+        h.apply(pay(&format!("E{i}2"), P, "H2", &period, &format!("2019-01-1{i}T11:00:00+08:00"), account, "张三"));
+    }
+    assert_eq!(h.of(Rule::SharedAccount).len(), 2);
+    assert_eq!(h.apply(decide("D1", A1, Decided::Rectified, "2019-01-20T00:00:00+08:00")), Outcome::Applied);
+    assert_eq!(h.apply(decide("D1", A1, Decided::Rectified, "2019-01-20T00:00:00+08:00")), Outcome::Redelivered);
+    let Outcome::Rejected(r) = h.apply(decide("D1", A1, Decided::Confirmed, "2019-01-21T00:00:00+08:00")) else { panic!() };
+    assert_eq!(r.reason, crate::decode::Reason::ConflictingDecision);
+    assert_eq!(h.apply(decide("F1", A2, Decided::FalsePositive, "2019-01-20T00:00:00+08:00")), Outcome::Applied);
+    // A person's case cannot reuse an account case's decision id.
+    let Record::Decision(mut d) = super::cases::decision("D1", Decided::Confirmed, "2019-01-22T00:00:00+08:00") else { unreachable!() };
+    d.case_id = case_id(Rule::NameMismatch, BID);
+    let Outcome::Rejected(r) = h.apply(Record::Decision(d)) else { panic!() };
+    assert_eq!(r.reason, crate::decode::Reason::ConflictingDecision);
+    let c = cases::get(h.engine.store(), &case_id(Rule::SharedAccount, A1)).unwrap().unwrap();
+    assert_eq!(c.status, Status::Rectified);
+    // Below the threshold for a whole window (W = 365 days) and shared
+    // again in 2021: a new episode each. A1 relapses and is reopened; A2's
+    // alert is quiet.
+    for (i, account) in [A1, A2].into_iter().enumerate() {
+        let period = format!("2021-0{}", i + 3);
+        h.engine.apply(&pay(&format!("G{i}1"), BID, "H1", &period, &format!("2021-03-1{i}T10:00:00+08:00"), account, "张三")).unwrap();
+        h.engine.apply(&pay(&format!("G{i}2"), P, "H2", &period, &format!("2021-03-1{i}T11:00:00+08:00"), account, "张三")).unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut reopened = Vec::new();
+    let committed = h.engine.commit_with(None, |_, staged| {
+        seen = staged.alerts.iter().map(|a| (a.rule, a.account_no.clone().unwrap_or_default(), staged.quiet.contains(&a.alert_id))).collect();
+        reopened = staged.reopened.iter().map(|c| c.case_id.clone()).collect();
+        Ok(())
+    });
+    h.alerts.extend(committed.unwrap().alerts);
+    let (a1, a2) = (A1.to_owned(), A2.to_owned());
+    assert_eq!(seen, [(Rule::SharedAccount, a1.clone(), false), (Rule::RectificationRelapse, a1, false), (Rule::SharedAccount, a2, true)]);
+    assert_eq!(reopened, [case_id(Rule::SharedAccount, A1)]);
+    let c = cases::get(h.engine.store(), &case_id(Rule::SharedAccount, A1)).unwrap().unwrap();
+    assert_eq!((c.status, c.relapsed, c.alerts.len()), (Status::Open, true, 3));
+    assert_eq!(h.of(Rule::RectificationRelapse)[0].case_id, case_id(Rule::SharedAccount, A1));
+    cases::index_agrees(h.engine.store()).unwrap();
+}

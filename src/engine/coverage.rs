@@ -41,7 +41,10 @@ impl Engine {
         match self.progress.watermark {
             // §11.10: a version that first qualifies after its deadline is
             // decided when it is applied.
-            Some(w) if d <= w => self.decide_referral(pid, &v.record_id, d, true)?,
+            Some(w) if d <= w => {
+                self.apply_held_facts()?;
+                self.decide_referral(pid, &v.record_id, d, true)?
+            }
             _ => self.referrals.add(d, format!("{pid}\u{1f}{}", v.record_id)),
         }
         Ok(Outcome::Applied)
@@ -52,6 +55,7 @@ impl Engine {
         if !self.rules.coverage_gap.enabled {
             return Ok(());
         }
+        self.apply_held_facts()?;
         for (d, ids) in self.referrals.take_due(&self.store, w)? {
             for id in ids {
                 if let Some((pid, record_id)) = id.split_once('\u{1f}') {

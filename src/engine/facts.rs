@@ -11,7 +11,16 @@
 //! In one process a fact is applied the moment it is sent
 //! ([`Engine::send`]), depth first, which is exactly the order the engine
 //! applied these changes in before they were facts: alerts and their order
-//! are unchanged. Between instances the same values travel on the
+//! are unchanged.
+//!
+//! Facts *returning* to a person (a custodian's death, a household's
+//! entry) may arrive late between instances, and nothing waits for them
+//! (docs/partitioning.md, "The one cycle"): what they change does not
+//! depend on their order, and the checks reading them look back. An engine
+//! can hold them back to show this ([`Engine::hold_returning_facts`]):
+//! held facts are applied before the next referral is decided and at every
+//! commit or decision, and the alerts are the same set
+//! (`engine::tests::arrival`). Between instances the same values travel on the
 //! repartition topics (`by-person`, `by-household`), which is why they are
 //! owned values rather than calls into another key's state.
 
@@ -46,10 +55,46 @@ pub enum Fact {
     HouseholdVersion { person: String, household: String, member: String, updated_at: Timestamp, covered: bool },
 }
 
+impl Fact {
+    /// Sent back to a person by a key that person's own records fed.
+    fn returns(&self) -> bool {
+        matches!(self, Fact::CustodianDied { .. } | Fact::HouseholdEntry { .. } | Fact::HouseholdVersion { .. })
+    }
+}
+
 impl Engine {
+    /// Applies a fact at its key's owner: now, or, for a returning fact
+    /// while they are held, when [`Engine::apply_held_facts`] runs.
+    pub(super) fn send(&mut self, f: Fact) -> Result<(), EngineError> {
+        match &mut self.held_facts {
+            Some(held) if f.returns() => {
+                held.push_back(f);
+                Ok(())
+            }
+            _ => self.apply_fact(f),
+        }
+    }
+
+    /// Holds returning facts back from now on, as if they came from other
+    /// instances (see the module's doc).
+    #[cfg(test)]
+    pub(super) fn hold_returning_facts(&mut self) {
+        self.held_facts.get_or_insert_with(Default::default);
+    }
+
+    /// Applies every returning fact held back, oldest first: before a
+    /// referral is decided (it reads a household's copy) and before a
+    /// commit or a decision.
+    pub(super) fn apply_held_facts(&mut self) -> Result<(), EngineError> {
+        while let Some(f) = self.held_facts.as_mut().and_then(|h| h.pop_front()) {
+            self.apply_fact(f)?;
+        }
+        Ok(())
+    }
+
     /// Applies a fact at its key's owner, now. The owner's handler reads
     /// and writes only that key's state, and may send facts in turn.
-    pub(super) fn send(&mut self, f: Fact) -> Result<(), EngineError> {
+    fn apply_fact(&mut self, f: Fact) -> Result<(), EngineError> {
         match f {
             Fact::CustodianVersion { custodian, person, version } => self.custodian_version(&custodian, &person, version),
             Fact::OverloadCount { custodian, record } => self.overload_count(&custodian, &record),

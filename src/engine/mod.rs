@@ -119,6 +119,9 @@ pub struct Engine {
     next_day: Timestamp,
     /// custodian id_no → who names it, and its overload episode, cached.
     custodians: Table<CustodianState>,
+    /// Facts returning to persons, held back to be applied later (tests,
+    /// `facts::Engine::hold_returning_facts`); `None`: applied when sent.
+    held_facts: Option<VecDeque<facts::Fact>>,
     /// beneficiary_id → the earliest death of each custodian it registers,
     /// as sent to it, cached.
     custodian_deaths: Table<std::collections::BTreeMap<String, crate::model::DeathRecord>>,
@@ -201,6 +204,7 @@ impl Engine {
             queue: VecDeque::new(),
             custodians: Table::new(Cf::Custodians, cache_entries),
             custodian_deaths: Table::new(Cf::CustodianDeaths, cache_entries),
+            held_facts: None,
             cases: casebook::CaseBook::new(cache_entries),
             decision_cases: Table::new(Cf::Cases, cache_entries),
             cleared_pending: Vec::new(),
@@ -358,6 +362,7 @@ impl Engine {
     /// everything queued: before a commit, a decision, or counting changed
     /// entries.
     fn drain(&mut self) -> Result<(), EngineError> {
+        self.apply_held_facts()?;
         self.pump(true)?;
         debug_assert!(self.queue.is_empty());
         self.accounts.settle()?;

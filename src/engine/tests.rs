@@ -569,6 +569,7 @@ fn a_v1_state_directory_is_upgraded_in_place() {
 }
 
 mod accounts;
+mod arrival;
 mod batches;
 mod cases;
 mod custodians;

@@ -14,6 +14,7 @@ mod cases;
 mod commit;
 mod coverage;
 mod custodians;
+pub mod merge;
 pub(crate) mod facts;
 mod missed;
 mod progress;

@@ -73,10 +73,8 @@ impl Engine {
     fn changed_so_far(&self) -> usize {
         self.bens.changed()
             + self.accounts.changed()
-            + self.custodians.changed()
+            + self.keys.changed()
             + self.custodian_deaths.changed()
-            + self.households.changed()
-            + self.household_watchers.changed()
             + self.watched_households.changed()
             + self.cases.changed()
             + self.decision_cases.changed()
@@ -136,10 +134,8 @@ impl Engine {
         };
         self.bens.trim();
         self.accounts.trim()?;
-        self.custodians.trim();
+        self.keys.trim();
         self.custodian_deaths.trim();
-        self.households.trim();
-        self.household_watchers.trim();
         self.watched_households.trim();
         self.cases.trim();
         self.decision_cases.trim();
@@ -201,10 +197,8 @@ impl Engine {
         self.timers.landed();
         self.bens.landed();
         self.accounts.landed()?;
-        self.custodians.landed();
+        self.keys.landed();
         self.custodian_deaths.landed();
-        self.households.landed();
-        self.household_watchers.landed();
         self.watched_households.landed();
         self.roster_archive.landed();
         self.referrals.landed();
@@ -228,10 +222,8 @@ impl Engine {
             Some(v) => batch.put_raw(cf, &k, &v),
             None => batch.delete(cf, &k),
         })?;
-        self.custodians.flush(batch, in_flight)?;
+        self.keys.flush(batch, in_flight)?;
         self.custodian_deaths.flush(batch, in_flight)?;
-        self.households.flush(batch, in_flight)?;
-        self.household_watchers.flush(batch, in_flight)?;
         self.watched_households.flush(batch, in_flight)?;
         self.roster_archive.flush(batch, in_flight)?;
         self.referrals.flush(&self.store, batch, in_flight)?;

@@ -13,7 +13,7 @@
 //! and the referral reads the copy. Between instances these facts travel
 //! `by-household` and back `by-person`, like a custodian's death.
 
-use super::facts::Fact;
+use super::facts::KeyFact;
 use super::{Engine, EngineError, Outcome};
 use crate::detect::coverage_gap;
 use crate::model::{Timestamp, VulnerableRecord};
@@ -31,7 +31,7 @@ impl Engine {
         // Every version may be the one a referral reads (at its deadline,
         // or the newest when late): the household it names sends its entry.
         if let Some(h) = &v.household_id {
-            self.send(Fact::Watch { household: h.clone(), person: pid.to_owned() })?;
+            self.send(KeyFact::Watch { household: h.clone(), person: pid.to_owned() })?;
         }
         let cfg = &self.rules.coverage_gap;
         if !cfg.enabled || !newest {
@@ -100,36 +100,5 @@ impl Engine {
         }
         let f = coverage_gap::finding(&self.rules.coverage_gap, &v, d, tz);
         self.emit(vec![f])
-    }
-}
-
-impl Engine {
-    /// The household's side: files what `person`'s version updated at
-    /// `updated_at` says of `household` (in it and covering it), and sends
-    /// it on to every person watching the household.
-    pub(super) fn member_version(&mut self, household: &str, person: &str, updated_at: Timestamp, covered: bool) -> Result<(), EngineError> {
-        self.households.get_or_default(&self.store, household.as_bytes())?.record(person, updated_at, covered);
-        let watchers: Vec<String> = match self.household_watchers.get(&self.store, household.as_bytes())? {
-            Some(w) => w.iter().cloned().collect(),
-            None => return Ok(()),
-        };
-        for watcher in watchers {
-            let (household, member) = (household.to_owned(), person.to_owned());
-            self.send(Fact::HouseholdVersion { person: watcher, household, member, updated_at, covered })?;
-        }
-        Ok(())
-    }
-
-    /// The household's side: a vulnerable record of `person` names
-    /// `household`. The first time, the person starts watching it and is
-    /// sent the household's entry as it stands.
-    pub(super) fn watch(&mut self, household: &str, person: &str) -> Result<(), EngineError> {
-        let key = household.as_bytes();
-        if self.household_watchers.get(&self.store, key)?.is_some_and(|w| w.contains(person)) {
-            return Ok(());
-        }
-        self.household_watchers.get_or_default(&self.store, key)?.insert(person.to_owned());
-        let entry = self.households.get(&self.store, key)?.cloned().unwrap_or_default();
-        self.send(Fact::HouseholdEntry { person: person.to_owned(), household: household.to_owned(), entry })
     }
 }

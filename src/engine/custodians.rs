@@ -1,12 +1,14 @@
-//! Custodians (contract §9): who names a custodian's `id_no`, the
-//! `CUSTODIAN_OVERLOAD` count when a roster record is applied, and the
-//! custodian's death for `CUSTODIAN_DECEASED` — at a payment, or for every
-//! earlier payment when the death record arrives late.
+//! Custodians (contract §9) on the person side: a roster record sends the
+//! custodians it concerns its versions and asks them to count
+//! (`CUSTODIAN_OVERLOAD`, decided in the key stage, `key_stage.rs`), and a
+//! beneficiary checks its payments against the deaths of the custodians
+//! it registers (`CUSTODIAN_DECEASED`) — at a payment, or for every
+//! earlier payment when the death reaches it late.
 
 use super::state::custodian_in;
-use super::facts::Fact;
+use super::facts::KeyFact;
 use super::{registrations, Engine, EngineError};
-use crate::detect::{custodian_deceased, custodian_overload, PaymentView, NO_YEARS};
+use crate::detect::{custodian_deceased, PaymentView, NO_YEARS};
 use crate::model::{DeathRecord, Payment, PersonId, RosterRecord};
 use crate::store::keys::{self, MonthKey};
 
@@ -23,7 +25,7 @@ impl Engine {
         for (id, version) in registrations::destinations(before, r, after, names) {
             let mut kept = version.clone();
             kept.custodians.retain(|c| c.id_no.as_ref() == Some(&id));
-            self.send(Fact::CustodianVersion { custodian: id, person: bid.to_owned(), version: kept })?;
+            self.send(KeyFact::CustodianVersion { custodian: id, person: bid.to_owned(), version: kept })?;
         }
         if !self.rules.custodian_overload.enabled {
             return Ok(());
@@ -32,43 +34,9 @@ impl Engine {
         ids.sort_unstable();
         ids.dedup();
         for id in ids {
-            self.send(Fact::OverloadCount { custodian: id, record: r.clone() })?;
+            self.send(KeyFact::OverloadCount { custodian: id, record: r.clone() })?;
         }
         Ok(())
-    }
-
-    /// The custodian's side: files `person`'s version (cut down to its
-    /// registrations of this custodian). A version naming them is answered
-    /// with their death, if known: the custodian's entry lives in their own
-    /// person partition, where their death records are.
-    pub(super) fn custodian_version(&mut self, custodian: &PersonId, person: &str, version: RosterRecord) -> Result<(), EngineError> {
-        let names_it = !version.custodians.is_empty();
-        let updated_at = version.updated_at;
-        let key = custodian.as_str().as_bytes();
-        self.custodians.get_or_default(&self.store, key)?.of.record(person, updated_at, version);
-        if names_it {
-            if let Some(death) = self.bens.get(&self.store, key)?.and_then(|b| b.death().cloned()) {
-                self.send(Fact::CustodianDied { beneficiary: person.to_owned(), death })?;
-            }
-        }
-        Ok(())
-    }
-
-    /// The custodian's side: `CUSTODIAN_OVERLOAD` after roster record `r`,
-    /// from the versions this custodian was sent, once per episode.
-    pub(super) fn overload_count(&mut self, id: &PersonId, r: &RosterRecord) -> Result<(), EngineError> {
-        let (t, day) = (r.updated_at, self.tz.date(r.updated_at));
-        let key = id.as_str().as_bytes();
-        let Some(state) = self.custodians.get(&self.store, key)? else { return Ok(()) };
-        let counted = custodian_overload::counted(id, day, state.of.at(t));
-        let holds = custodian_overload::holds(&self.rules.custodian_overload, &counted);
-        let state = self.custodians.get_or_default(&self.store, key)?;
-        let mut findings = Vec::new();
-        if holds && !state.over {
-            findings.push(custodian_overload::finding(&self.rules.custodian_overload, id, r, &counted, t, self.tz));
-        }
-        state.over = holds;
-        self.emit(findings)
     }
 
     /// `CUSTODIAN_DECEASED` at payment `p`, which went through a
@@ -92,19 +60,6 @@ impl Engine {
             reviewed_years: &NO_YEARS,
         };
         Ok(custodian_deceased::check(&self.rules.custodian_deceased, &v))
-    }
-
-    /// A death record, the earliest known for that person, who may be a
-    /// custodian: each beneficiary that registers them is sent the death.
-    pub(super) fn custodian_died(&mut self, d: &DeathRecord) -> Result<(), EngineError> {
-        let of: Vec<String> = match self.custodians.get(&self.store, d.person_id.as_str().as_bytes())? {
-            Some(s) => s.of.persons().cloned().collect(),
-            None => return Ok(()),
-        };
-        for beneficiary in of {
-            self.send(Fact::CustodianDied { beneficiary, death: d.clone() })?;
-        }
-        Ok(())
     }
 
     /// Beneficiary `bid` learns that a custodian it registers died (`d`,

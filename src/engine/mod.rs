@@ -16,6 +16,7 @@ mod coverage;
 mod custodians;
 pub mod merge;
 pub(crate) mod facts;
+mod key_stage;
 mod missed;
 mod progress;
 pub(crate) mod registrations;
@@ -37,7 +38,7 @@ use months::Months;
 pub use commit::{Committed, Staged, RECORDS_PER_REWRITE};
 use commit::InFlight;
 pub use progress::{Counts, Progress};
-use state::{Beneficiary, CustodianState};
+use state::Beneficiary;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -118,11 +119,11 @@ pub struct Engine {
     /// The first instant of the day after the watermark's: referral
     /// deadlines (00:00) are looked for when the watermark reaches it.
     next_day: Timestamp,
-    /// custodian id_no → who names it, and its overload episode, cached.
-    custodians: Table<CustodianState>,
+    /// Custodians' and households' entries, reached only by facts.
+    keys: key_stage::KeyStage,
     /// Facts returning to persons, held back to be applied later (tests,
     /// `facts::Engine::hold_returning_facts`); `None`: applied when sent.
-    held_facts: Option<VecDeque<facts::Fact>>,
+    held_facts: Option<VecDeque<facts::PersonFact>>,
     /// beneficiary_id → the earliest death of each custodian it registers,
     /// as sent to it, cached.
     custodian_deaths: Table<std::collections::BTreeMap<String, crate::model::DeathRecord>>,
@@ -138,13 +139,6 @@ pub struct Engine {
     timers: timers::Timers,
     /// `COVERAGE_GAP` referral buckets changed since the last commit.
     referrals: timers::Timers,
-    /// household_id → per beneficiary, version by version, whether the
-    /// version is in the household and covers it (`COVERAGE_GAP`), as
-    /// roster versions were sent to it; cached.
-    households: Table<registrations::Versions<bool>>,
-    /// household_id → the persons whose vulnerable records name it: the
-    /// household sends them what it is sent (the household's side), cached.
-    household_watchers: Table<std::collections::BTreeSet<String>>,
     /// person_id → household_id → the household's entry as sent to the
     /// person: the referral reads this, not the household (the person's
     /// side), cached.
@@ -203,7 +197,7 @@ impl Engine {
             months: Months::default(),
             accounts,
             queue: VecDeque::new(),
-            custodians: Table::new(Cf::Custodians, cache_entries),
+            keys: key_stage::KeyStage::new(cache_entries),
             custodian_deaths: Table::new(Cf::CustodianDeaths, cache_entries),
             held_facts: None,
             cases: casebook::CaseBook::new(cache_entries),
@@ -212,8 +206,6 @@ impl Engine {
             store,
             timers: timers::Timers::new(Cf::Timers),
             referrals: timers::Timers::new(Cf::Referrals),
-            households: Table::new(Cf::Households, cache_entries),
-            household_watchers: Table::new(Cf::HouseholdWatchers, cache_entries),
             watched_households: Table::new(Cf::WatchedHouseholds, cache_entries),
             roster_archive: archive::Archive::default(),
             progress,

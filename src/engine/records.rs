@@ -1,6 +1,6 @@
 //! Roster versions and death records.
 
-use super::facts::Fact;
+use super::facts::KeyFact;
 use super::{registrations, Engine, EngineError, Outcome};
 use crate::detect::{coverage_gap, paid_after_death, PaymentView, NO_YEARS};
 use crate::model::{DeathRecord, Period, RosterRecord, Timestamp};
@@ -35,7 +35,7 @@ impl Engine {
         }
         for (household, x) in registrations::destinations(before, r, after, |x| vec![x.household_id.as_str()]) {
             let covered = x.household_id.as_str() == household && coverage_gap::covers(x);
-            self.send(Fact::MemberVersion { household: household.to_owned(), person: bid.to_owned(), updated_at: x.updated_at, covered })?;
+            self.send(KeyFact::MemberVersion { household: household.to_owned(), person: bid.to_owned(), updated_at: x.updated_at, covered })?;
         }
         let ben = self.bens.get_or_default(&self.store, bid.as_bytes())?;
         let missed = &self.rules.missed_payment;
@@ -75,14 +75,17 @@ impl Engine {
         if ben.deaths.iter().any(|x| x.record_id == d.record_id) {
             return Ok(Outcome::Redelivered);
         }
-        let known = ben.death().map(|x| x.date_of_death);
+        let known = ben.death().cloned();
         ben.deaths.push(d.clone());
-        if known.is_some_and(|k| k <= d.date_of_death) {
+        // The person may be, or become, a registered custodian (§9): their
+        // entry is sent their earliest death, and sends it on to the
+        // beneficiaries registering them.
+        if ben.death() != known.as_ref() {
+            self.send(KeyFact::PersonDied { person: d.person_id.clone(), death: d.clone() })?;
+        }
+        if known.is_some_and(|k| k.date_of_death <= d.date_of_death) {
             return Ok(Outcome::Applied);
         }
-        // The person may be a registered custodian (§9): the beneficiaries
-        // registering them are sent the death.
-        self.custodian_died(d)?;
         if !self.rules.paid_after_death.enabled {
             return Ok(Outcome::Applied);
         }

@@ -124,6 +124,10 @@ pub struct CustodianState {
     /// `CUSTODIAN_OVERLOAD` has fired and the count has not fallen to N or
     /// below since (§6).
     pub over: bool,
+    /// The earliest death record of this person, as sent here (any person
+    /// who died has an entry: they may be registered later): answered to a
+    /// registration naming them.
+    pub died: Option<crate::model::DeathRecord>,
 }
 
 #[cfg(test)]

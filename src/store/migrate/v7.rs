@@ -20,7 +20,9 @@ use super::{keys, Cf, Store, StoreError, V6, V7};
 use crate::store::SCHEMA;
 use crate::detect::coverage_gap;
 use crate::engine::registrations::{self, Registrations, Versions};
-use crate::engine::state::{Beneficiary, CustodianState};
+use crate::engine::state::Beneficiary;
+#[cfg(test)]
+use crate::engine::state::CustodianState;
 use crate::model::{DeathRecord, RosterRecord};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -77,7 +79,7 @@ pub(in crate::store) fn v6_to_v7(store: &Store) -> Result<(), StoreError> {
                 deaths.entry(person.clone()).or_default().insert(String::from_utf8_lossy(&id).into_owned(), death.clone());
             }
         }
-        let mut state = CustodianState { over, ..Default::default() };
+        let mut state = CustodianV7 { of: Versions::default(), over };
         for person in &persons {
             for mut r in versions(store, person)? {
                 r.custodians.retain(|c| c.id_no.as_ref().is_some_and(|x| x.as_str().as_bytes() == id.as_slice()));
@@ -94,6 +96,13 @@ pub(in crate::store) fn v6_to_v7(store: &Store) -> Result<(), StoreError> {
     store.commit(batch)?;
     tracing::info!(from = V6, to = V7, accounts_named_for_custodians = rebuilt, custodians, households, custodian_deaths = deaths.len(), "state directory upgraded");
     Ok(())
+}
+
+/// A custodian's entry as v7 writes it (v8 adds their death).
+#[derive(serde::Serialize)]
+struct CustodianV7 {
+    of: Versions<RosterRecord>,
+    over: bool,
 }
 
 /// Every roster version of `person`, archived ones first, in the order

@@ -228,26 +228,11 @@ fn the_accounts_named_for_custodians_are_known_after_a_restart() {
 /// (the reopened case, a quiet alert).
 #[test]
 fn the_account_stage_decides_and_relapses_its_own_cases() {
-    use crate::model::decision::{case_id, Action, Decision};
+    use crate::model::decision::case_id;
     use crate::store::cases::{self, Status};
     const A1: &str = "6217001234567890";
     const A2: &str = "6217009876543210";
-    let decide = |id: &str, account: &str, outcome: Decided, at: &str| {
-        Record::Decision(Decision {
-            decision_id: id.into(),
-            case_id: case_id(Rule::SharedAccount, account),
-            rule: Rule::SharedAccount,
-            subject: account.into(),
-            outcome,
-            action: (outcome == Decided::Rectified).then_some(Action::Corrected),
-            amount_recovered: None,
-            document_no: None,
-            clue_no: None,
-            note: None,
-            decided_by: "水阳镇".into(),
-            decided_at: ts(at),
-        })
-    };
+    let decide = |id: &str, account: &str, outcome: Decided, at: &str| super::cases::decision_on(id, Rule::SharedAccount, account, outcome, at);
     let mut rules = RulesConfig::default();
     rules.missed_payment.enabled = false;
     let mut h = Harness::with(rules);

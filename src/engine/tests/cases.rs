@@ -7,11 +7,16 @@ use crate::model::decision::{case_id, Action, Decision, Outcome as Decided};
 use crate::store::cases::{self, Status};
 
 pub(super) fn decision(id: &str, outcome: Decided, at: &str) -> Record {
+    decision_on(id, Rule::NameMismatch, BID, outcome, at)
+}
+
+/// A decision on the case of `rule` and `subject`.
+pub(super) fn decision_on(id: &str, rule: Rule, subject: &str, outcome: Decided, at: &str) -> Record {
     Record::Decision(Decision {
         decision_id: id.into(),
-        case_id: case_id(Rule::NameMismatch, BID),
-        rule: Rule::NameMismatch,
-        subject: BID.into(),
+        case_id: case_id(rule, subject),
+        rule,
+        subject: subject.into(),
         outcome,
         action: (outcome == Decided::Rectified).then_some(Action::Corrected),
         amount_recovered: None,

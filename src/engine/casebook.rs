@@ -21,6 +21,7 @@ use crate::detect::registry::Subject;
 use crate::detect::rectification_relapse::{self, Relapsed};
 use crate::model::alert::alert_id;
 use crate::model::decision::{case_id, Decision};
+use crate::detect::Finding;
 use crate::model::{Alert, Rule, Timestamp, Tz};
 use crate::store::cases::{self, Case, Status, Summary};
 use crate::store::{Cf, Store, StoreError, Table};
@@ -80,18 +81,12 @@ impl CaseBook {
         CaseBook { cases: Table::new(Cf::Cases, cache_entries), touched: FxHashMap::default() }
     }
 
-    /// Files `alert` (raised at event time `at`) under its case and adds it,
-    /// then the relapse it causes, if any, to `out`. `alert_of` makes the
-    /// relapse's alert from its finding, id and case id.
-    pub(super) fn file(
-        &mut self,
-        store: &Store,
-        how: &Filing<'_>,
-        mut alert: Alert,
-        at: Timestamp,
-        alert_of: impl FnOnce(crate::detect::Finding, String, String) -> Alert,
-        out: &mut Vec<Filed>,
-    ) -> Result<(), StoreError> {
+    /// Files the alert of finding `f` (its id `alert_id`, see [`id_of`])
+    /// under its case and adds it, then the relapse it causes, if any, to
+    /// `out`.
+    pub(super) fn file(&mut self, store: &Store, how: &Filing<'_>, f: Finding, alert_id: String, out: &mut Vec<Filed>) -> Result<(), StoreError> {
+        let at = f.event_time;
+        let mut alert = super::alert_of(how.tz, f, alert_id, String::new(), how.now);
         let subject = alert.rule.info().subject.of(&alert).unwrap_or_default().to_owned();
         alert.case_id = case_id(alert.rule, &subject);
         let key = cases::key(&alert.case_id);
@@ -128,8 +123,7 @@ impl CaseBook {
         }
         case.add_alert(&alert.alert_id, &alert, at, true);
         let relapse = relapse.map(|f| {
-            let parts: Vec<&str> = f.identity.iter().map(String::as_str).collect();
-            let id = alert_id(f.rule, &parts);
+            let id = id_of(&f);
             case.add_alert(&id, &alert, at, false);
             (id, f)
         });
@@ -137,7 +131,7 @@ impl CaseBook {
         let case_id = alert.case_id.clone();
         out.push(Filed { alert, quiet, reopened: snapshot });
         if let Some((id, f)) = relapse {
-            out.push(Filed { alert: alert_of(f, id, case_id), quiet, reopened: None });
+            out.push(Filed { alert: super::alert_of(how.tz, f, id, case_id, how.now), quiet, reopened: None });
         }
         Ok(())
     }
@@ -202,6 +196,12 @@ impl CaseBook {
     pub(super) fn trim(&mut self) {
         self.cases.trim();
     }
+}
+
+/// The id of a finding's alert: its rule and identity (§4).
+pub(super) fn id_of(f: &Finding) -> String {
+    let parts: Vec<&str> = f.identity.iter().map(String::as_str).collect();
+    alert_id(f.rule, &parts)
 }
 
 pub(super) fn conflict(d: &Decision, why: &str) -> Outcome {

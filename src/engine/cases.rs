@@ -6,17 +6,16 @@
 use super::casebook::{conflict, Filed, Filing, Owner};
 use super::{Engine, EngineError, Outcome};
 use crate::model::decision::Decision;
-use crate::model::{Alert, Timestamp};
+use crate::detect::Finding;
 use crate::store::cases;
 
 impl Engine {
-    /// Files `alert` (raised at event time `at`) under its case in the
+    /// Files the alert of finding `f` (id `alert_id`) under its case in the
     /// person side's book and stages it, then the relapse it causes.
-    pub(super) fn stage_alert(&mut self, alert: Alert, at: Timestamp) -> Result<(), EngineError> {
+    pub(super) fn stage_alert(&mut self, f: Finding, alert_id: String) -> Result<(), EngineError> {
         let how = Filing { relapse: &self.rules.rectification_relapse, tz: self.tz, now: self.clock.now() };
-        let (tz, now) = (self.tz, how.now);
         let mut filed = Vec::with_capacity(1);
-        self.cases.file(&self.store, &how, alert, at, |f, id, case_id| super::alert_of(tz, f, id, case_id, now), &mut filed)?;
+        self.cases.file(&self.store, &how, f, alert_id, &mut filed)?;
         self.push_filed(filed);
         Ok(())
     }

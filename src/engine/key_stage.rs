@@ -69,8 +69,8 @@ impl KeyStage {
         let names_it = !version.custodians.is_empty();
         let entry = self.custodians.get_or_default(store, custodian.as_str().as_bytes())?;
         entry.of.record(person, version.updated_at, version);
-        if let (true, Some(death)) = (names_it, entry.died.clone()) {
-            sent.facts.push(PersonFact::CustodianDied { beneficiary: person.to_owned(), death });
+        if let Some(death) = entry.died.as_ref().filter(|_| names_it) {
+            sent.facts.push(PersonFact::CustodianDied { beneficiary: person.to_owned(), death: death.clone() });
         }
         Ok(())
     }

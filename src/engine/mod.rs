@@ -30,7 +30,6 @@ pub mod state;
 use crate::clock::Clock;
 use crate::decode::{DeadLetter, Rejection};
 use crate::detect::{Finding, RulesConfig};
-use crate::model::alert::alert_id;
 use crate::model::{Alert, PaymentKind, Record, Timestamp, Tz};
 use crate::store::{keys, Cf, Store, StoreError, Table, WriteFailed};
 use rustc_hash::FxHashSet;
@@ -365,15 +364,12 @@ impl Engine {
     /// Turns findings into alerts now.
     fn emit_now(&mut self, findings: Vec<Finding>) -> Result<(), EngineError> {
         for f in findings {
-            let parts: Vec<&str> = f.identity.iter().map(String::as_str).collect();
-            let id = alert_id(f.rule, &parts);
+            let id = casebook::id_of(&f);
             let in_flight = self.in_flight.as_ref().is_some_and(|f| f.alert_ids.contains(&id));
             if in_flight || self.staged_ids.contains(&id) || self.store.get_raw(Cf::Alerts, id.as_bytes())?.is_some() {
                 continue;
             }
-            let at = f.event_time;
-            let alert = alert_of(self.tz, f, id, String::new(), self.clock.now());
-            self.stage_alert(alert, at)?;
+            self.stage_alert(f, id)?;
         }
         Ok(())
     }

@@ -6,10 +6,9 @@ use super::{Changed, Item, Reply, Request, FLUSH_PIECE};
 use crate::clock::Clock;
 use crate::detect::episode::WindowRules;
 use crate::detect::RulesConfig;
-use crate::engine::casebook::{CaseBook, Filing};
+use crate::engine::casebook::{id_of, CaseBook, Filing};
 use crate::engine::registrations::Registrations;
 use crate::engine::state::Account;
-use crate::model::alert::alert_id;
 use crate::model::Tz;
 use crate::store::{Cf, Store, StoreError, Table};
 use rustc_hash::FxHashSet;
@@ -129,16 +128,13 @@ impl State {
                     let findings = acct.window.step(&set.rules, &set.on, &s.account_no, &s.township, s.at, n, s.change);
                     let mut out = Vec::new();
                     for f in findings {
-                        let parts: Vec<&str> = f.identity.iter().map(String::as_str).collect();
-                        let id = alert_id(f.rule, &parts);
+                        let id = id_of(&f);
                         if self.raised.contains(&id) || self.in_flight.contains(&id) || store.get_raw(Cf::Alerts, id.as_bytes())?.is_some() {
                             continue;
                         }
                         self.raised.insert(id.clone());
-                        let (tz, now, at) = (set.tz, set.clock.now(), f.event_time);
-                        let how = Filing { relapse: &set.rules.rectification_relapse, tz, now };
-                        let alert = crate::engine::alert_of(tz, f, id, String::new(), now);
-                        self.book.file(store, &how, alert, at, |f, id, case_id| crate::engine::alert_of(tz, f, id, case_id, now), &mut out)?;
+                        let how = Filing { relapse: &set.rules.rectification_relapse, tz: set.tz, now: set.clock.now() };
+                        self.book.file(store, &how, f, id, &mut out)?;
                     }
                     filed.push(out);
                 }

@@ -30,6 +30,7 @@ pub mod generate;
 pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod partition;
 pub mod produce;
 pub mod report;
 pub mod run;

@@ -39,6 +39,7 @@ pub const CASES_RELAPSED: &str = "paywatch_cases_relapsed";
 pub const INPUT_STOPPED: &str = "paywatch_input_topic_stopped";
 pub const PENDING_GIVEN_UP: &str = "paywatch_pending_offsets_given_up_total";
 pub const MISKEYED: &str = "paywatch_records_miskeyed_total";
+pub const MISPARTITIONED: &str = "paywatch_records_mispartitioned_total";
 
 /// The registry and its handles.
 pub struct Metrics {
@@ -107,6 +108,9 @@ pub struct Metrics {
     /// Input records whose Kafka key is not the one the contract gives
     /// them (their person's id, or the case id), by topic.
     pub miskeyed: IntCounterVec,
+    /// Input records keyed right but on another partition than Kafka's
+    /// default partitioner gives their key, by topic.
+    pub mispartitioned: IntCounterVec,
     /// Cases by status (open, in_progress, confirmed, false_positive,
     /// rectified).
     pub cases: IntGaugeVec,
@@ -245,6 +249,7 @@ impl Metrics {
             },
             pending_given_up: counter(PENDING_GIVEN_UP, "Pending input offsets the broker no longer holds, given up, by topic", &["topic"]),
             miskeyed: counter(MISKEYED, "Input records not keyed as the contract says (by person id, decisions by case id), by topic", &["topic"]),
+            mispartitioned: counter(MISPARTITIONED, "Input records keyed as the contract says but not on the partition Kafka's default partitioner (murmur2) gives the key, by topic", &["topic"]),
             cases_overdue: gauge(CASES_OVERDUE, "Cases not closed past [cases] deadline_days"),
             cases_relapsed: gauge(CASES_RELAPSED, "Cases reopened by a relapse and not closed again"),
             townships: Default::default(),

@@ -95,6 +95,8 @@ pub struct Consume {
     /// When a record keyed otherwise than the contract says was last
     /// logged (once a minute; the counter has them all).
     miskeyed_logged: Option<Instant>,
+    /// When a record on the wrong partition for its key was last logged.
+    mispartitioned_logged: Option<Instant>,
     /// When each partition last delivered a message, or was last left
     /// unread on purpose (the stuck-partition clock runs only while it may
     /// be read).
@@ -161,6 +163,7 @@ impl Consume {
             shared_since: None,
             elsewhere: 0,
             miskeyed_logged: None,
+            mispartitioned_logged: None,
             shared_logged: None,
             revoked_grace: cfg.kafka.revoked_grace,
             group_id: cfg.kafka.group_id.clone(),

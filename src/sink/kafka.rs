@@ -34,6 +34,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub fn producer(cfg: &KafkaConfig) -> Result<FutureProducer, KafkaError> {
     let mut c = client_config(cfg);
     c.set("linger.ms", "5");
+    // Kafka's default partitioner for keyed records, as the Java clients
+    // use: a person's records land where a partitioned engine looks for
+    // them (`partition.rs`; docs/contract.md reading 37).
+    c.set("partitioner", "murmur2_random");
     for (k, v) in &cfg.producer {
         c.set(k, v);
     }

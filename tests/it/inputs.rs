@@ -101,6 +101,17 @@ fn a_recreated_input_topic_is_stopped_until_an_operator_resets_it() {
     assert_eq!(miskeyed(DEATHS), 1.0);
     assert_eq!(miskeyed("dibao.payments.v1"), 0.0);
     assert!(svc.log_text().contains("is not keyed by its person_id"));
+
+    // Keyed by its person but on another partition than Kafka's default
+    // partitioner (murmur2) gives that key: counted as such, and only it.
+    let mispartitioned = |topic: &str| metric(&svc, &format!("paywatch_records_mispartitioned_total{{topic=\"{topic}\"}}")).unwrap_or(0.0);
+    assert_eq!(mispartitioned("dibao.payments.v1"), 0.0);
+    assert_eq!(mispartitioned("dibao.roster.v1"), 0.0);
+    assert_eq!(mispartitioned(DEATHS), 0.0);
+    tool(&["produce-elsewhere", &b.addr, DEATHS, "person_id", "3", one.to_str().unwrap()]);
+    svc.wait_until(Duration::from_secs(60), "the misplaced death counted", |_| mispartitioned(DEATHS) == 1.0);
+    assert!(svc.log_text().contains("is not on the partition Kafka's default partitioner (murmur2) gives its key"));
+    assert_eq!(mispartitioned("dibao.payments.v1"), 0.0);
 }
 
 /// #16: the topics keyed by person must have one partition count, or a

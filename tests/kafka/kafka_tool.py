@@ -8,6 +8,9 @@
                  sorts each file by event time, keys as the contract says,
                  lines that are not JSON objects go where they were read
   produce-raw    BROKERS TOPIC FILE   one message per line, as is (key = "bad")
+  produce-elsewhere BROKERS TOPIC KEY_FIELD PARTITIONS FILE
+                 one message per line keyed by its KEY_FIELD, on the partition
+                 after the one Kafka's default partitioner (murmur2) gives it
   consume        BROKERS TOPIC OUT [--expect N] [--idle S] [--timeout S]
                  every message from the beginning as JSON lines
   join-group     BROKERS GROUP SECONDS TOPIC ...
@@ -81,7 +84,53 @@ def ledger_lines(path, field):
 
 
 def make_producer(brokers):
-    return Producer({"bootstrap.servers": brokers, "enable.idempotence": True, "acks": "all", "linger.ms": 5})
+    # murmur2_random: the Java clients' default partitioner, which a
+    # partitioned paywatch expects (docs/contract.md reading 37).
+    return Producer({"bootstrap.servers": brokers, "enable.idempotence": True, "acks": "all", "linger.ms": 5,
+                     "partitioner": "murmur2_random"})
+
+
+def murmur2(data):
+    """Kafka's Utils.murmur2, as a signed 32-bit int."""
+    m, mask = 0x5BD1E995, 0xFFFFFFFF
+    h = (0x9747B28C ^ len(data)) & mask
+    whole = len(data) // 4 * 4
+    for i in range(0, whole, 4):
+        k = int.from_bytes(data[i:i + 4], "little")
+        k = (k * m) & mask
+        k ^= k >> 24
+        k = (k * m) & mask
+        h = ((h * m) & mask) ^ k
+    rest = data[whole:]
+    if len(rest) >= 3:
+        h ^= rest[2] << 16
+    if len(rest) >= 2:
+        h ^= rest[1] << 8
+    if rest:
+        h ^= rest[0]
+        h = (h * m) & mask
+    h ^= h >> 13
+    h = (h * m) & mask
+    h ^= h >> 15
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+assert murmur2(b"21") == -973932308 and murmur2(b"foobar") == -790332482
+
+
+def produce_elsewhere(brokers, topic, key_field, partitions, path):
+    p = make_producer(brokers)
+    n = 0
+    with open(path, "rb") as f:
+        for raw in f:
+            raw = raw.rstrip(b"\n")
+            key = str(json.loads(raw)[key_field]).encode()
+            home = (murmur2(key) & 0x7FFFFFFF) % partitions
+            p.produce(topic, value=raw, key=key, partition=(home + 1) % partitions)
+            n += 1
+    if p.flush(30):
+        sys.exit("produce-elsewhere: not all delivered")
+    print(n)
 
 
 def produce_ledger(brokers, folder, kinds):
@@ -311,6 +360,8 @@ def main(argv):
         produce_ledger(pos[0], pos[1], opts.get("topics", "roster,deaths,payments,decisions,vulnerable").split(","))
     elif cmd == "produce-raw":
         produce_raw(pos[0], pos[1], pos[2])
+    elif cmd == "produce-elsewhere":
+        produce_elsewhere(pos[0], pos[1], pos[2], int(pos[3]), pos[4])
     elif cmd == "consume":
         expect = int(opts["expect"]) if "expect" in opts else None
         consume(pos[0], pos[1], pos[2], expect, float(opts.get("idle", 5)), float(opts.get("timeout", 120)))

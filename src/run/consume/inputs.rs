@@ -149,6 +149,7 @@ impl Consume {
     pub(super) fn check_key(&mut self, part: Part, key: Option<&[u8]>, record: &Record) {
         let (field, want) = record.contract_key();
         if key == Some(want.as_bytes()) {
+            self.check_partition(part, want.as_bytes());
             return;
         }
         let topic = self.source.topic(part.kind());
@@ -162,6 +163,30 @@ impl Consume {
                 "a record is not keyed by its {field} (contract §1–§3, §8, §10): one person's records may land on several partitions; ask the producer to key every record by it"
             );
             self.miskeyed_logged = Some(Instant::now());
+        }
+    }
+
+    /// Counts (and logs once a minute) a record keyed as the contract says
+    /// but on another partition than Kafka's default partitioner gives that
+    /// key (`partition.rs`, docs/contract.md reading 37): a partitioned
+    /// engine keeps a person's state with the partition of their key.
+    fn check_partition(&mut self, part: Part, key: &[u8]) {
+        let n = self.all_parts.iter().filter(|p| p.source == part.source).count() as u32;
+        let want = crate::partition::of(key, n);
+        if n == 0 || i64::from(want) == i64::from(part.partition) {
+            return;
+        }
+        let topic = self.source.topic(part.kind());
+        self.metrics.mispartitioned.with_label_values(&[topic]).inc();
+        if self.mispartitioned_logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+            tracing::warn!(
+                topic = %topic,
+                partition = part.partition,
+                expected = want,
+                partitions = n,
+                "a record is not on the partition Kafka's default partitioner (murmur2) gives its key: set the producer's partitioner to murmur2 (librdkafka: partitioner=murmur2_random)"
+            );
+            self.mispartitioned_logged = Some(Instant::now());
         }
     }
 }

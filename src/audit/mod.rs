@@ -107,7 +107,7 @@ pub fn run(opts: &AuditOptions, cfg: &Config, clock: Arc<dyn Clock>) -> Result<S
         }
     };
     let store = Store::open(&state_dir, cfg.store_options(false))?;
-    let mut engine = Engine::open(store, cfg.rules.clone(), cfg.tz(), cfg.engine.cache_entries, Arc::clone(&clock))?;
+    let mut engine = Engine::open_with_lanes(store, cfg.rules.clone(), cfg.tz(), cfg.engine.cache_entries, Arc::clone(&clock), cfg.engine.lanes)?;
     engine.restrict_townships(&cfg.district.townships);
     if engine.store().get_raw(Cf::Meta, keys::META_STREAM)?.is_some() {
         return Err(AuditError::StreamState);

@@ -91,6 +91,13 @@ pub struct EngineConfig {
     /// Entries kept decoded in memory per table; bounds memory whatever the
     /// size of the ledger.
     pub cache_entries: usize,
+    /// Lanes of the person side (#16, docs/partitioning.md): persons are
+    /// split among them as Kafka's default partitioner splits them among
+    /// partitions, each lane with its own caches (a share of
+    /// `cache_entries`), deadline buckets and cases. The alerts are the
+    /// same for any count; changing it moves the stored deadline buckets
+    /// once, when the engine opens. 1 to 64.
+    pub lanes: u32,
 }
 
 impl Default for EngineConfig {
@@ -101,6 +108,7 @@ impl Default for EngineConfig {
             batch_records_max: 1_000_000,
             sync_commits: true,
             cache_entries: 100_000,
+            lanes: 1,
         }
     }
 }
@@ -273,6 +281,9 @@ impl Config {
         if self.engine.cache_entries < 16 {
             return Err("engine.cache_entries: must be at least 16".into());
         }
+        if !(1..=64).contains(&self.engine.lanes) {
+            return Err(format!("engine.lanes: must be 1 to 64, is {}", self.engine.lanes));
+        }
         if self.input.max_record_bytes < 256 {
             return Err("input.max_record_bytes: must be at least 256".into());
         }
@@ -356,6 +367,11 @@ mod tests {
         assert!(e.contains("engine.timezone"), "{e}");
         let e = Config::parse("[engine]\nbatch_records = 2000000\n").unwrap_err().to_string();
         assert!(e.contains("engine.batch_records_max (1000000) must be at least engine.batch_records (2000000)"), "{e}");
+        for bad in ["0", "65"] {
+            let e = Config::parse(&format!("[engine]\nlanes = {bad}\n")).unwrap_err().to_string();
+            assert!(e.contains(&format!("engine.lanes: must be 1 to 64, is {bad}")), "{e}");
+        }
+        assert_eq!(Config::parse("[engine]\nlanes = 4\n").unwrap().engine.lanes, 4);
     }
 
     #[test]

@@ -47,6 +47,18 @@ impl Owner {
     }
 }
 
+/// The subject of the case a finding is filed under, read as
+/// [`Subject::of`] reads it from the alert: which lane's book holds it.
+pub(super) fn subject_of(f: &Finding) -> &str {
+    let subject = match f.rule.info().subject {
+        Subject::Beneficiary | Subject::Person => f.beneficiary_id.as_deref(),
+        Subject::Account => f.account_no.as_deref(),
+        Subject::Custodian => f.evidence.figures.get("custodian_id_no").map(String::as_str),
+        Subject::Case => None,
+    };
+    subject.unwrap_or_default()
+}
+
 /// One alert as filed.
 #[derive(Debug)]
 pub(super) struct Filed {

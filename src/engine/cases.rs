@@ -3,7 +3,7 @@
 //! (`casebook.rs`). Which decision ids were filed under which case (§11.5)
 //! is checked here first, for every owner.
 
-use super::casebook::{conflict, Filed, Filing, Owner};
+use super::casebook::{self, conflict, Filed, Filing, Owner};
 use super::{Engine, EngineError, Outcome};
 use crate::model::decision::Decision;
 use crate::detect::Finding;
@@ -15,7 +15,8 @@ impl Engine {
     pub(super) fn stage_alert(&mut self, f: Finding, alert_id: String) -> Result<(), EngineError> {
         let how = Filing { relapse: &self.rules.rectification_relapse, tz: self.tz, now: self.clock.now() };
         let mut filed = Vec::with_capacity(1);
-        self.cases.file(&self.store, &how, f, alert_id, &mut filed)?;
+        let l = self.lane(casebook::subject_of(&f));
+        self.lanes[l].cases.file(&self.store, &how, f, alert_id, &mut filed)?;
         self.push_filed(filed);
         Ok(())
     }
@@ -45,8 +46,14 @@ impl Engine {
         };
         let outcome = match Owner::of(d.rule) {
             Owner::Account => self.accounts.decide(d.clone(), repeated)?,
-            Owner::Person if repeated => self.cases.repeated(&self.store, d)?,
-            Owner::Person => self.cases.apply(&self.store, d, self.tz)?,
+            Owner::Person if repeated => {
+                let l = self.lane(&d.subject);
+                self.lanes[l].cases.repeated(&self.store, d)?
+            }
+            Owner::Person => {
+                let l = self.lane(&d.subject);
+                self.lanes[l].cases.apply(&self.store, d, self.tz)?
+            }
         };
         if !repeated && outcome == Outcome::Applied {
             *self.decision_cases.get_or_insert_with(&self.store, &index, String::new)? = d.case_id.clone();

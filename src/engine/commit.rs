@@ -71,13 +71,7 @@ impl Engine {
     /// count is the one it last reported, so this is never more than the
     /// true count (a batch's changed entries only grow until it commits).
     fn changed_so_far(&self) -> usize {
-        self.bens.changed()
-            + self.accounts.changed()
-            + self.keys.changed()
-            + self.custodian_deaths.changed()
-            + self.watched_households.changed()
-            + self.cases.changed()
-            + self.decision_cases.changed()
+        self.lanes.iter().map(|l| l.changed()).sum::<usize>() + self.accounts.changed() + self.keys.changed() + self.decision_cases.changed()
     }
 
     /// Whether a batch of `records` should be committed now: at `max`
@@ -132,12 +126,11 @@ impl Engine {
                 0
             }
         };
-        self.bens.trim();
+        for lane in &mut self.lanes {
+            lane.trim();
+        }
         self.accounts.trim()?;
         self.keys.trim();
-        self.custodian_deaths.trim();
-        self.watched_households.trim();
-        self.cases.trim();
         self.decision_cases.trim();
         self.staged_ids.clear();
         self.quiet_ids.clear();
@@ -169,8 +162,16 @@ impl Engine {
         self.fill(&mut batch, position, true)?;
         // The months, a new entry for most payments, are put into the
         // batch by the writing thread.
-        let (months, segment) = (self.months.hand_off(), self.progress.commits);
-        let write = store.commit_in_background(batch, Box::new(move |b| months::put_all(b, &months, segment)));
+        let months: Vec<_> = self.lanes.iter_mut().map(|l| l.months.hand_off()).collect();
+        let segment = self.progress.commits;
+        let write = store.commit_in_background(
+            batch,
+            Box::new(move |b| {
+                for m in &months {
+                    months::put_all(b, m, segment);
+                }
+            }),
+        );
         // The file audit sends nothing to supervisors: nothing is quiet,
         // no case event is announced.
         self.quiet_ids.clear();
@@ -193,16 +194,11 @@ impl Engine {
         let mut landed = std::mem::take(&mut self.landed);
         let Some(f) = self.in_flight.take() else { return Ok(landed) };
         f.write.wait()?;
-        self.months.landed();
-        self.timers.landed();
-        self.bens.landed();
+        for lane in &mut self.lanes {
+            lane.landed();
+        }
         self.accounts.landed()?;
         self.keys.landed();
-        self.custodian_deaths.landed();
-        self.watched_households.landed();
-        self.roster_archive.landed();
-        self.referrals.landed();
-        self.cases.landed();
         self.decision_cases.landed();
         landed.absorb(f.committed);
         Ok(landed)
@@ -211,31 +207,24 @@ impl Engine {
     /// Room to reserve for the next batch: the last one's size (months
     /// aside) with some slack, plus the months pending now.
     fn batch_capacity(&self) -> usize {
-        self.batch_bytes + self.batch_bytes / 8 + self.months.pending_bytes()
+        self.batch_bytes + self.batch_bytes / 8 + self.lanes.iter().map(|l| l.months.pending_bytes()).sum::<usize>()
     }
 
     /// Puts everything staged, and the progress, into `batch`; with
     /// `in_flight`, all but the months (see [`Engine::commit_in_background`]).
     fn fill(&mut self, batch: &mut Batch<'_>, position: Option<SortKey>, in_flight: bool) -> Result<(), EngineError> {
-        self.bens.flush(batch, in_flight)?;
+        for lane in &mut self.lanes {
+            lane.flush(&self.store, batch, in_flight)?;
+        }
         self.accounts.flush(in_flight, |(cf, k, v)| match v {
             Some(v) => batch.put_raw(cf, &k, &v),
             None => batch.delete(cf, &k),
         })?;
         self.keys.flush(batch, in_flight)?;
-        self.custodian_deaths.flush(batch, in_flight)?;
-        self.watched_households.flush(batch, in_flight)?;
-        self.roster_archive.flush(batch, in_flight)?;
-        self.referrals.flush(&self.store, batch, in_flight)?;
-        self.cases.flush(&self.store, in_flight, |(cf, k, v)| match v {
-            Some(v) => batch.put_raw(cf, &k, &v),
-            None => batch.delete(cf, &k),
-        })?;
         self.decision_cases.flush(batch, in_flight)?;
         for k in self.cleared_pending.drain(..) {
             batch.delete(Cf::Cases, &k);
         }
-        self.timers.flush(&self.store, batch, in_flight)?;
         for a in &self.staged_alerts {
             self.progress.alert_seq += 1;
             batch.put_raw(Cf::Alerts, a.alert_id.as_bytes(), &serde_json::to_vec(a)?);
@@ -254,7 +243,9 @@ impl Engine {
         // The next batch reserves this size plus its months.
         self.batch_bytes = batch.size();
         if !in_flight {
-            self.months.flush(batch, self.progress.commits);
+            for lane in &mut self.lanes {
+                lane.months.flush(batch, self.progress.commits);
+            }
         }
         Ok(())
     }

@@ -21,7 +21,8 @@ use crate::model::{Timestamp, VulnerableRecord};
 impl Engine {
     pub(super) fn on_vulnerable(&mut self, v: &VulnerableRecord) -> Result<Outcome, EngineError> {
         let pid = v.person_id.as_str();
-        let ben = self.bens.get_or_default(&self.store, pid.as_bytes())?;
+        let l = self.lane(pid);
+        let ben = self.lanes[l].bens.get_or_default(&self.store, pid.as_bytes())?;
         if ben.vulnerable.contains(v) {
             return Ok(Outcome::Redelivered);
         }
@@ -45,7 +46,7 @@ impl Engine {
                 self.apply_held_facts()?;
                 self.decide_referral(pid, &v.record_id, d, true)?
             }
-            _ => self.referrals.add(d, format!("{pid}\u{1f}{}", v.record_id)),
+            _ => self.lanes[l].referrals.add(d, format!("{pid}\u{1f}{}", v.record_id)),
         }
         Ok(Outcome::Applied)
     }
@@ -56,10 +57,12 @@ impl Engine {
             return Ok(());
         }
         self.apply_held_facts()?;
-        for (d, ids) in self.referrals.take_due(&self.store, w)? {
-            for id in ids {
-                if let Some((pid, record_id)) = id.split_once('\u{1f}') {
-                    self.decide_referral(pid, record_id, d, false)?;
+        for l in 0..self.lanes.len() {
+            for (d, ids) in self.lanes[l].referrals.take_due(&self.store, w)? {
+                for id in ids {
+                    if let Some((pid, record_id)) = id.split_once('\u{1f}') {
+                        self.decide_referral(pid, record_id, d, false)?;
+                    }
                 }
             }
         }
@@ -72,7 +75,8 @@ impl Engine {
     /// of the record's household is covered at d.
     fn decide_referral(&mut self, pid: &str, record_id: &str, d: Timestamp, late: bool) -> Result<(), EngineError> {
         let (cfg, tz) = (&self.rules.coverage_gap, self.tz);
-        let Some(ben) = self.bens.get(&self.store, pid.as_bytes())? else { return Ok(()) };
+        let l = self.lane(pid);
+        let Some(ben) = self.lanes[l].bens.get(&self.store, pid.as_bytes())? else { return Ok(()) };
         let version = if late { ben.vulnerable.iter().rev().find(|x| x.record_id == record_id) } else { ben.vulnerable_at(record_id, d) };
         let Some(v) = version.cloned() else { return Ok(()) };
         // A stale bucket entry: a newer version moved the deadline.
@@ -93,7 +97,7 @@ impl Engine {
         // member what each version sent to it says (`registrations`), so
         // neither a member's roster nor the household is read.
         if let Some(h) = &v.household_id {
-            let copy = self.watched_households.get(&self.store, pid.as_bytes())?.and_then(|m| m.get(h.as_str()));
+            let copy = self.lanes[l].watched_households.get(&self.store, pid.as_bytes())?.and_then(|m| m.get(h.as_str()));
             if copy.is_some_and(|hh| hh.at(d).any(|covered| *covered)) {
                 return Ok(());
             }

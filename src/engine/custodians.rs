@@ -44,7 +44,8 @@ impl Engine {
     /// that person. Only such payments pay for this lookup.
     pub(super) fn custodian_deceased_at(&mut self, p: &Payment, id: &PersonId, paid_on: crate::model::time::Date) -> Result<Option<crate::detect::Finding>, EngineError> {
         let bid = p.beneficiary_id.as_str();
-        let known = self.custodian_deaths.get(&self.store, bid.as_bytes())?.and_then(|m| m.get(id.as_str()).cloned());
+        let l = self.lane(bid);
+        let known = self.lanes[l].custodian_deaths.get(&self.store, bid.as_bytes())?.and_then(|m| m.get(id.as_str()).cloned());
         let Some(death) = known else { return Ok(None) };
         let roster = self.roster_version(p.beneficiary_id.as_str(), p.paid_at)?;
         let roster = roster.as_ref();
@@ -72,7 +73,8 @@ impl Engine {
     /// custodian's answer to a registration may arrive after the payments.
     /// Reads only the beneficiary's own state.
     pub(super) fn custodian_died_for(&mut self, bid: &str, d: &DeathRecord) -> Result<(), EngineError> {
-        let deaths = self.custodian_deaths.get_or_default(&self.store, bid.as_bytes())?;
+        let l = self.lane(bid);
+        let deaths = self.lanes[l].custodian_deaths.get_or_default(&self.store, bid.as_bytes())?;
         let id = d.person_id.as_str();
         if deaths.get(id).is_some_and(|k| (k.date_of_death, k.reported_at) <= (d.date_of_death, d.reported_at)) {
             return Ok(());
@@ -83,11 +85,12 @@ impl Engine {
         }
         let mut findings = Vec::new();
         {
-            let months: Vec<MonthKey> = match self.bens.get(&self.store, bid.as_bytes())? {
+            let lane = &mut self.lanes[l];
+            let months: Vec<MonthKey> = match lane.bens.get(&self.store, bid.as_bytes())? {
                 Some(b) => b.months_any.iter().map(|m| keys::month(bid, m)).collect(),
                 None => return Ok(()),
             };
-            let lists = self.months.get_many(&self.store, &months)?;
+            let lists = lane.months.get_many(&self.store, &months)?;
             for sp in lists.iter().flatten() {
                 let p = &sp.payment;
                 let paid_on = self.tz.date(p.paid_at);

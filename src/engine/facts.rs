@@ -106,11 +106,13 @@ impl Engine {
         match f {
             PersonFact::CustodianDied { beneficiary, death } => self.custodian_died_for(&beneficiary, &death),
             PersonFact::HouseholdEntry { person, household, entry } => {
-                self.watched_households.get_or_default(&self.store, person.as_bytes())?.insert(household, entry);
+                let l = self.lane(&person);
+                self.lanes[l].watched_households.get_or_default(&self.store, person.as_bytes())?.insert(household, entry);
                 Ok(())
             }
             PersonFact::HouseholdVersion { person, household, member, updated_at, covered } => {
-                let copies = self.watched_households.get_or_default(&self.store, person.as_bytes())?;
+                let l = self.lane(&person);
+                let copies = self.lanes[l].watched_households.get_or_default(&self.store, person.as_bytes())?;
                 copies.entry(household).or_default().record(&member, updated_at, covered);
                 Ok(())
             }

@@ -19,9 +19,11 @@ impl Engine {
         let mut memo = Deadlines::new(self.rules.missed_payment.clone(), self.tz);
         // A beneficiary moves on to the bucket of its next open month, whose
         // deadline is after `w`.
-        for (d, bids) in self.timers.take_due(&self.store, w)? {
-            for bid in bids {
-                self.decide_months(bid, d, w, &mut memo)?;
+        for l in 0..self.lanes.len() {
+            for (d, bids) in self.lanes[l].timers.take_due(&self.store, w)? {
+                for bid in bids {
+                    self.decide_months(l, bid, d, w, &mut memo)?;
+                }
             }
         }
         Ok(())
@@ -29,10 +31,11 @@ impl Engine {
 
     /// Decides the months of one beneficiary waiting on `deadline`.
     /// Takes the id from the bucket it leaves to the bucket it joins.
-    fn decide_months(&mut self, bid: String, deadline: Timestamp, w: Timestamp, memo: &mut Deadlines) -> Result<(), EngineError> {
+    fn decide_months(&mut self, l: usize, bid: String, deadline: Timestamp, w: Timestamp, memo: &mut Deadlines) -> Result<(), EngineError> {
         let cfg = &self.rules.missed_payment;
         let tz = self.tz;
-        let Some(ben) = self.bens.get_mut(&self.store, bid.as_bytes())? else { return Ok(()) };
+        let lane = &mut self.lanes[l];
+        let Some(ben) = lane.bens.get_mut(&self.store, bid.as_bytes())? else { return Ok(()) };
         // A stale entry: the beneficiary has moved on (or stopped) since.
         if ben.missed_next.map(|p| memo.of(p)) != Some(deadline) {
             return Ok(());
@@ -52,7 +55,7 @@ impl Engine {
             ben.missed_next = if died.is_some_and(|m| p >= m) { None } else { Some(p.next()) };
         }
         if let Some(p) = ben.missed_next {
-            self.timers.add(memo.of(p), bid);
+            lane.timers.add(memo.of(p), bid);
         }
         self.emit(findings)
     }

@@ -17,10 +17,11 @@ mod custodians;
 pub mod merge;
 pub(crate) mod facts;
 mod key_stage;
+mod lane;
 mod missed;
 mod progress;
 pub(crate) mod registrations;
-mod timers;
+pub(crate) mod timers;
 mod months;
 mod monthset;
 mod payment;
@@ -33,11 +34,9 @@ use crate::detect::{Finding, RulesConfig};
 use crate::model::{Alert, PaymentKind, Record, Timestamp, Tz};
 use crate::store::{keys, Cf, Store, StoreError, Table, WriteFailed};
 use rustc_hash::FxHashSet;
-use months::Months;
 pub use commit::{Committed, Staged, RECORDS_PER_REWRITE};
 use commit::InFlight;
 pub use progress::{Counts, Progress};
-use state::Beneficiary;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -102,10 +101,9 @@ pub struct Engine {
     store: Store,
     /// Wall time, for `detected_at` only.
     clock: Arc<dyn Clock>,
-    /// Per-beneficiary state, cached.
-    bens: Table<Beneficiary>,
-    /// Per-beneficiary-and-month payments.
-    months: Months,
+    /// The person side, split by person (`lane.rs`): lane `i` holds the
+    /// persons Kafka's default partitioner puts in partition `i`.
+    lanes: Vec<lane::Lane>,
     /// Per-account windows and episodes, and who registers each account
     /// for a custodian, on the account stage's thread.
     accounts: accounts::AccountStage,
@@ -123,29 +121,11 @@ pub struct Engine {
     /// Facts returning to persons, held back to be applied later (tests,
     /// `facts::Engine::hold_returning_facts`); `None`: applied when sent.
     held_facts: Option<VecDeque<facts::PersonFact>>,
-    /// beneficiary_id → the earliest death of each custodian it registers,
-    /// as sent to it, cached.
-    custodian_deaths: Table<std::collections::BTreeMap<String, crate::model::DeathRecord>>,
-    /// The cases whose subject is a person (the account stage holds the
-    /// accounts' cases).
-    cases: casebook::CaseBook,
     /// decision_id → the case it was filed under (§11.5), cached.
     decision_cases: Table<String>,
     /// Posted decisions read back since the last commit: their pending
     /// entries are deleted with it.
     cleared_pending: Vec<Vec<u8>>,
-    /// `MISSED_PAYMENT` bucket changes since the last commit.
-    timers: timers::Timers,
-    /// `COVERAGE_GAP` referral buckets changed since the last commit.
-    referrals: timers::Timers,
-    /// person_id → household_id → the household's entry as sent to the
-    /// person: the referral reads this, not the household (the person's
-    /// side), cached.
-    watched_households: Table<std::collections::BTreeMap<String, registrations::Versions<bool>>>,
-    /// beneficiary_id → roster versions moved out of the beneficiary
-    /// ([`state::Beneficiary::prune_roster`]), for questions about an
-    /// earlier instant; cached.
-    roster_archive: archive::Archive,
     /// Position, watermark and counts, committed with every batch.
     progress: Progress,
     /// The earliest `MISSED_PAYMENT` deadline not yet passed, cached.
@@ -181,7 +161,25 @@ pub struct Engine {
 impl Engine {
     /// Opens the engine on a store, resuming from its committed progress.
     pub fn open(store: Store, rules: RulesConfig, tz: Tz, cache_entries: usize, clock: Arc<dyn Clock>) -> Result<Engine, EngineError> {
+        Engine::open_with_lanes(store, rules, tz, cache_entries, clock, 1)
+    }
+
+    /// [`Engine::open`] with the person side in `lanes` lanes (`lane.rs`),
+    /// each with its share of `cache_entries`. A state written with
+    /// another lane count has its deadline buckets moved to the new lanes
+    /// first.
+    pub fn open_with_lanes(store: Store, rules: RulesConfig, tz: Tz, cache_entries: usize, clock: Arc<dyn Clock>, lanes: u32) -> Result<Engine, EngineError> {
+        let lanes = lanes.max(1);
+        let stored: u32 = store.get(Cf::Meta, keys::META_LANES)?.unwrap_or(1);
+        if stored != lanes {
+            let mut b = store.batch();
+            let moved = timers::repartition(&store, Cf::Timers, lanes, &mut b)? + timers::repartition(&store, Cf::Referrals, lanes, &mut b)?;
+            b.put(Cf::Meta, keys::META_LANES, &lanes)?;
+            store.commit(b)?;
+            tracing::info!(from = stored, to = lanes, moved, "deadline buckets moved to the new lane count");
+        }
         let progress = store.get(Cf::Meta, keys::META_PROGRESS)?.unwrap_or_default();
+        let per_lane = (cache_entries / lanes as usize).max(16);
         let window_rules = crate::detect::episode::WindowRules::of(&rules);
         let accounts = accounts::AccountStage::start(store.clone(), rules.clone(), window_rules.clone(), tz, clock.clone(), cache_entries)?;
         Ok(Engine {
@@ -192,21 +190,14 @@ impl Engine {
             rules,
             tz,
             clock,
-            bens: Table::new(Cf::Beneficiaries, cache_entries),
-            months: Months::default(),
+            lanes: (0..lanes).map(|i| lane::Lane::new(i, per_lane)).collect(),
             accounts,
             queue: VecDeque::new(),
             keys: key_stage::KeyStage::new(cache_entries),
-            custodian_deaths: Table::new(Cf::CustodianDeaths, cache_entries),
             held_facts: None,
-            cases: casebook::CaseBook::new(cache_entries),
             decision_cases: Table::new(Cf::Cases, cache_entries),
             cleared_pending: Vec::new(),
             store,
-            timers: timers::Timers::new(Cf::Timers),
-            referrals: timers::Timers::new(Cf::Referrals),
-            watched_households: Table::new(Cf::WatchedHouseholds, cache_entries),
-            roster_archive: archive::Archive::default(),
             progress,
             next_deadline: None,
             staged_alerts: Vec::new(),
@@ -219,6 +210,11 @@ impl Engine {
             in_flight: None,
             landed: Committed::default(),
         })
+    }
+
+    /// The lane of the person (or other subject) `id`.
+    fn lane(&self, id: &str) -> usize {
+        crate::partition::of(id.as_bytes(), self.lanes.len() as u32) as usize
     }
 
     /// Accepts payments and roster records of these townships only

@@ -30,9 +30,11 @@ impl Engine {
         };
         // The beneficiary is looked up once; everything up to the account
         // step works on this borrow.
+        let l = self.lane(bid);
+        let lane = &mut self.lanes[l];
         let (store, months, rules, tz, checks, archive) =
-            (&self.store, &mut self.months, &self.rules, self.tz, &self.payment_checks, &self.roster_archive);
-        let ben = self.bens.get_or_default(store, bid.as_bytes())?;
+            (&self.store, &mut lane.months, &self.rules, self.tz, &self.payment_checks, &lane.roster_archive);
+        let ben = lane.bens.get_or_default(store, bid.as_bytes())?;
         // A redelivery repeats the record, so it lands in a month that
         // already has payments; only then is the month read.
         let known_month = ben.months_any.contains(p.period);
@@ -115,7 +117,9 @@ impl Engine {
         let bid = p.beneficiary_id.as_str();
         let target_id = p.reverses.as_deref().unwrap_or_default();
         let bad = |why: String| Ok(Err(Outcome::Rejected(Rejection::new(Reason::BadReversal, why))));
-        let mut months: Vec<Period> = match self.bens.get(&self.store, bid.as_bytes())? {
+        let l = self.lane(bid);
+        let lane = &mut self.lanes[l];
+        let mut months: Vec<Period> = match lane.bens.get(&self.store, bid.as_bytes())? {
             Some(b) => b.months_any.iter().collect(),
             None => Vec::new(),
         };
@@ -126,7 +130,7 @@ impl Engine {
         let mut found = None;
         for months in [own, others] {
             let keys: Vec<MonthKey> = months.iter().map(|m| keys::month(bid, *m)).collect();
-            let lists = self.months.get_many(&self.store, &keys)?;
+            let lists = lane.months.get_many(&self.store, &keys)?;
             found = months.iter().zip(keys).zip(lists).find_map(|((m, key), list)| {
                 let i = list.iter().position(|sp| sp.payment.event_id == target_id)?;
                 Some((*m, key, list, i))
@@ -153,9 +157,11 @@ impl Engine {
         list[i].reversed_by = Some(p.event_id.to_string());
         let target = list[i].payment.clone();
         let still_paid = list.iter().any(|sp| sp.reversed_by.is_none());
-        self.months.set(key, &list)?;
+        let l = self.lane(bid);
+        let lane = &mut self.lanes[l];
+        lane.months.set(key, &list)?;
         if !still_paid {
-            if let Some(ben) = self.bens.get_mut(&self.store, bid.as_bytes())? {
+            if let Some(ben) = lane.bens.get_mut(&self.store, bid.as_bytes())? {
                 ben.months_paid.remove(period);
             }
         }

@@ -9,10 +9,12 @@ use crate::store::keys::{self, MonthKey};
 impl Engine {
     pub(super) fn on_roster(&mut self, r: &RosterRecord) -> Result<Outcome, EngineError> {
         let bid = r.beneficiary_id.as_str();
-        let ben = self.bens.get_or_default(&self.store, bid.as_bytes())?;
+        let l = self.lane(bid);
+        let lane = &mut self.lanes[l];
+        let ben = lane.bens.get_or_default(&self.store, bid.as_bytes())?;
         // Older than every version kept: a redelivery of it is archived.
         let older = ben.roster.first().is_some_and(|f| r.updated_at < f.updated_at);
-        if ben.roster.contains(r) || (older && self.roster_archive.contains(&self.store, r)?) {
+        if ben.roster.contains(r) || (older && lane.roster_archive.contains(&self.store, r)?) {
             return Ok(Outcome::Redelivered);
         }
         // The version this one takes over from at its instant.
@@ -21,7 +23,7 @@ impl Engine {
             None if ben.roster.is_empty() => None,
             None => self.roster_version(bid, r.updated_at)?,
         };
-        let ben = self.bens.get_or_default(&self.store, bid.as_bytes())?;
+        let ben = self.lanes[l].bens.get_or_default(&self.store, bid.as_bytes())?;
         ben.insert_roster(r.clone());
         // The version that takes over after this one (one updated later
         // arrived first), before any is archived.
@@ -37,16 +39,17 @@ impl Engine {
             let covered = x.household_id.as_str() == household && coverage_gap::covers(x);
             self.send(KeyFact::MemberVersion { household: household.to_owned(), person: bid.to_owned(), updated_at: x.updated_at, covered })?;
         }
-        let ben = self.bens.get_or_default(&self.store, bid.as_bytes())?;
+        let lane = &mut self.lanes[l];
+        let ben = lane.bens.get_or_default(&self.store, bid.as_bytes())?;
         let missed = &self.rules.missed_payment;
         if missed.enabled && ben.missed_next.is_none() && ben.death().is_none() {
             let first = missed.first_open_month(self.tz, Period::of(r.enrolled_at), self.progress.watermark);
             ben.missed_next = Some(first);
-            self.timers.add(missed.deadline(self.tz, first), bid.to_owned());
+            lane.timers.add(missed.deadline(self.tz, first), bid.to_owned());
         }
         if let Some(w) = self.progress.watermark {
             let gone = ben.prune_roster(w);
-            self.roster_archive.add(bid, gone);
+            lane.roster_archive.add(bid, gone);
         }
         let names_custodians = |x: Option<&RosterRecord>| x.is_some_and(|x| !x.custodians.is_empty());
         if names_custodians(Some(r)) || names_custodians(before) {
@@ -59,19 +62,22 @@ impl Engine {
     /// `updated_at` is not after `t`), from the archive when `t` is before
     /// every version the beneficiary keeps.
     pub(super) fn roster_version(&mut self, bid: &str, t: Timestamp) -> Result<Option<RosterRecord>, EngineError> {
-        let Some(ben) = self.bens.get(&self.store, bid.as_bytes())? else { return Ok(None) };
+        let l = self.lane(bid);
+        let lane = &mut self.lanes[l];
+        let Some(ben) = lane.bens.get(&self.store, bid.as_bytes())? else { return Ok(None) };
         if let Some(r) = ben.roster_at(t) {
             return Ok(Some(r.clone()));
         }
         if ben.roster.is_empty() {
             return Ok(None);
         }
-        self.roster_archive.at(&self.store, bid, t)
+        lane.roster_archive.at(&self.store, bid, t)
     }
 
     pub(super) fn on_death(&mut self, d: &DeathRecord) -> Result<Outcome, EngineError> {
         let bid = d.person_id.as_str();
-        let ben = self.bens.get_or_default(&self.store, bid.as_bytes())?;
+        let l = self.lane(bid);
+        let ben = self.lanes[l].bens.get_or_default(&self.store, bid.as_bytes())?;
         if ben.deaths.iter().any(|x| x.record_id == d.record_id) {
             return Ok(Outcome::Redelivered);
         }
@@ -91,11 +97,12 @@ impl Engine {
         }
         // A late record: every payment already made for a later month is
         // now known to be improper.
-        let Some(ben) = self.bens.get(&self.store, bid.as_bytes())? else { return Ok(Outcome::Applied) };
+        let lane = &mut self.lanes[l];
+        let Some(ben) = lane.bens.get(&self.store, bid.as_bytes())? else { return Ok(Outcome::Applied) };
         let after: Vec<Period> = ben.months_any.after(Period::of(d.date_of_death)).collect();
         let keys: Vec<MonthKey> = after.iter().map(|m| keys::month(bid, *m)).collect();
-        let months = self.months.get_many(&self.store, &keys)?;
-        let ben = self.bens.get(&self.store, bid.as_bytes())?.expect("created above");
+        let months = lane.months.get_many(&self.store, &keys)?;
+        let ben = lane.bens.get(&self.store, bid.as_bytes())?.expect("created above");
         let mut findings = Vec::new();
         for month in months {
             for sp in &month {

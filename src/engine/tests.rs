@@ -24,11 +24,17 @@ impl Harness {
     }
 
     fn with(rules: RulesConfig) -> Harness {
+        Harness::with_lanes(rules, 1)
+    }
+
+    /// The person side in `lanes` lanes (`lane.rs`).
+    fn with_lanes(rules: RulesConfig, lanes: u32) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(dir.path(), StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false, statistics: false }).unwrap();
         store.defer_background_writes();
         let clock = Arc::new(FixedClock::new(ts("2026-01-01T00:00:00+08:00")));
-        Harness { engine: Engine::open(store, rules, Tz::default(), 64, clock).unwrap(), alerts: Vec::new(), _dir: dir }
+        let engine = Engine::open_with_lanes(store, rules, Tz::default(), 64, clock, lanes).unwrap();
+        Harness { engine, alerts: Vec::new(), _dir: dir }
     }
 
     fn apply(&mut self, r: Record) -> Outcome {
@@ -489,7 +495,7 @@ fn a_v2_state_directory_is_upgraded_in_place() {
         (alerts, position)
     };
     let store = Store::open(dir.path(), opts).unwrap();
-    assert_eq!(store.get_raw(Cf::Meta, keys::META_SCHEMA).unwrap().as_deref(), Some(b"paywatch-state-v8".as_slice()));
+    assert_eq!(store.get_raw(Cf::Meta, keys::META_SCHEMA).unwrap().as_deref(), Some(b"paywatch-state-v9".as_slice()));
     let e = Engine::open(store.clone(), RulesConfig::default(), Tz::default(), 64, clock()).unwrap();
     assert_eq!(e.progress().position, Some(position), "the payment rank is the new one again");
     assert_eq!(e.progress().counts.payments, 1);
@@ -552,7 +558,7 @@ fn a_v1_state_directory_is_upgraded_in_place() {
         crate::store::accounts_as_v3(&store);
     }
     let store = Store::open(dir.path(), opts).unwrap();
-    assert_eq!(store.get_raw(Cf::Meta, keys::META_SCHEMA).unwrap().as_deref(), Some(b"paywatch-state-v8".as_slice()));
+    assert_eq!(store.get_raw(Cf::Meta, keys::META_SCHEMA).unwrap().as_deref(), Some(b"paywatch-state-v9".as_slice()));
     let mut e = Engine::open(store.clone(), RulesConfig::default(), Tz::default(), 64, clock()).unwrap();
     assert_eq!((e.progress().counts.payments, e.progress().commits), (6, 0));
     assert_eq!(e.apply(&Record::Payment(paid(2))).unwrap(), Outcome::Redelivered, "a v1 month is read");

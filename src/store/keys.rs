@@ -37,6 +37,8 @@ pub fn shown(key: &[u8]) -> String {
 
 pub const META_SCHEMA: &[u8] = b"schema";
 pub const META_PROGRESS: &[u8] = b"progress";
+/// How many lanes the deadline buckets are split into (`engine::timers`).
+pub const META_LANES: &[u8] = b"lanes";
 /// `paywatch run`: Kafka offsets and the outbox sequence.
 pub const META_STREAM: &[u8] = b"stream";
 /// Decisions made of stored reviews by the v2 → v3 upgrade (JSON list),
@@ -116,15 +118,35 @@ fn ts_bytes(t: Timestamp) -> [u8; 8] {
     ((t.0 as u64) ^ (1 << 63)).to_be_bytes()
 }
 
-/// The key of the `MISSED_PAYMENT` bucket of `deadline`; buckets sort by
-/// deadline, so every key below `timer_bound(w)` has a deadline before `w`.
-pub fn timer_bound(deadline: Timestamp) -> Vec<u8> {
-    ts_bytes(deadline).to_vec()
+/// The key of a deadline bucket (`timers`, `referrals`) of lane `lane`:
+/// the lane first, so each lane's buckets are a range of their own (#16),
+/// then the deadline, so every key of a lane below `timer_bound(lane, w)`
+/// has a deadline before `w`.
+pub fn timer_bound(lane: u32, deadline: Timestamp) -> Vec<u8> {
+    let mut k = Vec::with_capacity(TIMER_KEY);
+    k.extend_from_slice(&lane.to_be_bytes());
+    k.extend_from_slice(&ts_bytes(deadline));
+    k
 }
+
+/// The first key of lane `lane`'s buckets.
+pub fn timer_lane(lane: u32) -> [u8; 4] {
+    lane.to_be_bytes()
+}
+
+/// Length of a [`timer_bound`] key; a bucket key of state v8 and before
+/// was the deadline alone (8 bytes).
+pub const TIMER_KEY: usize = 12;
 
 /// The deadline of a timer bucket key.
 pub fn timer_deadline(key: &[u8]) -> Option<Timestamp> {
-    let b: [u8; 8] = key.get(..8)?.try_into().ok()?;
+    let b: [u8; 8] = key.get(4..TIMER_KEY)?.try_into().ok()?;
+    Some(Timestamp((u64::from_be_bytes(b) ^ (1 << 63)) as i64))
+}
+
+/// The deadline of a bucket key of state v8 (no lane).
+pub fn timer_deadline_v8(key: &[u8]) -> Option<Timestamp> {
+    let b: [u8; 8] = key.try_into().ok()?;
     Some(Timestamp((u64::from_be_bytes(b) ^ (1 << 63)) as i64))
 }
 
@@ -217,10 +239,12 @@ mod tests {
 
     proptest! {
         #[test]
-        fn timer_keys_sort_by_deadline_and_round_trip(a in any::<i64>(), b in any::<i64>()) {
-            let (ka, kb) = (timer_bound(Timestamp(a)), timer_bound(Timestamp(b)));
-            prop_assert_eq!(a.cmp(&b), ka.cmp(&kb));
+        fn timer_keys_sort_by_lane_then_deadline_and_round_trip(a in any::<i64>(), b in any::<i64>(), la in 0u32..8, lb in 0u32..8) {
+            let (ka, kb) = (timer_bound(la, Timestamp(a)), timer_bound(lb, Timestamp(b)));
+            prop_assert_eq!((la, a).cmp(&(lb, b)), ka.cmp(&kb));
             prop_assert_eq!(timer_deadline(&ka), Some(Timestamp(a)));
+            prop_assert!(ka.starts_with(&timer_lane(la)));
+            prop_assert_eq!(timer_deadline_v8(&ka[4..]), Some(Timestamp(a)));
         }
 
         #[test]

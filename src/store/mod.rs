@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The layout version written into every state directory.
-const SCHEMA: &str = "paywatch-state-v8";
+const SCHEMA: &str = "paywatch-state-v9";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -418,13 +418,13 @@ mod tests {
             let s = Store::open(dir.path(), opts()).unwrap();
             let mut b = s.batch();
             b.put(Cf::Accounts, b"E1", &42u32).unwrap();
-            b.put(Cf::Timers, &keys::timer_bound(crate::model::Timestamp(5)), &()).unwrap();
-            b.put(Cf::Timers, &keys::timer_bound(crate::model::Timestamp(-5)), &()).unwrap();
+            b.put(Cf::Timers, &keys::timer_bound(0, crate::model::Timestamp(5)), &()).unwrap();
+            b.put(Cf::Timers, &keys::timer_bound(0, crate::model::Timestamp(-5)), &()).unwrap();
             s.commit(b).unwrap();
         }
         let s = Store::open(dir.path(), opts()).unwrap();
         assert_eq!(s.get::<u32>(Cf::Accounts, b"E1").unwrap(), Some(42));
-        let before = s.keys_between(Cf::Timers, &[], &keys::timer_bound(crate::model::Timestamp(5))).unwrap();
+        let before = s.keys_between(Cf::Timers, &[], &keys::timer_bound(0, crate::model::Timestamp(5))).unwrap();
         assert_eq!(before.len(), 1, "only the negative deadline is before 5");
     }
 

@@ -8,7 +8,10 @@ use super::*;
 use crate::model::time::MS_PER_DAY;
 use crate::model::{Program, Timestamp, VulnerableRecord, VulnerableSource};
 use proptest::prelude::*;
+use crate::clock::FixedClock;
+use crate::store::{Store, StoreOptions};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Beneficiaries; the custodian X (who may die); a vulnerable person who is
 /// never a beneficiary (the third beneficiary may be flagged too).
@@ -109,7 +112,12 @@ fn day_of(s: &str) -> crate::model::time::Date {
 
 /// Every alert by id: rule, event time, case and evidence.
 fn run(records: &[Record], hold: bool, commit_every: usize) -> BTreeMap<String, (Rule, String, String, String)> {
-    let mut h = Harness::new();
+    run_in(records, hold, commit_every, 1)
+}
+
+/// [`run`] with the person side in `lanes` lanes.
+fn run_in(records: &[Record], hold: bool, commit_every: usize, lanes: u32) -> BTreeMap<String, (Rule, String, String, String)> {
+    let mut h = Harness::with_lanes(RulesConfig::default(), lanes);
     if hold {
         h.engine.hold_returning_facts();
     }
@@ -146,6 +154,72 @@ proptest! {
         let at_once = run(&records, false, every);
         let held = run(&records, true, every);
         prop_assert_eq!(held, at_once);
+    }
+
+    /// #16: the person side split into lanes (each with its own caches,
+    /// deadline buckets and cases) raises the same alerts as one lane,
+    /// with returning facts applied at once or held, committing at any
+    /// interval (a lane reading another's person through its own cache
+    /// would see the store's stale copy until the commit).
+    #[test]
+    fn lanes_give_the_same_alerts(gens in proptest::collection::vec(gen(), 10..60), every in 1..12usize, hold: bool) {
+        let records = ledger(&gens);
+        let one = run(&records, false, every);
+        for lanes in [2, 4] {
+            prop_assert_eq!(&run_in(&records, hold, every, lanes), &one, "{} lanes", lanes);
+        }
+    }
+}
+
+/// Every alert by id as [`run`] gives it, from one state directory opened
+/// with `first` lanes for the first `split` records and `then` lanes for
+/// the rest: the deadline buckets move to the new lanes when it reopens.
+fn run_moved(records: &[Record], split: usize, first: u32, then: u32) -> BTreeMap<String, (Rule, String, String, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false, statistics: false };
+    let clock = || Arc::new(FixedClock::new(ts("2026-01-01T00:00:00+08:00")));
+    let mut alerts = Vec::new();
+    for (lanes, part) in [(first, &records[..split]), (then, &records[split..])] {
+        let store = Store::open(dir.path(), opts).unwrap();
+        let mut e = Engine::open_with_lanes(store, RulesConfig::default(), Tz::default(), 64, clock(), lanes).unwrap();
+        for r in part {
+            e.apply(r).unwrap();
+        }
+        alerts.extend(e.commit(None).unwrap().alerts);
+    }
+    alerts
+        .iter()
+        .map(|a| (a.alert_id.clone(), (a.rule, a.event_time.clone(), a.case_id.clone(), serde_json::to_string(&a.evidence).unwrap())))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// A state written with one lane count and continued with another
+    /// (its deadline buckets moved when it reopens) raises what one lane
+    /// throughout raises.
+    #[test]
+    fn a_state_continued_with_another_lane_count_gives_the_same_alerts(
+        gens in proptest::collection::vec(gen(), 10..60),
+        split in 0..60usize,
+        first in 1..5u32,
+        then in 1..5u32,
+    ) {
+        let records = ledger(&gens);
+        let split = split.min(records.len());
+        prop_assert_eq!(run_moved(&records, split, first, then), run(&records, false, usize::MAX));
+    }
+}
+
+/// The generator's persons do not all share a lane, so the lanes test
+/// sends facts between lanes.
+#[test]
+fn the_generators_persons_fall_in_several_lanes() {
+    let persons = [BENS[0], BENS[1], BENS[2], X, V];
+    for n in [2, 4] {
+        let lanes: std::collections::BTreeSet<u32> = persons.iter().map(|p| crate::partition::of(p.as_bytes(), n)).collect();
+        assert!(lanes.len() > 1, "{n} lanes: all in {lanes:?}");
     }
 }
 

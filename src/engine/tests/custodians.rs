@@ -316,7 +316,7 @@ fn a_v3_roster_with_custodians_is_upgraded() {
         crate::store::accounts_as_v3(&store);
     }
     let store = Store::open(dir.path(), opts).unwrap();
-    assert_eq!(store.get_raw(Cf::Meta, keys::META_SCHEMA).unwrap().as_deref(), Some(b"paywatch-state-v8".as_slice()));
+    assert_eq!(store.get_raw(Cf::Meta, keys::META_SCHEMA).unwrap().as_deref(), Some(b"paywatch-state-v9".as_slice()));
     let mut e = Engine::open(store.clone(), RulesConfig::default(), Tz::default(), 64, clock()).unwrap();
     assert_eq!(e.apply(&Record::Roster(r)).unwrap(), Outcome::Redelivered, "the stored version reads as the same record");
     let mut p = payment("P1", "2019-01", "585.00", "2019-01-10T10:00:00+08:00");

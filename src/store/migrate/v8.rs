@@ -64,11 +64,11 @@ pub(in crate::store) fn v7_to_v8(store: &Store) -> Result<(), StoreError> {
     for (p, copies) in &watched {
         batch.put(Cf::WatchedHouseholds, p.as_bytes(), copies)?;
     }
-    batch.put_raw(Cf::Meta, keys::META_SCHEMA, super::SCHEMA.as_bytes());
+    batch.put_raw(Cf::Meta, keys::META_SCHEMA, super::V8.as_bytes());
     store.commit(batch)?;
     tracing::info!(
         from = V7,
-        to = super::SCHEMA,
+        to = super::V8,
         custodians = custodians.len(),
         deaths_sent_to_custodian_entries = dead,
         watched_households = watchers.len(),

@@ -1,0 +1,104 @@
+//! One lane of the person side (#16): the state of the persons whose key
+//! Kafka's default partitioner puts in this lane's partition.
+//!
+//! The person side is split into `[engine] lanes` lanes by
+//! [`crate::partition::of`] on the person's id, the same split the input
+//! topics' partitions make: lane `i` of `n` holds exactly the persons of
+//! partition `i` of `n`. Each lane has its own caches, its own deadline
+//! buckets (keys that start with the lane) and its own book of the cases
+//! whose subject falls in it, and nothing of one lane is read through
+//! another: a check reads its person's lane only, and what crosses persons
+//! arrives as a fact (`facts.rs`). That is what lets a lane run on a core
+//! of its own, and a partition's state move to another instance.
+
+use super::archive::Archive;
+use super::casebook::CaseBook;
+use super::months::Months;
+use super::registrations::Versions;
+use super::state::Beneficiary;
+use super::timers::Timers;
+use super::EngineError;
+use crate::model::DeathRecord;
+use crate::store::{Batch, Cf, Store, Table};
+use std::collections::BTreeMap;
+
+pub(super) struct Lane {
+    /// Per-beneficiary state, cached.
+    pub(super) bens: Table<Beneficiary>,
+    /// Per-beneficiary-and-month payments.
+    pub(super) months: Months,
+    /// beneficiary_id → the earliest death of each custodian it registers,
+    /// as sent to it, cached.
+    pub(super) custodian_deaths: Table<BTreeMap<String, DeathRecord>>,
+    /// person_id → household_id → the household's entry as sent to the
+    /// person: the referral reads this, not the household, cached.
+    pub(super) watched_households: Table<BTreeMap<String, Versions<bool>>>,
+    /// beneficiary_id → roster versions moved out of the beneficiary
+    /// ([`Beneficiary::prune_roster`]), for questions about an earlier
+    /// instant; cached.
+    pub(super) roster_archive: Archive,
+    /// The cases whose subject (a beneficiary, a person, a custodian) is
+    /// in this lane.
+    pub(super) cases: CaseBook,
+    /// `MISSED_PAYMENT` buckets of this lane's beneficiaries.
+    pub(super) timers: Timers,
+    /// `COVERAGE_GAP` referral buckets of this lane's persons.
+    pub(super) referrals: Timers,
+}
+
+impl Lane {
+    /// Lane `index`, with caches of `cache_entries` entries each.
+    pub(super) fn new(index: u32, cache_entries: usize) -> Lane {
+        Lane {
+            bens: Table::new(Cf::Beneficiaries, cache_entries),
+            months: Months::default(),
+            custodian_deaths: Table::new(Cf::CustodianDeaths, cache_entries),
+            watched_households: Table::new(Cf::WatchedHouseholds, cache_entries),
+            roster_archive: Archive::default(),
+            cases: CaseBook::new(cache_entries),
+            timers: Timers::new(Cf::Timers, index),
+            referrals: Timers::new(Cf::Referrals, index),
+        }
+    }
+
+    /// Cached entries changed since the last commit.
+    pub(super) fn changed(&self) -> usize {
+        self.bens.changed() + self.custodian_deaths.changed() + self.watched_households.changed() + self.cases.changed()
+    }
+
+    /// Puts every change of this lane, months aside, into `batch`; with
+    /// `in_flight`, keeps what it wrote readable until [`Lane::landed`].
+    pub(super) fn flush(&mut self, store: &Store, batch: &mut Batch<'_>, in_flight: bool) -> Result<(), EngineError> {
+        self.bens.flush(batch, in_flight)?;
+        self.custodian_deaths.flush(batch, in_flight)?;
+        self.watched_households.flush(batch, in_flight)?;
+        self.roster_archive.flush(batch, in_flight)?;
+        self.referrals.flush(store, batch, in_flight)?;
+        self.cases.flush(store, in_flight, |(cf, k, v)| match v {
+            Some(v) => batch.put_raw(cf, &k, &v),
+            None => batch.delete(cf, &k),
+        })?;
+        self.timers.flush(store, batch, in_flight)?;
+        Ok(())
+    }
+
+    /// The commit written in the background is in the store.
+    pub(super) fn landed(&mut self) {
+        self.months.landed();
+        self.timers.landed();
+        self.bens.landed();
+        self.custodian_deaths.landed();
+        self.watched_households.landed();
+        self.roster_archive.landed();
+        self.referrals.landed();
+        self.cases.landed();
+    }
+
+    /// A foreground commit is durable: cold entries go.
+    pub(super) fn trim(&mut self) {
+        self.bens.trim();
+        self.custodian_deaths.trim();
+        self.watched_households.trim();
+        self.cases.trim();
+    }
+}

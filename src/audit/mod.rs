@@ -216,25 +216,30 @@ pub fn run(opts: &AuditOptions, cfg: &Config, clock: Arc<dyn Clock>) -> Result<S
                 break;
             }
             let chunk = chunk?;
-            for (s, opened) in chunk.iter() {
+            // A chunk at a time: with several lanes, runs of it are applied
+            // on every core (`engine::parallel`).
+            let records: Vec<(&Record, Option<&Opened>)> = chunk.iter().map(|(s, o)| (&s.record, o.as_ref())).collect();
+            let outcomes = engine.apply_many(&records)?;
+            drop(records);
+            for ((s, _), outcome) in chunk.iter().zip(outcomes) {
                 if let Record::Payment(_) = s.record {
                     payments += 1;
                 }
-                if let Outcome::Rejected(r) = engine.apply_prepared(&s.record, opened.as_ref())? {
+                if let Outcome::Rejected(r) = outcome {
                     let raw_text = raw.raw(s.key.source, s.offset, s.len);
                     engine.stage_dead_letter(DeadLetter::new(&raw.name(s.key.source), s.key.line, &r, raw_text));
                 }
                 last = Some(s.key);
                 applied += 1;
                 in_batch += 1;
-                if engine.batch_full(in_batch, cfg.engine.batch_records, cfg.engine.batch_records_max)? {
-                    // Written while the next records are applied; `c` is
-                    // what the previous batch made durable.
-                    let c = engine.commit_in_background(last)?;
-                    write_committed(&c.alerts, &c.dead_letters, &mut alerts, &mut dead, &mut summary)?;
-                    in_batch = 0;
-                    bar.set_position(applied);
-                }
+            }
+            if engine.batch_full(in_batch, cfg.engine.batch_records, cfg.engine.batch_records_max)? {
+                // Written while the next records are applied; `c` is what
+                // the previous batch made durable.
+                let c = engine.commit_in_background(last)?;
+                write_committed(&c.alerts, &c.dead_letters, &mut alerts, &mut dead, &mut summary)?;
+                in_batch = 0;
+                bar.set_position(applied);
             }
             let _ = done_tx.send(chunk);
         }
@@ -243,7 +248,7 @@ pub fn run(opts: &AuditOptions, cfg: &Config, clock: Arc<dyn Clock>) -> Result<S
     let c = engine.commit(last)?;
     write_committed(&c.alerts, &c.dead_letters, &mut alerts, &mut dead, &mut summary)?;
     bar.finish_and_clear();
-    tracing::info!(records = applied, seconds = applying.elapsed().as_secs_f64(), "records applied and committed");
+    tracing::info!(records = applied, in_runs = engine.records_in_runs(), lanes = cfg.engine.lanes, seconds = applying.elapsed().as_secs_f64(), "records applied and committed");
     alerts.flush().map_err(out_err(&alerts.target.clone()))?;
     dead.flush().map_err(out_err(&dl_path))?;
     if opts.stop.load(Ordering::Relaxed) && applied < runs.total {

@@ -7,47 +7,46 @@
 
 use super::state::custodian_in;
 use super::facts::KeyFact;
+use super::lane::{Ctx, Lane, Out};
 use super::{registrations, Engine, EngineError};
 use crate::detect::{custodian_deceased, PaymentView, NO_YEARS};
 use crate::model::{DeathRecord, Payment, PersonId, RosterRecord};
 use crate::store::keys::{self, MonthKey};
 
-impl Engine {
+impl Lane {
     /// After roster record `r` was applied: `before` is the version it
     /// takes over from and `after` the one that takes over after it (each
     /// when it registers custodians). Each custodian concerned is sent the
     /// versions it needs (`registrations::destinations`), and those named
     /// by `r` or by `before` are then asked to count (§11.8: both are
     /// evaluated).
-    pub(super) fn custodians_on_roster(&mut self, r: &RosterRecord, before: Option<&RosterRecord>, after: Option<&RosterRecord>) -> Result<(), EngineError> {
+    pub(super) fn custodians_on_roster(ctx: &Ctx<'_>, r: &RosterRecord, before: Option<&RosterRecord>, after: Option<&RosterRecord>, out: &mut Vec<Out>) {
         let bid = r.beneficiary_id.as_str();
         let names = |x: &RosterRecord| x.custodians.iter().filter_map(|c| c.id_no.clone()).collect::<Vec<PersonId>>();
         for (id, version) in registrations::destinations(before, r, after, names) {
             let mut kept = version.clone();
             kept.custodians.retain(|c| c.id_no.as_ref() == Some(&id));
-            self.send(KeyFact::CustodianVersion { custodian: id, person: bid.to_owned(), version: kept })?;
+            out.push(Out::Key(KeyFact::CustodianVersion { custodian: id, person: bid.to_owned(), version: kept }));
         }
-        if !self.rules.custodian_overload.enabled {
-            return Ok(());
+        if !ctx.rules.custodian_overload.enabled {
+            return;
         }
         let mut ids: Vec<PersonId> = before.into_iter().chain([r]).flat_map(names).collect();
         ids.sort_unstable();
         ids.dedup();
         for id in ids {
-            self.send(KeyFact::OverloadCount { custodian: id, record: r.clone() })?;
+            out.push(Out::Key(KeyFact::OverloadCount { custodian: id, record: r.clone() }));
         }
-        Ok(())
     }
 
     /// `CUSTODIAN_DECEASED` at payment `p`, which went through a
     /// registration carrying `id`: against the earliest death known of
     /// that person. Only such payments pay for this lookup.
-    pub(super) fn custodian_deceased_at(&mut self, p: &Payment, id: &PersonId, paid_on: crate::model::time::Date) -> Result<Option<crate::detect::Finding>, EngineError> {
+    pub(super) fn custodian_deceased_at(&mut self, ctx: &Ctx<'_>, p: &Payment, id: &PersonId, paid_on: crate::model::time::Date) -> Result<Option<crate::detect::Finding>, EngineError> {
         let bid = p.beneficiary_id.as_str();
-        let l = self.lane(bid);
-        let known = self.lanes[l].custodian_deaths.get(&self.store, bid.as_bytes())?.and_then(|m| m.get(id.as_str()).cloned());
+        let known = self.custodian_deaths.get(ctx.store, bid.as_bytes())?.and_then(|m| m.get(id.as_str()).cloned());
         let Some(death) = known else { return Ok(None) };
-        let roster = self.roster_version(p.beneficiary_id.as_str(), p.paid_at)?;
+        let roster = self.roster_version(ctx.store, bid, p.paid_at)?;
         let roster = roster.as_ref();
         let v = PaymentView {
             payment: p,
@@ -56,13 +55,15 @@ impl Engine {
             custodian: roster.and_then(|r| custodian_in(r, paid_on, &p.account_no, &p.account_name)),
             custodian_death: Some(&death),
             paid_on,
-            tz: self.tz,
+            tz: ctx.tz,
             month: &[],
             reviewed_years: &NO_YEARS,
         };
-        Ok(custodian_deceased::check(&self.rules.custodian_deceased, &v))
+        Ok(custodian_deceased::check(&ctx.rules.custodian_deceased, &v))
     }
+}
 
+impl Engine {
     /// Beneficiary `bid` learns that a custodian it registers died (`d`,
     /// the earliest death known of them): kept for its later payments, and
     /// every payment it already made through a registration carrying that

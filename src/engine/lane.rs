@@ -11,16 +11,45 @@
 //! arrives as a fact (`facts.rs`). That is what lets a lane run on a core
 //! of its own, and a partition's state move to another instance.
 
+use super::accounts::Step;
 use super::archive::Archive;
 use super::casebook::CaseBook;
 use super::months::Months;
 use super::registrations::Versions;
 use super::state::Beneficiary;
 use super::timers::Timers;
+use super::facts::KeyFact;
+use super::registrations::Registration;
 use super::EngineError;
-use crate::model::DeathRecord;
+use crate::detect::{Finding, PaymentView, RulesConfig};
+use crate::model::{DeathRecord, RosterRecord, Timestamp, Tz};
 use crate::store::{Batch, Cf, Store, Table};
 use std::collections::BTreeMap;
+
+/// What a lane reads besides its own state while it applies a record:
+/// shared, read-only, the same for every lane.
+#[derive(Clone, Copy)]
+pub(super) struct Ctx<'a> {
+    pub(super) rules: &'a RulesConfig,
+    pub(super) tz: Tz,
+    pub(super) store: &'a Store,
+    /// The payment-level rules that are on.
+    pub(super) payment_checks: &'a [fn(&RulesConfig, &PaymentView<'_>, &mut Vec<Finding>)],
+    /// Whether any account-level rule is on (else no step is sent).
+    pub(super) account_rules: bool,
+    /// The event-time watermark as it stands once the record moved it.
+    pub(super) watermark: Option<Timestamp>,
+}
+
+/// What applying a record in a lane hands on, in the order one thread
+/// would have done it: the engine files the findings, sends the facts to
+/// the key stage and the steps to the account stage.
+pub(super) enum Out {
+    Findings(Vec<Finding>),
+    Key(KeyFact),
+    Step(Step),
+    Registered(Registration),
+}
 
 pub(super) struct Lane {
     /// Per-beneficiary state, cached.
@@ -100,5 +129,21 @@ impl Lane {
         self.custodian_deaths.trim();
         self.watched_households.trim();
         self.cases.trim();
+    }
+}
+
+impl Lane {
+    /// The roster version applying to `bid` at `t` (the newest whose
+    /// `updated_at` is not after `t`), from the archive when `t` is before
+    /// every version the beneficiary keeps.
+    pub(super) fn roster_version(&mut self, store: &Store, bid: &str, t: Timestamp) -> Result<Option<RosterRecord>, EngineError> {
+        let Some(ben) = self.bens.get(store, bid.as_bytes())? else { return Ok(None) };
+        if let Some(r) = ben.roster_at(t) {
+            return Ok(Some(r.clone()));
+        }
+        if ben.roster.is_empty() {
+            return Ok(None);
+        }
+        self.roster_archive.at(store, bid, t)
     }
 }

@@ -18,6 +18,7 @@ pub mod merge;
 pub(crate) mod facts;
 mod key_stage;
 mod lane;
+mod parallel;
 mod missed;
 mod progress;
 pub(crate) mod registrations;
@@ -46,6 +47,8 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("cannot encode an alert or dead letter: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("the engine's lanes: {0}")]
+    Lane(String),
 }
 
 /// What became of one record.
@@ -153,6 +156,9 @@ pub struct Engine {
     batch_bytes: usize,
     /// The commit being written in the background, if any.
     in_flight: Option<InFlight>,
+    /// Records applied by the lanes at once (`parallel.rs`), for the
+    /// summary.
+    records_in_runs: u64,
     /// What a background commit that landed between commits made durable,
     /// returned by the next commit.
     landed: Committed,
@@ -208,8 +214,40 @@ impl Engine {
             on_write_failure: None,
             batch_bytes: 0,
             in_flight: None,
+            records_in_runs: 0,
             landed: Committed::default(),
         })
+    }
+
+    /// The lanes, and what they read of the rest of the engine.
+    fn split(&mut self) -> (&mut [lane::Lane], lane::Ctx<'_>) {
+        let ctx = lane::Ctx {
+            rules: &self.rules,
+            tz: self.tz,
+            store: &self.store,
+            payment_checks: &self.payment_checks,
+            account_rules: !self.window_rules.rules.is_empty(),
+            watermark: self.progress.watermark,
+        };
+        (&mut self.lanes, ctx)
+    }
+
+    /// Hands on what a lane's records produced, in order: findings filed,
+    /// facts sent to the key stage, steps and registrations to the account
+    /// stage.
+    fn take_out(&mut self, out: Vec<lane::Out>) -> Result<(), EngineError> {
+        for o in out {
+            match o {
+                lane::Out::Findings(f) => self.emit(f)?,
+                lane::Out::Key(k) => self.send(k)?,
+                lane::Out::Step(s) => {
+                    self.accounts.step(s)?;
+                    self.queue.push_back(Queued::Step);
+                }
+                lane::Out::Registered(r) => self.accounts.register(r)?,
+            }
+        }
+        Ok(())
     }
 
     /// The lane of the person (or other subject) `id`.

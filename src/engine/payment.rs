@@ -3,6 +3,7 @@
 
 use super::state::{custodian_in, StoredPayment};
 use super::accounts::Step;
+use super::lane::{Ctx, Lane, Out};
 use super::{Engine, EngineError, Opened, Outcome};
 use crate::decode::{Reason, Rejection};
 use crate::detect::episode::{Change, WindowEntry};
@@ -21,8 +22,10 @@ pub(super) struct Target {
     index: usize,
 }
 
-impl Engine {
-    pub(super) fn on_payment(&mut self, p: &Payment, opened: Option<&Opened>) -> Result<Outcome, EngineError> {
+impl Lane {
+    /// A payment of one of this lane's beneficiaries: the payment-level
+    /// rules, its month, and the step for its account's window (in `out`).
+    pub(super) fn on_payment(&mut self, ctx: &Ctx<'_>, p: &Payment, opened: Option<&Opened>, out: &mut Vec<Out>) -> Result<Outcome, EngineError> {
         let bid = p.beneficiary_id.as_str();
         let (month_key, opened) = match opened {
             Some(o) => (o.key.clone(), Some(&o.bytes[..])),
@@ -30,11 +33,8 @@ impl Engine {
         };
         // The beneficiary is looked up once; everything up to the account
         // step works on this borrow.
-        let l = self.lane(bid);
-        let lane = &mut self.lanes[l];
-        let (store, months, rules, tz, checks, archive) =
-            (&self.store, &mut lane.months, &self.rules, self.tz, &self.payment_checks, &lane.roster_archive);
-        let ben = lane.bens.get_or_default(store, bid.as_bytes())?;
+        let (store, months, rules, tz, checks, archive) = (ctx.store, &mut self.months, ctx.rules, ctx.tz, ctx.payment_checks, &self.roster_archive);
+        let ben = self.bens.get_or_default(store, bid.as_bytes())?;
         // A redelivery repeats the record, so it lands in a month that
         // already has payments; only then is the month read.
         let known_month = ben.months_any.contains(p.period);
@@ -94,9 +94,11 @@ impl Engine {
             months.set(month_key, &month)?;
         }
         if let Some(id) = custodian_id {
-            findings.extend(self.custodian_deceased_at(p, &id, paid_on)?);
+            findings.extend(self.custodian_deceased_at(ctx, p, &id, paid_on)?);
         }
-        self.emit(findings)?;
+        if !findings.is_empty() {
+            out.push(Out::Findings(findings));
+        }
         let entry = WindowEntry {
             event_id: p.event_id.clone(),
             paid_at: p.paid_at,
@@ -105,8 +107,23 @@ impl Engine {
             exempt,
             reversed: false,
         };
-        self.account_step(&p.account_no, &p.township, p.paid_at, paid_on, Change::Add(entry))?;
+        if ctx.account_rules {
+            let step = Step { account_no: p.account_no.clone(), township: p.township.clone(), at: p.paid_at, day: paid_on, change: Change::Add(entry) };
+            out.push(Out::Step(step));
+        }
         Ok(Outcome::Applied)
+    }
+}
+
+
+impl Engine {
+    pub(super) fn on_payment(&mut self, p: &Payment, opened: Option<&Opened>) -> Result<Outcome, EngineError> {
+        let l = self.lane(p.beneficiary_id.as_str());
+        let mut out = Vec::new();
+        let (lanes, ctx) = self.split();
+        let outcome = lanes[l].on_payment(&ctx, p, opened, &mut out)?;
+        self.take_out(out)?;
+        Ok(outcome)
     }
 
     /// Finds the payment a reversal cancels, of the same beneficiary: in

@@ -1,6 +1,7 @@
-//! Roster versions and death records.
+//! Roster versions and death records, applied in the lane of their person.
 
 use super::facts::KeyFact;
+use super::lane::{Ctx, Lane, Out};
 use super::{registrations, Engine, EngineError, Outcome};
 use crate::detect::{coverage_gap, paid_after_death, PaymentView, NO_YEARS};
 use crate::model::{DeathRecord, Period, RosterRecord, Timestamp};
@@ -8,22 +9,46 @@ use crate::store::keys::{self, MonthKey};
 
 impl Engine {
     pub(super) fn on_roster(&mut self, r: &RosterRecord) -> Result<Outcome, EngineError> {
-        let bid = r.beneficiary_id.as_str();
+        let l = self.lane(r.beneficiary_id.as_str());
+        let mut out = Vec::new();
+        let (lanes, ctx) = self.split();
+        let outcome = lanes[l].on_roster(&ctx, r, &mut out)?;
+        self.take_out(out)?;
+        Ok(outcome)
+    }
+
+    pub(super) fn on_death(&mut self, d: &DeathRecord) -> Result<Outcome, EngineError> {
+        let l = self.lane(d.person_id.as_str());
+        let mut out = Vec::new();
+        let (lanes, ctx) = self.split();
+        let outcome = lanes[l].on_death(&ctx, d, &mut out)?;
+        self.take_out(out)?;
+        Ok(outcome)
+    }
+
+    /// The roster version applying to `bid` at `t`, from its lane.
+    pub(super) fn roster_version(&mut self, bid: &str, t: Timestamp) -> Result<Option<RosterRecord>, EngineError> {
         let l = self.lane(bid);
-        let lane = &mut self.lanes[l];
-        let ben = lane.bens.get_or_default(&self.store, bid.as_bytes())?;
+        self.lanes[l].roster_version(&self.store, bid, t)
+    }
+}
+
+impl Lane {
+    pub(super) fn on_roster(&mut self, ctx: &Ctx<'_>, r: &RosterRecord, out: &mut Vec<Out>) -> Result<Outcome, EngineError> {
+        let bid = r.beneficiary_id.as_str();
+        let ben = self.bens.get_or_default(ctx.store, bid.as_bytes())?;
         // Older than every version kept: a redelivery of it is archived.
         let older = ben.roster.first().is_some_and(|f| r.updated_at < f.updated_at);
-        if ben.roster.contains(r) || (older && lane.roster_archive.contains(&self.store, r)?) {
+        if ben.roster.contains(r) || (older && self.roster_archive.contains(ctx.store, r)?) {
             return Ok(Outcome::Redelivered);
         }
         // The version this one takes over from at its instant.
         let before = match ben.roster_at(r.updated_at) {
             Some(x) => Some(x.clone()),
             None if ben.roster.is_empty() => None,
-            None => self.roster_version(bid, r.updated_at)?,
+            None => self.roster_version(ctx.store, bid, r.updated_at)?,
         };
-        let ben = self.lanes[l].bens.get_or_default(&self.store, bid.as_bytes())?;
+        let ben = self.bens.get_or_default(ctx.store, bid.as_bytes())?;
         ben.insert_roster(r.clone());
         // The version that takes over after this one (one updated later
         // arrived first), before any is archived.
@@ -33,51 +58,33 @@ impl Engine {
         // registers (n of FREQUENT_PAYMENTS, in order with the payments'
         // steps), its households (COVERAGE_GAP) and, below, its custodians.
         for fact in registrations::facts(before, r, after) {
-            self.accounts.register(fact)?;
+            out.push(Out::Registered(fact));
         }
         for (household, x) in registrations::destinations(before, r, after, |x| vec![x.household_id.as_str()]) {
             let covered = x.household_id.as_str() == household && coverage_gap::covers(x);
-            self.send(KeyFact::MemberVersion { household: household.to_owned(), person: bid.to_owned(), updated_at: x.updated_at, covered })?;
+            out.push(Out::Key(KeyFact::MemberVersion { household: household.to_owned(), person: bid.to_owned(), updated_at: x.updated_at, covered }));
         }
-        let lane = &mut self.lanes[l];
-        let ben = lane.bens.get_or_default(&self.store, bid.as_bytes())?;
-        let missed = &self.rules.missed_payment;
+        let ben = self.bens.get_or_default(ctx.store, bid.as_bytes())?;
+        let missed = &ctx.rules.missed_payment;
         if missed.enabled && ben.missed_next.is_none() && ben.death().is_none() {
-            let first = missed.first_open_month(self.tz, Period::of(r.enrolled_at), self.progress.watermark);
+            let first = missed.first_open_month(ctx.tz, Period::of(r.enrolled_at), ctx.watermark);
             ben.missed_next = Some(first);
-            lane.timers.add(missed.deadline(self.tz, first), bid.to_owned());
+            self.timers.add(missed.deadline(ctx.tz, first), bid.to_owned());
         }
-        if let Some(w) = self.progress.watermark {
+        if let Some(w) = ctx.watermark {
             let gone = ben.prune_roster(w);
-            lane.roster_archive.add(bid, gone);
+            self.roster_archive.add(bid, gone);
         }
         let names_custodians = |x: Option<&RosterRecord>| x.is_some_and(|x| !x.custodians.is_empty());
         if names_custodians(Some(r)) || names_custodians(before) {
-            self.custodians_on_roster(r, before, after)?;
+            Lane::custodians_on_roster(ctx, r, before, after, out);
         }
         Ok(Outcome::Applied)
     }
 
-    /// The roster version applying to `bid` at `t` (the newest whose
-    /// `updated_at` is not after `t`), from the archive when `t` is before
-    /// every version the beneficiary keeps.
-    pub(super) fn roster_version(&mut self, bid: &str, t: Timestamp) -> Result<Option<RosterRecord>, EngineError> {
-        let l = self.lane(bid);
-        let lane = &mut self.lanes[l];
-        let Some(ben) = lane.bens.get(&self.store, bid.as_bytes())? else { return Ok(None) };
-        if let Some(r) = ben.roster_at(t) {
-            return Ok(Some(r.clone()));
-        }
-        if ben.roster.is_empty() {
-            return Ok(None);
-        }
-        lane.roster_archive.at(&self.store, bid, t)
-    }
-
-    pub(super) fn on_death(&mut self, d: &DeathRecord) -> Result<Outcome, EngineError> {
+    pub(super) fn on_death(&mut self, ctx: &Ctx<'_>, d: &DeathRecord, out: &mut Vec<Out>) -> Result<Outcome, EngineError> {
         let bid = d.person_id.as_str();
-        let l = self.lane(bid);
-        let ben = self.lanes[l].bens.get_or_default(&self.store, bid.as_bytes())?;
+        let ben = self.bens.get_or_default(ctx.store, bid.as_bytes())?;
         if ben.deaths.iter().any(|x| x.record_id == d.record_id) {
             return Ok(Outcome::Redelivered);
         }
@@ -87,22 +94,21 @@ impl Engine {
         // entry is sent their earliest death, and sends it on to the
         // beneficiaries registering them.
         if ben.death() != known.as_ref() {
-            self.send(KeyFact::PersonDied { person: d.person_id.clone(), death: d.clone() })?;
+            out.push(Out::Key(KeyFact::PersonDied { person: d.person_id.clone(), death: d.clone() }));
         }
         if known.is_some_and(|k| k.date_of_death <= d.date_of_death) {
             return Ok(Outcome::Applied);
         }
-        if !self.rules.paid_after_death.enabled {
+        if !ctx.rules.paid_after_death.enabled {
             return Ok(Outcome::Applied);
         }
         // A late record: every payment already made for a later month is
         // now known to be improper.
-        let lane = &mut self.lanes[l];
-        let Some(ben) = lane.bens.get(&self.store, bid.as_bytes())? else { return Ok(Outcome::Applied) };
+        let Some(ben) = self.bens.get(ctx.store, bid.as_bytes())? else { return Ok(Outcome::Applied) };
         let after: Vec<Period> = ben.months_any.after(Period::of(d.date_of_death)).collect();
         let keys: Vec<MonthKey> = after.iter().map(|m| keys::month(bid, *m)).collect();
-        let months = lane.months.get_many(&self.store, &keys)?;
-        let ben = lane.bens.get(&self.store, bid.as_bytes())?.expect("created above");
+        let months = self.months.get_many(ctx.store, &keys)?;
+        let ben = self.bens.get(ctx.store, bid.as_bytes())?.expect("created above");
         let mut findings = Vec::new();
         for month in months {
             for sp in &month {
@@ -113,15 +119,17 @@ impl Engine {
                     death: Some(d),
                     custodian: None,
                     custodian_death: None,
-                    paid_on: self.tz.date(p.paid_at),
-                    tz: self.tz,
+                    paid_on: ctx.tz.date(p.paid_at),
+                    tz: ctx.tz,
                     month: &[],
                     reviewed_years: &NO_YEARS,
                 };
-                findings.extend(paid_after_death::check(&self.rules.paid_after_death, &v));
+                findings.extend(paid_after_death::check(&ctx.rules.paid_after_death, &v));
             }
         }
-        self.emit(findings)?;
+        if !findings.is_empty() {
+            out.push(Out::Findings(findings));
+        }
         Ok(Outcome::Applied)
     }
 }

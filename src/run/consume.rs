@@ -235,10 +235,17 @@ impl Consume {
                 self.metrics.reorder_overflow.inc_by(forced as u64);
                 tracing::debug!(forced, "reorder buffer full: oldest records applied before the watermark passed them");
             }
-            for h in ready.drain(..) {
-                self.apply(h)?;
-                in_batch += 1;
-                dirty = true;
+            if !ready.is_empty() {
+                // Released together: with several lanes, runs of them are
+                // applied on every core (`engine::parallel`).
+                let records: Vec<(&Record, Option<&crate::engine::Opened>)> = ready.iter().map(|h| (&h.record, None)).collect();
+                let outcomes = self.engine.apply_many(&records)?;
+                drop(records);
+                for (h, outcome) in ready.drain(..).zip(outcomes) {
+                    self.settle(h, outcome);
+                    in_batch += 1;
+                    dirty = true;
+                }
             }
             // 3. Commit state, offsets and outbox together.
             let (min, max) = self.batch_records;
@@ -329,9 +336,11 @@ impl Consume {
         decode_json_bytes(part.kind(), bytes, limits)
     }
 
-    fn apply(&mut self, h: Held) -> Result<(), RunError> {
+    /// What became of an applied record: counted, dead-lettered, and done
+    /// in the offset book.
+    fn settle(&mut self, h: Held, outcome: Outcome) {
         let topic = h.part.kind().code();
-        match self.engine.apply(&h.record)? {
+        match outcome {
             Outcome::Applied => self.metrics.records.with_label_values(&[topic, "ok"]).inc(),
             Outcome::Redelivered => self.metrics.records.with_label_values(&[topic, "redelivered"]).inc(),
             Outcome::Rejected(r) => self.dead_letter(h.part, h.offset, h.key.as_deref(), &h.raw, &r),
@@ -339,7 +348,6 @@ impl Consume {
         self.book.lock().unwrap_or_else(|e| e.into_inner()).done(h.part, h.offset);
         self.read_at.push(h.read_at);
         self.status.applied += 1;
-        Ok(())
     }
 
     fn dead_letter(&mut self, part: Part, offset: i64, key: Option<&[u8]>, value: &[u8], r: &Rejection) {

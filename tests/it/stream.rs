@@ -121,16 +121,22 @@ fn kill_9_three_times_during_the_replay_loses_and_doubles_nothing() {
 
     let port = free_port();
     // A killed member leaves the group only when its session times out.
-    let cfg = service_config(dir.path(), &broker, port, "group_id = \"killed\"\n[kafka.consumer]\n\"session.timeout.ms\" = \"6000\"");
-    let mut svc = Service::start(&cfg, port, dir.path());
+    // The person side runs in 3 lanes, then 2, 1 and 4 after each kill
+    // (#16): each restart moves the deadline buckets to the new lanes.
+    let killed = |lanes: u32| {
+        let extra = format!("group_id = \"killed\"\n[kafka.consumer]\n\"session.timeout.ms\" = \"6000\"\n[engine]\nlanes = {lanes}\n");
+        service_config(dir.path(), &broker, port, &extra)
+    };
+    let mut svc = Service::start(&killed(3), port, dir.path());
     // Killed when a quarter, a half and three quarters of the records are
     // committed (the committed totals survive the restarts).
-    for kill in 1..=3u64 {
+    for (kill, lanes) in (1..=3u64).zip([2, 1, 4]) {
         let mark = produced * kill / 4;
         svc.wait_until(Duration::from_secs(120), "further along", |s| s["counts"].is_object() && applied_total(s) >= mark);
         svc.kill9();
+        killed(lanes);
         svc.restart();
-        eprintln!("kill -9 number {kill} done");
+        eprintln!("kill -9 number {kill} done; {lanes} lanes now");
     }
     let st = svc.wait_idle();
     // The committed totals equal the clean run's: no record applied twice

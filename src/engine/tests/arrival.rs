@@ -21,6 +21,9 @@ const V: &str = "341802197003030035";
 /// X's account, which the beneficiaries may register for X.
 const ACCOUNT_X: &str = "6217005555555555";
 
+/// Every alert by id: rule, event time, case and evidence.
+type Seen = BTreeMap<String, (Rule, String, String, String)>;
+
 /// One record of a generated ledger, before it is made concrete.
 #[derive(Clone, Debug)]
 enum Gen {
@@ -51,7 +54,7 @@ fn ledger(gens: &[Gen]) -> Vec<Record> {
             Gen::Roster { b, day, household, registers_x, covers } => {
                 let mut r = roster(Status::Active, "2018-01-01", "2019-01-01T08:00:00+08:00");
                 r.beneficiary_id = PersonId::parse(BENS[b]).unwrap();
-                r.household_id = format!("H{household}").into();
+                r.household_id = format!("H{household}");
                 r.program = if covers { Program::RuralDibao } else { Program::TemporaryRelief };
                 r.updated_at = at(day, minute);
                 if registers_x {
@@ -111,12 +114,12 @@ fn day_of(s: &str) -> crate::model::time::Date {
 }
 
 /// Every alert by id: rule, event time, case and evidence.
-fn run(records: &[Record], hold: bool, commit_every: usize) -> BTreeMap<String, (Rule, String, String, String)> {
+fn run(records: &[Record], hold: bool, commit_every: usize) -> Seen {
     run_in(records, hold, commit_every, 1)
 }
 
 /// [`run`] with the person side in `lanes` lanes.
-fn run_in(records: &[Record], hold: bool, commit_every: usize, lanes: u32) -> BTreeMap<String, (Rule, String, String, String)> {
+fn run_in(records: &[Record], hold: bool, commit_every: usize, lanes: u32) -> Seen {
     let mut h = Harness::with_lanes(RulesConfig::default(), lanes);
     if hold {
         h.engine.hold_returning_facts();
@@ -171,10 +174,75 @@ proptest! {
     }
 }
 
+/// The same records on fewer days (each day divided by `by`), so that
+/// many share a day and the lanes apply runs of them at once.
+fn squeezed(gens: &[Gen], by: i64) -> Vec<Gen> {
+    gens.iter()
+        .map(|g| match *g {
+            Gen::Roster { b, day, household, registers_x, covers } => Gen::Roster { b, day: day / by, household, registers_x, covers },
+            Gen::Pay { b, day, via_x } => Gen::Pay { b, day: day / by, via_x },
+            Gen::XDied { died, reported } => Gen::XDied { died: died / by, reported: reported / by },
+            Gen::Flagged { third, record, household, flagged, updated } => {
+                Gen::Flagged { third, record, household, flagged: flagged / by, updated: updated / by }
+            }
+        })
+        .collect()
+}
+
+/// Every alert by id, the records applied `chunk` at a time with
+/// [`Engine::apply_many`] in `lanes` lanes; and how many were applied in
+/// runs.
+fn run_many(records: &[Record], chunk: usize, lanes: u32) -> (Seen, u64) {
+    let mut h = Harness::with_lanes(RulesConfig::default(), lanes);
+    for part in records.chunks(chunk) {
+        let refs: Vec<(&Record, Option<&crate::engine::Opened>)> = part.iter().map(|r| (r, None)).collect();
+        h.engine.apply_many(&refs).unwrap();
+        h.alerts.extend(h.engine.commit(None).unwrap().alerts);
+    }
+    let runs = h.engine.records_in_runs();
+    let alerts = h
+        .alerts
+        .iter()
+        .map(|a| (a.alert_id.clone(), (a.rule, a.event_time.clone(), a.case_id.clone(), serde_json::to_string(&a.evidence).unwrap())))
+        .collect();
+    (alerts, runs)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// #16: the lanes applying runs of records at once, each on a thread
+    /// of its own, raise the alerts one thread raises record by record.
+    #[test]
+    fn lanes_on_threads_give_the_same_alerts(gens in proptest::collection::vec(gen(), 10..80), chunk in 1..40usize, by in prop_oneof![Just(5i64), Just(50)]) {
+        let records = ledger(&squeezed(&gens, by));
+        let one = run(&records, false, usize::MAX);
+        for lanes in [2, 4] {
+            prop_assert_eq!(&run_many(&records, chunk, lanes).0, &one, "{} lanes", lanes);
+        }
+    }
+}
+
+/// The squeezed ledgers do reach runs: most of their records are applied
+/// by the lanes at once.
+#[test]
+fn squeezed_ledgers_are_applied_in_runs() {
+    let gens: Vec<Gen> = (0..60)
+        .map(|i| match i % 4 {
+            0 => Gen::Roster { b: i % 3, day: i as i64, household: i % 2, registers_x: i % 8 == 0, covers: true },
+            _ => Gen::Pay { b: i % 3, day: (i * 5) as i64, via_x: i % 7 == 0 },
+        })
+        .collect();
+    let records = ledger(&squeezed(&gens, 50));
+    let (alerts, runs) = run_many(&records, 60, 4);
+    assert!(runs * 2 > records.len() as u64, "{runs} of {} records in runs", records.len());
+    assert_eq!(alerts, run(&records, false, usize::MAX));
+}
+
 /// Every alert by id as [`run`] gives it, from one state directory opened
 /// with `first` lanes for the first `split` records and `then` lanes for
 /// the rest: the deadline buckets move to the new lanes when it reopens.
-fn run_moved(records: &[Record], split: usize, first: u32, then: u32) -> BTreeMap<String, (Rule, String, String, String)> {
+fn run_moved(records: &[Record], split: usize, first: u32, then: u32) -> Seen {
     let dir = tempfile::tempdir().unwrap();
     let opts = StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false, statistics: false };
     let clock = || Arc::new(FixedClock::new(ts("2026-01-01T00:00:00+08:00")));

@@ -18,6 +18,8 @@ pub const WATERMARK_DELAY: &str = "paywatch_watermark_delay_seconds";
 pub const LAG: &str = "paywatch_consumer_lag_records";
 pub const REORDER: &str = "paywatch_reorder_buffer_records";
 pub const REORDER_OVERFLOW: &str = "paywatch_reorder_overflow_total";
+pub const ENGINE_LANES: &str = "paywatch_engine_lanes";
+pub const RECORDS_IN_RUNS: &str = "paywatch_records_in_runs_total";
 pub const COMMIT_SECONDS: &str = "paywatch_batch_commit_duration_seconds";
 pub const LATENCY_SECONDS: &str = "paywatch_processing_latency_seconds";
 pub const READY: &str = "paywatch_ready";
@@ -69,6 +71,11 @@ pub struct Metrics {
     /// Records applied before the watermark passed them because the
     /// reorder buffer was full.
     pub reorder_overflow: prometheus::IntCounter,
+    /// The person side's lanes (`[engine] lanes`, resolved).
+    pub lanes: IntGauge,
+    /// Records the lanes applied at once, each on its own thread: against
+    /// `paywatch_records_total`, how much of the work ran on every core.
+    pub records_in_runs: prometheus::IntCounter,
     /// One atomic commit (state + offsets + outbox).
     pub commit_seconds: Histogram,
     /// From a record read to its effects committed.
@@ -206,6 +213,13 @@ impl Metrics {
             reorder: gauge(REORDER, "Records held in the reorder buffer"),
             reorder_overflow: {
                 let c = prometheus::IntCounter::new(REORDER_OVERFLOW, "Records applied out of order because the reorder buffer was full")
+                    .expect("valid metric");
+                registry.register(Box::new(c.clone())).expect("registered once");
+                c
+            },
+            lanes: gauge(ENGINE_LANES, "Lanes of the engine's person side, each able to run on a core of its own"),
+            records_in_runs: {
+                let c = prometheus::IntCounter::new(RECORDS_IN_RUNS, "Records the engine's lanes applied at once, each lane on a thread of its own")
                     .expect("valid metric");
                 registry.register(Box::new(c.clone())).expect("registered once");
                 c

@@ -107,7 +107,7 @@ pub fn run(opts: &AuditOptions, cfg: &Config, clock: Arc<dyn Clock>) -> Result<S
         }
     };
     let store = Store::open(&state_dir, cfg.store_options(false))?;
-    let mut engine = Engine::open_with_lanes(store, cfg.rules.clone(), cfg.tz(), cfg.engine.cache_entries, Arc::clone(&clock), cfg.engine.lanes)?;
+    let mut engine = Engine::open_with_lanes(store, cfg.rules.clone(), cfg.tz(), cfg.engine.cache_entries, Arc::clone(&clock), cfg.engine.lanes())?;
     engine.restrict_townships(&cfg.district.townships);
     if engine.store().get_raw(Cf::Meta, keys::META_STREAM)?.is_some() {
         return Err(AuditError::StreamState);
@@ -248,7 +248,7 @@ pub fn run(opts: &AuditOptions, cfg: &Config, clock: Arc<dyn Clock>) -> Result<S
     let c = engine.commit(last)?;
     write_committed(&c.alerts, &c.dead_letters, &mut alerts, &mut dead, &mut summary)?;
     bar.finish_and_clear();
-    tracing::info!(records = applied, in_runs = engine.records_in_runs(), lanes = cfg.engine.lanes, seconds = applying.elapsed().as_secs_f64(), "records applied and committed");
+    tracing::info!(records = applied, in_runs = engine.records_in_runs(), lanes = cfg.engine.lanes(), seconds = applying.elapsed().as_secs_f64(), "records applied and committed");
     alerts.flush().map_err(out_err(&alerts.target.clone()))?;
     dead.flush().map_err(out_err(&dl_path))?;
     if opts.stop.load(Ordering::Relaxed) && applied < runs.total {

@@ -96,7 +96,9 @@ pub struct EngineConfig {
     /// partitions, each lane with its own caches (a share of
     /// `cache_entries`), deadline buckets and cases. The alerts are the
     /// same for any count; changing it moves the stored deadline buckets
-    /// once, when the engine opens. 1 to 64.
+    /// once, when the engine opens. 1 to 64, or 0 for the cores this
+    /// machine has beyond the two that decoding and the account stage
+    /// keep busy ([`EngineConfig::lanes`]).
     pub lanes: u32,
 }
 
@@ -109,6 +111,21 @@ impl Default for EngineConfig {
             sync_commits: true,
             cache_entries: 100_000,
             lanes: 1,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// The lane count to run with: as configured, or for 0 the cores
+    /// beyond two (at least one, at most 64). On a 2-core machine more
+    /// lanes are slower: both cores are busy already (docs/partitioning.md).
+    pub fn lanes(&self) -> u32 {
+        match self.lanes {
+            0 => {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                cores.saturating_sub(2).clamp(1, 64) as u32
+            }
+            n => n,
         }
     }
 }
@@ -281,8 +298,8 @@ impl Config {
         if self.engine.cache_entries < 16 {
             return Err("engine.cache_entries: must be at least 16".into());
         }
-        if !(1..=64).contains(&self.engine.lanes) {
-            return Err(format!("engine.lanes: must be 1 to 64, is {}", self.engine.lanes));
+        if self.engine.lanes > 64 {
+            return Err(format!("engine.lanes: must be 1 to 64 (0: one per core beyond two), is {}", self.engine.lanes));
         }
         if self.input.max_record_bytes < 256 {
             return Err("input.max_record_bytes: must be at least 256".into());
@@ -367,11 +384,12 @@ mod tests {
         assert!(e.contains("engine.timezone"), "{e}");
         let e = Config::parse("[engine]\nbatch_records = 2000000\n").unwrap_err().to_string();
         assert!(e.contains("engine.batch_records_max (1000000) must be at least engine.batch_records (2000000)"), "{e}");
-        for bad in ["0", "65"] {
-            let e = Config::parse(&format!("[engine]\nlanes = {bad}\n")).unwrap_err().to_string();
-            assert!(e.contains(&format!("engine.lanes: must be 1 to 64, is {bad}")), "{e}");
-        }
-        assert_eq!(Config::parse("[engine]\nlanes = 4\n").unwrap().engine.lanes, 4);
+        let e = Config::parse("[engine]\nlanes = 65\n").unwrap_err().to_string();
+        assert!(e.contains("engine.lanes: must be 1 to 64 (0: one per core beyond two), is 65"), "{e}");
+        assert_eq!(Config::parse("[engine]\nlanes = 4\n").unwrap().engine.lanes(), 4);
+        let auto = Config::parse("[engine]\nlanes = 0\n").unwrap().engine.lanes();
+        let cores = std::thread::available_parallelism().unwrap().get() as u32;
+        assert_eq!(auto, cores.saturating_sub(2).clamp(1, 64));
     }
 
     #[test]

@@ -67,6 +67,11 @@ impl Engine {
         Ok(outcomes)
     }
 
+    /// The person side's lanes.
+    pub fn lanes(&self) -> u32 {
+        self.lanes.len() as u32
+    }
+
     /// Records applied so far by the lanes at once (in runs), against
     /// those applied one at a time: how much of the work was parallel.
     pub fn records_in_runs(&self) -> u64 {

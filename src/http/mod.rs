@@ -28,6 +28,10 @@ pub struct Status {
     pub owned: std::collections::BTreeMap<String, Vec<i32>>,
     /// Input partitions another member of the consumer group holds.
     pub held_elsewhere: usize,
+    /// Lanes of the engine's person side (`[engine] lanes`, resolved).
+    pub lanes: u32,
+    /// Records the lanes applied at once since this process started.
+    pub records_in_runs: u64,
     /// Records held in the reorder buffer.
     pub buffered: usize,
     /// Messages on the input topics not read yet (from the high watermarks

@@ -131,6 +131,8 @@ pub struct Consume {
 impl Consume {
     pub fn new(cfg: &Config, engine: Engine, source: KafkaSource, book: Arc<Mutex<OffsetBook>>, meta: StreamMeta, shared: Shared) -> Consume {
         let Shared { clock, metrics, health, wake, wake_webhooks } = shared;
+        metrics.lanes.set(i64::from(engine.lanes()));
+        let status = Status { lanes: engine.lanes(), ..Status::default() };
         Consume {
             routes: cfg.webhooks.routes.clone(),
             cases_cfg: cfg.cases.clone(),
@@ -167,7 +169,7 @@ impl Consume {
             shared_logged: None,
             revoked_grace: cfg.kafka.revoked_grace,
             group_id: cfg.kafka.group_id.clone(),
-            status: Status::default(),
+            status,
         }
     }
 
@@ -239,8 +241,12 @@ impl Consume {
                 // Released together: with several lanes, runs of them are
                 // applied on every core (`engine::parallel`).
                 let records: Vec<(&Record, Option<&crate::engine::Opened>)> = ready.iter().map(|h| (&h.record, None)).collect();
+                let in_runs = self.engine.records_in_runs();
                 let outcomes = self.engine.apply_many(&records)?;
                 drop(records);
+                let ran = self.engine.records_in_runs() - in_runs;
+                self.metrics.records_in_runs.inc_by(ran);
+                self.status.records_in_runs += ran;
                 for (h, outcome) in ready.drain(..).zip(outcomes) {
                     self.settle(h, outcome);
                     in_batch += 1;

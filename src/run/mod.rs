@@ -92,7 +92,7 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
     let dir = cfg.state.dir.clone().ok_or(RunError::NoStateDir)?;
     let wrong = |reason: String| RunError::WrongState { dir: dir.display().to_string(), reason };
     let store = Store::open(&dir, cfg.store_options(true))?;
-    let mut engine = Engine::open_with_lanes(store.clone(), cfg.rules.clone(), cfg.tz(), cfg.engine.cache_entries, Arc::clone(&clock), cfg.engine.lanes)?;
+    let mut engine = Engine::open_with_lanes(store.clone(), cfg.rules.clone(), cfg.tz(), cfg.engine.cache_entries, Arc::clone(&clock), cfg.engine.lanes())?;
     engine.restrict_townships(&cfg.district.townships);
     if engine.progress().position.is_some() || !engine.progress().inputs.is_empty() {
         return Err(wrong("was built by `paywatch audit` from files; `paywatch run` needs its own state directory".into()));

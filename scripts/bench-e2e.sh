@@ -12,6 +12,8 @@
 # median time is printed, with the highest peak RSS of all runs and every
 # run's rate after it (run-to-run noise on a shared 2-core machine is about
 # +-10 %).
+#
+# BENCH_LANES=N runs the engine with `[engine] lanes = N` (#16).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
@@ -19,6 +21,12 @@ bin="$target/release/paywatch"
 dir="${BENCH_DIR:-/var/tmp/paywatch-bench}"
 sizes="${BENCH_SIZES:-20000:2018-01:2021-12 20000:2009-11:2025-10 80000:2018-01:2021-12}"
 mkdir -p "$dir"
+config=()
+if [ -n "${BENCH_LANES:-}" ]; then
+  printf '[engine]\nlanes = %s\n' "$BENCH_LANES" > "$dir/lanes.toml"
+  config=(--config "$dir/lanes.toml")
+  echo "engine lanes: $BENCH_LANES"
+fi
 printf '%-30s %-14s %-10s %-18s %-12s\n' households:months payment_events seconds payment_events/s peak_rss_MiB
 for size in $sizes; do
   IFS=: read -r n from to <<< "$size"
@@ -34,7 +42,7 @@ for size in $sizes; do
     /usr/bin/time -v "$bin" audit --roster "$ledger/roster.jsonl" --deaths "$ledger/deaths.jsonl" \
       --payments "$ledger/payments.jsonl" --decisions "$ledger/decisions.jsonl" \
       --vulnerable "$ledger/vulnerable.jsonl" \
-      --out "$ledger/alerts.jsonl" --state "$ledger/state" \
+      --out "$ledger/alerts.jsonl" --state "$ledger/state" "${config[@]}" \
       2> "$ledger/audit.stderr" >/dev/null
     line=$(grep 'payment events/s' "$ledger/audit.stderr")
     events=$(echo "$line" | sed -E 's/.*\(([0-9]+) payment events\).*/\1/')

@@ -53,6 +53,8 @@ role = "operator"
 TOML
   # Extra [kafka.consumer] settings, e.g. KAFKA_CONSUMER='"group.instance.id" = "a"'.
   if [ -n "${KAFKA_CONSUMER:-}" ]; then printf '[kafka.consumer]\n%s\n' "$KAFKA_CONSUMER" >>"$1"; fi
+  # The engine's lanes (#16), e.g. ENGINE_LANES=2.
+  if [ -n "${ENGINE_LANES:-}" ]; then printf '[engine]\nlanes = %s\n' "$ENGINE_LANES" >>"$1"; fi
 }
 
 # /status needs a district or operator token; the scripts' configs carry

@@ -133,8 +133,16 @@ impl Engine {
             let mut work: Vec<(&mut Lane, Vec<Item<'_>>)> = lanes.iter_mut().zip(items).filter(|(_, items)| !items.is_empty()).collect();
             // The first lane's part on this thread, the others' on their own.
             let first = work.pop();
-            let handles: Vec<_> = work.into_iter().map(|(lane, items)| scope.spawn(move || apply_items(lane, &ctx, items))).collect();
-            let mut results: Vec<LaneResult> = first.into_iter().map(|(lane, items)| apply_items(lane, &ctx, items)).collect();
+            let mut results: Vec<LaneResult> = Vec::with_capacity(work.len() + 1);
+            let mut handles = Vec::with_capacity(work.len());
+            for (lane, items) in work {
+                // Named, so `top -H` and profiles show the lanes' share.
+                match std::thread::Builder::new().name("paywatch-lane".into()).spawn_scoped(scope, move || apply_items(lane, &ctx, items)) {
+                    Ok(h) => handles.push(h),
+                    Err(e) => results.push(Err(EngineError::Lane(format!("cannot start a lane's thread: {e}")))),
+                }
+            }
+            results.extend(first.map(|(lane, items)| apply_items(lane, &ctx, items)));
             for h in handles {
                 results.push(h.join().unwrap_or_else(|_| Err(EngineError::Lane("a lane's thread panicked".into()))));
             }

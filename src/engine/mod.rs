@@ -232,6 +232,21 @@ impl Engine {
         (&mut self.lanes, ctx)
     }
 
+    /// Applies a record of `person` in its lane, now, and hands on what it
+    /// produced.
+    fn in_lane(
+        &mut self,
+        person: &str,
+        apply: impl FnOnce(&mut lane::Lane, &lane::Ctx<'_>, &mut Vec<lane::Out>) -> Result<Outcome, EngineError>,
+    ) -> Result<Outcome, EngineError> {
+        let l = self.lane(person);
+        let mut out = Vec::new();
+        let (lanes, ctx) = self.split();
+        let outcome = apply(&mut lanes[l], &ctx, &mut out)?;
+        self.take_out(out)?;
+        Ok(outcome)
+    }
+
     /// Hands on what a lane's records produced, in order: findings filed,
     /// facts sent to the key stage, steps and registrations to the account
     /// stage.

@@ -118,12 +118,7 @@ impl Lane {
 
 impl Engine {
     pub(super) fn on_payment(&mut self, p: &Payment, opened: Option<&Opened>) -> Result<Outcome, EngineError> {
-        let l = self.lane(p.beneficiary_id.as_str());
-        let mut out = Vec::new();
-        let (lanes, ctx) = self.split();
-        let outcome = lanes[l].on_payment(&ctx, p, opened, &mut out)?;
-        self.take_out(out)?;
-        Ok(outcome)
+        self.in_lane(p.beneficiary_id.as_str(), |lane, ctx, out| lane.on_payment(ctx, p, opened, out))
     }
 
     /// Finds the payment a reversal cancels, of the same beneficiary: in

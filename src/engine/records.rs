@@ -9,21 +9,11 @@ use crate::store::keys::{self, MonthKey};
 
 impl Engine {
     pub(super) fn on_roster(&mut self, r: &RosterRecord) -> Result<Outcome, EngineError> {
-        let l = self.lane(r.beneficiary_id.as_str());
-        let mut out = Vec::new();
-        let (lanes, ctx) = self.split();
-        let outcome = lanes[l].on_roster(&ctx, r, &mut out)?;
-        self.take_out(out)?;
-        Ok(outcome)
+        self.in_lane(r.beneficiary_id.as_str(), |lane, ctx, out| lane.on_roster(ctx, r, out))
     }
 
     pub(super) fn on_death(&mut self, d: &DeathRecord) -> Result<Outcome, EngineError> {
-        let l = self.lane(d.person_id.as_str());
-        let mut out = Vec::new();
-        let (lanes, ctx) = self.split();
-        let outcome = lanes[l].on_death(&ctx, d, &mut out)?;
-        self.take_out(out)?;
-        Ok(outcome)
+        self.in_lane(d.person_id.as_str(), |lane, ctx, out| lane.on_death(ctx, d, out))
     }
 
     /// The roster version applying to `bid` at `t`, from its lane.

@@ -14,12 +14,11 @@
 use super::accounts::Step;
 use super::archive::Archive;
 use super::casebook::CaseBook;
+use super::facts::KeyFact;
 use super::months::Months;
-use super::registrations::Versions;
+use super::registrations::{Registration, Versions};
 use super::state::Beneficiary;
 use super::timers::Timers;
-use super::facts::KeyFact;
-use super::registrations::Registration;
 use super::EngineError;
 use crate::detect::{Finding, PaymentView, RulesConfig};
 use crate::model::{DeathRecord, RosterRecord, Timestamp, Tz};
@@ -130,9 +129,7 @@ impl Lane {
         self.watched_households.trim();
         self.cases.trim();
     }
-}
 
-impl Lane {
     /// The roster version applying to `bid` at `t` (the newest whose
     /// `updated_at` is not after `t`), from the archive when `t` is before
     /// every version the beneficiary keeps.

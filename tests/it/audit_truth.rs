@@ -84,19 +84,24 @@ fn demo_runs_and_finds_every_planted_case() {
 /// #16, "the file audit on all cores gives the same alerts as before": the
 /// person side in 2 and 4 lanes (each with its own caches, deadline
 /// buckets and cases; small batches, so lanes commit often) raises the
-/// same alerts as one lane, field by field (`detected_at` aside), and
-/// files the same cases.
+/// same alerts as one lane, field by field (`detected_at` aside), files the
+/// same cases and dead-letters the same records; also with the district
+/// restricted to some townships (records of the others are refused before
+/// they reach a lane).
 #[test]
 fn lanes_give_the_same_alerts_and_cases_as_one() {
     let dir = tempfile::tempdir().unwrap();
     let g = ledger(&dir.path().join("ledger"), 800, OutFormat::Jsonl, 21);
-    let run = |lanes: u32| {
-        let out = dir.path().join(format!("alerts-{lanes}.jsonl"));
-        let cases = dir.path().join(format!("cases-{lanes}.jsonl"));
-        let cfg_dir = dir.path().join(format!("cfg-{lanes}"));
+    let run = |lanes: u32, district: &str| {
+        let name = format!("{lanes}-{}", district.len());
+        let out = dir.path().join(format!("alerts-{name}.jsonl"));
+        let cases = dir.path().join(format!("cases-{name}.jsonl"));
+        let dead = dir.path().join(format!("dead-{name}.jsonl"));
+        let cfg_dir = dir.path().join(format!("cfg-{name}"));
         std::fs::create_dir_all(&cfg_dir).unwrap();
-        let cfg = config(&cfg_dir, &format!("[engine]\nlanes = {lanes}\nbatch_records = 2000\ncache_entries = 64\n"));
-        run_ok(audit(&g, &out, &["--config", cfg.to_str().unwrap(), "--cases", cases.to_str().unwrap()]));
+        let cfg = config(&cfg_dir, &format!("[engine]\nlanes = {lanes}\nbatch_records = 2000\ncache_entries = 64\n{district}"));
+        let args = ["--config", cfg.to_str().unwrap(), "--cases", cases.to_str().unwrap(), "--deadletter", dead.to_str().unwrap()];
+        run_ok(audit(&g, &out, &args));
         let mut got: Vec<serde_json::Value> = read_jsonl(&out);
         for a in &mut got {
             a.as_object_mut().unwrap().remove("detected_at");
@@ -110,15 +115,24 @@ fn lanes_give_the_same_alerts_and_cases_as_one() {
             }
         }
         cases.sort_by_key(|c| c["case_id"].as_str().unwrap().to_owned());
-        (got, cases)
+        (got, cases, dead_by_reason(&dead))
     };
-    let (one, one_cases) = run(1);
+    let (one, one_cases, one_dead) = run(1, "");
     let rules: BTreeSet<&str> = one.iter().filter_map(|a| a["rule"].as_str()).collect();
     assert_eq!(rules.len(), paywatch::model::Rule::ALL.len(), "every rule is raised: {rules:?}");
     for lanes in [2, 4] {
-        let (got, cases) = run(lanes);
+        let (got, cases, dead) = run(lanes, "");
         assert_eq!(got.len(), one.len(), "{lanes} lanes");
         assert!(got == one, "{lanes} lanes: the alerts differ");
         assert!(cases == one_cases, "{lanes} lanes: the cases differ");
+        assert_eq!(dead, one_dead, "{lanes} lanes");
     }
+    let district = "[district]\ntownships = [\"水阳镇\", \"狸桥镇\", \"金坝街道\"]\n";
+    let (part, part_cases, part_dead) = run(1, district);
+    assert!(part_dead.get("unknown_township").copied().unwrap_or(0) > 100, "{part_dead:?}");
+    assert!(!part.is_empty() && part.len() < one.len());
+    let (got, cases, dead) = run(4, district);
+    assert!(got == part, "4 lanes, three townships: the alerts differ");
+    assert!(cases == part_cases, "4 lanes, three townships: the cases differ");
+    assert_eq!(dead, part_dead);
 }

@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
 bin="$target/release/paywatch"
 dir="${BENCH_DIR:-/var/tmp/paywatch-bench}"
-sizes="${BENCH_SIZES:-20000:2018-01:2021-12 20000:2009-11:2025-10 80000:2018-01:2021-12}"
+sizes="${BENCH_SIZES:-20000:2018-01:2021-12 20000:2009-11:2025-10 90000:2018-01:2021-12}"
 mkdir -p "$dir"
 config=()
 if [ -n "${BENCH_LANES:-}" ]; then

@@ -311,16 +311,9 @@ impl Engine {
         }
         // Alerts of account steps that came back, in order.
         self.pump(false)?;
-        if let Some(known) = &self.townships {
-            let township = match rec {
-                Record::Payment(p) => Some(p.township.as_str()),
-                Record::Roster(r) => Some(r.township.as_str()),
-                _ => None,
-            };
-            if let Some(t) = township.filter(|t| !known.contains(*t)) {
-                let why = format!("township {t:?} is not one of the district's ([district] townships)");
-                return Ok(self.count(Outcome::Rejected(Rejection::new(crate::decode::Reason::UnknownTownship, why)), rec));
-            }
+        if let Some(t) = self.foreign_township(rec) {
+            let why = format!("township {t:?} is not one of the district's ([district] townships)");
+            return Ok(self.count(Outcome::Rejected(Rejection::new(crate::decode::Reason::UnknownTownship, why)), rec));
         }
         // A reversal's target is found first: one the engine refuses is
         // dead-lettered, and only accepted records move the watermark.
@@ -346,6 +339,18 @@ impl Engine {
             (Record::Payment(p), None) => self.on_payment(p, opened)?,
         };
         Ok(self.count(outcome, rec))
+    }
+
+    /// The township of a payment or roster record that `[district]
+    /// townships` does not list (such records are refused).
+    fn foreign_township<'r>(&self, rec: &'r Record) -> Option<&'r str> {
+        let known = self.townships.as_ref()?;
+        let township = match rec {
+            Record::Payment(p) => p.township.as_str(),
+            Record::Roster(r) => r.township.as_str(),
+            _ => return None,
+        };
+        (!known.contains(township)).then_some(township)
     }
 
     /// Adds one record's outcome to the running totals.

@@ -84,16 +84,13 @@ impl Engine {
         let Some(mut w) = self.progress.watermark else { return start };
         let next_deadline = self.next_deadline.unwrap_or_else(|| self.deadline_after(w));
         for (j, (rec, _)) in records.iter().enumerate().skip(start) {
-            let township = match rec {
-                Record::Payment(p) if p.kind == PaymentKind::Payment => Some(p.township.as_str()),
-                Record::Roster(r) => Some(r.township.as_str()),
-                Record::Death(_) => None,
-                _ => return j,
+            let in_lane = match rec {
+                Record::Payment(p) => p.kind == PaymentKind::Payment,
+                Record::Roster(_) | Record::Death(_) => true,
+                _ => false,
             };
-            if let (Some(known), Some(t)) = (&self.townships, township) {
-                if !known.contains(t) {
-                    return j;
-                }
+            if !in_lane || self.foreign_township(rec).is_some() {
+                return j;
             }
             let t = rec.event_time();
             if t > w && (t >= self.next_day || t >= next_deadline) {
@@ -120,12 +117,8 @@ impl Engine {
         let mut items: Vec<Vec<Item<'_>>> = (0..self.lanes.len()).map(|_| Vec::new()).collect();
         for (k, (rec, opened)) in run.iter().enumerate() {
             w = w.max(Some(rec.event_time()));
-            let person = match rec {
-                Record::Payment(p) => p.beneficiary_id.as_str(),
-                Record::Roster(r) => r.beneficiary_id.as_str(),
-                Record::Death(d) => d.person_id.as_str(),
-                _ => unreachable!("runs hold payments, roster records and deaths only"),
-            };
+            // A payment's and a roster record's beneficiary, a death's person.
+            let (_, person) = rec.contract_key();
             items[self.lane(person)].push((k, rec, *opened, w));
         }
         let (lanes, ctx) = self.split();

@@ -191,8 +191,6 @@ impl Engine {
             return Ok(());
         }
         let step = Step { account_no: account_no.clone(), township: township.clone(), at: t, day, change };
-        self.accounts.step(step)?;
-        self.queue.push_back(super::Queued::Step);
-        Ok(())
+        self.take_out(vec![Out::Step(step)])
     }
 }

@@ -24,6 +24,14 @@ const ACCOUNT_X: &str = "6217005555555555";
 /// Every alert by id: rule, event time, case and evidence.
 type Seen = BTreeMap<String, (Rule, String, String, String)>;
 
+/// The alerts as [`Seen`].
+fn seen(alerts: &[Alert]) -> Seen {
+    alerts
+        .iter()
+        .map(|a| (a.alert_id.clone(), (a.rule, a.event_time.clone(), a.case_id.clone(), serde_json::to_string(&a.evidence).unwrap())))
+        .collect()
+}
+
 /// One record of a generated ledger, before it is made concrete.
 #[derive(Clone, Debug)]
 enum Gen {
@@ -131,10 +139,7 @@ fn run_in(records: &[Record], hold: bool, commit_every: usize, lanes: u32) -> Se
         }
     }
     h.alerts.extend(h.engine.commit(None).unwrap().alerts);
-    h.alerts
-        .iter()
-        .map(|a| (a.alert_id.clone(), (a.rule, a.event_time.clone(), a.case_id.clone(), serde_json::to_string(&a.evidence).unwrap())))
-        .collect()
+    seen(&h.alerts)
 }
 
 fn gen() -> impl Strategy<Value = Gen> {
@@ -200,11 +205,7 @@ fn run_many(records: &[Record], chunk: usize, lanes: u32) -> (Seen, u64) {
         h.alerts.extend(h.engine.commit(None).unwrap().alerts);
     }
     let runs = h.engine.records_in_runs();
-    let alerts = h
-        .alerts
-        .iter()
-        .map(|a| (a.alert_id.clone(), (a.rule, a.event_time.clone(), a.case_id.clone(), serde_json::to_string(&a.evidence).unwrap())))
-        .collect();
+    let alerts = seen(&h.alerts);
     (alerts, runs)
 }
 
@@ -255,10 +256,7 @@ fn run_moved(records: &[Record], split: usize, first: u32, then: u32) -> Seen {
         }
         alerts.extend(e.commit(None).unwrap().alerts);
     }
-    alerts
-        .iter()
-        .map(|a| (a.alert_id.clone(), (a.rule, a.event_time.clone(), a.case_id.clone(), serde_json::to_string(&a.evidence).unwrap())))
-        .collect()
+    seen(&alerts)
 }
 
 proptest! {

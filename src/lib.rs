@@ -21,6 +21,7 @@
 //!   synthetic district ledger with its truth.
 
 pub mod audit;
+pub mod changelog;
 pub mod clock;
 pub mod config;
 pub mod decode;

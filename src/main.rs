@@ -52,6 +52,11 @@ enum Cmd {
     /// from its first offset.
     #[command(subcommand)]
     Offsets(OffsetsCmd),
+    /// Rebuild the state directory of `--config` (which must not exist
+    /// yet) from the changelog topic that a `paywatch run` with
+    /// `[kafka.changelog] enabled` publishes: a lost machine's state,
+    /// without replaying the inputs.
+    Restore(RestoreArgs),
     /// Benchmark baseline: read and decode the input topics with the
     /// service's consumer settings, nothing else (`make bench-stream`).
     #[command(hide = true)]
@@ -91,6 +96,12 @@ enum OffsetsCmd {
         #[arg(long)]
         topic: String,
     },
+}
+
+#[derive(Args)]
+struct RestoreArgs {
+    #[arg(long)]
+    config: PathBuf,
 }
 
 #[derive(Args)]
@@ -228,6 +239,7 @@ fn main() -> ExitCode {
         Cmd::Run(r) => run_service(r),
         Cmd::Produce(p) => run_produce(p),
         Cmd::ConsumeOnly(c) => report(run_consume_only(c)),
+        Cmd::Restore(r) => report(run_restore(r)),
         Cmd::Webhooks(w) => run_webhooks(w),
         Cmd::Offsets(o) => run_offsets(o),
     }
@@ -340,6 +352,33 @@ fn run_consume_only(c: ConsumeOnlyArgs) -> anyhow::Result<()> {
     let b = paywatch::run::consume_only(&cfg, c.expect, std::time::Duration::from_secs(30))?;
     let rate = if b.seconds > 0.0 { b.records as f64 / b.seconds } else { 0.0 };
     println!("{{\"records\":{},\"decoded\":{},\"seconds\":{:.3},\"rate\":{:.0}}}", b.records, b.decoded, b.seconds, rate);
+    Ok(())
+}
+
+fn run_restore(r: RestoreArgs) -> anyhow::Result<()> {
+    let cfg = Config::load(&r.config)?;
+    let dir = cfg.state.dir.clone().context("no state directory: set [state] dir in the config")?;
+    let started = std::time::Instant::now();
+    let done = paywatch::changelog::restore::restore(&cfg.kafka, &dir, cfg.store_options(false))?;
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(gap) = &done.gap {
+        eprintln!("paywatch: {gap}; `paywatch run` replays the inputs from the offsets the restored state holds");
+    }
+    eprintln!(
+        "restored {} from {}: a snapshot of {} entries and {} commits after it, {:.1} MiB, in {seconds:.1} s",
+        dir.display(),
+        cfg.kafka.changelog_topic(),
+        done.snapshot_entries,
+        done.commits,
+        done.bytes as f64 / (1 << 20) as f64
+    );
+    println!(
+        "{{\"snapshot_entries\":{},\"commits\":{},\"bytes\":{},\"seconds\":{seconds:.3},\"gap\":{}}}",
+        done.snapshot_entries,
+        done.commits,
+        done.bytes,
+        done.gap.is_some()
+    );
     Ok(())
 }
 

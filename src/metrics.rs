@@ -42,6 +42,11 @@ pub const INPUT_STOPPED: &str = "paywatch_input_topic_stopped";
 pub const PENDING_GIVEN_UP: &str = "paywatch_pending_offsets_given_up_total";
 pub const MISKEYED: &str = "paywatch_records_miskeyed_total";
 pub const MISPARTITIONED: &str = "paywatch_records_mispartitioned_total";
+pub const CHANGELOG_COMMITS: &str = "paywatch_changelog_commits_total";
+pub const CHANGELOG_BYTES: &str = "paywatch_changelog_bytes_total";
+pub const CHANGELOG_SNAPSHOTS: &str = "paywatch_changelog_snapshots_total";
+pub const CHANGELOG_ERRORS: &str = "paywatch_changelog_errors_total";
+pub const CHANGELOG_BEHIND: &str = "paywatch_changelog_behind_changes";
 
 /// The registry and its handles.
 pub struct Metrics {
@@ -56,6 +61,17 @@ pub struct Metrics {
     pub published: IntCounterVec,
     /// Outbox entries not yet acknowledged.
     pub outbox_depth: IntGauge,
+    /// Commits published to the changelog.
+    pub changelog_commits: prometheus::IntCounter,
+    /// Bytes of changes published to the changelog, by kind (delta,
+    /// snapshot).
+    pub changelog_bytes: IntCounterVec,
+    /// Snapshots published to the changelog.
+    pub changelog_snapshots: prometheus::IntCounter,
+    /// Failed changelog sessions (broker refused, topic unreadable).
+    pub changelog_errors: prometheus::IntCounter,
+    /// Changes committed to the state but not yet sent to the changelog.
+    pub changelog_behind: IntGauge,
     /// Outbox messages the broker refused for good, set aside.
     pub outbox_parked: IntGauge,
     /// When the oldest unacknowledged entry was queued (0 when none).
@@ -198,6 +214,11 @@ impl Metrics {
         {
             let _ = registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
         }
+        let plain = |name: &str, help: &str| {
+            let c = prometheus::IntCounter::new(name, help).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("registered once");
+            c
+        };
         let secs = vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
         let m = Metrics {
             records: counter(RECORDS, "Input records read, by topic and outcome", &["topic", "outcome"]),
@@ -205,6 +226,11 @@ impl Metrics {
             alerts: counter(ALERTS, "Alerts raised and committed", &["rule", "severity", "township"]),
             published: counter(PUBLISHED, "Outbox messages sent to Kafka, by target and outcome", &["target", "outcome"]),
             outbox_depth: gauge(OUTBOX_DEPTH, "Outbox messages waiting for the broker's acknowledgement"),
+            changelog_commits: plain(CHANGELOG_COMMITS, "Commits of the state published to the changelog"),
+            changelog_bytes: counter(CHANGELOG_BYTES, "Bytes of state changes published to the changelog, by kind", &["kind"]),
+            changelog_snapshots: plain(CHANGELOG_SNAPSHOTS, "Snapshots of the whole state published to the changelog"),
+            changelog_errors: plain(CHANGELOG_ERRORS, "Changelog publishing sessions that failed and were started again"),
+            changelog_behind: gauge(CHANGELOG_BEHIND, "Changes committed to the state and not yet sent to the changelog"),
             outbox_parked: gauge(OUTBOX_PARKED, "Outbox messages the broker refused for good (too large, invalid), parked"),
             outbox_oldest: gauge(OUTBOX_OLDEST, "When the oldest waiting outbox message was queued (unix seconds; 0 when none)"),
             watermark: gauge(WATERMARK, "The event-time watermark (unix seconds)"),

@@ -51,6 +51,46 @@ pub struct KafkaConfig {
     pub consumer: BTreeMap<String, String>,
     /// Passed through to the producer only (`linger.ms`, `compression.type`, …).
     pub producer: BTreeMap<String, String>,
+    /// The changelog: every commit of the state directory published to a
+    /// topic, so that `paywatch restore` rebuilds it on another machine.
+    pub changelog: ChangelogConfig,
+}
+
+/// `[kafka.changelog]`: see `docs/changelog.md`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChangelogConfig {
+    /// Publish the changelog (off by default: it roughly doubles what the
+    /// service writes to the brokers).
+    pub enabled: bool,
+    /// The topic; empty means `paywatch.<group_id>.changelog`. One
+    /// partition is used (partition 0).
+    pub topic: String,
+    /// A new snapshot of the whole state after this many MiB of commits,
+    /// so a restore reads a bounded amount and the topic's retention may
+    /// delete what is older than the last two snapshots.
+    pub snapshot_every_mb: u64,
+    /// MiB of RocksDB's write-ahead log kept after it is flushed, so the
+    /// publisher can send what it has not sent yet after a restart or a
+    /// broker outage. Beyond it, a new snapshot is published instead.
+    pub wal_keep_mb: u64,
+}
+
+impl Default for ChangelogConfig {
+    fn default() -> ChangelogConfig {
+        ChangelogConfig { enabled: false, topic: String::new(), snapshot_every_mb: 4096, wal_keep_mb: 2048 }
+    }
+}
+
+impl KafkaConfig {
+    /// The changelog topic's name.
+    pub fn changelog_topic(&self) -> String {
+        if self.changelog.topic.trim().is_empty() {
+            format!("paywatch.{}.changelog", self.group_id)
+        } else {
+            self.changelog.topic.clone()
+        }
+    }
 }
 
 impl KafkaConfig {
@@ -80,6 +120,7 @@ impl Default for KafkaConfig {
             client: BTreeMap::new(),
             consumer: BTreeMap::new(),
             producer: BTreeMap::new(),
+            changelog: ChangelogConfig::default(),
         }
     }
 }
@@ -165,6 +206,13 @@ impl KafkaConfig {
             if let Some((other, _)) = names[..i].iter().find(|(_, n)| n == name) {
                 return Err(format!("kafka.topics.{key}: {name:?} is also kafka.topics.{other}"));
             }
+        }
+        if self.changelog.snapshot_every_mb == 0 {
+            return Err("kafka.changelog.snapshot_every_mb: must be more than 0".into());
+        }
+        let changelog = self.changelog_topic();
+        if let Some((key, _)) = names.iter().find(|(_, n)| **n == changelog) {
+            return Err(format!("kafka.changelog.topic: {changelog:?} is also kafka.topics.{key}"));
         }
         for (table, map) in [("client", &self.client), ("consumer", &self.consumer), ("producer", &self.producer)] {
             for k in map.keys() {

@@ -59,6 +59,18 @@ pub struct Status {
     /// Input topics not read because their log no longer matches the
     /// stored offsets, with why (hardening item 8).
     pub stopped_topics: std::collections::BTreeMap<String, String>,
+    /// The changelog (`[kafka.changelog]`): commits and snapshots
+    /// published since this process started, and changes committed but
+    /// not yet sent (0 when it is off).
+    pub changelog: ChangelogStatus,
+}
+
+/// `/status`'s changelog figures, read from the metrics.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ChangelogStatus {
+    pub commits: u64,
+    pub snapshots: u64,
+    pub behind: i64,
 }
 
 /// Shared between the loop (writer) and the handlers (readers).
@@ -227,6 +239,11 @@ async fn status(State(app): State<App>, headers: axum::http::HeaderMap) -> Respo
     }
     let mut s = app.health.status.lock().unwrap_or_else(|e| e.into_inner()).clone();
     s.store_error = app.health.store_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    s.changelog = ChangelogStatus {
+        commits: app.metrics.changelog_commits.get(),
+        snapshots: app.metrics.changelog_snapshots.get(),
+        behind: app.metrics.changelog_behind.get(),
+    };
     Json(s).into_response()
 }
 

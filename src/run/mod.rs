@@ -3,7 +3,8 @@
 //! HTTP port and the outbox publisher, run the consumer loop (`consume.rs`)
 //! on its own thread until the shutdown signal, then drain in order:
 //! stop reading and commit the batch in hand → publish the outbox up to
-//! `kafka.drain_timeout` → stop the webhook dispatcher → close the HTTP port.
+//! `kafka.drain_timeout` → stop the webhook dispatcher → publish the
+//! changelog to its end (when enabled) → close the HTTP port.
 
 mod consume;
 mod consume_only;
@@ -12,6 +13,7 @@ mod supervise;
 
 pub use consume_only::{consume_only, Baseline};
 
+use crate::changelog::publish::ChangelogPublisher;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
@@ -56,6 +58,8 @@ pub enum RunError {
     #[error("cannot create the Kafka producer for decisions: {0}")]
     DecisionProducer(rdkafka::error::KafkaError),
     #[error(transparent)]
+    Changelog(#[from] crate::changelog::ChangelogError),
+    #[error(transparent)]
     NotCoPartitioned(#[from] crate::source::copartition::NotCoPartitioned),
 }
 
@@ -91,7 +95,8 @@ pub struct StreamMeta {
 pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     let dir = cfg.state.dir.clone().ok_or(RunError::NoStateDir)?;
     let wrong = |reason: String| RunError::WrongState { dir: dir.display().to_string(), reason };
-    let store = Store::open(&dir, cfg.store_options(true))?;
+    let changelog = &cfg.kafka.changelog;
+    let store = Store::open_keeping_wal(&dir, cfg.store_options(true), if changelog.enabled { changelog.wal_keep_mb } else { 0 })?;
     let mut engine = Engine::open_with_lanes(store.clone(), cfg.rules.clone(), cfg.tz(), cfg.engine.cache_entries, Arc::clone(&clock), cfg.engine.lanes())?;
     engine.restrict_townships(&cfg.district.townships);
     if engine.progress().position.is_some() || !engine.progress().inputs.is_empty() {
@@ -157,6 +162,17 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
     let publishing = tokio::spawn(supervise::supervise("outbox publisher", Arc::clone(&health), Arc::clone(&metrics), Arc::clone(&draining), move || {
         Arc::clone(&publisher).run()
     }));
+
+    // The changelog publisher: a thread of its own, stopped after the
+    // consumer so that it sends the last commit too.
+    let changelog_stop = Arc::new(AtomicBool::new(false));
+    let changelog = match cfg.kafka.changelog.enabled {
+        true => {
+            let p = ChangelogPublisher::new(&cfg.kafka, store.clone(), Arc::clone(&metrics), Arc::clone(&changelog_stop))?;
+            Some(tokio::task::spawn_blocking(move || p.run()))
+        }
+        false => None,
+    };
 
     let source = KafkaSource::open(&cfg.kafka, Arc::clone(&book))?;
     // The webhook dispatcher: stops with the service; what it has not
@@ -237,7 +253,15 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
         Err(_) => tracing::warn!("webhook requests still in flight at shutdown; they are sent again at the next start"),
         _ => {}
     }
-    // 4. Close the HTTP port.
+    // 4. Publish the changelog to its end, with the outbox's
+    // acknowledgements and the webhooks' marks, up to the deadline.
+    changelog_stop.store(true, Ordering::Relaxed);
+    if let Some(c) = changelog {
+        if tokio::time::timeout(cfg.kafka.drain_timeout, c).await.is_err() {
+            tracing::warn!("changelog not published to its end before kafka.drain_timeout; the rest is sent at the next start");
+        }
+    }
+    // 5. Close the HTTP port.
     http_stop.notify_one();
     let _ = http.await;
     consumed

@@ -13,6 +13,7 @@ mod migrate;
 #[cfg(test)]
 pub(crate) use migrate::accounts_as_v3;
 mod table;
+pub mod wal;
 mod write;
 
 pub use cf::Cf;
@@ -102,6 +103,14 @@ impl Store {
     /// Opens (or creates) a state directory. Refuses a directory that holds
     /// something other than paywatch state rather than writing into it.
     pub fn open(path: &Path, o: StoreOptions) -> Result<Store, StoreError> {
+        Store::open_keeping_wal(path, o, 0)
+    }
+
+    /// [`Store::open`], keeping up to `wal_keep_mb` of RocksDB's write-ahead
+    /// log after it is no longer needed for recovery, so that the changelog
+    /// publisher (`changelog::publish`) can read every commit it has not
+    /// published yet, after a restart or a broker outage (0: none kept).
+    pub fn open_keeping_wal(path: &Path, o: StoreOptions, wal_keep_mb: u64) -> Result<Store, StoreError> {
         let refuse = |reason: String| StoreError::Refused { path: path.display().to_string(), reason };
         let exists_nonempty = path.is_dir() && std::fs::read_dir(path).map(|mut d| d.next().is_some()).unwrap_or(false);
         if path.exists() && !path.is_dir() {
@@ -117,6 +126,9 @@ impl Store {
         // Required by the hash memtable of `months`; writers (the engine and
         // the outbox acknowledgements) are serialised by RocksDB.
         db_opts.set_allow_concurrent_memtable_write(false);
+        if wal_keep_mb > 0 {
+            db_opts.set_wal_size_limit_mb(wal_keep_mb);
+        }
         if o.statistics {
             db_opts.enable_statistics();
         }
@@ -403,11 +415,11 @@ fn only_rocksdb_files(path: &Path) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Small options for tests of the store.
-    pub(super) fn opts() -> StoreOptions {
+    pub(crate) fn opts() -> StoreOptions {
         StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false, statistics: false }
     }
 

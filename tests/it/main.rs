@@ -6,6 +6,7 @@ mod api;
 mod audit_truth;
 mod bad_input;
 mod cases;
+mod changelog;
 mod cli;
 mod common;
 mod fuzz_corpus;

@@ -1,0 +1,225 @@
+//! The changelog: every commit of a state directory, published to one
+//! Kafka partition, so that `paywatch restore` rebuilds the state on
+//! another machine without evaluating a rule again (`docs/changelog.md`).
+//!
+//! RocksDB's write-ahead log already holds each atomic commit whole
+//! (`store::wal`). The publisher (`publish.rs`) reads it after the commit
+//! and sends each commit as one *delta*: its changes cut into frames under
+//! the broker's message size, the last one marked. A restore
+//! (`restore.rs`) applies a delta only once its last frame is read, so a
+//! commit published in part (a crash, a broker outage) is never applied in
+//! part. No Kafka transactions are needed, which the brokers the tests
+//! start do not offer.
+//!
+//! A *snapshot* (the whole state at one instant, framed the same way)
+//! starts the topic, follows a gap the log cannot fill (the publisher was
+//! down longer than `wal_keep_mb` covers), and is repeated every
+//! `snapshot_every_mb` of deltas. Every frame after a complete snapshot
+//! names that snapshot's offset, so a restore reads the last frame and
+//! starts there; the topic's retention may delete everything older.
+//!
+//! Frames carry their publisher's `origin`, a random number kept in a file
+//! beside the state (not in it, so a restored copy gets its own): two
+//! state directories publishing to one topic (one restored from the
+//! other, or two instances by mistake) never mix.
+
+pub mod publish;
+pub mod restore;
+
+use crate::store::wal::Op;
+use crate::store::Cf;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChangelogError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("changelog topic {topic}: {why}")]
+    Topic { topic: String, why: String },
+    #[error("changelog frame at offset {offset}: {why}")]
+    Frame { offset: i64, why: String },
+    #[error("state directory {dir}: {why}")]
+    Target { dir: String, why: String },
+    #[error("cannot read or write {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+/// Starts every frame's value, so a foreign record on the topic is named,
+/// not misread.
+const MAGIC: &[u8; 5] = b"PWCL1";
+
+/// One Kafka record of the changelog.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Frame {
+    /// The publishing state directory (see the module doc).
+    pub origin: u64,
+    pub kind: Kind,
+    /// This frame's place in its delta or snapshot, from 0.
+    pub part: u32,
+    /// The last frame of its delta or snapshot: only then is it complete.
+    pub last: bool,
+    /// The Kafka offset of the first frame of the newest complete snapshot
+    /// this origin published before this frame: where a restore starts.
+    pub snapshot_at: Option<i64>,
+    pub ops: Vec<WireOp>,
+}
+
+/// What a frame belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Kind {
+    /// One commit: its first sequence number, and the first of the commit
+    /// after it (sequence numbers are the publisher's database's own).
+    Delta { seq: u64, next: u64 },
+    /// The whole state at one instant. The deltas after it start at
+    /// `from` (some of them may already be in it: applied again, they
+    /// change nothing), and the state is whole once those through
+    /// `through` are applied.
+    Snapshot { from: u64, through: u64 },
+    /// Sent once a snapshot is acknowledged, to name its offset
+    /// (`snapshot_at`) before the next commit does; `from` as in its
+    /// snapshot.
+    Mark { from: u64 },
+}
+
+/// A change as it travels: the column family by name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireOp {
+    pub cf: String,
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+}
+
+impl WireOp {
+    pub(crate) fn of(cf: Cf, key: &[u8], value: Option<&[u8]>) -> WireOp {
+        WireOp { cf: cf.name().to_owned(), key: key.to_vec(), value: value.map(<[u8]>::to_vec) }
+    }
+
+    /// Bytes it takes in a frame, roughly (for cutting frames).
+    pub(crate) fn size(&self) -> usize {
+        self.cf.len() + self.key.len() + self.value.as_ref().map_or(0, Vec::len) + 8
+    }
+
+    /// Back to a change of a column family this paywatch has.
+    pub fn to_op(&self) -> Result<Op, String> {
+        let cf = Cf::ALL
+            .iter()
+            .copied()
+            .find(|c| c.name() == self.cf)
+            .ok_or_else(|| format!("names the column family {:?}, which this paywatch does not have (a newer version's changelog?)", self.cf))?;
+        Ok(Op { cf, key: self.key.clone(), value: self.value.clone() })
+    }
+}
+
+impl Frame {
+    pub fn encode(&self) -> Vec<u8> {
+        let out = MAGIC.to_vec();
+        postcard::to_extend(self, out).expect("a frame always encodes")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Frame, String> {
+        let body = bytes.strip_prefix(MAGIC.as_slice()).ok_or("is not a paywatch changelog frame")?;
+        postcard::from_bytes(body).map_err(|e| format!("cannot be decoded: {e}"))
+    }
+}
+
+/// Cuts changes into frames of at most `max_bytes` of changes each (one
+/// change larger than that gets a frame of its own).
+pub struct Framer {
+    origin: u64,
+    kind: Kind,
+    snapshot_at: Option<i64>,
+    max_bytes: usize,
+    part: u32,
+    ops: Vec<WireOp>,
+    bytes: usize,
+}
+
+impl Framer {
+    pub fn new(origin: u64, kind: Kind, snapshot_at: Option<i64>, max_bytes: usize) -> Framer {
+        Framer { origin, kind, snapshot_at, max_bytes, part: 0, ops: Vec::new(), bytes: 0 }
+    }
+
+    /// Adds one change; returns a full frame when this one did not fit.
+    pub fn push(&mut self, op: WireOp) -> Option<Frame> {
+        let size = op.size();
+        let full = (!self.ops.is_empty() && self.bytes + size > self.max_bytes).then(|| self.take(false));
+        self.bytes += size;
+        self.ops.push(op);
+        full
+    }
+
+    /// The last frame (possibly with no changes: an empty snapshot).
+    pub fn finish(mut self) -> Frame {
+        self.take(true)
+    }
+
+    fn take(&mut self, last: bool) -> Frame {
+        let f = Frame {
+            origin: self.origin,
+            kind: self.kind,
+            part: self.part,
+            last,
+            snapshot_at: self.snapshot_at,
+            ops: std::mem::take(&mut self.ops),
+        };
+        self.part += 1;
+        self.bytes = 0;
+        f
+    }
+}
+
+/// The frames of one commit.
+pub fn delta_frames(origin: u64, commit: &crate::store::wal::Commit, snapshot_at: Option<i64>, max_bytes: usize) -> Vec<Frame> {
+    let next = commit.seq + commit.ops.len() as u64;
+    let mut framer = Framer::new(origin, Kind::Delta { seq: commit.seq, next }, snapshot_at, max_bytes);
+    let mut frames = Vec::new();
+    for op in &commit.ops {
+        frames.extend(framer.push(WireOp::of(op.cf, &op.key, op.value.as_deref())));
+    }
+    frames.push(framer.finish());
+    frames
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::wal::Commit;
+
+    #[test]
+    fn frames_round_trip_and_foreign_records_are_named() {
+        let f = Frame {
+            origin: 7,
+            kind: Kind::Delta { seq: 10, next: 12 },
+            part: 0,
+            last: true,
+            snapshot_at: Some(3),
+            ops: vec![WireOp::of(Cf::Outbox, b"k", None), WireOp::of(Cf::Months, b"m", Some(b"v"))],
+        };
+        assert_eq!(Frame::decode(&f.encode()).unwrap(), f);
+        assert!(Frame::decode(b"{\"alert_id\":1}").unwrap_err().contains("not a paywatch changelog frame"));
+        let mut cut = f.encode();
+        cut.truncate(cut.len() - 2);
+        assert!(Frame::decode(&cut).unwrap_err().contains("cannot be decoded"));
+        let foreign = WireOp { cf: "later".into(), key: vec![], value: None };
+        assert!(foreign.to_op().unwrap_err().contains("\"later\""));
+    }
+
+    #[test]
+    fn a_commit_is_cut_under_the_size_and_only_its_last_frame_is_marked() {
+        let ops: Vec<Op> =
+            (0..10u8).map(|i| Op { cf: Cf::Beneficiaries, key: vec![i], value: Some(vec![i; 30]) }).collect();
+        let commit = Commit { seq: 100, ops };
+        let frames = delta_frames(1, &commit, None, 110);
+        assert_eq!(frames.len(), 5, "two changes of 52 bytes fit in 110");
+        assert!(frames.iter().enumerate().all(|(i, f)| f.part == i as u32 && f.last == (i == 4)));
+        assert!(frames.iter().all(|f| f.kind == Kind::Delta { seq: 100, next: 110 }));
+        let back: Vec<Op> = frames.iter().flat_map(|f| f.ops.iter().map(|o| o.to_op().unwrap())).collect();
+        assert_eq!(back, commit.ops);
+        // A change larger than a frame travels alone; an empty commit is one frame.
+        let big = Commit { seq: 5, ops: vec![Op { cf: Cf::Alerts, key: vec![1], value: Some(vec![0; 500]) }] };
+        assert_eq!(delta_frames(1, &big, None, 100).len(), 1);
+        assert_eq!(delta_frames(1, &Commit { seq: 5, ops: vec![] }, None, 100).len(), 1);
+    }
+}

@@ -1,0 +1,438 @@
+//! `paywatch restore`: a state directory rebuilt from the changelog.
+//!
+//! The restore starts at the newest complete snapshot (named by the
+//! topic's last frame, or found by reading the topic when that frame does
+//! not name one), applies it, then every delta after it whole, in order.
+//! It stops once it has read what the topic held when it began and the
+//! state is consistent (every delta through the snapshot's `through`
+//! applied). A gap in the deltas (the publisher lost part of its log and
+//! had not yet completed the snapshot that follows) ends the restore at
+//! the last whole commit before it: the state is then older, never wrong,
+//! and `paywatch run` replays the inputs from the offsets it holds.
+
+use super::{ChangelogError, Frame, Kind};
+use crate::config::KafkaConfig;
+use crate::store::wal::Op;
+use crate::store::{Store, StoreOptions};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// What a restore applied.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// The origin (publishing state directory) restored.
+    pub origin: u64,
+    /// The snapshot's offset in the topic.
+    pub snapshot_offset: i64,
+    /// Entries of the snapshot written.
+    pub snapshot_entries: u64,
+    /// Whole commits applied after it.
+    pub commits: u64,
+    /// Bytes of frames read.
+    pub bytes: u64,
+    /// Set when a gap in the deltas ended the restore early.
+    pub gap: Option<String>,
+}
+
+/// Where a restorer stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the first frame of the chosen snapshot.
+    Start,
+    /// Applying the snapshot's frames: the next part expected.
+    Snapshot { from: u64, through: u64, part: u32 },
+    /// Applying deltas: the first sequence number of the next one.
+    Deltas { next: u64 },
+    /// A gap was met; nothing more is applied.
+    Stopped { next: u64 },
+}
+
+/// Applies one origin's frames onto a blank store.
+pub struct Restorer<'s> {
+    store: &'s Store,
+    phase: Phase,
+    /// The snapshot's `through`: consistent once a delta reaching it is
+    /// applied (or when it is at most the first delta's start).
+    through: u64,
+    /// The delta being read: its first sequence number, the next part
+    /// expected, and its changes so far.
+    pending: Option<(u64, u32, Vec<Op>)>,
+    pub done: Restored,
+}
+
+impl<'s> Restorer<'s> {
+    pub fn new(store: &'s Store, origin: u64, snapshot_offset: i64) -> Restorer<'s> {
+        Restorer {
+            store,
+            phase: Phase::Start,
+            through: 0,
+            pending: None,
+            done: Restored { origin, snapshot_offset, ..Restored::default() },
+        }
+    }
+
+    /// Whether the state written so far is one the publisher's store held:
+    /// the snapshot is complete and every delta through its `through`
+    /// applied.
+    pub fn consistent(&self) -> bool {
+        match self.phase {
+            Phase::Deltas { next } | Phase::Stopped { next } => next > self.through,
+            _ => false,
+        }
+    }
+
+    /// Takes one frame (frames of other origins are passed over).
+    pub fn offer(&mut self, offset: i64, frame: &Frame) -> Result<(), ChangelogError> {
+        if frame.origin != self.done.origin {
+            return Ok(());
+        }
+        let broken = |why: String| ChangelogError::Frame { offset, why };
+        let ops = || frame.ops.iter().map(|o| o.to_op()).collect::<Result<Vec<Op>, String>>();
+        match (self.phase, frame.kind) {
+            (Phase::Start, Kind::Snapshot { from, through }) if frame.part == 0 => {
+                self.apply_snapshot(ops().map_err(broken)?)?;
+                self.through = through;
+                self.phase = if frame.last { Phase::Deltas { next: from } } else { Phase::Snapshot { from, through, part: 1 } };
+            }
+            (Phase::Start, _) => return Err(broken("the restore's snapshot does not start here".into())),
+            (Phase::Snapshot { from, through, part }, Kind::Snapshot { from: f, through: t }) if (f, t) == (from, through) => {
+                if frame.part < part {
+                    return Ok(());
+                }
+                if frame.part > part {
+                    return Err(broken(format!("snapshot frame {} follows frame {}: frames are missing", frame.part, part - 1)));
+                }
+                self.apply_snapshot(ops().map_err(broken)?)?;
+                self.phase = if frame.last { Phase::Deltas { next: from } } else { Phase::Snapshot { from, through, part: part + 1 } };
+            }
+            (Phase::Snapshot { .. }, _) => {
+                return Err(broken("the snapshot being restored was not finished (its publisher stopped)".into()))
+            }
+            (Phase::Deltas { next }, Kind::Delta { seq, next: after }) => {
+                if seq < next {
+                    return Ok(()); // published again after a producer restart
+                }
+                if seq > next {
+                    self.phase = Phase::Stopped { next };
+                    self.done.gap = Some(format!(
+                        "commits {next}..{seq} of the publisher's store are not in the topic (offset {offset}); the restored state ends before them"
+                    ));
+                    return Ok(());
+                }
+                match &mut self.pending {
+                    Some((s, part, acc)) if *s == seq && frame.part == *part => {
+                        acc.extend(ops().map_err(broken)?);
+                        *part += 1;
+                    }
+                    Some((s, part, _)) if *s == seq && frame.part < *part && frame.part > 0 => return Ok(()),
+                    _ if frame.part == 0 => self.pending = Some((seq, 1, ops().map_err(broken)?)),
+                    // A commit's frames out of order: wait for it to be sent again from its first.
+                    _ => {
+                        self.pending = None;
+                        return Ok(());
+                    }
+                }
+                if frame.last {
+                    let (_, _, commit) = self.pending.take().expect("set above");
+                    self.store.write_ops(&commit)?;
+                    self.done.commits += 1;
+                    self.phase = Phase::Deltas { next: after };
+                }
+            }
+            (Phase::Deltas { .. } | Phase::Stopped { .. }, _) => {}
+        }
+        self.done.bytes += frame.ops.iter().map(|o| o.size() as u64).sum::<u64>();
+        Ok(())
+    }
+
+    fn apply_snapshot(&mut self, ops: Vec<Op>) -> Result<(), ChangelogError> {
+        self.done.snapshot_entries += ops.len() as u64;
+        self.store.write_ops(&ops)?;
+        Ok(())
+    }
+}
+
+/// Finds where to start: the snapshot the last frame names, or else the
+/// newest complete snapshot in the topic.
+fn choose(consumer: &BaseConsumer, topic: &str, low: i64, high: i64) -> Result<(u64, i64), ChangelogError> {
+    let none = || ChangelogError::Topic { topic: topic.into(), why: "holds no complete snapshot: nothing to restore from".into() };
+    if high <= low {
+        return Err(none());
+    }
+    let mut last = None;
+    read(consumer, topic, high - 1, high, &mut |_, f| {
+        last = Some((f.origin, f.snapshot_at));
+        Ok(())
+    })?;
+    if let Some((origin, Some(at))) = last {
+        if at >= low {
+            return Ok((origin, at));
+        }
+    }
+    // Read it all: the newest snapshot whose last frame was published.
+    let mut started: Vec<(u64, Kind, i64)> = Vec::new();
+    let mut complete = None;
+    read(consumer, topic, low, high, &mut |offset, f| {
+        if let Kind::Snapshot { .. } = f.kind {
+            if f.part == 0 {
+                started.retain(|(o, _, _)| *o != f.origin);
+                started.push((f.origin, f.kind, offset));
+            }
+            if f.last {
+                if let Some((_, _, at)) = started.iter().find(|(o, k, _)| *o == f.origin && *k == f.kind) {
+                    complete = Some((f.origin, *at));
+                }
+            }
+        }
+        Ok(())
+    })?;
+    complete.ok_or_else(none)
+}
+
+/// Reads frames at offsets `[from, until)` of partition 0.
+fn read(
+    consumer: &BaseConsumer,
+    topic: &str,
+    from: i64,
+    until: i64,
+    each: &mut dyn FnMut(i64, &Frame) -> Result<(), ChangelogError>,
+) -> Result<u64, ChangelogError> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Offset(from))?;
+    consumer.assign(&tpl)?;
+    let mut next = from;
+    let mut idle = Instant::now();
+    let mut bytes = 0u64;
+    while next < until {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                idle = Instant::now();
+                let offset = m.offset();
+                if offset < next {
+                    continue;
+                }
+                let payload = m.payload().unwrap_or_default();
+                bytes += payload.len() as u64;
+                let f = Frame::decode(payload).map_err(|why| ChangelogError::Frame { offset, why })?;
+                each(offset, &f)?;
+                next = offset + 1;
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None if idle.elapsed() > Duration::from_secs(60) => {
+                return Err(ChangelogError::Topic {
+                    topic: topic.into(),
+                    why: format!("no record for 60 s while reading offset {next} of {until}"),
+                })
+            }
+            None => {}
+        }
+    }
+    Ok(bytes)
+}
+
+/// Rebuilds the state directory `dir` (which must not exist) from the
+/// changelog: written into `<dir>.restoring` and renamed at the end, so an
+/// interrupted restore never leaves a state directory that looks whole.
+pub fn restore(kafka: &KafkaConfig, dir: &Path, opts: StoreOptions) -> Result<Restored, ChangelogError> {
+    let target = |why: String| ChangelogError::Target { dir: dir.display().to_string(), why };
+    if dir.exists() && std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
+        return Err(target("already holds a state; restore into a new directory".into()));
+    }
+    let work = dir.with_extension("restoring");
+    if work.exists() {
+        std::fs::remove_dir_all(&work).map_err(|source| ChangelogError::Io { path: work.display().to_string(), source })?;
+    }
+    let topic = kafka.changelog_topic();
+    let mut c = crate::source::kafka::client_config(kafka);
+    // Assigned, never subscribed: a group of its own, which it never joins.
+    c.set("group.id", format!("paywatch-changelog-reader-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .set("fetch.message.max.bytes", (kafka.max_message_bytes() + 4096).to_string());
+    for (k, v) in &kafka.consumer {
+        if k != "group.instance.id" {
+            c.set(k, v);
+        }
+    }
+    let consumer: BaseConsumer = c.create()?;
+    let (low, high) = consumer.fetch_watermarks(&topic, 0, Duration::from_secs(30)).map_err(|e| ChangelogError::Topic {
+        topic: topic.clone(),
+        why: format!("cannot be read: {e}"),
+    })?;
+    let (origin, at) = choose(&consumer, &topic, low, high)?;
+    let store = Store::open(&work, opts)?;
+    if !store.is_blank()? {
+        return Err(target(format!("{} is not empty", work.display())));
+    }
+    let mut r = Restorer::new(&store, origin, at);
+    read(&consumer, &topic, at, high, &mut |offset, f| r.offer(offset, f))?;
+    // The snapshot may hold commits its deltas have not reached yet: read
+    // on (its publisher is still sending them) until the state is whole.
+    let mut until = high;
+    let started = Instant::now();
+    while !r.consistent() && r.done.gap.is_none() {
+        let (_, now) = consumer.fetch_watermarks(&topic, 0, Duration::from_secs(30))?;
+        if now > until {
+            read(&consumer, &topic, until, now, &mut |offset, f| r.offer(offset, f))?;
+            until = now;
+        } else if started.elapsed() > Duration::from_secs(120) {
+            return Err(ChangelogError::Topic {
+                topic,
+                why: "the newest snapshot is not followed by the commits it overlaps (its publisher stopped); restore again once it publishes, or replay the inputs".into(),
+            });
+        } else {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    if !r.consistent() {
+        return Err(target(r.done.gap.clone().unwrap_or_default()));
+    }
+    let done = r.done.clone();
+    drop(store);
+    std::fs::rename(&work, dir).map_err(|source| ChangelogError::Io { path: dir.display().to_string(), source })?;
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::changelog::publish::snapshot_frames;
+    use crate::changelog::{delta_frames, Frame};
+    use crate::store::tests::opts;
+    use crate::store::wal::tests::dump;
+    use crate::store::Cf;
+
+    /// A store with some history, its frames as a publisher would send
+    /// them (a snapshot after the first commits, then deltas), and how
+    /// the source store ended.
+    fn published(dir: &Path) -> (Vec<Frame>, Store) {
+        let a = Store::open_keeping_wal(&dir.join("a"), opts(), 64).unwrap();
+        let write = |i: u8| {
+            let mut b = a.batch();
+            b.put_raw(Cf::Beneficiaries, &[b'B', i % 3], &[i; 40]);
+            b.put_raw(Cf::Outbox, &[i], b"msg");
+            if i > 0 {
+                b.delete(Cf::Outbox, &[i - 1]);
+            }
+            a.commit(b).unwrap();
+        };
+        for i in 0..3 {
+            write(i);
+        }
+        let mut frames = Vec::new();
+        let (snap, from) = snapshot_frames(&a, 9, None, None, 60).unwrap();
+        frames.extend(snap);
+        for i in 3..8 {
+            write(i);
+        }
+        for c in a.commits_after(from - 1).unwrap() {
+            frames.extend(delta_frames(9, &c.unwrap(), Some(0), 60));
+        }
+        (frames, a)
+    }
+
+    #[test]
+    fn a_snapshot_and_the_deltas_after_it_rebuild_the_store_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let (frames, a) = published(dir.path());
+        assert!(frames.iter().filter(|f| matches!(f.kind, Kind::Snapshot { .. })).count() > 1, "cut into frames");
+        let b = Store::open(&dir.path().join("b"), opts()).unwrap();
+        let mut r = Restorer::new(&b, 9, 0);
+        // Another origin's frames in between change nothing.
+        let mut stranger = frames[3].clone();
+        stranger.origin = 1;
+        stranger.ops[0].value = Some(b"not mine".to_vec());
+        for (i, f) in frames.iter().enumerate() {
+            r.offer(i as i64, f).unwrap();
+            if i == 3 {
+                r.offer(100, &stranger).unwrap();
+            }
+        }
+        assert!(r.consistent());
+        assert_eq!(r.done.commits, 5);
+        assert_eq!(dump(&b), dump(&a));
+    }
+
+    #[test]
+    fn a_commit_published_in_part_is_applied_only_when_sent_again_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (frames, a) = published(dir.path());
+        let b = Store::open(&dir.path().join("b"), opts()).unwrap();
+        let mut r = Restorer::new(&b, 9, 0);
+        // The last commit: its first frame, a crash, then all of it again.
+        let last_commit: Vec<&Frame> =
+            frames.iter().filter(|f| f.kind == frames.last().unwrap().kind).collect();
+        assert!(last_commit.len() > 1, "the last commit spans frames");
+        let head = frames.len() - last_commit.len();
+        for (i, f) in frames[..head].iter().enumerate() {
+            r.offer(i as i64, f).unwrap();
+        }
+        let before = dump(&b);
+        r.offer(50, last_commit[0]).unwrap();
+        assert_eq!(dump(&b), before, "not applied in part");
+        assert_ne!(before, dump(&a));
+        // Published again from its first frame (and the earlier commits too).
+        for (i, f) in frames[head - 2..].iter().enumerate() {
+            r.offer(60 + i as i64, f).unwrap();
+        }
+        assert_eq!(dump(&b), dump(&a));
+        assert_eq!(r.done.commits, 5, "nothing applied twice");
+    }
+
+    #[test]
+    fn a_snapshot_overlapping_the_deltas_after_it_restores_once_they_pass_it() {
+        // A periodic snapshot: the deltas go on from before its instant,
+        // so the first ones after it are already in it.
+        let dir = tempfile::tempdir().unwrap();
+        let a = Store::open_keeping_wal(&dir.path().join("a"), opts(), 64).unwrap();
+        let start = a.latest_seq();
+        for i in 0..6u8 {
+            let mut b = a.batch();
+            b.put_raw(Cf::Cases, &[i % 2], &[i; 8]);
+            if i % 3 == 2 {
+                b.delete(Cf::Cases, &[0]);
+            }
+            a.commit(b).unwrap();
+        }
+        let commits: Vec<_> = a.commits_after(start).unwrap().map(Result::unwrap).collect();
+        let (mut frames, from) = snapshot_frames(&a, 9, None, Some(commits[2].seq), 1000).unwrap();
+        assert_eq!(from, commits[2].seq);
+        for c in &commits[2..] {
+            frames.extend(delta_frames(9, c, Some(0), 1000));
+        }
+        let b = Store::open(&dir.path().join("b"), opts()).unwrap();
+        let mut r = Restorer::new(&b, 9, 0);
+        let snapshot_len = frames.iter().filter(|f| matches!(f.kind, Kind::Snapshot { .. })).count();
+        for (i, f) in frames.iter().enumerate() {
+            r.offer(i as i64, f).unwrap();
+            if i + 1 == snapshot_len + 1 {
+                assert!(!r.consistent(), "a delta older than the snapshot leaves the state mixed");
+            }
+        }
+        assert!(r.consistent());
+        assert_eq!(dump(&b), dump(&a));
+    }
+
+    #[test]
+    fn a_gap_ends_the_restore_at_the_last_whole_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (frames, _) = published(dir.path());
+        let b = Store::open(&dir.path().join("b"), opts()).unwrap();
+        let mut r = Restorer::new(&b, 9, 0);
+        let seqs: Vec<u64> = frames.iter().filter_map(|f| match f.kind { Kind::Delta { seq, .. } => Some(seq), _ => None }).collect();
+        let dropped = seqs[seqs.len() / 2];
+        for (i, f) in frames.iter().enumerate() {
+            if !matches!(f.kind, Kind::Delta { seq, .. } if seq == dropped) {
+                r.offer(i as i64, f).unwrap();
+            }
+        }
+        assert!(r.done.gap.as_deref().unwrap().contains("not in the topic"), "{:?}", r.done.gap);
+        assert!(r.done.commits < 5);
+        // A snapshot's first frame must be where the restore starts.
+        let mut r = Restorer::new(&b, 9, 0);
+        assert!(r.offer(0, frames.last().unwrap()).unwrap_err().to_string().contains("does not start here"));
+    }
+}

@@ -5,6 +5,8 @@
 # apply, commit, publish); (c) the restore after a `kill -9` mid-replay
 # (state directory kept: RocksDB reopened, partitions sought to the stored
 # offsets) and after a lost state directory (replay from the first offset);
+# (d) the service with the changelog on, and `paywatch restore` of its
+# state on another directory, against replaying the inputs (b);
 # then the latency from producing a payment to its alert on the alerts
 # topic at a steady 5,000 payments/s.
 set -euo pipefail
@@ -13,7 +15,7 @@ BIN="${CARGO_TARGET_DIR:-target}/release/paywatch"
 WORK=$(mktemp -d /var/tmp/paywatch-bench-stream-XXXX)
 source scripts/kafka-lib.sh
 HOUSEHOLDS="${BENCH_HOUSEHOLDS:-20000}"
-PART="${1:-all}"   # all | throughput | restore | latency
+PART="${1:-all}"   # all | throughput | restore | changelog | latency
 
 if [ "$PART" != latency ]; then
 start_broker
@@ -60,7 +62,7 @@ echo "state directory after the replay: $(du -sm "$WORK/b-state" | cut -f1) MiB"
 
 # (c) restore: a fresh service killed (-9) once half the ledger is applied,
 # then started again on the same state directory.
-if [ "$PART" != throughput ]; then
+if [ "$PART" = all ] || [ "$PART" = restore ]; then
 write_config "$WORK/c.toml" "$WORK/c-state" bench-restore
 "$BIN" run --config "$WORK/c.toml" 2>"$WORK/c1.log" &
 SVC=$!
@@ -97,11 +99,54 @@ print(f"(c) restart after kill -9 at half the ledger: ready (store open, partiti
 PY
 fi
 
+# (d) the changelog: the full service again with it on (its cost against
+# (b)), stopped once idle and published; then `paywatch restore` of that
+# state into a new directory, timed (against (b): replaying the inputs).
+if [ "$PART" = all ] || [ "$PART" = changelog ]; then
+python3 "$TOOL" create-topics "$BROKER" paywatch.bench-changelog.changelog:1
+write_config "$WORK/d.toml" "$WORK/d-state" bench-changelog
+# A snapshot every CHANGELOG_SNAPSHOT_MB of commits (256 here against the
+# default 4096, so that this ledger's replay makes some): the restore reads
+# the newest and the commits after it.
+printf '[kafka.changelog]\nenabled = true\nsnapshot_every_mb = %s\n' "${CHANGELOG_SNAPSHOT_MB:-256}" >>"$WORK/d.toml"
+START=$(date +%s.%N)
+/usr/bin/time -f "%M" -o "$WORK/d.rss" "$BIN" run --config "$WORK/d.toml" 2>"$WORK/d.log" &
+SVC=$!
+PIDS+=($SVC)
+wait_port "$HTTP_PORT"
+wait_idle $((TOTAL - 200))
+END=$(date +%s.%N)
+until status | python3 -c 'import json,sys; s=json.load(sys.stdin); sys.exit(0 if s["changelog"]["behind"] == 0 else 1)'; do sleep 0.1; done
+PUBLISHED=$(date +%s.%N)
+D_STATUS=$(status)
+METRICS=$(curl -s "http://127.0.0.1:$HTTP_PORT/metrics" | grep '^paywatch_changelog_bytes_total' | tr '\n' ' ')
+pkill -TERM -P "$SVC" || true; wait "$SVC" || true
+write_config "$WORK/r.toml" "$WORK/r-state" bench-changelog
+R_START=$(date +%s.%N)
+R=$(/usr/bin/time -f "%M" -o "$WORK/r.rss" "$BIN" restore --config "$WORK/r.toml" 2>"$WORK/r.log")
+R_END=$(date +%s.%N)
+python3 - "$START" "$END" "$PUBLISHED" "$D_STATUS" "$R_START" "$R_END" "$R" "$(cat "$WORK/d.rss")" "$(cat "$WORK/r.rss")" "$METRICS" <<'PY'
+import json, sys
+start, end, published = map(float, sys.argv[1:4])
+s = json.loads(sys.argv[4])
+r_start, r_end = map(float, sys.argv[5:7])
+r = json.loads(sys.argv[7])
+applied = sum(s["counts"].values())
+print(f"(d) service with the changelog: {applied} records in {end-start:.1f} s = {applied/(end-start):,.0f} records/s "
+      f"(changelog acknowledged {published-end:.1f} s after idle); {s['changelog']['commits']} commits, "
+      f"{s['changelog']['snapshots']} snapshot(s); {sys.argv[10].strip()}; peak RSS {int(sys.argv[8])//1024} MiB")
+print(f"(d) paywatch restore: {r['commits']} commits and a snapshot of {r['snapshot_entries']} entries, "
+      f"{r['bytes']/2**20:.0f} MiB of changes, in {r_end-r_start:.1f} s (process start to state renamed into place; "
+      f"{r['bytes']/2**20/(r_end-r_start):.0f} MiB/s); peak RSS {int(sys.argv[9])//1024} MiB")
+PY
+echo "restored state directory: $(du -sm "$WORK/r-state" | cut -f1) MiB; the service's own: $(du -sm "$WORK/d-state" | cut -f1) MiB, of which the write-ahead log kept for the publisher $(du -cm "$WORK"/d-state/*.log "$WORK"/d-state/archive 2>/dev/null | tail -1 | cut -f1) MiB"
+fi
+
 fi
 
 # Latency at a steady 5,000 payments/s on a fresh broker and service: the
 # three files merged in event-time order, produced as a live feed would be.
-[ "$PART" = throughput ] || [ "$PART" = restore ] && exit 0
+[ "$PART" = all ] || [ "$PART" = latency ] || exit 0
 cleanup; PIDS=()
 start_broker
 LAT_HH="${BENCH_LATENCY_HOUSEHOLDS:-2000}"

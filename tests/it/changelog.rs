@@ -3,19 +3,15 @@
 //! last published commit left it, and a restore after a clean stop is the
 //! stopped state, entry for entry.
 
-use super::common::kafka::{consume, free_port, service_config, tool, Broker, Service};
+use super::common::kafka::{applied_total, consume, free_port, produce_ledger, service_config, Broker, Service};
 use super::common::{alerts, audit, bin, ids, ledger, run_ok};
-use paywatch::generate::{Generated, OutFormat};
+use paywatch::generate::OutFormat;
 use paywatch::model::Alert;
 use paywatch::store::{Cf, Store, StoreOptions};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-
-fn applied_total(s: &serde_json::Value) -> u64 {
-    ["roster", "deaths", "payments", "reversals", "decisions", "redelivered", "rejected"].iter().map(|k| s["counts"][k].as_u64().unwrap()).sum()
-}
 
 fn restore(config: &Path) -> serde_json::Value {
     let o = run_ok(Command::new(bin()).arg("restore").arg("--config").arg(config).env("PAYWATCH_LOG", "info"));
@@ -35,11 +31,6 @@ fn dump(state: &Path) -> Vec<(Cf, Vec<u8>, Vec<u8>)> {
     all
 }
 
-fn produce(b: &Broker, g: &Generated) -> u64 {
-    let folder = g.payments.parent().unwrap().display().to_string();
-    tool(&["produce-ledger", &b.addr, &folder, "--topics", "roster,deaths,payments,decisions,vulnerable"]).parse().unwrap()
-}
-
 #[test]
 fn a_machine_lost_mid_replay_is_restored_from_the_changelog_and_goes_on() {
     let dir = tempfile::tempdir().unwrap();
@@ -50,7 +41,7 @@ fn a_machine_lost_mid_replay_is_restored_from_the_changelog_and_goes_on() {
     let broker = Broker::start(dir.path());
     broker.create_contract_topics();
     broker.create_topics(&["paywatch.lost.changelog:1"]);
-    let produced = produce(&broker, &g);
+    let produced = produce_ledger(&broker, &g, "roster,deaths,payments,decisions,vulnerable");
     let extra = "group_id = \"lost\"\n[kafka.consumer]\n\"session.timeout.ms\" = \"6000\"\n[kafka.changelog]\nenabled = true\n";
 
     // A clean run for the totals, without a changelog.

@@ -3,7 +3,7 @@
 //! replay, a rebalance, dead letters with their position, and a broker that
 //! is not there at start.
 
-use super::common::kafka::{consume, free_port, service_config, tool, Broker, Service};
+use super::common::kafka::{applied_total, consume, free_port, produce_ledger, service_config, tool, Broker, Service};
 use super::common::{alerts, audit, dead_by_reason, ids, ledger, run_ok};
 use paywatch::generate::{Generated, OutFormat};
 use paywatch::model::Alert;
@@ -46,14 +46,6 @@ fn assert_same(got: &BTreeSet<String>, want: &BTreeSet<String>, what: &str) {
     );
 }
 
-fn produce_ledger(b: &Broker, g: &Generated, kinds: &str) -> u64 {
-    let folder = g.payments.parent().unwrap().display().to_string();
-    tool(&["produce-ledger", &b.addr, &folder, "--topics", kinds]).parse().unwrap()
-}
-
-fn applied_total(s: &serde_json::Value) -> u64 {
-    ["roster", "deaths", "payments", "reversals", "decisions", "redelivered", "rejected"].iter().map(|k| s["counts"][k].as_u64().unwrap()).sum()
-}
 
 #[test]
 fn stream_replay_equals_the_audit_and_dead_letters_carry_their_position() {

@@ -324,3 +324,15 @@ pub fn http_get_with(port: u16, path: &str, token: Option<&str>) -> Option<(u16,
     let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     Some((code, body))
 }
+
+/// Loads a generated ledger's files into the contract's topics (`kinds`:
+/// comma-separated feeds); returns how many records were produced.
+pub fn produce_ledger(b: &Broker, g: &paywatch::generate::Generated, kinds: &str) -> u64 {
+    let folder = g.payments.parent().unwrap().display().to_string();
+    tool(&["produce-ledger", &b.addr, &folder, "--topics", kinds]).parse().unwrap()
+}
+
+/// Every record the engine's committed totals in `/status` count.
+pub fn applied_total(s: &serde_json::Value) -> u64 {
+    ["roster", "deaths", "payments", "reversals", "decisions", "redelivered", "rejected"].iter().map(|k| s["counts"][k].as_u64().unwrap()).sum()
+}

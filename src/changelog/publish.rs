@@ -105,9 +105,13 @@ impl ChangelogPublisher {
             let stopping = self.stop.load(Ordering::Relaxed);
             let mut sent = false;
             let mut gap = None;
-            match self.store.commits_after(at.next.saturating_sub(1)) {
+            // The log is read only when it holds something new: opening it
+            // reads its file up to the position asked for.
+            let fresh = self.store.latest_seq() >= at.next;
+            match if fresh { self.store.commits_after(at.next.saturating_sub(1)).map(Some) } else { Ok(None) } {
                 Err(e) => gap = Some(e.to_string()),
-                Ok(commits) => {
+                Ok(None) => {}
+                Ok(Some(commits)) => {
                     for c in commits {
                         let c = match c {
                             Ok(c) => c,

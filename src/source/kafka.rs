@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaSourceError {
@@ -162,7 +162,14 @@ pub struct KafkaSource {
     queues: BTreeMap<Part, PartitionQueue<SeekContext>>,
     /// Topic names as C strings, for the watermark lookups.
     c_topics: [(Kind, CString); 5],
+    /// When this member last left the group and joined again
+    /// (`rejoin_when_left_out`).
+    rejoined: Option<Instant>,
 }
+
+/// How long a member may be given no partition at all, while others hold
+/// them, before it leaves the group and joins again.
+const REJOIN_AFTER: Duration = Duration::from_secs(30);
 
 impl KafkaSource {
     /// Creates the consumer and subscribes to the three input topics.
@@ -187,7 +194,29 @@ impl KafkaSource {
             .subscribe(&names)
             .map_err(|source| KafkaSourceError::Subscribe { topics: names.join(", "), source })?;
         let c_topics = topics.map(|(k, n)| (k, CString::new(n).unwrap_or_default()));
-        Ok(KafkaSource { consumer: Arc::new(consumer), queues: BTreeMap::new(), c_topics })
+        Ok(KafkaSource { consumer: Arc::new(consumer), queues: BTreeMap::new(), c_topics, rejoined: None })
+    }
+
+    /// Leaves the group and joins it again when this member has held no
+    /// partition since `left_out_since`, for `REJOIN_AFTER` (and as long
+    /// again after each try). A member that joins while a killed one is
+    /// still in the group can be handed nothing, and some brokers (tansu)
+    /// do not rebalance when the dead member's session ends: it would wait
+    /// for ever. Joining again makes the coordinator rebalance without the
+    /// dead member. Returns whether it did.
+    pub fn rejoin_when_left_out(&mut self, left_out_since: Instant) -> bool {
+        let since = self.rejoined.map_or(left_out_since, |r| r.max(left_out_since));
+        if since.elapsed() < REJOIN_AFTER {
+            return false;
+        }
+        let names: Vec<&str> = self.c_topics.iter().filter_map(|(_, n)| n.to_str().ok()).collect();
+        self.consumer.unsubscribe();
+        if let Err(e) = self.consumer.subscribe(&names) {
+            tracing::error!(error = %e, "cannot join the consumer group again");
+        }
+        tracing::warn!(seconds = left_out_since.elapsed().as_secs(), "given no input partition while another member holds them all: left the consumer group and joined it again");
+        self.rejoined = Some(Instant::now());
+        true
     }
 
     /// Serves callbacks (rebalances, errors) and returns a message that

@@ -125,6 +125,9 @@ impl Consume {
             return true;
         }
         let since = *self.shared_since.get_or_insert_with(Instant::now);
+        if mine.is_empty() {
+            self.source.rejoin_when_left_out(since);
+        }
         if since.elapsed() < self.revoked_grace {
             return true;
         }

@@ -251,7 +251,10 @@ pub fn restore(kafka: &KafkaConfig, dir: &Path, opts: StoreOptions) -> Result<Re
     c.set("group.id", format!("paywatch-changelog-reader-{}", std::process::id()))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
-        .set("fetch.message.max.bytes", (kafka.max_message_bytes() + 4096).to_string());
+        // Many frames per fetch: one per round trip reads 10-20 MiB/s.
+        .set("fetch.message.max.bytes", (kafka.max_message_bytes() + 4096).max(32 << 20).to_string())
+        .set("fetch.max.bytes", (kafka.max_message_bytes() + 4096).max(64 << 20).to_string())
+        .set("queued.max.messages.kbytes", "262144");
     for (k, v) in &kafka.consumer {
         if k != "group.instance.id" {
             c.set(k, v);

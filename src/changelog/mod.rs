@@ -38,6 +38,8 @@ pub enum ChangelogError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("changelog topic {topic}: {why}")]
     Topic { topic: String, why: String },
+    #[error("changelog topic {topic} holds no complete snapshot: nothing to restore from")]
+    NoSnapshot { topic: String },
     #[error("changelog frame at offset {offset}: {why}")]
     Frame { offset: i64, why: String },
     #[error("state directory {dir}: {why}")]

@@ -158,7 +158,7 @@ impl<'s> Restorer<'s> {
 /// Finds where to start: the snapshot the last frame names, or else the
 /// newest complete snapshot in the topic.
 fn choose(consumer: &BaseConsumer, topic: &str, low: i64, high: i64) -> Result<(u64, i64), ChangelogError> {
-    let none = || ChangelogError::Topic { topic: topic.into(), why: "holds no complete snapshot: nothing to restore from".into() };
+    let none = || ChangelogError::NoSnapshot { topic: topic.into() };
     if high <= low {
         return Err(none());
     }

@@ -74,11 +74,16 @@ pub struct ChangelogConfig {
     /// publisher can send what it has not sent yet after a restart or a
     /// broker outage. Beyond it, a new snapshot is published instead.
     pub wal_keep_mb: u64,
+    /// `paywatch run` on an empty state directory restores it from the
+    /// changelog first (as `paywatch restore` does), and replays the
+    /// inputs only when the topic holds no snapshot yet: a replacement
+    /// machine goes on where the lost one's changelog ends.
+    pub restore_empty_state: bool,
 }
 
 impl Default for ChangelogConfig {
     fn default() -> ChangelogConfig {
-        ChangelogConfig { enabled: false, topic: String::new(), snapshot_every_mb: 4096, wal_keep_mb: 2048 }
+        ChangelogConfig { enabled: false, topic: String::new(), snapshot_every_mb: 4096, wal_keep_mb: 2048, restore_empty_state: true }
     }
 }
 

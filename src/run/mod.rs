@@ -96,6 +96,9 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
     let dir = cfg.state.dir.clone().ok_or(RunError::NoStateDir)?;
     let wrong = |reason: String| RunError::WrongState { dir: dir.display().to_string(), reason };
     let changelog = &cfg.kafka.changelog;
+    if changelog.enabled && changelog.restore_empty_state {
+        restore_if_empty(&cfg, &dir).await?;
+    }
     let store = Store::open_keeping_wal(&dir, cfg.store_options(true), if changelog.enabled { changelog.wal_keep_mb } else { 0 })?;
     let mut engine = Engine::open_with_lanes(store.clone(), cfg.rules.clone(), cfg.tz(), cfg.engine.cache_entries, Arc::clone(&clock), cfg.engine.lanes())?;
     engine.restrict_townships(&cfg.district.townships);
@@ -265,4 +268,34 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
     http_stop.notify_one();
     let _ = http.await;
     consumed
+}
+
+/// An empty (or missing) state directory is restored from the changelog
+/// when the topic holds a snapshot; without one, the inputs are replayed.
+async fn restore_if_empty(cfg: &Config, dir: &std::path::Path) -> Result<(), RunError> {
+    let empty = !dir.exists() || std::fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false);
+    if !empty {
+        return Ok(());
+    }
+    let (kafka, target, opts) = (cfg.kafka.clone(), dir.to_owned(), cfg.store_options(false));
+    let done = tokio::task::spawn_blocking(move || crate::changelog::restore::restore(&kafka, &target, opts))
+        .await
+        .map_err(|e| RunError::Thread(e.to_string()))?;
+    match done {
+        Ok(r) => {
+            tracing::info!(
+                snapshot_entries = r.snapshot_entries,
+                commits = r.commits,
+                bytes = r.bytes,
+                gap = r.gap.as_deref().unwrap_or("none"),
+                "empty state directory restored from the changelog"
+            );
+            Ok(())
+        }
+        Err(crate::changelog::ChangelogError::NoSnapshot { .. }) => {
+            tracing::info!("the changelog holds no snapshot yet: replaying the inputs from their first offsets");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }

@@ -1,7 +1,8 @@
 //! The changelog against a real broker: a machine lost mid-replay is
 //! restored on another from the changelog and goes on from where its
-//! last published commit left it, and a restore after a clean stop is the
-//! stopped state, entry for entry.
+//! last published commit left it, a restore after a clean stop is the
+//! stopped state, entry for entry, and `paywatch run` restores an empty
+//! state directory by itself.
 
 use super::common::kafka::{applied_total, consume, free_port, produce_ledger, service_config, Broker, Service};
 use super::common::{alerts, audit, bin, ids, ledger, run_ok};
@@ -107,6 +108,17 @@ fn a_machine_lost_mid_replay_is_restored_from_the_changelog_and_goes_on() {
     let (bs, cs) = (dump(&b_dir.join("state")), dump(&c_dir.join("state")));
     assert_eq!(bs.len(), cs.len(), "entries of B and of its restored copy");
     assert!(bs == cs, "the restored copy differs from B");
+
+    // D: `paywatch run` on an empty state directory restores it by itself
+    // and starts where B stopped.
+    let d_dir = dir.path().join("d");
+    std::fs::create_dir_all(&d_dir).unwrap();
+    let port = free_port();
+    let mut d = Service::start(&service_config(&d_dir, &broker, port, extra), port, &d_dir);
+    let d_first = d.wait_until(Duration::from_secs(60), "up", |s| s["counts"].is_object() && s["lanes"].as_u64() > Some(0));
+    assert_eq!(d_first["counts"], st["counts"], "D starts with B's totals");
+    assert!(d.log_text().contains("empty state directory restored from the changelog"));
+    assert!(d.terminate().success());
 
     // A restore into a state directory that exists is refused.
     let o = Command::new(bin()).arg("restore").arg("--config").arg(&c_cfg).output().unwrap();

@@ -11,16 +11,17 @@
 //! frame) ends the session: it is counted, logged, and started again from
 //! the topic's end after a pause, so nothing is skipped.
 
+use super::restore::{read, reader};
 use super::{delta_frames, ChangelogError, Frame, Framer, Kind, WireOp};
 use crate::config::KafkaConfig;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use rdkafka::config::FromClientConfigAndContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::ClientContext;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -194,33 +195,17 @@ impl ChangelogPublisher {
     /// Where to go on from, read from the topic's last frame; `None` when
     /// a snapshot must come first.
     fn resume(&self) -> Result<Option<Resume>, ChangelogError> {
-        let mut c = crate::source::kafka::client_config(&self.kafka);
-        // Assigned, never subscribed: a group of its own, which it never joins.
-        c.set("group.id", format!("paywatch-changelog-reader-{}", std::process::id()))
-            .set("enable.auto.commit", "false")
-            .set("fetch.message.max.bytes", (self.kafka.max_message_bytes() + 4096).to_string());
-        let consumer: BaseConsumer = c.create()?;
+        let consumer = reader(&self.kafka)?;
         let (low, high) = consumer.fetch_watermarks(&self.topic, 0, Duration::from_secs(30))?;
         if high <= low {
             return Ok(None);
         }
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.topic, 0, Offset::Offset(high - 1))?;
-        consumer.assign(&tpl)?;
-        let started = Instant::now();
-        let last = loop {
-            match consumer.poll(Duration::from_millis(500)) {
-                Some(Ok(m)) if m.offset() == high - 1 => {
-                    break Frame::decode(m.payload().unwrap_or_default()).map_err(|why| ChangelogError::Frame { offset: high - 1, why })?
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e.into()),
-                None if started.elapsed() > Duration::from_secs(60) => {
-                    return Err(ChangelogError::Topic { topic: self.topic.clone(), why: "its last record could not be read in 60 s".into() })
-                }
-                None => {}
-            }
-        };
+        let mut last = None;
+        read(&consumer, &self.topic, high - 1, high, &mut |_, f| {
+            last = Some(f.clone());
+            Ok(())
+        })?;
+        let Some(last) = last else { return Ok(None) };
         Ok(resume_after(self.origin, &last))
     }
 

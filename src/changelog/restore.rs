@@ -192,8 +192,33 @@ fn choose(consumer: &BaseConsumer, topic: &str, low: i64, high: i64) -> Result<(
     complete.ok_or_else(none)
 }
 
+/// Whether `dir` is missing or holds nothing: a state directory a restore
+/// may fill.
+pub fn is_empty_dir(dir: &Path) -> bool {
+    !dir.exists() || std::fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false)
+}
+
+/// A consumer for reading the changelog: assigned, never subscribed, so
+/// it is in a group of its own that it never joins.
+pub(super) fn reader(kafka: &KafkaConfig) -> Result<BaseConsumer, ChangelogError> {
+    let mut c = crate::source::kafka::client_config(kafka);
+    c.set("group.id", format!("paywatch-changelog-reader-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        // Many frames per fetch: one per round trip reads 10-20 MiB/s.
+        .set("fetch.message.max.bytes", (kafka.max_message_bytes() + 4096).max(32 << 20).to_string())
+        .set("fetch.max.bytes", (kafka.max_message_bytes() + 4096).max(64 << 20).to_string())
+        .set("queued.max.messages.kbytes", "262144");
+    for (k, v) in &kafka.consumer {
+        if k != "group.instance.id" {
+            c.set(k, v);
+        }
+    }
+    Ok(c.create()?)
+}
+
 /// Reads frames at offsets `[from, until)` of partition 0.
-fn read(
+pub(super) fn read(
     consumer: &BaseConsumer,
     topic: &str,
     from: i64,
@@ -238,7 +263,7 @@ fn read(
 /// interrupted restore never leaves a state directory that looks whole.
 pub fn restore(kafka: &KafkaConfig, dir: &Path, opts: StoreOptions) -> Result<Restored, ChangelogError> {
     let target = |why: String| ChangelogError::Target { dir: dir.display().to_string(), why };
-    if dir.exists() && std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
+    if !is_empty_dir(dir) {
         return Err(target("already holds a state; restore into a new directory".into()));
     }
     let work = dir.with_extension("restoring");
@@ -246,21 +271,7 @@ pub fn restore(kafka: &KafkaConfig, dir: &Path, opts: StoreOptions) -> Result<Re
         std::fs::remove_dir_all(&work).map_err(|source| ChangelogError::Io { path: work.display().to_string(), source })?;
     }
     let topic = kafka.changelog_topic();
-    let mut c = crate::source::kafka::client_config(kafka);
-    // Assigned, never subscribed: a group of its own, which it never joins.
-    c.set("group.id", format!("paywatch-changelog-reader-{}", std::process::id()))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        // Many frames per fetch: one per round trip reads 10-20 MiB/s.
-        .set("fetch.message.max.bytes", (kafka.max_message_bytes() + 4096).max(32 << 20).to_string())
-        .set("fetch.max.bytes", (kafka.max_message_bytes() + 4096).max(64 << 20).to_string())
-        .set("queued.max.messages.kbytes", "262144");
-    for (k, v) in &kafka.consumer {
-        if k != "group.instance.id" {
-            c.set(k, v);
-        }
-    }
-    let consumer: BaseConsumer = c.create()?;
+    let consumer = reader(kafka)?;
     let (low, high) = consumer.fetch_watermarks(&topic, 0, Duration::from_secs(30)).map_err(|e| ChangelogError::Topic {
         topic: topic.clone(),
         why: format!("cannot be read: {e}"),

@@ -273,8 +273,7 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
 /// An empty (or missing) state directory is restored from the changelog
 /// when the topic holds a snapshot; without one, the inputs are replayed.
 async fn restore_if_empty(cfg: &Config, dir: &std::path::Path) -> Result<(), RunError> {
-    let empty = !dir.exists() || std::fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false);
-    if !empty {
+    if !crate::changelog::restore::is_empty_dir(dir) {
         return Ok(());
     }
     let (kafka, target, opts) = (cfg.kafka.clone(), dir.to_owned(), cfg.store_options(false));

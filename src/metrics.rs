@@ -31,6 +31,7 @@ pub const TASK_RESTARTS: &str = "paywatch_task_restarts_total";
 pub const ROCKSDB_LIVE: &str = "paywatch_rocksdb_live_data_bytes";
 pub const ROCKSDB_PENDING_COMPACTION: &str = "paywatch_rocksdb_pending_compaction_bytes";
 pub const ROCKSDB_CACHE_HIT_RATIO: &str = "paywatch_rocksdb_block_cache_hit_ratio";
+pub const ROCKSDB_MEMORY: &str = "paywatch_rocksdb_memory_bytes";
 pub const BUILD_INFO: &str = "paywatch_build_info";
 pub const START_TIME: &str = "paywatch_start_time_seconds";
 pub const PARTITIONS_ELSEWHERE: &str = "paywatch_partitions_held_elsewhere";
@@ -116,6 +117,9 @@ pub struct Metrics {
     pub rocksdb_pending_compaction: IntGauge,
     /// Block-cache hits over lookups since start.
     pub rocksdb_cache_hit_ratio: prometheus::Gauge,
+    /// RocksDB's memory by part (memtables, table_readers, block_cache,
+    /// block_cache_pinned): its share of the RSS.
+    pub rocksdb_memory: IntGaugeVec,
     /// API answers of 5xx, by status code.
     pub api_errors: IntCounterVec,
     /// Input partitions another member of the consumer group holds (0 when
@@ -275,6 +279,11 @@ impl Metrics {
                 registry.register(Box::new(g.clone())).expect("registered once");
                 g
             },
+            rocksdb_memory: {
+                let g = IntGaugeVec::new(Opts::new(ROCKSDB_MEMORY, "RocksDB memory by part"), &["part"]).expect("valid metric");
+                registry.register(Box::new(g.clone())).expect("registered once");
+                g
+            },
             cases,
             api_errors: counter(API_ERRORS, "API answers with a server error, by status", &["status"]),
             partitions_elsewhere: gauge(PARTITIONS_ELSEWHERE, "Input partitions another member of the consumer group holds"),
@@ -310,6 +319,9 @@ impl Metrics {
         let lookups = s.block_cache_hits + s.block_cache_misses;
         if lookups > 0 {
             self.rocksdb_cache_hit_ratio.set(s.block_cache_hits as f64 / lookups as f64);
+        }
+        for (part, bytes) in s.memory.parts() {
+            self.rocksdb_memory.with_label_values(&[part]).set(i64::try_from(bytes).unwrap_or(i64::MAX));
         }
     }
 

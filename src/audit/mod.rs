@@ -249,6 +249,14 @@ pub fn run(opts: &AuditOptions, cfg: &Config, clock: Arc<dyn Clock>) -> Result<S
     write_committed(&c.alerts, &c.dead_letters, &mut alerts, &mut dead, &mut summary)?;
     bar.finish_and_clear();
     tracing::info!(records = applied, in_runs = engine.records_in_runs(), lanes = cfg.engine.lanes(), seconds = applying.elapsed().as_secs_f64(), "records applied and committed");
+    let m = engine.store().memory();
+    tracing::info!(
+        memtables_mib = m.memtables >> 20,
+        table_readers_mib = m.table_readers >> 20,
+        block_cache_mib = m.block_cache >> 20,
+        pinned_mib = m.block_cache_pinned >> 20,
+        "RocksDB memory at the end"
+    );
     alerts.flush().map_err(out_err(&alerts.target.clone()))?;
     dead.flush().map_err(out_err(&dl_path))?;
     if opts.stop.load(Ordering::Relaxed) && applied < runs.total {

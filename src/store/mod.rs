@@ -9,6 +9,7 @@ pub mod alert_index;
 pub mod cases;
 mod cf;
 pub mod keys;
+mod memory;
 mod migrate;
 #[cfg(test)]
 pub(crate) use migrate::accounts_as_v3;
@@ -17,6 +18,7 @@ pub mod wal;
 mod write;
 
 pub use cf::Cf;
+pub use memory::StoreMemory;
 pub use table::Table;
 pub use write::{Batch, Finish, PendingWrite, WriteFailed};
 
@@ -80,6 +82,10 @@ pub struct StoreStats {
     pub pending_compaction_bytes: u64,
     pub block_cache_hits: u64,
     pub block_cache_misses: u64,
+    /// What RocksDB holds in memory, so that an operator (and the audit's
+    /// last log line) can tell its share of the process's RSS from the
+    /// engine's caches.
+    pub memory: StoreMemory,
 }
 
 /// The open state directory. Clones share the one database, so the sinks
@@ -303,6 +309,7 @@ impl Store {
             pending_compaction_bytes: sum("rocksdb.estimate-pending-compaction-bytes"),
             block_cache_hits: self.opts.get_ticker_count(rocksdb::statistics::Ticker::BlockCacheHit),
             block_cache_misses: self.opts.get_ticker_count(rocksdb::statistics::Ticker::BlockCacheMiss),
+            memory: self.memory(),
         }
     }
 

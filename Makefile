@@ -17,6 +17,7 @@ deps:
 # Also the broker, the Kafka client, Prometheus and Chromium.
 deps-test:
 	@scripts/deps.sh --test
+	@scripts/deps.sh --tools
 
 build: deps
 	cargo build --release
@@ -32,10 +33,15 @@ demo-stream: build deps-test
 
 ## The whole suite: unit tests, property tests, integration tests, the
 ## fault matrix (release profile: one RocksDB build serves the binary, the
-## tests and the benches), then the dependency checks (deny.toml).
-test: deps-test
+## tests and the benches), then the dependency checks (deny.toml). On a
+## fresh machine the broker and cargo-deny build while paywatch compiles.
+test:
+	@scripts/deps.sh --test
+	scripts/deps.sh --tools & tools=$$!; \
+	  cargo test --release --no-run && \
+	  cargo bench --no-run --bench decode --bench rules --bench api; \
+	  built=$$?; wait $$tools && [ $$built -eq 0 ]
 	cargo test --release
-	cargo bench --no-run --bench decode --bench rules --bench api
 	$(PAYWATCH_TOOLS)/cargo-deny/bin/cargo-deny --log-level error check licenses bans sources
 	scripts/advisories.sh
 

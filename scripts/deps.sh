@@ -5,10 +5,46 @@
 # end-to-end bench reads peak RSS from it), and for the streaming tests the
 # tansu broker and the confluent-kafka client (see the end).
 set -euo pipefail
-# --test: also what the tests, demo-stream and the benches need (a broker,
-# a Kafka client, Prometheus, Chromium).
+# --test: also the Debian packages and the Kafka client the tests,
+# demo-stream and the benches need (Prometheus, Chromium, confluent-kafka).
+# --tools: only the two tools built from crates.io (the tansu broker and
+# cargo-deny), each once into $PAYWATCH_TOOLS. They are the slow part of a
+# fresh machine, so `make test` builds them while paywatch itself compiles.
+mode="${1:-}"
 with_tests=false
-[ "${1:-}" = "--test" ] && with_tests=true
+[ "$mode" = "--test" ] && with_tests=true
+TOOLS="${PAYWATCH_TOOLS:-/var/tmp/paywatch-tools}"
+
+# Builds one crates.io tool into $TOOLS/<name> unless it is there; its
+# target dir and lock file stay outside the clone and go once it is built.
+# $1 name, $2 binary, $3 optimisation level, rest: cargo install arguments.
+build_tool() {
+  local name="$1" bin="$2" opt="$3"
+  shift 3
+  [ -x "$TOOLS/$name/bin/$bin" ] && return 0
+  local start=$SECONDS
+  echo "paywatch: building $name into $TOOLS (once)" >&2
+  (cd "$TOOLS" && CARGO_TARGET_DIR="$TOOLS/$name-target" CARGO_PROFILE_RELEASE_OPT_LEVEL="$opt" \
+      cargo install "$@" --locked --root "$TOOLS/$name" >"$TOOLS/$name-install.log" 2>&1) \
+    || { echo "paywatch: building $name failed; see $TOOLS/$name-install.log" >&2; return 1; }
+  rm -rf "$TOOLS/$name-target"
+  echo "paywatch: built $name in $((SECONDS - start)) s" >&2
+}
+
+if [ "$mode" = "--tools" ]; then
+  mkdir -p "$TOOLS"
+  # The broker keeps full optimisation: bench-stream measures through it.
+  # cargo-deny checks a few hundred packages once a run, so opt-level 1
+  # (about a third less compiling) costs it nothing visible.
+  build_tool tansu tansu 3 tansu --features dynostore &
+  broker=$!
+  build_tool cargo-deny cargo-deny 1 cargo-deny &
+  deny=$!
+  status=0
+  wait $broker || status=1
+  wait $deny || status=1
+  exit $status
+fi
 
 need=()
 command -v cargo >/dev/null 2>&1 || { echo "paywatch: cargo is missing; install a Rust toolchain (rustup) first" >&2; exit 1; }
@@ -48,25 +84,8 @@ fi
 
 $with_tests || exit 0
 
-# The streaming tests and demos: a Kafka-protocol broker (tansu, built once
-# into a cache outside the clone, ~9 minutes) and an independent client
-# (confluent-kafka from PyPI, which bundles a current librdkafka).
-TOOLS="${PAYWATCH_TOOLS:-/var/tmp/paywatch-tools}"
-mkdir -p "$TOOLS"
-if [ ! -x "$TOOLS/tansu/bin/tansu" ]; then
-  echo "paywatch: building the tansu broker into $TOOLS (once)" >&2
-  # Build outside the clone so its target dir and lock file stay out of it.
-  (cd "$TOOLS" && CARGO_TARGET_DIR="$TOOLS/tansu-target" cargo install tansu --locked --features dynostore --root "$TOOLS/tansu" >"$TOOLS/tansu-install.log" 2>&1) \
-    || { echo "paywatch: building tansu failed; see $TOOLS/tansu-install.log" >&2; exit 1; }
-  rm -rf "$TOOLS/tansu-target"
-fi
-# cargo-deny for the dependency checks (licences, bans, sources).
-if [ ! -x "$TOOLS/cargo-deny/bin/cargo-deny" ]; then
-  echo "paywatch: installing cargo-deny into $TOOLS (once)" >&2
-  (cd "$TOOLS" && CARGO_TARGET_DIR="$TOOLS/cargo-deny-target" cargo install cargo-deny --locked --root "$TOOLS/cargo-deny" >"$TOOLS/cargo-deny-install.log" 2>&1) \
-    || { echo "paywatch: installing cargo-deny failed; see $TOOLS/cargo-deny-install.log" >&2; exit 1; }
-  rm -rf "$TOOLS/cargo-deny-target"
-fi
+# The streaming tests' independent Kafka client: confluent-kafka from
+# PyPI, which bundles a current librdkafka. (The broker: --tools.)
 command -v python3 >/dev/null 2>&1 || { echo "paywatch: python3 is missing" >&2; exit 1; }
 if ! python3 -c "import confluent_kafka" 2>/dev/null; then
   echo "paywatch: installing confluent-kafka (PyPI)" >&2

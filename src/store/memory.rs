@@ -37,13 +37,10 @@ impl Store {
     /// RocksDB's memory by part. The block cache is one for all column
     /// families, so it is read once, not summed.
     pub fn memory(&self) -> StoreMemory {
-        let sum = |prop: &str| -> u64 {
-            Cf::ALL.iter().filter_map(|cf| self.db.property_int_value_cf(self.cf(*cf), prop).ok().flatten()).sum()
-        };
         let once = |prop: &str| self.db.property_int_value_cf(self.cf(Cf::Meta), prop).ok().flatten().unwrap_or(0);
         StoreMemory {
-            memtables: sum("rocksdb.size-all-mem-tables"),
-            table_readers: sum("rocksdb.estimate-table-readers-mem"),
+            memtables: self.property_sum("rocksdb.size-all-mem-tables"),
+            table_readers: self.property_sum("rocksdb.estimate-table-readers-mem"),
             block_cache: once("rocksdb.block-cache-usage"),
             block_cache_pinned: once("rocksdb.block-cache-pinned-usage"),
         }

@@ -301,16 +301,19 @@ impl Store {
 
     /// Sizes and cache figures for the metrics.
     pub fn stats(&self) -> StoreStats {
-        let sum = |prop: &str| -> u64 {
-            Cf::ALL.iter().filter_map(|cf| self.db.property_int_value_cf(self.cf(*cf), prop).ok().flatten()).sum()
-        };
         StoreStats {
-            live_data_bytes: sum("rocksdb.estimate-live-data-size"),
-            pending_compaction_bytes: sum("rocksdb.estimate-pending-compaction-bytes"),
+            live_data_bytes: self.property_sum("rocksdb.estimate-live-data-size"),
+            pending_compaction_bytes: self.property_sum("rocksdb.estimate-pending-compaction-bytes"),
             block_cache_hits: self.opts.get_ticker_count(rocksdb::statistics::Ticker::BlockCacheHit),
             block_cache_misses: self.opts.get_ticker_count(rocksdb::statistics::Ticker::BlockCacheMiss),
             memory: self.memory(),
         }
+    }
+
+    /// An integer property of RocksDB summed over every column family (a
+    /// family that does not answer counts 0).
+    fn property_sum(&self, prop: &str) -> u64 {
+        Cf::ALL.iter().filter_map(|cf| self.db.property_int_value_cf(self.cf(*cf), prop).ok().flatten()).sum()
     }
 
     /// Up to `limit` entries of a column family from `start` up to (not

@@ -49,8 +49,11 @@ pub enum ChangelogError {
 }
 
 /// Starts every frame's value, so a foreign record on the topic is named,
-/// not misread.
-const MAGIC: &[u8; 5] = b"PWCL1";
+/// not misread. Version 2 added `WireOp::more`.
+const MAGIC: &[u8; 5] = b"PWCL2";
+/// Version 1 frames (before `more`) are still read: a topic written
+/// before an upgrade restores after it.
+const MAGIC_V1: &[u8; 5] = b"PWCL1";
 
 /// One Kafka record of the changelog.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,16 +94,56 @@ pub struct WireOp {
     pub cf: String,
     pub key: Vec<u8>,
     pub value: Option<Vec<u8>>,
+    /// The value goes on in the next change, which names the same key: a
+    /// value larger than a frame travels in pieces, each in a frame of its
+    /// own, since the broker refuses a record over its message size.
+    pub more: bool,
+}
+
+/// A version 1 change (no `more`).
+#[derive(Deserialize)]
+struct WireOpV1 {
+    cf: String,
+    key: Vec<u8>,
+    value: Option<Vec<u8>>,
+}
+
+/// A version 1 frame.
+#[derive(Deserialize)]
+struct FrameV1 {
+    origin: u64,
+    kind: Kind,
+    part: u32,
+    last: bool,
+    snapshot_at: Option<i64>,
+    ops: Vec<WireOpV1>,
 }
 
 impl WireOp {
     pub(crate) fn of(cf: Cf, key: &[u8], value: Option<&[u8]>) -> WireOp {
-        WireOp { cf: cf.name().to_owned(), key: key.to_vec(), value: value.map(<[u8]>::to_vec) }
+        WireOp { cf: cf.name().to_owned(), key: key.to_vec(), value: value.map(<[u8]>::to_vec), more: false }
     }
 
     /// Bytes it takes in a frame, roughly (for cutting frames).
     pub(crate) fn size(&self) -> usize {
         self.cf.len() + self.key.len() + self.value.as_ref().map_or(0, Vec::len) + 8
+    }
+
+    /// The change cut so that each piece fits in `max_bytes`: itself when
+    /// it does; else its value in pieces, each but the last with `more`.
+    fn pieces(self, max_bytes: usize) -> Vec<WireOp> {
+        let room = max_bytes.saturating_sub(self.cf.len() + self.key.len() + 8).max(1);
+        let big = self.size() > max_bytes;
+        match self.value {
+            Some(v) if big => {
+                let n = v.len().div_ceil(room);
+                v.chunks(room)
+                    .enumerate()
+                    .map(|(i, piece)| WireOp { cf: self.cf.clone(), key: self.key.clone(), value: Some(piece.to_vec()), more: i + 1 < n })
+                    .collect()
+            }
+            value => vec![WireOp { value, ..self }],
+        }
     }
 
     /// Back to a change of a column family this paywatch has.
@@ -121,13 +164,55 @@ impl Frame {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Frame, String> {
-        let body = bytes.strip_prefix(MAGIC.as_slice()).ok_or("is not a paywatch changelog frame")?;
-        postcard::from_bytes(body).map_err(|e| format!("cannot be decoded: {e}"))
+        let broken = |e: postcard::Error| format!("cannot be decoded: {e}");
+        if let Some(body) = bytes.strip_prefix(MAGIC.as_slice()) {
+            return postcard::from_bytes(body).map_err(broken);
+        }
+        let body = bytes.strip_prefix(MAGIC_V1.as_slice()).ok_or("is not a paywatch changelog frame")?;
+        let f: FrameV1 = postcard::from_bytes(body).map_err(broken)?;
+        Ok(Frame {
+            origin: f.origin,
+            kind: f.kind,
+            part: f.part,
+            last: f.last,
+            snapshot_at: f.snapshot_at,
+            ops: f.ops.into_iter().map(|o| WireOp { cf: o.cf, key: o.key, value: o.value, more: false }).collect(),
+        })
     }
 }
 
-/// Cuts changes into frames of at most `max_bytes` of changes each (one
-/// change larger than that gets a frame of its own).
+/// Changes as they were read, back to whole changes: pieces of one value
+/// joined. Returns the whole ones, and the pieces of a value that goes on
+/// past the last one (for the next frame).
+pub fn join(ops: Vec<WireOp>) -> Result<(Vec<Op>, Vec<WireOp>), String> {
+    let mut whole = Vec::with_capacity(ops.len());
+    let mut open: Vec<WireOp> = Vec::new();
+    for mut op in ops {
+        if let Some(first) = open.first() {
+            if first.cf != op.cf || first.key != op.key || op.value.is_none() {
+                return Err(format!("a value of {:?} cut into pieces does not go on in the next change", first.cf));
+            }
+        }
+        if op.more {
+            open.push(op);
+            continue;
+        }
+        if open.is_empty() {
+            whole.push(op.to_op()?);
+            continue;
+        }
+        let mut value = Vec::new();
+        for piece in open.drain(..) {
+            value.extend(piece.value.unwrap_or_default());
+        }
+        value.extend(op.value.take().unwrap_or_default());
+        whole.push(WireOp { value: Some(value), ..op }.to_op()?);
+    }
+    Ok((whole, open))
+}
+
+/// Cuts changes into frames of at most `max_bytes` of changes each (a
+/// change larger than that is cut into pieces, `WireOp::more`).
 pub struct Framer {
     origin: u64,
     kind: Kind,
@@ -143,12 +228,18 @@ impl Framer {
         Framer { origin, kind, snapshot_at, max_bytes, part: 0, ops: Vec::new(), bytes: 0 }
     }
 
-    /// Adds one change; returns a full frame when this one did not fit.
-    pub fn push(&mut self, op: WireOp) -> Option<Frame> {
-        let size = op.size();
-        let full = (!self.ops.is_empty() && self.bytes + size > self.max_bytes).then(|| self.take(false));
-        self.bytes += size;
-        self.ops.push(op);
+    /// Adds one change; returns the frames it filled (none, mostly; more
+    /// than one when a large value was cut into pieces).
+    pub fn push(&mut self, op: WireOp) -> Vec<Frame> {
+        let mut full = Vec::new();
+        for piece in op.pieces(self.max_bytes) {
+            let size = piece.size();
+            if !self.ops.is_empty() && self.bytes + size > self.max_bytes {
+                full.push(self.take(false));
+            }
+            self.bytes += size;
+            self.ops.push(piece);
+        }
         full
     }
 
@@ -204,7 +295,7 @@ mod tests {
         let mut cut = f.encode();
         cut.truncate(cut.len() - 2);
         assert!(Frame::decode(&cut).unwrap_err().contains("cannot be decoded"));
-        let foreign = WireOp { cf: "later".into(), key: vec![], value: None };
+        let foreign = WireOp { cf: "later".into(), key: vec![], value: None, more: false };
         assert!(foreign.to_op().unwrap_err().contains("\"later\""));
     }
 
@@ -219,9 +310,71 @@ mod tests {
         assert!(frames.iter().all(|f| f.kind == Kind::Delta { seq: 100, next: 110 }));
         let back: Vec<Op> = frames.iter().flat_map(|f| f.ops.iter().map(|o| o.to_op().unwrap())).collect();
         assert_eq!(back, commit.ops);
-        // A change larger than a frame travels alone; an empty commit is one frame.
-        let big = Commit { seq: 5, ops: vec![Op { cf: Cf::Alerts, key: vec![1], value: Some(vec![0; 500]) }] };
-        assert_eq!(delta_frames(1, &big, None, 100).len(), 1);
+        // An empty commit is one frame.
         assert_eq!(delta_frames(1, &Commit { seq: 5, ops: vec![] }, None, 100).len(), 1);
+    }
+
+    /// A value larger than a frame (the broker refuses a record over its
+    /// message size) is cut into pieces, one frame each, and joined back.
+    #[test]
+    fn a_value_larger_than_a_frame_travels_in_pieces() {
+        let value: Vec<u8> = (0..500u32).map(|i| (i % 251) as u8).collect();
+        let ops = vec![
+            Op { cf: Cf::Outbox, key: vec![0], value: Some(vec![7; 10]) },
+            Op { cf: Cf::Alerts, key: vec![1], value: Some(value.clone()) },
+            Op { cf: Cf::Outbox, key: vec![2], value: None },
+        ];
+        let commit = Commit { seq: 5, ops: ops.clone() };
+        let frames = delta_frames(1, &commit, None, 100);
+        assert!(frames.iter().all(|f| f.ops.iter().map(WireOp::size).sum::<usize>() <= 100), "every frame fits");
+        // "alerts" + key + 8 leaves 85 bytes a piece: 6 pieces.
+        let pieces: Vec<&WireOp> = frames.iter().flat_map(|f| &f.ops).filter(|o| o.cf == "alerts").collect();
+        assert_eq!(pieces.len(), 6);
+        assert!(pieces.iter().enumerate().all(|(i, p)| p.more == (i < 5)));
+        let wire: Vec<WireOp> = frames.iter().flat_map(|f| Frame::decode(&f.encode()).unwrap().ops).collect();
+        let (back, open) = join(wire.clone()).unwrap();
+        assert_eq!(back, ops);
+        assert!(open.is_empty());
+        // Read up to the middle of the value: its pieces are held, not written.
+        let (head, open) = join(wire[..4].to_vec()).unwrap();
+        assert_eq!(head, ops[..1]);
+        assert_eq!(open.len(), 3);
+        // A piece not followed by the rest of its value is refused.
+        let mut broken = wire.clone();
+        broken.remove(3);
+        broken[2].key = vec![9];
+        assert!(join(broken).unwrap_err().contains("does not go on"));
+    }
+
+    /// Frames of version 1 (before values in pieces) are still read.
+    #[test]
+    fn version_1_frames_are_still_read() {
+        #[derive(Serialize)]
+        struct V1Op<'a> {
+            cf: &'a str,
+            key: Vec<u8>,
+            value: Option<Vec<u8>>,
+        }
+        #[derive(Serialize)]
+        struct V1<'a> {
+            origin: u64,
+            kind: Kind,
+            part: u32,
+            last: bool,
+            snapshot_at: Option<i64>,
+            ops: Vec<V1Op<'a>>,
+        }
+        let v1 = V1 {
+            origin: 3,
+            kind: Kind::Delta { seq: 1, next: 2 },
+            part: 0,
+            last: true,
+            snapshot_at: None,
+            ops: vec![V1Op { cf: "months", key: b"k".to_vec(), value: Some(b"v".to_vec()) }],
+        };
+        let bytes = postcard::to_extend(&v1, MAGIC_V1.to_vec()).unwrap();
+        let f = Frame::decode(&bytes).unwrap();
+        assert_eq!(f.ops, vec![WireOp::of(Cf::Months, b"k", Some(b"v"))]);
+        assert_eq!((f.origin, f.kind, f.last), (3, Kind::Delta { seq: 1, next: 2 }, true));
     }
 }

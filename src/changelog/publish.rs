@@ -283,8 +283,8 @@ pub fn each_snapshot_frame(
             (from, Framer::new(origin, Kind::Snapshot { from, through: hi }, None, max_bytes))
         },
         |(_, framer), cf, k, v| {
-            if let Some(f) = framer.push(WireOp::of(cf, k, Some(v))) {
-                go = emit(f);
+            for f in framer.push(WireOp::of(cf, k, Some(v))) {
+                go = go && emit(f);
             }
             go
         },

@@ -10,9 +10,8 @@
 //! the last whole commit before it: the state is then older, never wrong,
 //! and `paywatch run` replays the inputs from the offsets it holds.
 
-use super::{ChangelogError, Frame, Kind};
+use super::{join, ChangelogError, Frame, Kind, WireOp};
 use crate::config::KafkaConfig;
-use crate::store::wal::Op;
 use crate::store::{Store, StoreOptions};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -58,8 +57,10 @@ pub struct Restorer<'s> {
     /// applied (or when it is at most the first delta's start).
     through: u64,
     /// The delta being read: its first sequence number, the next part
-    /// expected, and its changes so far.
-    pending: Option<(u64, u32, Vec<Op>)>,
+    /// expected, and its changes so far (pieces of a value not yet joined).
+    pending: Option<(u64, u32, Vec<WireOp>)>,
+    /// The snapshot's pieces of a value that goes on in its next frame.
+    carry: Vec<WireOp>,
     pub done: Restored,
 }
 
@@ -70,6 +71,7 @@ impl<'s> Restorer<'s> {
             phase: Phase::Start,
             through: 0,
             pending: None,
+            carry: Vec::new(),
             done: Restored { origin, snapshot_offset, ..Restored::default() },
         }
     }
@@ -90,10 +92,11 @@ impl<'s> Restorer<'s> {
             return Ok(());
         }
         let broken = |why: String| ChangelogError::Frame { offset, why };
-        let ops = || frame.ops.iter().map(|o| o.to_op()).collect::<Result<Vec<Op>, String>>();
+        let ops = || frame.ops.clone();
         match (self.phase, frame.kind) {
             (Phase::Start, Kind::Snapshot { from, through }) if frame.part == 0 => {
-                self.apply_snapshot(ops().map_err(broken)?)?;
+                self.carry.clear();
+                self.apply_snapshot(offset, ops(), frame.last)?;
                 self.through = through;
                 self.phase = if frame.last { Phase::Deltas { next: from } } else { Phase::Snapshot { from, through, part: 1 } };
             }
@@ -105,7 +108,7 @@ impl<'s> Restorer<'s> {
                 if frame.part > part {
                     return Err(broken(format!("snapshot frame {} follows frame {}: frames are missing", frame.part, part - 1)));
                 }
-                self.apply_snapshot(ops().map_err(broken)?)?;
+                self.apply_snapshot(offset, ops(), frame.last)?;
                 self.phase = if frame.last { Phase::Deltas { next: from } } else { Phase::Snapshot { from, through, part: part + 1 } };
             }
             (Phase::Snapshot { .. }, _) => {
@@ -124,11 +127,11 @@ impl<'s> Restorer<'s> {
                 }
                 match &mut self.pending {
                     Some((s, part, acc)) if *s == seq && frame.part == *part => {
-                        acc.extend(ops().map_err(broken)?);
+                        acc.extend(ops());
                         *part += 1;
                     }
                     Some((s, part, _)) if *s == seq && frame.part < *part && frame.part > 0 => return Ok(()),
-                    _ if frame.part == 0 => self.pending = Some((seq, 1, ops().map_err(broken)?)),
+                    _ if frame.part == 0 => self.pending = Some((seq, 1, ops())),
                     // A commit's frames out of order: wait for it to be sent again from its first.
                     _ => {
                         self.pending = None;
@@ -137,6 +140,10 @@ impl<'s> Restorer<'s> {
                 }
                 if frame.last {
                     let (_, _, commit) = self.pending.take().expect("set above");
+                    let (commit, open) = join(commit).map_err(broken)?;
+                    if !open.is_empty() {
+                        return Err(broken("the commit's last frame ends inside a value cut into pieces".into()));
+                    }
                     self.store.write_ops(&commit)?;
                     self.done.commits += 1;
                     self.phase = Phase::Deltas { next: after };
@@ -148,7 +155,17 @@ impl<'s> Restorer<'s> {
         Ok(())
     }
 
-    fn apply_snapshot(&mut self, ops: Vec<Op>) -> Result<(), ChangelogError> {
+    /// Writes a snapshot frame's whole changes; the pieces of a value
+    /// that goes on wait for the next frame (`last`: there is none).
+    fn apply_snapshot(&mut self, offset: i64, ops: Vec<WireOp>, last: bool) -> Result<(), ChangelogError> {
+        let broken = |why: String| ChangelogError::Frame { offset, why };
+        let mut all = std::mem::take(&mut self.carry);
+        all.extend(ops);
+        let (ops, open) = join(all).map_err(broken)?;
+        if last && !open.is_empty() {
+            return Err(broken("the snapshot's last frame ends inside a value cut into pieces".into()));
+        }
+        self.carry = open;
         self.done.snapshot_entries += ops.len() as u64;
         self.store.write_ops(&ops)?;
         Ok(())
@@ -428,6 +445,56 @@ mod tests {
         }
         assert!(r.consistent());
         assert_eq!(dump(&b), dump(&a));
+    }
+
+    /// Values larger than a frame, in the snapshot and in a delta, travel
+    /// in pieces and are written whole.
+    #[test]
+    fn values_larger_than_a_frame_are_restored_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Store::open_keeping_wal(&dir.path().join("a"), opts(), 64).unwrap();
+        let big = |i: u8| -> Vec<u8> { (0..700u32).map(|j| (j as u8).wrapping_mul(i)).collect() };
+        let mut b = a.batch();
+        b.put_raw(Cf::Accounts, b"A1", &big(1));
+        b.put_raw(Cf::Accounts, b"A2", &big(2));
+        a.commit(b).unwrap();
+        let (mut frames, from) = snapshot_frames(&a, 9, None, None, 200).unwrap();
+        let mut b = a.batch();
+        b.put_raw(Cf::Cases, b"c", b"x");
+        b.put_raw(Cf::Accounts, b"A1", &big(3));
+        a.commit(b).unwrap();
+        for c in a.commits_after(from - 1).unwrap() {
+            frames.extend(delta_frames(9, &c.unwrap(), Some(0), 200));
+        }
+        let cut = |kind: fn(&Kind) -> bool| frames.iter().filter(|f| kind(&f.kind)).any(|f| f.ops.iter().any(|o| o.more));
+        assert!(cut(|k| matches!(k, Kind::Snapshot { .. })) && cut(|k| matches!(k, Kind::Delta { .. })), "values were cut in both");
+        let b = Store::open(&dir.path().join("b"), opts()).unwrap();
+        let mut r = Restorer::new(&b, 9, 0);
+        for (i, f) in frames.iter().enumerate() {
+            r.offer(i as i64, &Frame::decode(&f.encode()).unwrap()).unwrap();
+        }
+        assert!(r.consistent());
+        assert_eq!(dump(&b), dump(&a));
+        // A delta whose last frame ends inside a value is refused, not written.
+        let delta: Vec<&Frame> = frames.iter().filter(|f| matches!(f.kind, Kind::Delta { .. })).collect();
+        let c = Store::open(&dir.path().join("c"), opts()).unwrap();
+        let mut r = Restorer::new(&c, 9, 0);
+        for (i, f) in frames.iter().filter(|f| matches!(f.kind, Kind::Snapshot { .. })).enumerate() {
+            r.offer(i as i64, f).unwrap();
+        }
+        let mut truncated: Vec<Frame> = delta.iter().map(|f| (*f).clone()).collect();
+        let n = truncated.len();
+        let last = truncated.iter().rposition(|f| f.ops.iter().any(|o| o.more)).unwrap();
+        truncated.truncate(last + 1);
+        truncated[last].last = true;
+        let mut refused = None;
+        for (i, f) in truncated.iter().enumerate() {
+            if let Err(e) = r.offer(100 + i as i64, f) {
+                refused = Some(e.to_string());
+            }
+        }
+        assert!(n > last + 1);
+        assert!(refused.as_deref().is_some_and(|e| e.contains("ends inside a value")), "{refused:?}");
     }
 
     #[test]

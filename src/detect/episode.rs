@@ -78,7 +78,7 @@ impl Episode {
 }
 
 /// What happens to an account at an event.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Change {
     /// A payment arrives.
     Add(WindowEntry),

@@ -25,9 +25,10 @@
 use super::registrations::Versions;
 use super::{Engine, EngineError};
 use crate::model::{DeathRecord, PersonId, RosterRecord, Timestamp};
+use serde::{Deserialize, Serialize};
 
 /// A fact for a custodian's or a household's entry.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum KeyFact {
     /// To a custodian: one roster version of `person`, cut down to its
     /// registrations of that custodian (none: it no longer names them).
@@ -48,7 +49,7 @@ pub enum KeyFact {
 }
 
 /// A fact returning to a person from a key its records fed.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum PersonFact {
     /// To a beneficiary: a custodian it registers died (the earliest death
     /// known of them). Its payments already made through that custodian

@@ -27,6 +27,7 @@ mod months;
 mod monthset;
 mod payment;
 mod records;
+mod repartition;
 pub mod state;
 
 use crate::clock::Clock;

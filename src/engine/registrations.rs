@@ -47,7 +47,7 @@ impl Validity {
 }
 
 /// What one roster version of `person` says about `account_no`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Registration {
     /// The account it concerns: the stage files it there.
     pub account_no: String,

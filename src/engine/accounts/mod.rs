@@ -33,6 +33,7 @@ use crate::model::decision::Decision;
 use crate::model::time::Date;
 use crate::model::{Text, Timestamp, Tz};
 use crate::store::{Cf, Store, StoreError};
+use serde::{Deserialize, Serialize};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -56,7 +57,7 @@ const FLUSH_PIECE: usize = 4096;
 pub(super) type Changed = (Cf, Vec<u8>, Option<Vec<u8>>);
 
 /// One change to one account's window.
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(super) struct Step {
     /// The account whose window changes.
     pub account_no: Text,

@@ -1,0 +1,402 @@
+//! The repartition topics' records (#16 step 2, docs/partitioning.md):
+//! what one task writes for another, where it goes, and how the task that
+//! reads it puts it back in the single-process order.
+//!
+//! Between instances every fact of `facts.rs`, every account step and
+//! registration, and every decision travels on one of four internal topics
+//! of the consumer group, `paywatch.<group>.by-account`, `by-custodian`,
+//! `by-household` and `by-person`, to the partition Kafka's default
+//! partitioner gives its key (an account number, a custodian's or a
+//! person's id, a household), so a key's facts always reach the one task
+//! that holds its state.
+//!
+//! A record is an [`Envelope`]: the task that wrote it (its kind and
+//! partition), the position (`SortKey`) of the record that produced it,
+//! and either a fact or a *mark* ("I have applied everything up to here").
+//! A writer ([`Writer`]) sends its facts in the order of its records and a
+//! mark to every partition it may write to at each commit; a reader
+//! ([`Reader`]) puts the facts whose order matters through the ordered
+//! merge (`merge.rs`) and hands on the order-free ones at once
+//! (docs/partitioning.md, "The one cycle"). Both check what they can: a
+//! fact written by a task that may not send it, or read on a partition its
+//! key does not hash to, is refused with an error naming both; it is never
+//! applied to the wrong key's state.
+//!
+//! Plain data in, plain bytes out: the producer and consumer of these
+//! topics (the next step of #16) only move the bytes, so the routing, the
+//! encoding and the order are tested here exactly, without a broker.
+
+// The wire format comes before the service that produces and consumes the
+// topics (docs/partitioning.md, order of work, step 2): until then only the
+// tests below use it.
+#![cfg_attr(not(test), allow(dead_code))]
+
+use super::accounts::Step;
+use super::casebook::Owner;
+use super::facts::{KeyFact, PersonFact};
+use super::merge::{Merge, OutOfOrder};
+use super::registrations::Registration;
+use crate::model::decision::Decision;
+use crate::model::SortKey;
+use crate::partition;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+
+/// The first byte of every record: a reader refuses another version rather
+/// than misread it (a rolling upgrade runs old and new writers at once).
+const VERSION: u8 = 1;
+
+/// One of the group's repartition topics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(super) enum Topic {
+    /// To accounts: payment steps, registrations, decisions on accounts'
+    /// cases (`SHARED_ACCOUNT`, `FREQUENT_PAYMENTS`).
+    ByAccount,
+    /// To custodians' entries: their persons' versions, counts, deaths.
+    ByCustodian,
+    /// To households: members' versions and "I watch you".
+    ByHousehold,
+    /// Back to persons: a custodian's death, a household's entry, and the
+    /// decisions on persons' cases.
+    ByPerson,
+}
+
+impl Topic {
+    pub(super) const ALL: [Topic; 4] = [Topic::ByAccount, Topic::ByCustodian, Topic::ByHousehold, Topic::ByPerson];
+
+    fn suffix(self) -> &'static str {
+        match self {
+            Topic::ByAccount => "by-account",
+            Topic::ByCustodian => "by-custodian",
+            Topic::ByHousehold => "by-household",
+            Topic::ByPerson => "by-person",
+        }
+    }
+
+    /// The topic's name for consumer group `group`: internal to the group,
+    /// as Kafka Streams names its own.
+    pub(super) fn name(self, group: &str) -> String {
+        format!("paywatch.{group}.{}", self.suffix())
+    }
+
+    /// The tasks that write to this topic, and whether its reader must
+    /// apply their facts in merged order (`true`) or may apply them as they
+    /// come (facts returning to a person, docs/partitioning.md "The one
+    /// cycle"). The order of the list is the order of the merge's
+    /// upstreams.
+    fn writers(self) -> &'static [(Task, bool)] {
+        match self {
+            Topic::ByAccount => &[(Task::Person, true), (Task::Decisions, true)],
+            Topic::ByCustodian | Topic::ByHousehold => &[(Task::Person, true)],
+            // Household marks still matter here: a referral waits for them
+            // (`Reader::through`).
+            Topic::ByPerson => &[(Task::Decisions, true), (Task::Custodian, false), (Task::Household, false)],
+        }
+    }
+}
+
+/// The kind of task that writes a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(super) enum Task {
+    /// A person partition: the input topics' partition of its persons.
+    Person,
+    /// A partition of the decisions topic (keyed by case): it routes each
+    /// decision to its case's owner.
+    Decisions,
+    /// A `by-custodian` partition's task.
+    Custodian,
+    /// A `by-household` partition's task.
+    Household,
+}
+
+/// Who wrote a record: the task's kind and its partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(super) struct Upstream {
+    pub(super) task: Task,
+    pub(super) partition: u32,
+}
+
+/// How many partitions each topic has: every instance of a group must
+/// agree, or a key's facts would reach two tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Layout {
+    /// The input topics' partitions (payments, roster, deaths, vulnerable
+    /// persons), which `by-person` must have too: a person task reads its
+    /// input partition and its `by-person` partition.
+    pub(super) persons: u32,
+    /// The decisions topic's partitions.
+    pub(super) decisions: u32,
+    /// `by-account`'s partitions.
+    pub(super) accounts: u32,
+    /// `by-custodian`'s partitions.
+    pub(super) custodians: u32,
+    /// `by-household`'s partitions.
+    pub(super) households: u32,
+}
+
+impl Layout {
+    /// How many partitions `topic` has.
+    pub(super) fn partitions(&self, topic: Topic) -> u32 {
+        match topic {
+            Topic::ByAccount => self.accounts,
+            Topic::ByCustodian => self.custodians,
+            Topic::ByHousehold => self.households,
+            Topic::ByPerson => self.persons,
+        }
+    }
+
+    /// How many tasks of `task`'s kind there are.
+    fn tasks(&self, task: Task) -> u32 {
+        match task {
+            Task::Person => self.persons,
+            Task::Decisions => self.decisions,
+            Task::Custodian => self.custodians,
+            Task::Household => self.households,
+        }
+    }
+}
+
+/// What travels between tasks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(super) enum Fact {
+    /// A payment's change to its account's window.
+    Step(Step),
+    /// A roster version's registrations of an account (fact 1).
+    Registered(Registration),
+    /// To a custodian's or a household's entry.
+    Key(KeyFact),
+    /// Back to a person.
+    Person(PersonFact),
+    /// A decision, to the owner of its case (§8).
+    Decision(Decision),
+}
+
+impl Fact {
+    /// Where the fact goes: the topic, and the key whose partition owns it.
+    fn route(&self) -> (Topic, &str) {
+        match self {
+            Fact::Step(s) => (Topic::ByAccount, &s.account_no),
+            Fact::Registered(r) => (Topic::ByAccount, &r.account_no),
+            Fact::Key(KeyFact::CustodianVersion { custodian, .. } | KeyFact::OverloadCount { custodian, .. }) => {
+                (Topic::ByCustodian, custodian.as_str())
+            }
+            Fact::Key(KeyFact::PersonDied { person, .. }) => (Topic::ByCustodian, person.as_str()),
+            Fact::Key(KeyFact::MemberVersion { household, .. } | KeyFact::Watch { household, .. }) => (Topic::ByHousehold, household),
+            Fact::Person(PersonFact::CustodianDied { beneficiary, .. }) => (Topic::ByPerson, beneficiary),
+            Fact::Person(PersonFact::HouseholdEntry { person, .. } | PersonFact::HouseholdVersion { person, .. }) => {
+                (Topic::ByPerson, person)
+            }
+            Fact::Decision(d) => match Owner::of(d.rule) {
+                Owner::Account => (Topic::ByAccount, &d.subject),
+                Owner::Person => (Topic::ByPerson, &d.subject),
+            },
+        }
+    }
+}
+
+/// One record of a repartition topic.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(super) struct Envelope {
+    /// The task that wrote it.
+    pub(super) from: Upstream,
+    /// For a fact, the position of the record that produced it; for a
+    /// mark, the position its writer has applied everything up to.
+    pub(super) at: SortKey,
+    /// The fact; `None`: a mark.
+    pub(super) fact: Option<Fact>,
+}
+
+/// A record to produce: the partition is set, not left to the producer's
+/// partitioner, and the key is the fact's (a mark has none).
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Outgoing {
+    pub(super) topic: Topic,
+    pub(super) partition: u32,
+    pub(super) key: Option<Vec<u8>>,
+    pub(super) value: Vec<u8>,
+}
+
+/// Why a record could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum WireError {
+    #[error("repartition record could not be encoded: {0}")]
+    Encode(postcard::Error),
+    #[error("repartition record is version {found}, this build reads version {VERSION}")]
+    Version { found: u8 },
+    #[error("repartition record is empty")]
+    Empty,
+    #[error("repartition record could not be decoded: {0}")]
+    Decode(postcard::Error),
+    #[error("{task:?} tasks do not write to {topic:?}")]
+    NotAWriter { task: Task, topic: Topic },
+    #[error("{task:?} partition {partition} does not exist: the group has {tasks} (every instance must agree on the partition counts)")]
+    NoSuchUpstream { task: Task, partition: u32, tasks: u32 },
+    #[error("a fact for {topic:?} partition {expected} was read on partition {partition}: the writer routed it elsewhere, or the partition counts differ between instances")]
+    Misrouted { topic: Topic, partition: u32, expected: u32 },
+    #[error("a fact for {wanted:?} was read on {topic:?}")]
+    WrongTopic { topic: Topic, wanted: Topic },
+    #[error(transparent)]
+    OutOfOrder(#[from] OutOfOrder),
+}
+
+fn encode(e: &Envelope) -> Result<Vec<u8>, WireError> {
+    postcard::to_extend(e, vec![VERSION]).map_err(WireError::Encode)
+}
+
+fn decode(bytes: &[u8]) -> Result<Envelope, WireError> {
+    match bytes.split_first() {
+        None => Err(WireError::Empty),
+        Some((&VERSION, rest)) => postcard::from_bytes(rest).map_err(WireError::Decode),
+        Some((&found, _)) => Err(WireError::Version { found }),
+    }
+}
+
+/// What one task writes.
+pub(super) struct Writer {
+    /// The writing task: every envelope names it.
+    from: Upstream,
+    /// Where its facts and marks go.
+    layout: Layout,
+}
+
+impl Writer {
+    pub(super) fn new(from: Upstream, layout: Layout) -> Writer {
+        Writer { from, layout }
+    }
+
+    /// The record carrying `fact`, produced by the writer's record at `at`.
+    /// Facts must be written in the order of their records.
+    pub(super) fn fact(&self, at: SortKey, fact: Fact) -> Result<Outgoing, WireError> {
+        let (topic, key) = fact.route();
+        if !topic.writers().iter().any(|(t, _)| *t == self.from.task) {
+            return Err(WireError::NotAWriter { task: self.from.task, topic });
+        }
+        let key = key.as_bytes().to_vec();
+        let partition = partition::of(&key, self.layout.partitions(topic));
+        let value = encode(&Envelope { from: self.from, at, fact: Some(fact) })?;
+        Ok(Outgoing { topic, partition, key: Some(key), value })
+    }
+
+    /// The marks "applied through `through`", one to every partition of
+    /// every topic this task writes to, at each commit: a reader waiting
+    /// on this task can then release what comes before.
+    pub(super) fn marks(&self, through: SortKey) -> Result<Vec<Outgoing>, WireError> {
+        let value = encode(&Envelope { from: self.from, at: through, fact: None })?;
+        let mut out = Vec::new();
+        for topic in Topic::ALL {
+            if topic.writers().iter().any(|(t, _)| *t == self.from.task) {
+                for partition in 0..self.layout.partitions(topic) {
+                    out.push(Outgoing { topic, partition, key: None, value: value.clone() });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What one task reads from one partition of one repartition topic.
+pub(super) struct Reader {
+    topic: Topic,
+    partition: u32,
+    layout: Layout,
+    /// The facts whose order matters, from every writer whose order
+    /// matters (upstream index: the writers in `Topic::writers` order,
+    /// each kind's partitions in turn).
+    merge: Merge<Fact>,
+    /// Per upstream (same index): how far it has written, for
+    /// [`Reader::through`].
+    seen: Vec<Option<SortKey>>,
+    /// Order-free facts, to apply as they came.
+    free: VecDeque<(SortKey, Fact)>,
+}
+
+impl Reader {
+    pub(super) fn new(topic: Topic, partition: u32, layout: Layout) -> Reader {
+        let upstreams = topic.writers().iter().map(|(t, _)| layout.tasks(*t) as usize).sum();
+        let mut merge = Merge::new(upstreams);
+        // An order-free writer's facts never wait, so it never holds the
+        // merge back either: its upstreams are past everything from the
+        // start.
+        for (_, ordered, range) in ranges(topic, layout) {
+            if !ordered {
+                for i in range {
+                    merge.mark(i, super::merge::END).expect("a new merge has marked nothing");
+                }
+            }
+        }
+        Reader { topic, partition, layout, merge, seen: vec![None; upstreams], free: VecDeque::new() }
+    }
+
+    /// The merge's index of `from`, and whether its order matters.
+    fn upstream(&self, from: Upstream) -> Result<(usize, bool), WireError> {
+        let (_, ordered, range) = ranges(self.topic, self.layout)
+            .find(|(task, _, _)| *task == from.task)
+            .ok_or(WireError::NotAWriter { task: from.task, topic: self.topic })?;
+        if from.partition as usize >= range.len() {
+            return Err(WireError::NoSuchUpstream { task: from.task, partition: from.partition, tasks: range.len() as u32 });
+        }
+        Ok((range.start + from.partition as usize, ordered))
+    }
+
+    /// Reads one record of this reader's partition. Nothing of a refused
+    /// record is kept.
+    pub(super) fn receive(&mut self, bytes: &[u8]) -> Result<(), WireError> {
+        let e = decode(bytes)?;
+        let (index, ordered) = self.upstream(e.from)?;
+        if let Some(fact) = &e.fact {
+            let (topic, key) = fact.route();
+            if topic != self.topic {
+                return Err(WireError::WrongTopic { topic: self.topic, wanted: topic });
+            }
+            let expected = partition::of(key.as_bytes(), self.layout.partitions(topic));
+            if expected != self.partition {
+                return Err(WireError::Misrouted { topic, partition: self.partition, expected });
+            }
+        }
+        if self.seen[index].is_some_and(|s| e.at < s) {
+            let from = self.seen[index].unwrap_or(e.at);
+            return Err(OutOfOrder { upstream: index, from, to: e.at }.into());
+        }
+        self.seen[index] = Some(e.at);
+        match (e.fact, ordered) {
+            (Some(fact), true) => self.merge.push(index, e.at, fact)?,
+            (None, true) => self.merge.mark(index, e.at)?,
+            (Some(fact), false) => self.free.push_back((e.at, fact)),
+            (None, false) => {}
+        }
+        Ok(())
+    }
+
+    /// The next fact to apply: an order-free one as it came, or the next
+    /// in merged order once no writer can still send one before it.
+    pub(super) fn pop(&mut self) -> Option<(SortKey, Fact)> {
+        self.free.pop_front().or_else(|| self.merge.pop())
+    }
+
+    /// How far every task of `task`'s kind has written (marks and facts):
+    /// what a person task's referral waits on for its households. `None`
+    /// while one of them has written nothing.
+    pub(super) fn through(&self, task: Task) -> Option<SortKey> {
+        let (_, _, range) = ranges(self.topic, self.layout).find(|(t, _, _)| *t == task)?;
+        self.seen[range].iter().copied().min().flatten()
+    }
+
+    /// Facts held back by the merge.
+    pub(super) fn held(&self) -> usize {
+        self.merge.held()
+    }
+}
+
+/// The writers of `topic`: each kind, whether its order matters, and the
+/// merge's indexes of its partitions (the kinds in `Topic::writers` order).
+fn ranges(topic: Topic, layout: Layout) -> impl Iterator<Item = (Task, bool, std::ops::Range<usize>)> {
+    topic.writers().iter().scan(0usize, move |base, &(task, ordered)| {
+        let start = *base;
+        *base += layout.tasks(task) as usize;
+        Some((task, ordered, start..*base))
+    })
+}
+
+#[cfg(test)]
+#[path = "repartition_tests.rs"]
+mod tests;

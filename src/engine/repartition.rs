@@ -112,7 +112,11 @@ pub(super) enum Task {
 /// Who wrote a record: the task's kind and its partition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(super) struct Upstream {
+    /// Its kind: which topics it may write to, and whether its order
+    /// matters to their readers.
     pub(super) task: Task,
+    /// Its partition: one merge upstream per partition, since each
+    /// partition's records advance on their own.
     pub(super) partition: u32,
 }
 
@@ -210,9 +214,15 @@ pub(super) struct Envelope {
 /// partitioner, and the key is the fact's (a mark has none).
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct Outgoing {
+    /// Which of the group's repartition topics.
     pub(super) topic: Topic,
+    /// Computed here with Kafka's partitioner, so the record lands where
+    /// its reader checks for it whatever the producer is set to.
     pub(super) partition: u32,
+    /// The fact's key (for compaction tools and people reading the
+    /// topic); `None` for a mark, which goes to every partition.
     pub(super) key: Option<Vec<u8>>,
+    /// The encoded envelope.
     pub(super) value: Vec<u8>,
 }
 
@@ -296,8 +306,11 @@ impl Writer {
 
 /// What one task reads from one partition of one repartition topic.
 pub(super) struct Reader {
+    /// The topic read: which writers may appear, and which facts belong.
     topic: Topic,
+    /// The partition read: a fact whose key hashes elsewhere is refused.
     partition: u32,
+    /// The partition counts every instance agrees on.
     layout: Layout,
     /// The facts whose order matters, from every writer whose order
     /// matters (upstream index: the writers in `Topic::writers` order,

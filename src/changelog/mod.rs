@@ -129,21 +129,17 @@ impl WireOp {
         self.cf.len() + self.key.len() + self.value.as_ref().map_or(0, Vec::len) + 8
     }
 
-    /// The change cut so that each piece fits in `max_bytes`: itself when
-    /// it does; else its value in pieces, each but the last with `more`.
+    /// A change too large for a frame, cut so that each piece fits in
+    /// `max_bytes`: its value in pieces, each but the last with `more`.
     fn pieces(self, max_bytes: usize) -> Vec<WireOp> {
         let room = max_bytes.saturating_sub(self.cf.len() + self.key.len() + 8).max(1);
-        let big = self.size() > max_bytes;
-        match self.value {
-            Some(v) if big => {
-                let n = v.len().div_ceil(room);
-                v.chunks(room)
-                    .enumerate()
-                    .map(|(i, piece)| WireOp { cf: self.cf.clone(), key: self.key.clone(), value: Some(piece.to_vec()), more: i + 1 < n })
-                    .collect()
-            }
-            value => vec![WireOp { value, ..self }],
-        }
+        let value = self.value.unwrap_or_default();
+        let n = value.len().div_ceil(room);
+        value
+            .chunks(room)
+            .enumerate()
+            .map(|(i, piece)| WireOp { cf: self.cf.clone(), key: self.key.clone(), value: Some(piece.to_vec()), more: i + 1 < n })
+            .collect()
     }
 
     /// Back to a change of a column family this paywatch has.
@@ -232,14 +228,25 @@ impl Framer {
     /// than one when a large value was cut into pieces).
     pub fn push(&mut self, op: WireOp) -> Vec<Frame> {
         let mut full = Vec::new();
-        for piece in op.pieces(self.max_bytes) {
-            let size = piece.size();
-            if !self.ops.is_empty() && self.bytes + size > self.max_bytes {
-                full.push(self.take(false));
+        // Only a value is cut: a deletion, or a key alone too large, goes
+        // whole in a frame of its own.
+        if op.size() > self.max_bytes && op.value.as_ref().is_some_and(|v| !v.is_empty()) {
+            for piece in op.pieces(self.max_bytes) {
+                full.extend(self.add(piece));
             }
-            self.bytes += size;
-            self.ops.push(piece);
+        } else {
+            full.extend(self.add(op));
         }
+        full
+    }
+
+    /// Adds a change that fits in a frame; returns the full frame when it
+    /// did not fit in this one.
+    fn add(&mut self, op: WireOp) -> Option<Frame> {
+        let size = op.size();
+        let full = (!self.ops.is_empty() && self.bytes + size > self.max_bytes).then(|| self.take(false));
+        self.bytes += size;
+        self.ops.push(op);
         full
     }
 
@@ -312,6 +319,10 @@ mod tests {
         assert_eq!(back, commit.ops);
         // An empty commit is one frame.
         assert_eq!(delta_frames(1, &Commit { seq: 5, ops: vec![] }, None, 100).len(), 1);
+        // A deletion is never cut or lost, whatever the size of its key.
+        let del = Commit { seq: 6, ops: vec![Op { cf: Cf::Outbox, key: vec![1; 200], value: None }] };
+        let frames = delta_frames(1, &del, None, 100);
+        assert_eq!(frames.iter().flat_map(|f| f.ops.iter().map(|o| o.to_op().unwrap())).collect::<Vec<_>>(), del.ops);
     }
 
     /// A value larger than a frame (the broker refuses a record over its

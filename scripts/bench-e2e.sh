@@ -13,7 +13,10 @@
 # run's rate after it (run-to-run noise on a shared 2-core machine is about
 # +-10 %).
 #
-# BENCH_LANES=N runs the engine with `[engine] lanes = N` (#16).
+# BENCH_LANES=N runs the engine with `[engine] lanes = N` (#16), and
+# BENCH_REPARTITION=1 with `[engine] repartition_records = true`: the
+# facts between keys travel as repartition records, and what each topic
+# would carry is printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
@@ -22,10 +25,14 @@ dir="${BENCH_DIR:-/var/tmp/paywatch-bench}"
 sizes="${BENCH_SIZES:-20000:2018-01:2021-12 20000:2009-11:2025-10 90000:2018-01:2021-12}"
 mkdir -p "$dir"
 config=()
-if [ -n "${BENCH_LANES:-}" ]; then
-  printf '[engine]\nlanes = %s\n' "$BENCH_LANES" > "$dir/lanes.toml"
-  config=(--config "$dir/lanes.toml")
-  echo "engine lanes: $BENCH_LANES"
+if [ -n "${BENCH_LANES:-}" ] || [ -n "${BENCH_REPARTITION:-}" ]; then
+  {
+    echo '[engine]'
+    [ -z "${BENCH_LANES:-}" ] || echo "lanes = $BENCH_LANES"
+    [ -z "${BENCH_REPARTITION:-}" ] || echo "repartition_records = true"
+  } > "$dir/engine.toml"
+  config=(--config "$dir/engine.toml")
+  echo "engine: lanes ${BENCH_LANES:-1}, repartition records ${BENCH_REPARTITION:-off}"
 fi
 printf '%-30s %-14s %-10s %-18s %-12s\n' households:months payment_events seconds payment_events/s peak_rss_MiB
 for size in $sizes; do
@@ -56,6 +63,10 @@ for size in $sizes; do
   rss=$(printf '%s\n' "${results[@]}" | awk '$4 > m {m = $4} END {print m}')
   all=$(printf '%s\n' "${results[@]}" | awk '{printf "%s%s", sep, $3; sep=" "}')
   printf '%-30s %-14s %-10s %-18s %-12s runs: %s\n' "$size" "$events" "$secs" "$rate" "$rss" "$all"
+  if [ -n "${BENCH_REPARTITION:-}" ]; then
+    # The median run's figures are the same in every run: the ledger fixes them.
+    grep 'repartition records' "$ledger/audit.stderr" | sed -E 's/\x1b\[[0-9;]*m//g; s/.*(topic=.*)/  \1/' || true
+  fi
   python3 - "$ledger" <<'PY' || true
 import json, sys
 d = sys.argv[1]

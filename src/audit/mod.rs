@@ -108,6 +108,9 @@ pub fn run(opts: &AuditOptions, cfg: &Config, clock: Arc<dyn Clock>) -> Result<S
     };
     let store = Store::open(&state_dir, cfg.store_options(false))?;
     let mut engine = Engine::open_with_lanes(store, cfg.rules.clone(), cfg.tz(), cfg.engine.cache_entries, Arc::clone(&clock), cfg.engine.lanes())?;
+    if cfg.engine.repartition_records {
+        engine.route_through_repartition_records();
+    }
     engine.restrict_townships(&cfg.district.townships);
     if engine.store().get_raw(Cf::Meta, keys::META_STREAM)?.is_some() {
         return Err(AuditError::StreamState);
@@ -249,6 +252,12 @@ pub fn run(opts: &AuditOptions, cfg: &Config, clock: Arc<dyn Clock>) -> Result<S
     write_committed(&c.alerts, &c.dead_letters, &mut alerts, &mut dead, &mut summary)?;
     bar.finish_and_clear();
     tracing::info!(records = applied, in_runs = engine.records_in_runs(), lanes = cfg.engine.lanes(), seconds = applying.elapsed().as_secs_f64(), "records applied and committed");
+    for t in engine.repartition_volume().unwrap_or_default() {
+        // A ratio for sizing, not money: one decimal is enough.
+        let per_payment = if payments > 0 { t.bytes as f64 / payments as f64 } else { 0.0 };
+        let per_payment = format!("{per_payment:.1}");
+        tracing::info!(topic = t.topic, facts = t.facts, marks = t.marks, bytes = t.bytes, bytes_per_payment = %per_payment, "repartition records");
+    }
     let m = engine.store().memory();
     tracing::info!(
         memtables_mib = m.memtables >> 20,

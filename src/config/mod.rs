@@ -100,6 +100,12 @@ pub struct EngineConfig {
     /// machine has beyond the two that decoding and the account stage
     /// keep busy ([`EngineConfig::lanes`]).
     pub lanes: u32,
+    /// #16 step 2: the facts between the lanes and the account, custodian
+    /// and household stages travel as repartition records (encoded, routed
+    /// by key, read back and merged in order), one partition per lane, as
+    /// they will between instances; the same alerts. For checking that, and
+    /// for sizing the repartition topics: the audit logs what each carried.
+    pub repartition_records: bool,
 }
 
 impl Default for EngineConfig {
@@ -111,6 +117,7 @@ impl Default for EngineConfig {
             sync_commits: true,
             cache_entries: 100_000,
             lanes: 1,
+            repartition_records: false,
         }
     }
 }

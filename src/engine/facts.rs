@@ -63,19 +63,9 @@ pub enum PersonFact {
 }
 
 impl Engine {
-    /// Applies a fact at its custodian's or household's entry, now, then
-    /// what that sends back to persons and what it found.
-    pub(super) fn send(&mut self, f: KeyFact) -> Result<(), EngineError> {
-        let sent = self.keys.apply(&self.store, &self.rules, self.tz, f)?;
-        for f in sent.facts {
-            self.return_to_person(f)?;
-        }
-        self.emit(sent.findings)
-    }
-
     /// Applies a fact returning to a person: now, or, while they are held,
     /// when [`Engine::apply_held_facts`] runs.
-    fn return_to_person(&mut self, f: PersonFact) -> Result<(), EngineError> {
+    pub(super) fn return_to_person(&mut self, f: PersonFact) -> Result<(), EngineError> {
         match &mut self.held_facts {
             Some(held) => {
                 held.push_back(f);
@@ -95,7 +85,9 @@ impl Engine {
     /// Applies every returning fact held back, oldest first: before a
     /// referral is decided (it reads a household's copy) and before a
     /// commit or a decision.
+    /// Facts still travelling as repartition records are read first.
     pub(super) fn apply_held_facts(&mut self) -> Result<(), EngineError> {
+        self.sync_wire()?;
         while let Some(f) = self.held_facts.as_mut().and_then(|h| h.pop_front()) {
             self.apply_person_fact(f)?;
         }

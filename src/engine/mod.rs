@@ -29,6 +29,9 @@ mod payment;
 mod records;
 mod repartition;
 pub mod state;
+mod wire;
+pub use wire::TopicVolume;
+use wire::wire_error;
 
 use crate::clock::Clock;
 use crate::decode::{DeadLetter, Rejection};
@@ -50,6 +53,10 @@ pub enum EngineError {
     Json(#[from] serde_json::Error),
     #[error("the engine's lanes: {0}")]
     Lane(String),
+    /// A repartition record refused (`[engine] repartition_records`): a
+    /// bug in routing or order, never bad input.
+    #[error("repartition records: {0}")]
+    Repartition(String),
 }
 
 /// What became of one record.
@@ -122,6 +129,10 @@ pub struct Engine {
     next_day: Timestamp,
     /// Custodians' and households' entries, reached only by facts.
     keys: key_stage::KeyStage,
+    /// `[engine] repartition_records`: the facts between persons and
+    /// other keys travel as repartition records (`wire.rs`); `None`: as
+    /// calls.
+    wire: Option<wire::Wire>,
     /// Facts returning to persons, held back to be applied later (tests,
     /// `facts::Engine::hold_returning_facts`); `None`: applied when sent.
     held_facts: Option<VecDeque<facts::PersonFact>>,
@@ -201,6 +212,7 @@ impl Engine {
             accounts,
             queue: VecDeque::new(),
             keys: key_stage::KeyStage::new(cache_entries),
+            wire: None,
             held_facts: None,
             decision_cases: Table::new(Cf::Cases, cache_entries),
             cleared_pending: Vec::new(),
@@ -256,12 +268,29 @@ impl Engine {
             match o {
                 lane::Out::Findings(f) => self.emit(f)?,
                 lane::Out::Key(k) => self.send(k)?,
-                lane::Out::Step(s) => {
-                    self.accounts.step(s)?;
-                    self.queue.push_back(Queued::Step);
-                }
-                lane::Out::Registered(r) => self.accounts.register(r)?,
+                lane::Out::Step(s) => match &mut self.wire {
+                    Some(w) => w.write(repartition::Fact::Step(s)).map_err(wire_error)?,
+                    None => self.to_accounts(repartition::Fact::Step(s))?,
+                },
+                lane::Out::Registered(r) => match &mut self.wire {
+                    Some(w) => w.write(repartition::Fact::Registered(r)).map_err(wire_error)?,
+                    None => self.to_accounts(repartition::Fact::Registered(r))?,
+                },
             }
+        }
+        Ok(())
+    }
+
+    /// Hands a step or a registration to the account stage: a step's
+    /// alerts follow every finding queued before it ([`Engine::pump`]).
+    fn to_accounts(&mut self, f: repartition::Fact) -> Result<(), EngineError> {
+        match f {
+            repartition::Fact::Step(s) => {
+                self.accounts.step(s)?;
+                self.queue.push_back(Queued::Step);
+            }
+            repartition::Fact::Registered(r) => self.accounts.register(r)?,
+            _ => unreachable!("only steps and registrations go to the account stage"),
         }
         Ok(())
     }
@@ -312,6 +341,7 @@ impl Engine {
         }
         // Alerts of account steps that came back, in order.
         self.pump(false)?;
+        self.wire_begin(rec)?;
         if let Some(t) = self.foreign_township(rec) {
             let why = format!("township {t:?} is not one of the district's ([district] townships)");
             return Ok(self.count(Outcome::Rejected(Rejection::new(crate::decode::Reason::UnknownTownship, why)), rec));

@@ -160,6 +160,8 @@ impl Engine {
             while let Some((_, o)) = handed.next_if(|(at, _)| *at == k) {
                 of_k.push(o);
             }
+            // Its facts are its lane's, at its place in the engine's order.
+            self.wire_begin(rec)?;
             self.take_out(of_k)?;
             let outcome = placed[k].take().expect("every record of a run has an outcome");
             outcomes.push(self.count(outcome, rec));

@@ -22,14 +22,11 @@
 //! key does not hash to, is refused with an error naming both; it is never
 //! applied to the wrong key's state.
 //!
-//! Plain data in, plain bytes out: the producer and consumer of these
-//! topics (the next step of #16) only move the bytes, so the routing, the
-//! encoding and the order are tested here exactly, without a broker.
-
-// The wire format comes before the service that produces and consumes the
-// topics (docs/partitioning.md, order of work, step 2): until then only the
-// tests below use it.
-#![cfg_attr(not(test), allow(dead_code))]
+//! Plain data in, plain bytes out: whatever carries the bytes only moves
+//! them, so the routing, the encoding and the order are tested here
+//! exactly, without a broker. In one process, `wire.rs` carries them
+//! (`[engine] repartition_records`); between instances the group's topics
+//! will.
 
 use super::accounts::Step;
 use super::casebook::Owner;
@@ -64,7 +61,7 @@ pub(super) enum Topic {
 impl Topic {
     pub(super) const ALL: [Topic; 4] = [Topic::ByAccount, Topic::ByCustodian, Topic::ByHousehold, Topic::ByPerson];
 
-    fn suffix(self) -> &'static str {
+    pub(super) fn suffix(self) -> &'static str {
         match self {
             Topic::ByAccount => "by-account",
             Topic::ByCustodian => "by-custodian",
@@ -75,6 +72,9 @@ impl Topic {
 
     /// The topic's name for consumer group `group`: internal to the group,
     /// as Kafka Streams names its own.
+    // For the transport between instances, the next step: in one process
+    // (`wire.rs`) the topics are in-memory logs with no name.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(super) fn name(self, group: &str) -> String {
         format!("paywatch.{group}.{}", self.suffix())
     }
@@ -389,6 +389,9 @@ impl Reader {
     /// How far every task of `task`'s kind has written (marks and facts):
     /// what a person task's referral waits on for its households. `None`
     /// while one of them has written nothing.
+    // Between instances only: in one process a referral's sync has every
+    // household task marked past it already (`wire.rs`).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(super) fn through(&self, task: Task) -> Option<SortKey> {
         let (_, _, range) = ranges(self.topic, self.layout).find(|(t, _, _)| *t == task)?;
         self.seen[range].iter().copied().min().flatten()

@@ -101,6 +101,9 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
     }
     let store = Store::open_keeping_wal(&dir, cfg.store_options(true), if changelog.enabled { changelog.wal_keep_mb } else { 0 })?;
     let mut engine = Engine::open_with_lanes(store.clone(), cfg.rules.clone(), cfg.tz(), cfg.engine.cache_entries, Arc::clone(&clock), cfg.engine.lanes())?;
+    if cfg.engine.repartition_records {
+        engine.route_through_repartition_records();
+    }
     engine.restrict_townships(&cfg.district.townships);
     if engine.progress().position.is_some() || !engine.progress().inputs.is_empty() {
         return Err(wrong("was built by `paywatch audit` from files; `paywatch run` needs its own state directory".into()));

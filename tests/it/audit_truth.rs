@@ -87,7 +87,8 @@ fn demo_runs_and_finds_every_planted_case() {
 /// same alerts as one lane, field by field (`detected_at` aside), files the
 /// same cases and dead-letters the same records; also with the district
 /// restricted to some townships (records of the others are refused before
-/// they reach a lane).
+/// they reach a lane); and with the facts between keys travelling as
+/// repartition records (`[engine] repartition_records`).
 #[test]
 fn lanes_give_the_same_alerts_and_cases_as_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -101,7 +102,19 @@ fn lanes_give_the_same_alerts_and_cases_as_one() {
         std::fs::create_dir_all(&cfg_dir).unwrap();
         let cfg = config(&cfg_dir, &format!("[engine]\nlanes = {lanes}\nbatch_records = 2000\ncache_entries = 64\n{district}"));
         let args = ["--config", cfg.to_str().unwrap(), "--cases", cases.to_str().unwrap(), "--deadletter", dead.to_str().unwrap()];
-        run_ok(audit(&g, &out, &args));
+        let mut cmd = audit(&g, &out, &args);
+        let wired = district.contains("repartition_records");
+        if wired {
+            cmd.env("PAYWATCH_LOG", "warn,paywatch=info");
+        }
+        let o = run_ok(cmd);
+        if wired {
+            // What each topic would carry, for sizing them.
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            for topic in ["by-account", "by-custodian", "by-household", "by-person"] {
+                assert!(stderr.lines().any(|l| l.contains("repartition records") && l.contains(topic) && l.contains("bytes_per_payment")), "{topic}:\n{stderr}");
+            }
+        }
         let mut got: Vec<serde_json::Value> = read_jsonl(&out);
         for a in &mut got {
             a.as_object_mut().unwrap().remove("detected_at");
@@ -126,6 +139,14 @@ fn lanes_give_the_same_alerts_and_cases_as_one() {
         assert!(got == one, "{lanes} lanes: the alerts differ");
         assert!(cases == one_cases, "{lanes} lanes: the cases differ");
         assert_eq!(dead, one_dead, "{lanes} lanes");
+    }
+    // #16 step 2: the facts between keys travel as repartition records,
+    // one partition per lane, read back and merged in order.
+    for lanes in [1, 3] {
+        let (got, cases, dead) = run(lanes, "repartition_records = true\n");
+        assert!(got == one, "{lanes} lanes through repartition records: the alerts differ");
+        assert!(cases == one_cases, "{lanes} lanes through repartition records: the cases differ");
+        assert_eq!(dead, one_dead, "{lanes} lanes through repartition records");
     }
     let district = "[district]\ntownships = [\"水阳镇\", \"狸桥镇\", \"金坝街道\"]\n";
     let (part, part_cases, part_dead) = run(1, district);

@@ -289,12 +289,10 @@ fn the_generators_persons_fall_in_several_lanes() {
     }
 }
 
-/// The generated ledgers reach what the property is about: a custodian's
-/// death that a beneficiary learns late, and a referral that reads a
-/// household's copy.
-#[test]
-fn the_generator_reaches_late_deaths_and_covered_households() {
-    let gens = vec![
+/// A beneficiary registering X, who dies, then paid through X; a household
+/// a vulnerable person watches that loses its cover.
+fn late_death_and_households() -> Vec<Gen> {
+    vec![
         Gen::Roster { b: 0, day: 0, household: 0, registers_x: true, covers: true },
         Gen::Roster { b: 1, day: 1, household: 1, registers_x: false, covers: true },
         Gen::Flagged { third: false, record: 0, household: 1, flagged: 5, updated: 1 },
@@ -303,8 +301,15 @@ fn the_generator_reaches_late_deaths_and_covered_households() {
         Gen::XDied { died: 30, reported: 2 },
         Gen::Pay { b: 0, day: 40, via_x: true },
         Gen::Pay { b: 0, day: 120, via_x: false },
-    ];
-    let records = ledger(&gens);
+    ]
+}
+
+/// The generated ledgers reach what the property is about: a custodian's
+/// death that a beneficiary learns late, and a referral that reads a
+/// household's copy.
+#[test]
+fn the_generator_reaches_late_deaths_and_covered_households() {
+    let records = ledger(&late_death_and_households());
     let alerts = run(&records, true, 100);
     let rules: Vec<Rule> = alerts.values().map(|a| a.0).collect();
     assert!(rules.contains(&Rule::CustodianDeceased), "{rules:?}");
@@ -314,4 +319,67 @@ fn the_generator_reaches_late_deaths_and_covered_households() {
     assert_eq!(gaps.len(), 1, "{gaps:?}");
     assert!(gaps[0].contains("CL-1"), "{gaps:?}");
     assert_eq!(alerts, run(&records, false, 100));
+}
+
+/// Every alert by id, the records applied `chunk` at a time in `lanes`
+/// lanes, the facts between keys travelling as repartition records (#16
+/// step 2, `wire.rs`), committing after each chunk; and what each
+/// repartition topic carried.
+fn run_wired(records: &[Record], chunk: usize, lanes: u32, hold: bool) -> (Seen, Vec<crate::engine::TopicVolume>) {
+    let mut h = Harness::with_lanes(RulesConfig::default(), lanes);
+    h.engine.route_through_repartition_records();
+    if hold {
+        h.engine.hold_returning_facts();
+    }
+    for part in records.chunks(chunk) {
+        let refs: Vec<(&Record, Option<&crate::engine::Opened>)> = part.iter().map(|r| (r, None)).collect();
+        h.engine.apply_many(&refs).unwrap();
+        h.alerts.extend(h.engine.commit(None).unwrap().alerts);
+    }
+    h.alerts.extend(h.engine.commit(None).unwrap().alerts);
+    let volume = h.engine.repartition_volume().expect("routed through repartition records");
+    (seen(&h.alerts), volume)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// #16 step 2: steps, registrations, custodians' and households' facts
+    /// and their answers written as repartition records by each lane's
+    /// task, read back per partition and released by the ordered merge,
+    /// raise the alerts the calls raise: in 1, 2 and 4 lanes, in runs or
+    /// one by one, with returning facts applied as read or held.
+    #[test]
+    fn repartition_records_give_the_same_alerts(
+        gens in proptest::collection::vec(gen(), 10..80),
+        chunk in 1..40usize,
+        by in prop_oneof![Just(1i64), Just(5), Just(50)],
+        hold: bool,
+    ) {
+        let records = ledger(&squeezed(&gens, by));
+        let one = run(&records, false, usize::MAX);
+        for lanes in [1, 2, 4] {
+            prop_assert_eq!(&run_wired(&records, chunk, lanes, hold).0, &one, "{} lanes", lanes);
+        }
+    }
+}
+
+/// The ledger of [`late_death_and_households`] sends facts on every
+/// repartition topic when they travel as records, and raises what the
+/// calls raise.
+#[test]
+fn repartition_records_carry_facts_on_every_topic() {
+    let mut gens = late_death_and_households();
+    // A second beneficiary paid into X's account: two lanes write to it.
+    gens.push(Gen::Pay { b: 1, day: 41, via_x: true });
+    let records = ledger(&gens);
+    let (alerts, volume) = run_wired(&records, 3, 2, false);
+    assert_eq!(alerts, run(&records, false, usize::MAX));
+    assert!(alerts.values().any(|a| a.0 == Rule::CustodianDeceased), "{alerts:?}");
+    let topics: Vec<&str> = volume.iter().map(|t| t.topic).collect();
+    assert_eq!(topics, ["by-account", "by-custodian", "by-household", "by-person"]);
+    for t in &volume {
+        assert!(t.facts > 0 && t.marks > 0 || t.topic == "by-person" && t.facts > 0, "{t:?}");
+        assert!(t.bytes > t.facts + t.marks, "{t:?}");
+    }
 }

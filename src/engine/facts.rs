@@ -84,8 +84,8 @@ impl Engine {
 
     /// Applies every returning fact held back, oldest first: before a
     /// referral is decided (it reads a household's copy) and before a
-    /// commit or a decision.
-    /// Facts still travelling as repartition records are read first.
+    /// commit or a decision. Facts still travelling as repartition records
+    /// are read first.
     pub(super) fn apply_held_facts(&mut self) -> Result<(), EngineError> {
         self.sync_wire()?;
         while let Some(f) = self.held_facts.as_mut().and_then(|h| h.pop_front()) {

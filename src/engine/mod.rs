@@ -268,17 +268,20 @@ impl Engine {
             match o {
                 lane::Out::Findings(f) => self.emit(f)?,
                 lane::Out::Key(k) => self.send(k)?,
-                lane::Out::Step(s) => match &mut self.wire {
-                    Some(w) => w.write(repartition::Fact::Step(s)).map_err(wire_error)?,
-                    None => self.to_accounts(repartition::Fact::Step(s))?,
-                },
-                lane::Out::Registered(r) => match &mut self.wire {
-                    Some(w) => w.write(repartition::Fact::Registered(r)).map_err(wire_error)?,
-                    None => self.to_accounts(repartition::Fact::Registered(r))?,
-                },
+                lane::Out::Step(s) => self.send_to_account(repartition::Fact::Step(s))?,
+                lane::Out::Registered(r) => self.send_to_account(repartition::Fact::Registered(r))?,
             }
         }
         Ok(())
+    }
+
+    /// Sends a step or a registration to its account: as a record, or to
+    /// the account stage now.
+    fn send_to_account(&mut self, f: repartition::Fact) -> Result<(), EngineError> {
+        match &mut self.wire {
+            Some(w) => w.write(f).map_err(wire_error),
+            None => self.to_accounts(f),
+        }
     }
 
     /// Hands a step or a registration to the account stage: a step's
@@ -290,7 +293,8 @@ impl Engine {
                 self.queue.push_back(Queued::Step);
             }
             repartition::Fact::Registered(r) => self.accounts.register(r)?,
-            _ => unreachable!("only steps and registrations go to the account stage"),
+            // Never with an id in it: errors are logged.
+            _ => return Err(EngineError::Repartition("only steps and registrations go to the account stage".into())),
         }
         Ok(())
     }

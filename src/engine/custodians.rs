@@ -40,12 +40,13 @@ impl Lane {
     }
 
     /// `CUSTODIAN_DECEASED` at payment `p`, which went through a
-    /// registration carrying `id`: against the earliest death known of
-    /// that person. Only such payments pay for this lookup.
+    /// registration carrying `id`: against the first death of that person
+    /// sent here whose date is before the paid day (reading 38). Only such
+    /// payments pay for this lookup.
     pub(super) fn custodian_deceased_at(&mut self, ctx: &Ctx<'_>, p: &Payment, id: &PersonId, paid_on: crate::model::time::Date) -> Result<Option<crate::detect::Finding>, EngineError> {
         let bid = p.beneficiary_id.as_str();
-        let known = self.custodian_deaths.get(ctx.store, bid.as_bytes())?.and_then(|m| m.get(id.as_str()).cloned());
-        let Some(death) = known else { return Ok(None) };
+        let known = self.custodian_deaths.get(ctx.store, bid.as_bytes())?.and_then(|m| m.get(id.as_str()));
+        let Some(death) = known.and_then(|deaths| deaths.iter().find(|d| d.date_of_death < paid_on)).cloned() else { return Ok(None) };
         let roster = self.roster_version(ctx.store, bid, p.paid_at)?;
         let roster = roster.as_ref();
         let v = PaymentView {
@@ -65,22 +66,26 @@ impl Lane {
 
 impl Engine {
     /// Beneficiary `bid` learns that a custodian it registers died (`d`,
-    /// the earliest death known of them): kept for its later payments, and
-    /// every payment it already made through a registration carrying that
-    /// `id_no` (by the roster version of the payment's instant), on a day
-    /// after the death, is `CUSTODIAN_DECEASED` (§9 "whichever arrives
-    /// first"; readings 32 and 36). That holds whether the death record
-    /// arrived late or the registration did: between instances the
-    /// custodian's answer to a registration may arrive after the payments.
+    /// dated earlier than every death of theirs sent before): kept for its
+    /// later payments, and every payment it already made through a
+    /// registration carrying that `id_no` (by the roster version of the
+    /// payment's instant), on a day after the death, is
+    /// `CUSTODIAN_DECEASED` (§9 "whichever arrives first"; readings 32
+    /// and 36). That holds whether the death record arrived late or the
+    /// registration did: between instances the custodian's answer to a
+    /// registration may arrive after the payments. A payment on a day
+    /// after the death sent before this one was raised against that one
+    /// (reading 38), so only the days between the two dates are checked.
     /// Reads only the beneficiary's own state.
     pub(super) fn custodian_died_for(&mut self, bid: &str, d: &DeathRecord) -> Result<(), EngineError> {
         let l = self.lane(bid);
         let deaths = self.lanes[l].custodian_deaths.get_or_default(&self.store, bid.as_bytes())?;
-        let id = d.person_id.as_str();
-        if deaths.get(id).is_some_and(|k| (k.date_of_death, k.reported_at) <= (d.date_of_death, d.reported_at)) {
+        let known = deaths.entry(d.person_id.as_str().to_owned()).or_default();
+        let before = known.last().map(|k| k.date_of_death);
+        if before.is_some_and(|k| k <= d.date_of_death) {
             return Ok(());
         }
-        deaths.insert(id.to_owned(), d.clone());
+        known.push(d.clone());
         if !self.rules.custodian_deceased.enabled {
             return Ok(());
         }
@@ -95,7 +100,7 @@ impl Engine {
             for sp in lists.iter().flatten() {
                 let p = &sp.payment;
                 let paid_on = self.tz.date(p.paid_at);
-                if paid_on <= d.date_of_death {
+                if paid_on <= d.date_of_death || before.is_some_and(|k| paid_on > k) {
                     continue;
                 }
                 // The version of the payment's day, archived by now when

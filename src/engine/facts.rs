@@ -38,8 +38,8 @@ pub enum KeyFact {
     /// took over from: count the persons registering them now
     /// (`CUSTODIAN_OVERLOAD`, §11.8), after the record's versions arrived.
     OverloadCount { custodian: PersonId, record: RosterRecord },
-    /// To the custodian entry of a person who died: their earliest death
-    /// record (any person may be, or become, a custodian).
+    /// To the custodian entry of a person who died: a death record of
+    /// theirs (any person may be, or become, a custodian).
     PersonDied { person: PersonId, death: DeathRecord },
     /// To a household: what `person`'s version updated at `updated_at`
     /// says of it: in it and covering it (`COVERAGE_GAP`).
@@ -51,9 +51,10 @@ pub enum KeyFact {
 /// A fact returning to a person from a key its records fed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum PersonFact {
-    /// To a beneficiary: a custodian it registers died (the earliest death
-    /// known of them). Its payments already made through that custodian
-    /// are checked again, so the fact may arrive late.
+    /// To a beneficiary: a custodian it registers died, on a date earlier
+    /// than any death of theirs sent before. Its payments already made
+    /// through that custodian are checked again, so the fact may arrive
+    /// late.
     CustodianDied { beneficiary: String, death: DeathRecord },
     /// To a person watching `household`: its entry as it stands, sent
     /// when the person first names it.

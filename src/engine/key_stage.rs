@@ -64,13 +64,15 @@ impl KeyStage {
 
     /// A custodian is sent `person`'s version (cut down to its
     /// registrations of them). A version naming them is answered with
-    /// their death, if known.
+    /// their deaths, if known, in the order they came.
     fn custodian_version(&mut self, store: &Store, custodian: &PersonId, person: &str, version: RosterRecord, sent: &mut Sent) -> Result<(), StoreError> {
         let names_it = !version.custodians.is_empty();
         let entry = self.custodians.get_or_default(store, custodian.as_str().as_bytes())?;
         entry.of.record(person, version.updated_at, version);
-        if let Some(death) = entry.died.as_ref().filter(|_| names_it) {
-            sent.facts.push(PersonFact::CustodianDied { beneficiary: person.to_owned(), death: death.clone() });
+        if names_it {
+            for death in &entry.died {
+                sent.facts.push(PersonFact::CustodianDied { beneficiary: person.to_owned(), death: death.clone() });
+            }
         }
         Ok(())
     }
@@ -91,20 +93,19 @@ impl KeyStage {
         Ok(())
     }
 
-    /// A person's death record, the earliest known of them (any person may
-    /// be, or become, a custodian). When its date is earlier than the one
-    /// known, each beneficiary registering them is sent it.
+    /// A person's death record (any person may be, or become, a
+    /// custodian). Kept, and sent to each beneficiary registering them,
+    /// when its date is earlier than every one known: a later report of
+    /// a later (or the same) date changes no payment's answer.
     fn person_died(&mut self, store: &Store, person: &PersonId, death: DeathRecord, sent: &mut Sent) -> Result<(), StoreError> {
         let entry = self.custodians.get_or_default(store, person.as_str().as_bytes())?;
-        let earlier_day = entry.died.as_ref().is_none_or(|k| death.date_of_death < k.date_of_death);
-        if entry.died.as_ref().is_none_or(|k| (death.date_of_death, death.reported_at) < (k.date_of_death, k.reported_at)) {
-            entry.died = Some(death.clone());
+        if entry.died.last().is_some_and(|k| k.date_of_death <= death.date_of_death) {
+            return Ok(());
         }
-        if earlier_day {
-            for beneficiary in entry.of.persons() {
-                sent.facts.push(PersonFact::CustodianDied { beneficiary: beneficiary.clone(), death: death.clone() });
-            }
+        for beneficiary in entry.of.persons() {
+            sent.facts.push(PersonFact::CustodianDied { beneficiary: beneficiary.clone(), death: death.clone() });
         }
+        entry.died.push(death);
         Ok(())
     }
 

@@ -55,9 +55,11 @@ pub(super) struct Lane {
     pub(super) bens: Table<Beneficiary>,
     /// Per-beneficiary-and-month payments.
     pub(super) months: Months,
-    /// beneficiary_id → the earliest death of each custodian it registers,
-    /// as sent to it, cached.
-    pub(super) custodian_deaths: Table<BTreeMap<String, DeathRecord>>,
+    /// beneficiary_id → custodian id_no → the deaths of that custodian
+    /// sent to it, in the order they came, each dated earlier than the one
+    /// before (reading 38: a payment cites the first that precedes it),
+    /// cached.
+    pub(super) custodian_deaths: Table<BTreeMap<String, Vec<DeathRecord>>>,
     /// person_id → household_id → the household's entry as sent to the
     /// person: the referral reads this, not the household, cached.
     pub(super) watched_households: Table<BTreeMap<String, Versions<bool>>>,

@@ -124,10 +124,15 @@ pub struct CustodianState {
     /// `CUSTODIAN_OVERLOAD` has fired and the count has not fallen to N or
     /// below since (§6).
     pub over: bool,
-    /// The earliest death record of this person, as sent here (any person
-    /// who died has an entry: they may be registered later): answered to a
-    /// registration naming them.
-    pub died: Option<crate::model::DeathRecord>,
+    /// The death records of this person as sent here, in the order they
+    /// came, keeping only each one whose `date_of_death` is earlier than
+    /// every one kept before it (so the dates fall along the list). Any
+    /// person who died has an entry: they may be registered later. A
+    /// registration naming them is answered with the whole list, in order,
+    /// so a beneficiary cites the first one reported that precedes its
+    /// payment, whenever the answer reaches it (`engine::custodians`). One
+    /// element encodes as the `Option` of v9 did.
+    pub died: Vec<crate::model::DeathRecord>,
 }
 
 #[cfg(test)]

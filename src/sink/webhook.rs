@@ -290,7 +290,7 @@ mod tests {
             store.commit(b).unwrap();
         }
         let store = Store::open(dir.path(), opts).unwrap();
-        assert_eq!(store.get_raw(Cf::Meta, keys::META_SCHEMA).unwrap().as_deref(), Some(b"paywatch-state-v9".as_slice()));
+        assert_eq!(store.get_raw(Cf::Meta, keys::META_SCHEMA).unwrap().as_deref(), Some(b"paywatch-state-v10".as_slice()));
         let q = store.entries_between(Cf::Outbox, &keys::delivery_prefix("district"), &keys::delivery_end("district"), 10).unwrap();
         assert_eq!(q.len(), 1);
         assert_eq!(q[0].0, keys::delivery("district", 1_000, keys::FROM_ENGINE, 7));

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The layout version written into every state directory.
-const SCHEMA: &str = "paywatch-state-v9";
+const SCHEMA: &str = "paywatch-state-v10";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

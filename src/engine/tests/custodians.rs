@@ -256,6 +256,68 @@ fn a_late_registration_of_a_dead_custodian_flags_the_payments_already_made_throu
     assert_eq!(d[0].evidence.event_ids, ["P2"]);
 }
 
+/// Reading 38: X's death is reported twice, the later report with the
+/// earlier date. A payment cites the first report dated before its day,
+/// whether it was checked before the second report arrived, after it, or
+/// when the registration reached a beneficiary after both: an alert never
+/// depends on how late the custodian's answer came.
+#[test]
+fn a_payment_cites_the_first_report_of_the_custodians_death_that_precedes_it() {
+    let to_custodian = |id: &str, m: &str, at: &str| {
+        let mut p = payment(id, m, "585.00", at);
+        p.account_no = ACCOUNT.into();
+        p.account_name = "王五".into();
+        p
+    };
+    let registered = || {
+        let mut r = enrolled();
+        r.custodians = vec![registration("2019-01-01", None)];
+        r.updated_at = ts("2019-01-02T08:00:00+08:00");
+        Record::Roster(r)
+    };
+    let first = || x_died("DX-HOSPITAL", "2019-03-05", "2019-03-06T09:00:00+08:00");
+    let second = || x_died("DX-FUNERAL", "2019-02-20", "2019-03-25T09:00:00+08:00");
+    let cited = |h: &Harness| -> Vec<(String, String, String)> {
+        let mut v: Vec<_> = h
+            .of(Rule::CustodianDeceased)
+            .iter()
+            .map(|a| (a.evidence.event_ids[0].clone(), a.evidence.record_ids[0].clone(), a.event_time.clone()))
+            .collect();
+        v.sort();
+        v
+    };
+    let want = vec![
+        // Paid 1 March: after the second report's date only; raised when
+        // that report arrives, at its time.
+        ("P-0301".to_owned(), "DX-FUNERAL".to_owned(), "2019-03-25T09:00:00+08:00".to_owned()),
+        ("P-0310".to_owned(), "DX-HOSPITAL".to_owned(), "2019-03-10T10:00:00+08:00".to_owned()),
+        ("P-0410".to_owned(), "DX-HOSPITAL".to_owned(), "2019-04-10T10:00:00+08:00".to_owned()),
+    ];
+
+    // In feed order.
+    let mut h = Harness::new();
+    h.apply(registered());
+    h.pay(to_custodian("P-0210", "2019-02", "2019-02-10T10:00:00+08:00"));
+    h.pay(to_custodian("P-0301", "2019-03", "2019-03-01T10:00:00+08:00"));
+    h.apply(first());
+    h.pay(to_custodian("P-0310", "2019-03", "2019-03-10T10:00:00+08:00"));
+    h.apply(second());
+    h.pay(to_custodian("P-0410", "2019-04", "2019-04-10T10:00:00+08:00"));
+    assert_eq!(cited(&h), want, "{:?}", h.rules());
+
+    // Both reports known before the registration reaches the beneficiary:
+    // the custodian answers with both, in the order they came.
+    let mut h = Harness::new();
+    h.apply(Record::Roster(enrolled()));
+    h.apply(first());
+    h.apply(second());
+    h.pay(to_custodian("P-0410", "2019-04", "2019-04-10T10:00:00+08:00"));
+    h.apply(registered());
+    h.pay(to_custodian("P-0411", "2019-04", "2019-04-11T10:00:00+08:00"));
+    let got = cited(&h);
+    assert_eq!(got.iter().map(|(p, d, _)| (p.as_str(), d.as_str())).collect::<Vec<_>>(), [("P-0410", "DX-HOSPITAL"), ("P-0411", "DX-HOSPITAL")]);
+}
+
 fn x_died(id: &str, on: &str, reported_at: &str) -> Record {
     Record::Death(DeathRecord {
         record_id: id.into(),
@@ -316,7 +378,7 @@ fn a_v3_roster_with_custodians_is_upgraded() {
         crate::store::accounts_as_v3(&store);
     }
     let store = Store::open(dir.path(), opts).unwrap();
-    assert_eq!(store.get_raw(Cf::Meta, keys::META_SCHEMA).unwrap().as_deref(), Some(b"paywatch-state-v9".as_slice()));
+    assert_eq!(store.get_raw(Cf::Meta, keys::META_SCHEMA).unwrap().as_deref(), Some(b"paywatch-state-v10".as_slice()));
     let mut e = Engine::open(store.clone(), RulesConfig::default(), Tz::default(), 64, clock()).unwrap();
     assert_eq!(e.apply(&Record::Roster(r)).unwrap(), Outcome::Redelivered, "the stored version reads as the same record");
     let mut p = payment("P1", "2019-01", "585.00", "2019-01-10T10:00:00+08:00");

@@ -398,22 +398,25 @@ pub(super) const V5: &str = "paywatch-state-v5";
 pub(super) const V6: &str = "paywatch-state-v6";
 pub(super) const V7: &str = "paywatch-state-v7";
 pub(super) const V8: &str = "paywatch-state-v8";
+pub(super) const V9: &str = "paywatch-state-v9";
 
 mod v6;
 mod v7;
 mod v8;
 mod v9;
+mod v10;
 use v6::v5_to_v6;
 use v7::v6_to_v7;
 use v8::v7_to_v8;
 use v9::v8_to_v9;
+use v10::v9_to_v10;
 
 /// One upgrade: the layout it reads, and the step to the next one.
 type Step = (&'static str, fn(&Store) -> Result<(), StoreError>);
 
 /// Every upgrade, oldest first: a directory of layout `STEPS[i].0` goes
 /// through every step from `i` on, ending at `SCHEMA`.
-pub(super) const STEPS: [Step; 8] = [
+pub(super) const STEPS: [Step; 9] = [
     (V1, v1_to_v2),
     (V2, v2_to_v3),
     (V3, v3_to_v4),
@@ -422,6 +425,7 @@ pub(super) const STEPS: [Step; 8] = [
     (V6, v6_to_v7),
     (V7, v7_to_v8),
     (V8, v8_to_v9),
+    (V9, v9_to_v10),
 ];
 
 /// A beneficiary: the roster is its first field; the rest stays.

@@ -221,7 +221,7 @@ mod tests {
         assert!(!covers(b"H1", "2019-03-10T10:00:00+08:00"), "moved to H2");
         assert!(covers(b"H2", "2019-03-10T10:00:00+08:00"));
         assert!(store.get_raw(Cf::Meta, V7_AFTER).unwrap().is_none(), "the resume key goes with the upgrade");
-        let sent: BTreeMap<String, DeathRecord> = store.get(Cf::CustodianDeaths, PERSON.as_bytes()).unwrap().unwrap();
+        let sent: BTreeMap<String, Vec<DeathRecord>> = store.get(Cf::CustodianDeaths, PERSON.as_bytes()).unwrap().unwrap();
         assert_eq!(sent.keys().collect::<Vec<_>>(), [CUSTODIAN], "the beneficiary registering C knows C died");
     }
 }

@@ -40,7 +40,7 @@ pub(in crate::store) fn v7_to_v8(store: &Store) -> Result<(), StoreError> {
         let bad = |source| StoreError::Decode { cf: Cf::Beneficiaries.name(), key: keys::shown(k), source };
         let ben: Beneficiary = postcard::from_bytes(v).map_err(bad)?;
         if let Some(died) = ben.death().filter(|_| !custodians.contains(k)) {
-            batch.put(Cf::Custodians, k, &CustodianState { died: Some(died.clone()), ..Default::default() })?;
+            batch.put(Cf::Custodians, k, &CustodianState { died: vec![died.clone()], ..Default::default() })?;
             dead += 1;
         }
         let person = String::from_utf8_lossy(k).into_owned();
@@ -143,11 +143,11 @@ mod tests {
         let store = Store::open(dir.path(), opts).unwrap();
         let c: CustodianState = store.get(Cf::Custodians, PERSON.as_bytes()).unwrap().unwrap();
         assert_eq!((c.over, &c.of), (true, &of), "kept");
-        assert_eq!(c.died.map(|d| d.date_of_death), Date::parse("2019-05-01"), "the earliest");
+        assert_eq!(c.died.iter().map(|d| Some(d.date_of_death)).collect::<Vec<_>>(), [Date::parse("2019-05-01")], "the earliest");
         let c: CustodianState = store.get(Cf::Custodians, LIVING.as_bytes()).unwrap().unwrap();
-        assert_eq!((c.over, c.died), (false, None));
+        assert_eq!((c.over, c.died), (false, vec![]));
         let c: CustodianState = store.get(Cf::Custodians, MEMBER.as_bytes()).unwrap().unwrap();
-        assert_eq!((c.of.persons().count(), c.died.map(|d| d.record_id)), (0, Some(format!("D-{MEMBER}"))));
+        assert_eq!((c.of.persons().count(), c.died.into_iter().map(|d| d.record_id).collect::<Vec<_>>()), (0, vec![format!("D-{MEMBER}")]));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! the lane count is recorded; opening the engine with more lanes moves
 //! them again. One write with the schema marker.
 
-use super::{keys, Cf, Store, StoreError, V8};
+use super::{keys, Cf, Store, StoreError, V8, V9};
 use crate::engine::timers::repartition;
 
 pub(in crate::store) fn v8_to_v9(store: &Store) -> Result<(), StoreError> {
@@ -15,9 +15,9 @@ pub(in crate::store) fn v8_to_v9(store: &Store) -> Result<(), StoreError> {
     let timers = repartition(store, Cf::Timers, 1, &mut batch)?;
     let referrals = repartition(store, Cf::Referrals, 1, &mut batch)?;
     batch.put(Cf::Meta, keys::META_LANES, &1u32)?;
-    batch.put_raw(Cf::Meta, keys::META_SCHEMA, super::SCHEMA.as_bytes());
+    batch.put_raw(Cf::Meta, keys::META_SCHEMA, V9.as_bytes());
     store.commit(batch)?;
-    tracing::info!(from = V8, to = super::SCHEMA, timers, referrals, "state directory upgraded: deadline buckets keyed by lane");
+    tracing::info!(from = V8, to = V9, timers, referrals, "state directory upgraded: deadline buckets keyed by lane");
     Ok(())
 }
 

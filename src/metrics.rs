@@ -48,6 +48,8 @@ pub const CHANGELOG_BYTES: &str = "paywatch_changelog_bytes_total";
 pub const CHANGELOG_SNAPSHOTS: &str = "paywatch_changelog_snapshots_total";
 pub const CHANGELOG_ERRORS: &str = "paywatch_changelog_errors_total";
 pub const CHANGELOG_BEHIND: &str = "paywatch_changelog_behind_changes";
+pub const REPARTITION_RECORDS: &str = "paywatch_repartition_records_total";
+pub const REPARTITION_BYTES: &str = "paywatch_repartition_bytes_total";
 
 /// The registry and its handles.
 pub struct Metrics {
@@ -145,6 +147,13 @@ pub struct Metrics {
     pub cases_overdue: IntGauge,
     /// Cases reopened by a relapse and not closed again.
     pub cases_relapsed: IntGauge,
+    /// Repartition records the engine wrote, by topic suffix (`by-account`
+    /// …) and kind (fact, mark), with `[engine] repartition_records` on:
+    /// what the group's topics will carry, to size them before running
+    /// several instances.
+    pub repartition_records: IntCounterVec,
+    /// Bytes of those records as produced (values; keys aside), by topic.
+    pub repartition_bytes: IntCounterVec,
     /// The township label values allowed (see [`Metrics::township_label`]).
     townships: std::sync::Mutex<TownshipLabels>,
 }
@@ -301,6 +310,8 @@ impl Metrics {
             mispartitioned: counter(MISPARTITIONED, "Input records keyed as the contract says but not on the partition Kafka's default partitioner (murmur2) gives the key, by topic", &["topic"]),
             cases_overdue: gauge(CASES_OVERDUE, "Cases not closed past [cases] deadline_days"),
             cases_relapsed: gauge(CASES_RELAPSED, "Cases reopened by a relapse and not closed again"),
+            repartition_records: counter(REPARTITION_RECORDS, "Repartition records written with [engine] repartition_records on, by topic (by-account, by-custodian, by-household, by-person) and kind (fact, mark)", &["topic", "kind"]),
+            repartition_bytes: counter(REPARTITION_BYTES, "Bytes of the repartition records written, values as produced, by topic", &["topic"]),
             townships: Default::default(),
             registry,
         };
@@ -322,6 +333,17 @@ impl Metrics {
         }
         for (part, bytes) in s.memory.parts() {
             self.rocksdb_memory.with_label_values(&[part]).set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Advances the repartition counters to the engine's totals since it
+    /// was opened (`None` with the setting off: nothing to show).
+    pub fn observe_repartition(&self, volume: Option<Vec<crate::engine::TopicVolume>>) {
+        let to = |c: prometheus::IntCounter, total: u64| c.inc_by(total.saturating_sub(c.get()));
+        for t in volume.unwrap_or_default() {
+            to(self.repartition_records.with_label_values(&[t.topic, "fact"]), t.facts);
+            to(self.repartition_records.with_label_values(&[t.topic, "mark"]), t.marks);
+            to(self.repartition_bytes.with_label_values(&[t.topic]), t.bytes);
         }
     }
 
@@ -353,6 +375,21 @@ mod tests {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
         assert!(text.contains("paywatch_records_total{outcome=\"ok\",topic=\"payments\"} 1"), "{text}");
+    }
+
+    #[test]
+    fn repartition_counters_follow_the_engines_totals() {
+        let m = Metrics::new();
+        m.observe_repartition(None);
+        assert!(!m.render().contains(REPARTITION_RECORDS), "no series with the setting off");
+        let v = |facts, marks, bytes| Some(vec![crate::engine::TopicVolume { topic: "by-account", facts, marks, bytes }]);
+        m.observe_repartition(v(10, 2, 900));
+        m.observe_repartition(v(10, 2, 900));
+        m.observe_repartition(v(15, 3, 1_400));
+        let text = m.render();
+        assert!(text.contains("paywatch_repartition_records_total{kind=\"fact\",topic=\"by-account\"} 15"), "{text}");
+        assert!(text.contains("paywatch_repartition_records_total{kind=\"mark\",topic=\"by-account\"} 3"), "{text}");
+        assert!(text.contains("paywatch_repartition_bytes_total{topic=\"by-account\"} 1400"), "{text}");
     }
 
     /// Hardening item 9: any 256-character string from the feed must not

@@ -530,6 +530,7 @@ impl Consume {
     fn report(&mut self) {
         if self.store_observed.elapsed() >= Duration::from_secs(1) {
             self.metrics.observe_store(self.engine.store().stats());
+            self.metrics.observe_repartition(self.engine.repartition_volume());
             self.store_observed = Instant::now();
         }
         let assigned = self.reorder.assigned().count();
@@ -570,12 +571,7 @@ impl Consume {
 /// read-only state by itself once the disk has room). No offset is ever
 /// committed past state that was not written. A shutdown meanwhile gives
 /// up the batch; its records are read again at the next start.
-fn write_failure_policy(
-    health: &Arc<Health>,
-    metrics: &Arc<Metrics>,
-    stop: &Arc<AtomicBool>,
-    dir: &std::path::Path,
-) -> crate::engine::WriteFailurePolicy {
+fn write_failure_policy(health: &Arc<Health>, metrics: &Arc<Metrics>, stop: &Arc<AtomicBool>, dir: &std::path::Path) -> crate::engine::WriteFailurePolicy {
     let (health, metrics, stop) = (Arc::clone(health), Arc::clone(metrics), Arc::clone(stop));
     let dir = dir.display().to_string();
     Box::new(move |e, attempt| {

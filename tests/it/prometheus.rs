@@ -73,7 +73,9 @@ fn a_real_prometheus_scrapes_paywatch_and_every_dashboard_query_returns_data() {
     let dir = tempfile::tempdir().unwrap();
     let Fed { broker, .. } = fed(dir.path(), 300, 21);
     let http = free_port();
-    let cfg = service_config(dir.path(), &broker, http, "");
+    // Repartition records on, so the dashboard's panel of their volume
+    // has data to query too.
+    let cfg = service_config(dir.path(), &broker, http, "[engine]\nrepartition_records = true\n");
     let mut svc = Service::start(&cfg, http, dir.path());
     svc.wait_idle();
 

@@ -102,13 +102,33 @@ fn kill_9_three_times_during_the_replay_loses_and_doubles_nothing() {
     broker.create_contract_topics();
     let produced = produce_ledger(&broker, &g, "roster,deaths,payments,decisions,vulnerable");
 
-    // A clean run for the totals, on its own state directory and group.
+    // A clean run for the totals, on its own state directory and group,
+    // with its cross-key facts through the repartition records (#16): the
+    // killed runs must come to the same totals and alerts.
     let clean_dir = dir.path().join("clean");
     std::fs::create_dir_all(&clean_dir).unwrap();
     let port = free_port();
-    let cfg = service_config(&clean_dir, &broker, port, "group_id = \"clean\"\n[kafka.consumer]\n\"session.timeout.ms\" = \"6000\"");
+    let extra = "group_id = \"clean\"\n[kafka.consumer]\n\"session.timeout.ms\" = \"6000\"\n[engine]\nrepartition_records = true\nlanes = 2\n";
+    let cfg = service_config(&clean_dir, &broker, port, extra);
     let mut clean = Service::start(&cfg, port, &clean_dir);
     let clean_status = clean.wait_idle();
+    // /metrics counts what the records carried: at least one account step
+    // per payment on by-account (the idle loop observes once a second).
+    let payments = clean_status["counts"]["payments"].as_u64().unwrap();
+    let series = |text: &str, s: &str| text.lines().find_map(|l| l.strip_prefix(s)).and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0);
+    let started = std::time::Instant::now();
+    let metrics = loop {
+        let (_, text) = clean.get("/metrics").unwrap();
+        if series(&text, "paywatch_repartition_records_total{kind=\"fact\",topic=\"by-account\"}") >= payments || started.elapsed() > Duration::from_secs(15) {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(payments > 0 && series(&metrics, "paywatch_repartition_records_total{kind=\"fact\",topic=\"by-account\"}") >= payments, "{metrics}");
+    for topic in ["by-account", "by-custodian", "by-household", "by-person"] {
+        assert!(series(&metrics, &format!("paywatch_repartition_records_total{{kind=\"mark\",topic=\"{topic}\"}}")) > 0, "{topic}: {metrics}");
+        assert!(series(&metrics, &format!("paywatch_repartition_bytes_total{{topic=\"{topic}\"}}")) > 0, "{topic}: {metrics}");
+    }
     assert!(clean.terminate().success());
 
     let port = free_port();

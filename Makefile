@@ -5,7 +5,7 @@ CARGO_TARGET_DIR ?= $(CURDIR)/target
 export CARGO_TARGET_DIR
 BIN := $(CARGO_TARGET_DIR)/release/paywatch
 
-.PHONY: deps deps-test build demo demo-stream test bench bench-criterion bench-e2e bench-stream fuzz clean
+.PHONY: deps deps-test build demo demo-stream test soak bench bench-criterion bench-e2e bench-stream fuzz clean
 
 # The broker the streaming tests and demos start (installed by deps).
 export PAYWATCH_TOOLS ?= /var/tmp/paywatch-tools
@@ -44,6 +44,12 @@ test:
 	cargo test --release
 	$(PAYWATCH_TOOLS)/cargo-deny/bin/cargo-deny --log-level error check licenses bans sources
 	scripts/advisories.sh
+
+## The unit and property tests with SOAK_SCALE (10) times the property
+## tests' cases: each run draws new ones, as CI's do.
+SOAK_SCALE ?= 10
+soak: deps
+	PROPTEST_CASES=$$((256 * $(SOAK_SCALE))) PAYWATCH_PROPTEST_SCALE=$(SOAK_SCALE) cargo test --release --lib
 
 ## Criterion benches (decode, each rule), the end-to-end file bench (1M and
 ## 4M payments) and the streaming bench.

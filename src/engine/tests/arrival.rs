@@ -21,11 +21,11 @@ const V: &str = "341802197003030035";
 /// X's account, which the beneficiaries may register for X.
 const ACCOUNT_X: &str = "6217005555555555";
 
-/// Cases per property: `n`, or `PAYWATCH_PROPTEST_CASES` to soak the
-/// properties longer by hand (CI found a case in 96 that earlier runs had
-/// not).
+/// Cases per property: `n`, times `PAYWATCH_PROPTEST_SCALE` when set
+/// (`make soak`: CI draws new cases each run and once found one that
+/// thousands of earlier cases had not).
 fn cases(n: u32) -> u32 {
-    std::env::var("PAYWATCH_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(n)
+    n * std::env::var("PAYWATCH_PROPTEST_SCALE").ok().and_then(|v| v.parse().ok()).unwrap_or(1)
 }
 
 /// Every alert by id: rule, event time, case and evidence.

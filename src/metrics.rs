@@ -148,9 +148,9 @@ pub struct Metrics {
     /// Cases reopened by a relapse and not closed again.
     pub cases_relapsed: IntGauge,
     /// Repartition records the engine wrote, by topic suffix (`by-account`
-    /// …) and kind (fact, mark), with `[engine] repartition_records` on:
-    /// what the group's topics will carry, to size them before running
-    /// several instances.
+    /// …) and kind (fact, mark; repeat: read a second time and skipped),
+    /// with `[engine] repartition_records` on: what the group's topics will
+    /// carry, to size them before running several instances.
     pub repartition_records: IntCounterVec,
     /// Bytes of those records as produced (values; keys aside), by topic.
     pub repartition_bytes: IntCounterVec,
@@ -310,7 +310,7 @@ impl Metrics {
             mispartitioned: counter(MISPARTITIONED, "Input records keyed as the contract says but not on the partition Kafka's default partitioner (murmur2) gives the key, by topic", &["topic"]),
             cases_overdue: gauge(CASES_OVERDUE, "Cases not closed past [cases] deadline_days"),
             cases_relapsed: gauge(CASES_RELAPSED, "Cases reopened by a relapse and not closed again"),
-            repartition_records: counter(REPARTITION_RECORDS, "Repartition records written with [engine] repartition_records on, by topic (by-account, by-custodian, by-household, by-person) and kind (fact, mark)", &["topic", "kind"]),
+            repartition_records: counter(REPARTITION_RECORDS, "Repartition records written with [engine] repartition_records on, by topic (by-account, by-custodian, by-household, by-person) and kind (fact, mark; repeat: read again and skipped)", &["topic", "kind"]),
             repartition_bytes: counter(REPARTITION_BYTES, "Bytes of the repartition records written, values as produced, by topic", &["topic"]),
             townships: Default::default(),
             registry,
@@ -343,6 +343,7 @@ impl Metrics {
         for t in volume.unwrap_or_default() {
             to(self.repartition_records.with_label_values(&[t.topic, "fact"]), t.facts);
             to(self.repartition_records.with_label_values(&[t.topic, "mark"]), t.marks);
+            to(self.repartition_records.with_label_values(&[t.topic, "repeat"]), t.repeats);
             to(self.repartition_bytes.with_label_values(&[t.topic]), t.bytes);
         }
     }
@@ -382,7 +383,7 @@ mod tests {
         let m = Metrics::new();
         m.observe_repartition(None);
         assert!(!m.render().contains(REPARTITION_RECORDS), "no series with the setting off");
-        let v = |facts, marks, bytes| Some(vec![crate::engine::TopicVolume { topic: "by-account", facts, marks, bytes }]);
+        let v = |facts, marks, bytes| Some(vec![crate::engine::TopicVolume { topic: "by-account", facts, marks, bytes, repeats: facts / 5 }]);
         m.observe_repartition(v(10, 2, 900));
         m.observe_repartition(v(10, 2, 900));
         m.observe_repartition(v(15, 3, 1_400));
@@ -390,6 +391,7 @@ mod tests {
         assert!(text.contains("paywatch_repartition_records_total{kind=\"fact\",topic=\"by-account\"} 15"), "{text}");
         assert!(text.contains("paywatch_repartition_records_total{kind=\"mark\",topic=\"by-account\"} 3"), "{text}");
         assert!(text.contains("paywatch_repartition_bytes_total{topic=\"by-account\"} 1400"), "{text}");
+        assert!(text.contains("paywatch_repartition_records_total{kind=\"repeat\",topic=\"by-account\"} 3"), "{text}");
     }
 
     /// Hardening item 9: any 256-character string from the feed must not

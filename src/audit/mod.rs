@@ -256,7 +256,7 @@ pub fn run(opts: &AuditOptions, cfg: &Config, clock: Arc<dyn Clock>) -> Result<S
         // A ratio for sizing, not money: one decimal is enough.
         let per_payment = if payments > 0 { t.bytes as f64 / payments as f64 } else { 0.0 };
         let per_payment = format!("{per_payment:.1}");
-        tracing::info!(topic = t.topic, facts = t.facts, marks = t.marks, bytes = t.bytes, bytes_per_payment = %per_payment, "repartition records");
+        tracing::info!(topic = t.topic, facts = t.facts, marks = t.marks, repeats = t.repeats, bytes = t.bytes, bytes_per_payment = %per_payment, "repartition records");
     }
     let m = engine.store().memory();
     tracing::info!(

@@ -22,6 +22,12 @@
 //! key does not hash to, is refused with an error naming both; it is never
 //! applied to the wrong key's state.
 //!
+//! Every record is numbered in its stream (one writer to one topic
+//! partition), and readers and writers have checkpoints to commit with
+//! their tasks' state: a reader skips what it has read and refuses a gap,
+//! so a crash on either side neither loses nor doubles a fact, with no
+//! broker transactions (docs/partitioning.md, "Exactly once").
+//!
 //! Plain data in, plain bytes out: whatever carries the bytes only moves
 //! them, so the routing, the encoding and the order are tested here
 //! exactly, without a broker. In one process, `wire.rs` carries them
@@ -31,7 +37,7 @@
 use super::accounts::Step;
 use super::casebook::Owner;
 use super::facts::{KeyFact, PersonFact};
-use super::merge::{Merge, OutOfOrder};
+use super::merge::{Merge, MergeState, OutOfOrder};
 use super::registrations::Registration;
 use crate::model::decision::Decision;
 use crate::model::SortKey;
@@ -41,7 +47,8 @@ use std::collections::VecDeque;
 
 /// The first byte of every record: a reader refuses another version rather
 /// than misread it (a rolling upgrade runs old and new writers at once).
-const VERSION: u8 = 1;
+/// Version 2 added the stream sequence number (`Envelope::seq`).
+const VERSION: u8 = 2;
 
 /// One of the group's repartition topics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -206,6 +213,12 @@ pub(super) struct Envelope {
     /// For a fact, the position of the record that produced it; for a
     /// mark, the position its writer has applied everything up to.
     pub(super) at: SortKey,
+    /// The record's place in its stream (this writer to this topic
+    /// partition), from 0: a reader skips one it has had (a publisher
+    /// sending its outbox again after a crash) and refuses a gap (a record
+    /// lost), so every record is applied exactly once without the broker's
+    /// transactions (docs/partitioning.md, "Exactly once").
+    pub(super) seq: u64,
     /// The fact; `None`: a mark.
     pub(super) fact: Option<Fact>,
 }
@@ -247,6 +260,10 @@ pub(super) enum WireError {
     WrongTopic { topic: Topic, wanted: Topic },
     #[error(transparent)]
     OutOfOrder(#[from] OutOfOrder),
+    #[error("{task:?} partition {partition}'s record {expected} on {topic:?} partition {on} is missing (record {found} came next): a record was lost, or two writers claim that task")]
+    Lost { task: Task, partition: u32, topic: Topic, on: u32, expected: u64, found: u64 },
+    #[error("a checkpoint of {topic:?} partition {partition} was taken with {had} upstream streams, the layout now has {has}: the partition counts changed")]
+    LayoutChanged { topic: Topic, partition: u32, had: usize, has: usize },
 }
 
 fn encode(e: &Envelope) -> Result<Vec<u8>, WireError> {
@@ -267,36 +284,79 @@ pub(super) struct Writer {
     from: Upstream,
     /// Where its facts and marks go.
     layout: Layout,
+    /// Per topic (`Topic::ALL` order), per partition: the next record's
+    /// sequence number in that stream. Committed with the task's state
+    /// (and its outbox), so the records of a commit keep their numbers
+    /// however often they are published.
+    next: Vec<Vec<u64>>,
+}
+
+/// A writer's sequence numbers, as committed with its task's state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct WriterState {
+    /// `Writer::next`.
+    pub(super) next: Vec<Vec<u64>>,
 }
 
 impl Writer {
     pub(super) fn new(from: Upstream, layout: Layout) -> Writer {
-        Writer { from, layout }
+        let next = Topic::ALL.iter().map(|t| vec![0; layout.partitions(*t) as usize]).collect();
+        Writer { from, layout, next }
+    }
+
+    /// The writer a checkpoint was taken of, on the same layout.
+    // Between instances (#16): in one process a sync carries nothing over.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(super) fn resume(from: Upstream, layout: Layout, state: WriterState) -> Result<Writer, WireError> {
+        let w = Writer::new(from, layout);
+        for (i, topic) in Topic::ALL.iter().enumerate() {
+            let (had, has) = (state.next.get(i).map_or(0, Vec::len), w.next[i].len());
+            if had != has {
+                return Err(WireError::LayoutChanged { topic: *topic, partition: from.partition, had, has });
+            }
+        }
+        Ok(Writer { next: state.next, ..w })
+    }
+
+    /// The sequence numbers, for the task's commit.
+    // Between instances (#16): in one process a sync carries nothing over.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(super) fn checkpoint(&self) -> WriterState {
+        WriterState { next: self.next.clone() }
+    }
+
+    /// The next record on `topic`'s `partition`, encoded, numbered in its
+    /// stream: the number is used up only once the record exists.
+    fn encode(&mut self, topic: Topic, partition: u32, at: SortKey, fact: Option<Fact>) -> Result<Vec<u8>, WireError> {
+        let next = &mut self.next[topic as usize][partition as usize];
+        let value = encode(&Envelope { from: self.from, at, seq: *next, fact })?;
+        *next += 1;
+        Ok(value)
     }
 
     /// The record carrying `fact`, produced by the writer's record at `at`.
     /// Facts must be written in the order of their records.
-    pub(super) fn fact(&self, at: SortKey, fact: Fact) -> Result<Outgoing, WireError> {
+    pub(super) fn fact(&mut self, at: SortKey, fact: Fact) -> Result<Outgoing, WireError> {
         let (topic, key) = fact.route();
         if !topic.writers().iter().any(|(t, _)| *t == self.from.task) {
             return Err(WireError::NotAWriter { task: self.from.task, topic });
         }
         let key = key.as_bytes().to_vec();
         let partition = partition::of(&key, self.layout.partitions(topic));
-        let value = encode(&Envelope { from: self.from, at, fact: Some(fact) })?;
+        let value = self.encode(topic, partition, at, Some(fact))?;
         Ok(Outgoing { topic, partition, key: Some(key), value })
     }
 
     /// The marks "applied through `through`", one to every partition of
     /// every topic this task writes to, at each commit: a reader waiting
     /// on this task can then release what comes before.
-    pub(super) fn marks(&self, through: SortKey) -> Result<Vec<Outgoing>, WireError> {
-        let value = encode(&Envelope { from: self.from, at: through, fact: None })?;
+    pub(super) fn marks(&mut self, through: SortKey) -> Result<Vec<Outgoing>, WireError> {
         let mut out = Vec::new();
         for topic in Topic::ALL {
             if topic.writers().iter().any(|(t, _)| *t == self.from.task) {
                 for partition in 0..self.layout.partitions(topic) {
-                    out.push(Outgoing { topic, partition, key: None, value: value.clone() });
+                    let value = self.encode(topic, partition, through, None)?;
+                    out.push(Outgoing { topic, partition, key: None, value });
                 }
             }
         }
@@ -321,6 +381,27 @@ pub(super) struct Reader {
     seen: Vec<Option<SortKey>>,
     /// Order-free facts, to apply as they came.
     free: VecDeque<(SortKey, Fact)>,
+    /// Per upstream (same index): the sequence number of the record it
+    /// sends next on this partition (`Envelope::seq`).
+    next: Vec<u64>,
+    /// Records skipped as already read: a publisher sent them again.
+    repeats: u64,
+}
+
+/// What a reader holds, as committed with the reading task's state
+/// together with the offset after the last record it read: resumed there,
+/// it reads on as if it had never stopped (docs/partitioning.md, "Exactly
+/// once").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(super) struct ReaderState {
+    /// `Reader::merge`: held facts and how far each upstream went.
+    merge: MergeState<Fact>,
+    /// `Reader::seen`.
+    seen: Vec<Option<SortKey>>,
+    /// `Reader::free`: order-free facts read and not yet applied.
+    free: Vec<(SortKey, Fact)>,
+    /// `Reader::next`.
+    next: Vec<u64>,
 }
 
 impl Reader {
@@ -337,7 +418,41 @@ impl Reader {
                 }
             }
         }
-        Reader { topic, partition, layout, merge, seen: vec![None; upstreams], free: VecDeque::new() }
+        Reader { topic, partition, layout, merge, seen: vec![None; upstreams], free: VecDeque::new(), next: vec![0; upstreams], repeats: 0 }
+    }
+
+    /// What to commit with the reading task's state.
+    // Between instances (#16): in one process a sync carries nothing over.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(super) fn checkpoint(&self) -> ReaderState {
+        ReaderState { merge: self.merge.checkpoint(), seen: self.seen.clone(), free: self.free.iter().cloned().collect(), next: self.next.clone() }
+    }
+
+    /// The reader a checkpoint was taken of, for the same partition and
+    /// layout; refused when the layout's upstreams differ from the
+    /// checkpoint's.
+    // Between instances (#16): in one process a sync carries nothing over.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(super) fn resume(topic: Topic, partition: u32, layout: Layout, state: ReaderState) -> Result<Reader, WireError> {
+        let fresh = Reader::new(topic, partition, layout);
+        let has = fresh.next.len();
+        for had in [state.next.len(), state.seen.len(), state.merge.through.len()] {
+            if had != has {
+                return Err(WireError::LayoutChanged { topic, partition, had, has });
+            }
+        }
+        Ok(Reader {
+            merge: Merge::resume(state.merge),
+            seen: state.seen,
+            free: state.free.into(),
+            next: state.next,
+            ..fresh
+        })
+    }
+
+    /// Records skipped as already read since this reader was made.
+    pub(super) fn repeats(&self) -> u64 {
+        self.repeats
     }
 
     /// The merge's index of `from`, and whether its order matters.
@@ -352,10 +467,23 @@ impl Reader {
     }
 
     /// Reads one record of this reader's partition. Nothing of a refused
-    /// record is kept.
+    /// record is kept. A record its writer's stream has already brought
+    /// (a publisher sending again what it sent before a crash) is skipped
+    /// and counted; one after a gap in the stream is refused as lost.
     pub(super) fn receive(&mut self, bytes: &[u8]) -> Result<(), WireError> {
         let e = decode(bytes)?;
         let (index, ordered) = self.upstream(e.from)?;
+        match e.seq.cmp(&self.next[index]) {
+            std::cmp::Ordering::Less => {
+                self.repeats += 1;
+                return Ok(());
+            }
+            std::cmp::Ordering::Greater => {
+                let (task, partition, expected) = (e.from.task, e.from.partition, self.next[index]);
+                return Err(WireError::Lost { task, partition, topic: self.topic, on: self.partition, expected, found: e.seq });
+            }
+            std::cmp::Ordering::Equal => {}
+        }
         if let Some(fact) = &e.fact {
             let (topic, key) = fact.route();
             if topic != self.topic {
@@ -377,6 +505,7 @@ impl Reader {
             (Some(fact), false) => self.free.push_back((e.at, fact)),
             (None, false) => {}
         }
+        self.next[index] += 1;
         Ok(())
     }
 

@@ -57,6 +57,10 @@ pub struct TopicVolume {
     pub marks: u64,
     /// Bytes of both, as produced (envelope values; keys aside).
     pub bytes: u64,
+    /// Records read a second time and skipped by their reader: a
+    /// publisher sending again what it had sent (after a crash between
+    /// sending and recording it). Never doubled into a fact.
+    pub repeats: u64,
 }
 
 pub(super) struct Wire {
@@ -66,6 +70,10 @@ pub(super) struct Wire {
     persons: Vec<Writer>,
     /// The decisions task: only marks (see the module's doc).
     decisions: Writer,
+    /// The custodian tasks, then the household tasks, one per partition:
+    /// they write the key stage's answers, each record numbered in its
+    /// stream.
+    answers: Vec<Writer>,
     /// Per ordered writer (the lanes, then the decisions task): records
     /// written and not yet in the logs. They reach the logs a writer's
     /// batch at a time, the last writer's first, so the logs do not hold
@@ -85,6 +93,9 @@ pub(super) struct Wire {
     pending: usize,
     /// Per topic: what was written.
     volume: Vec<TopicVolume>,
+    /// A test seam: every batch reaches the logs, then its second half
+    /// again, as from a publisher that lost its record of what it sent.
+    republish: bool,
 }
 
 /// A fact released by a reader: the topic and partition it was read on,
@@ -106,11 +117,15 @@ impl Wire {
         let layout = Layout { persons: lanes, decisions: 1, accounts: lanes, custodians: lanes, households: lanes };
         let persons = (0..lanes).map(|p| Writer::new(Upstream { task: Task::Person, partition: p }, layout)).collect();
         let decisions = Writer::new(Upstream { task: Task::Decisions, partition: 0 }, layout);
+        let answers = [Task::Custodian, Task::Household]
+            .into_iter()
+            .flat_map(|task| (0..lanes).map(move |partition| Writer::new(Upstream { task, partition }, layout)))
+            .collect();
         let logs = Topic::ALL.iter().map(|t| (0..layout.partitions(*t)).map(|_| VecDeque::new()).collect()).collect();
         let readers = Topic::ALL.iter().map(|t| (0..layout.partitions(*t)).map(|p| Reader::new(*t, p, layout)).collect()).collect();
         let volume = Topic::ALL.iter().map(|t| TopicVolume { topic: t.suffix(), ..TopicVolume::default() }).collect();
         let producing = (0..=lanes).map(|_| Vec::new()).collect();
-        Wire { layout, persons, decisions, producing, logs, readers, applied: 0, lane: 0, pending: 0, volume }
+        Wire { layout, persons, decisions, answers, producing, logs, readers, applied: 0, lane: 0, pending: 0, volume, republish: false }
     }
 
     /// The next record is applied, in `lane`: its facts are written by that
@@ -134,11 +149,11 @@ impl Wire {
 
     /// The key read on `topic`'s `partition` at `at` answers a person.
     pub(super) fn answer(&mut self, topic: Topic, partition: u32, at: SortKey, f: PersonFact) -> Result<(), WireError> {
-        let task = match topic {
-            Topic::ByCustodian => Task::Custodian,
-            _ => Task::Household,
+        let first = match topic {
+            Topic::ByCustodian => 0,
+            _ => self.layout.custodians,
         };
-        let o = Writer::new(Upstream { task, partition }, self.layout).fact(at, Fact::Person(f))?;
+        let o = self.answers[(first + partition) as usize].fact(at, Fact::Person(f))?;
         self.put(o, true, None);
         Ok(())
     }
@@ -171,7 +186,13 @@ impl Wire {
         self.pending += 1;
         match writer {
             Some(w) => self.producing[w].push(o),
-            None => self.logs[o.topic as usize][o.partition as usize].push_back(o.value),
+            None => {
+                if self.republish {
+                    self.pending += 1;
+                    self.logs[o.topic as usize][o.partition as usize].push_back(o.value.clone());
+                }
+                self.logs[o.topic as usize][o.partition as usize].push_back(o.value);
+            }
         }
     }
 
@@ -180,7 +201,12 @@ impl Wire {
     /// empty and nothing more is released.
     pub(super) fn next(&mut self) -> Result<Option<Released>, WireError> {
         for batch in self.producing.iter_mut().rev() {
-            for o in batch.drain(..) {
+            let again: Vec<Outgoing> = match self.republish {
+                true => batch[batch.len() / 2..].to_vec(),
+                false => Vec::new(),
+            };
+            self.pending += again.len();
+            for o in batch.drain(..).chain(again) {
                 self.logs[o.topic as usize][o.partition as usize].push_back(o.value);
             }
         }
@@ -210,7 +236,11 @@ impl Wire {
 
     /// What each topic carried so far.
     pub(super) fn volume(&self) -> Vec<TopicVolume> {
-        self.volume.clone()
+        let mut v = self.volume.clone();
+        for (t, readers) in v.iter_mut().zip(&self.readers) {
+            t.repeats = readers.iter().map(Reader::repeats).sum();
+        }
+        v
     }
 }
 
@@ -226,6 +256,16 @@ impl Engine {
     pub fn route_through_repartition_records(&mut self) {
         let lanes = self.lanes.len() as u32;
         self.wire.get_or_insert_with(|| Wire::new(lanes));
+    }
+
+    /// A test seam: every batch of repartition records is read twice in
+    /// part, as a publisher recovering from a crash would send it; the
+    /// readers must skip the repeats.
+    #[cfg(test)]
+    pub(crate) fn republish_repartition_records(&mut self) {
+        if let Some(w) = &mut self.wire {
+            w.republish = true;
+        }
     }
 
     /// What each repartition topic carried, when the facts travel as

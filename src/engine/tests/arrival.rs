@@ -332,11 +332,14 @@ fn the_generator_reaches_late_deaths_and_covered_households() {
 /// lanes, the facts between keys travelling as repartition records (#16
 /// step 2, `wire.rs`), committing after each chunk; and what each
 /// repartition topic carried.
-fn run_wired(records: &[Record], chunk: usize, lanes: u32, hold: bool) -> (Seen, Vec<crate::engine::TopicVolume>) {
+fn run_wired(records: &[Record], chunk: usize, lanes: u32, hold: bool, republish: bool) -> (Seen, Vec<crate::engine::TopicVolume>) {
     let mut h = Harness::with_lanes(RulesConfig::default(), lanes);
     h.engine.route_through_repartition_records();
     if hold {
         h.engine.hold_returning_facts();
+    }
+    if republish {
+        h.engine.republish_repartition_records();
     }
     for part in records.chunks(chunk) {
         let refs: Vec<(&Record, Option<&crate::engine::Opened>)> = part.iter().map(|r| (r, None)).collect();
@@ -355,18 +358,24 @@ proptest! {
     /// and their answers written as repartition records by each lane's
     /// task, read back per partition and released by the ordered merge,
     /// raise the alerts the calls raise: in 1, 2 and 4 lanes, in runs or
-    /// one by one, with returning facts applied as read or held.
+    /// one by one, with returning facts applied as read or held, and with
+    /// part of every batch read twice (a publisher sending again after a
+    /// crash), which the readers skip.
     #[test]
     fn repartition_records_give_the_same_alerts(
         gens in proptest::collection::vec(gen(), 10..80),
         chunk in 1..40usize,
         by in prop_oneof![Just(1i64), Just(5), Just(50)],
         hold: bool,
+        republish: bool,
     ) {
         let records = ledger(&squeezed(&gens, by));
         let one = run(&records, false, usize::MAX);
         for lanes in [1, 2, 4] {
-            prop_assert_eq!(&run_wired(&records, chunk, lanes, hold).0, &one, "{} lanes", lanes);
+            let (alerts, volume) = run_wired(&records, chunk, lanes, hold, republish);
+            prop_assert_eq!(&alerts, &one, "{} lanes", lanes);
+            let repeats: u64 = volume.iter().map(|t| t.repeats).sum();
+            prop_assert_eq!(repeats > 0, republish, "{:?}", volume);
         }
     }
 }
@@ -380,7 +389,7 @@ fn repartition_records_carry_facts_on_every_topic() {
     // A second beneficiary paid into X's account: two lanes write to it.
     gens.push(Gen::Pay { b: 1, day: 41, via_x: true });
     let records = ledger(&gens);
-    let (alerts, volume) = run_wired(&records, 3, 2, false);
+    let (alerts, volume) = run_wired(&records, 3, 2, false, false);
     assert_eq!(alerts, run(&records, false, usize::MAX));
     assert!(alerts.values().any(|a| a.0 == Rule::CustodianDeceased), "{alerts:?}");
     let topics: Vec<&str> = volume.iter().map(|t| t.topic).collect();
@@ -388,5 +397,6 @@ fn repartition_records_carry_facts_on_every_topic() {
     for t in &volume {
         assert!(t.facts > 0 && t.marks > 0 || t.topic == "by-person" && t.facts > 0, "{t:?}");
         assert!(t.bytes > t.facts + t.marks, "{t:?}");
+        assert_eq!(t.repeats, 0, "nothing was sent twice: {t:?}");
     }
 }

@@ -289,6 +289,14 @@ pub(super) struct Writer {
     /// (and its outbox), so the records of a commit keep their numbers
     /// however often they are published.
     next: Vec<Vec<u64>>,
+    /// The last position written (fact or mark). A person's or the
+    /// decisions' task never writes behind it: a record later than
+    /// `kafka.max_out_of_order` takes this position, after what was
+    /// written there, as one service applies it when it comes
+    /// (docs/partitioning.md, "The position's Kafka form").
+    last: Option<SortKey>,
+    /// Records placed at `last` because they came late.
+    late: u64,
 }
 
 /// A writer's sequence numbers, as committed with its task's state.
@@ -296,12 +304,15 @@ pub(super) struct Writer {
 pub(super) struct WriterState {
     /// `Writer::next`.
     pub(super) next: Vec<Vec<u64>>,
+    /// `Writer::last`: a resumed writer places late records where the
+    /// original would have.
+    pub(super) last: Option<SortKey>,
 }
 
 impl Writer {
     pub(super) fn new(from: Upstream, layout: Layout) -> Writer {
         let next = Topic::ALL.iter().map(|t| vec![0; layout.partitions(*t) as usize]).collect();
-        Writer { from, layout, next }
+        Writer { from, layout, next, last: None, late: 0 }
     }
 
     /// The writer a checkpoint was taken of, on the same layout.
@@ -315,14 +326,35 @@ impl Writer {
                 return Err(WireError::LayoutChanged { topic: *topic, partition: from.partition, had, has });
             }
         }
-        Ok(Writer { next: state.next, ..w })
+        Ok(Writer { next: state.next, last: state.last, ..w })
     }
 
     /// The sequence numbers, for the task's commit.
     // Between instances (#16): in one process a sync carries nothing over.
     #[cfg_attr(not(test), allow(dead_code))]
     pub(super) fn checkpoint(&self) -> WriterState {
-        WriterState { next: self.next.clone() }
+        WriterState { next: self.next.clone(), last: self.last }
+    }
+
+    /// Records of a person's or the decisions' task that came late and
+    /// were written at the task's last position.
+    // Between instances (#16): in one process positions only grow.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(super) fn late(&self) -> u64 {
+        self.late
+    }
+
+    /// Where a record at `at` is written: there, or, for a task reading an
+    /// input topic whose record comes behind one it has written, at its
+    /// last position. Other tasks write in the order facts reach them,
+    /// and one going back is refused by its readers.
+    fn place(&mut self, at: SortKey) -> (SortKey, bool) {
+        let placed = match self.last {
+            Some(last) if at < last && matches!(self.from.task, Task::Person | Task::Decisions) => (last, true),
+            _ => (at, false),
+        };
+        self.last = Some(self.last.map_or(placed.0, |l| l.max(placed.0)));
+        placed
     }
 
     /// The next record on `topic`'s `partition`, encoded, numbered in its
@@ -343,6 +375,8 @@ impl Writer {
         }
         let key = key.as_bytes().to_vec();
         let partition = partition::of(&key, self.layout.partitions(topic));
+        let (at, late) = self.place(at);
+        self.late += u64::from(late);
         let value = self.encode(topic, partition, at, Some(fact))?;
         Ok(Outgoing { topic, partition, key: Some(key), value })
     }
@@ -351,6 +385,7 @@ impl Writer {
     /// every topic this task writes to, at each commit: a reader waiting
     /// on this task can then release what comes before.
     pub(super) fn marks(&mut self, through: SortKey) -> Result<Vec<Outgoing>, WireError> {
+        let (through, _) = self.place(through);
         let mut out = Vec::new();
         for topic in Topic::ALL {
             if topic.writers().iter().any(|(t, _)| *t == self.from.task) {
@@ -545,3 +580,7 @@ fn ranges(topic: Topic, layout: Layout) -> impl Iterator<Item = (Task, bool, std
 #[cfg(test)]
 #[path = "repartition_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "repartition_late_tests.rs"]
+mod late_tests;

@@ -13,9 +13,9 @@ use crate::model::{Custodian, DeathRecord, DeathSource, Money, PersonId, Program
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
-const LAYOUT: Layout = Layout { persons: 3, decisions: 2, accounts: 4, custodians: 2, households: 3 };
+pub(super) const LAYOUT: Layout = Layout { persons: 3, decisions: 2, accounts: 4, custodians: 2, households: 3 };
 
-fn key(time: i64, line: u64) -> SortKey {
+pub(super) fn key(time: i64, line: u64) -> SortKey {
     SortKey { time: Timestamp(time), rank: 0, source: 2, line }
 }
 
@@ -77,7 +77,7 @@ fn decision(n: u64, rule: Rule, subject: &str) -> Decision {
 }
 
 /// One fact of each kind, and who writes it.
-fn one_of_each() -> Vec<(Task, Fact)> {
+pub(super) fn one_of_each() -> Vec<(Task, Fact)> {
     let mut entry = Versions::default();
     entry.record(id(3).as_str(), Timestamp(5), true);
     entry.record(id(4).as_str(), Timestamp(9), false);

@@ -9,6 +9,7 @@ pub mod decision;
 pub mod id;
 pub mod money;
 pub mod name;
+pub mod position;
 pub mod records;
 pub mod time;
 pub mod vulnerable;
@@ -16,6 +17,7 @@ pub mod vulnerable;
 pub use alert::{Alert, Evidence, Rule, Severity};
 pub use id::PersonId;
 pub use money::Money;
+pub use position::PositionError;
 pub use records::{
     Custodian, DeathRecord, DeathSource, Payment, PaymentKind, PaymentType, Program, Record,
     RosterRecord, SortKey, Status,

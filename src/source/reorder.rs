@@ -19,7 +19,7 @@
 //! Kafka or the store.
 
 use super::offsets::Part;
-use crate::model::{Record, Timestamp};
+use crate::model::{PositionError, Record, SortKey, Timestamp};
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::time::Duration;
@@ -44,6 +44,12 @@ impl Held {
     /// deterministic, the file audit's order wherever the topics agree.
     fn order(&self) -> (Timestamp, u8, u8, i32, i64) {
         (self.record.event_time(), self.record.rank(), self.part.source, self.part.partition, self.offset)
+    }
+
+    /// The record's position as a repartition record carries it (#16): the
+    /// same order as [`Held::order`], in one `SortKey`.
+    pub fn position(&self) -> Result<SortKey, PositionError> {
+        SortKey::from_kafka(self.record.event_time(), self.record.rank(), self.part.source, self.part.partition, self.offset)
     }
 }
 
@@ -391,5 +397,30 @@ mod tests {
         assert_eq!(r.overflow(&mut out), 2);
         assert_eq!(out.iter().map(|h| h.offset).collect::<Vec<_>>(), vec![0, 1]);
         assert_eq!(r.len(), 3);
+    }
+
+    #[test]
+    fn records_leave_in_the_order_of_their_positions() {
+        let mut r = Reorder::new(Duration::from_secs(0), 100, GRACE);
+        let pay1 = Part { source: 2, partition: 1 };
+        r.assign(&[PAY, pay1, ROSTER]);
+        // Ties in event time across partitions and kinds, pushed out of order.
+        for (part, offset, t) in [(pay1, 0, 5), (PAY, 7, 5), (ROSTER, 3, 5), (PAY, 2, 4), (pay1, 9, 4), (ROSTER, 1, 6)] {
+            r.push(held(part, offset, HOUR + t));
+        }
+        for p in [PAY, pay1, ROSTER] {
+            r.set_caught_up(p, true);
+        }
+        let mut out = Vec::new();
+        r.release(Timestamp(10 * HOUR), &mut out);
+        let positions: Vec<SortKey> = out.iter().map(|h| h.position().unwrap()).collect();
+        assert_eq!(positions.len(), 6);
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+        let places: Vec<(i32, i64)> = positions.iter().map(SortKey::kafka_place).collect();
+        assert_eq!(places, vec![(0, 2), (1, 9), (0, 3), (0, 7), (1, 0), (0, 1)]);
+        let mut far = held(PAY, crate::model::position::OFFSET_LIMIT, HOUR);
+        assert!(matches!(far.position(), Err(PositionError::Offset { .. })));
+        far.offset = 0;
+        assert!(far.position().is_ok());
     }
 }

@@ -50,6 +50,7 @@ pub const CHANGELOG_ERRORS: &str = "paywatch_changelog_errors_total";
 pub const CHANGELOG_BEHIND: &str = "paywatch_changelog_behind_changes";
 pub const REPARTITION_RECORDS: &str = "paywatch_repartition_records_total";
 pub const REPARTITION_BYTES: &str = "paywatch_repartition_bytes_total";
+pub const ACTIVE: &str = "paywatch_active";
 
 /// The registry and its handles.
 pub struct Metrics {
@@ -75,6 +76,9 @@ pub struct Metrics {
     pub changelog_errors: prometheus::IntCounter,
     /// Changes committed to the state but not yet sent to the changelog.
     pub changelog_behind: IntGauge,
+    /// 1 while this instance applies the inputs; 0 while it stands by
+    /// (`[kafka.standby]`): the group should have exactly one at 1.
+    pub active: IntGauge,
     /// Outbox messages the broker refused for good, set aside.
     pub outbox_parked: IntGauge,
     /// When the oldest unacknowledged entry was queued (0 when none).
@@ -244,6 +248,7 @@ impl Metrics {
             changelog_snapshots: plain(CHANGELOG_SNAPSHOTS, "Snapshots of the whole state published to the changelog"),
             changelog_errors: plain(CHANGELOG_ERRORS, "Changelog publishing sessions that failed and were started again"),
             changelog_behind: gauge(CHANGELOG_BEHIND, "Changes committed to the state and not yet sent to the changelog"),
+            active: gauge(ACTIVE, "1 while this instance applies the inputs, 0 while it stands by ([kafka.standby])"),
             outbox_parked: gauge(OUTBOX_PARKED, "Outbox messages the broker refused for good (too large, invalid), parked"),
             outbox_oldest: gauge(OUTBOX_OLDEST, "When the oldest waiting outbox message was queued (unix seconds; 0 when none)"),
             watermark: gauge(WATERMARK, "The event-time watermark (unix seconds)"),

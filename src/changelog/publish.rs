@@ -45,6 +45,10 @@ pub struct ChangelogPublisher {
     snapshot_every: u64,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
+    /// Set when this instance lost the active role (`[kafka.standby]`):
+    /// stop at once, without the last pass `stop` makes, so that a fenced
+    /// instance adds nothing after the new active one's frames.
+    halt: Arc<AtomicBool>,
 }
 
 /// Where the next commit to send starts, and the snapshot to name.
@@ -71,13 +75,23 @@ impl ChangelogPublisher {
             snapshot_every: kafka.changelog.snapshot_every_mb << 20,
             metrics,
             stop,
+            halt: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Stops at once, publishing nothing more, when `halt` is set.
+    pub fn halting_on(self, halt: Arc<AtomicBool>) -> Self {
+        ChangelogPublisher { halt, ..self }
+    }
+
+    fn halted(&self) -> bool {
+        self.halt.load(Ordering::Relaxed)
     }
 
     /// Publishes until `stop`, starting a new session after each failure.
     pub fn run(mut self) {
         let mut backoff = Duration::from_secs(1);
-        while !self.stop.load(Ordering::Relaxed) {
+        while !self.stop.load(Ordering::Relaxed) && !self.halted() {
             match self.session() {
                 Ok(()) => return,
                 Err(e) => {
@@ -102,6 +116,10 @@ impl ChangelogPublisher {
         tracing::info!(topic = %self.topic, next = at.next, "changelog publishing");
         let mut since_snapshot = 0u64;
         loop {
+            if self.halted() {
+                tracing::warn!(topic = %self.topic, "changelog publishing halted: this instance is no longer the active one");
+                return Ok(());
+            }
             // At shutdown: one more pass, so the last commits go too.
             let stopping = self.stop.load(Ordering::Relaxed);
             let mut sent = false;
@@ -305,6 +323,13 @@ pub fn snapshot_frames(store: &Store, origin: u64, _at: Option<i64>, continuing:
         true
     })?;
     Ok((frames, from.expect("not stopped")))
+}
+
+/// The origin `dir` publishes under, when it has published; `None` also
+/// when the file cannot be read (a standby then treats the state as not
+/// the changelog's).
+pub fn published_origin(dir: &Path) -> Option<u64> {
+    std::fs::read_to_string(dir.join(ORIGIN_FILE)).ok()?.trim().parse().ok()
 }
 
 /// This state directory's origin, made at the first publish.

@@ -209,6 +209,25 @@ fn choose(consumer: &BaseConsumer, topic: &str, low: i64, high: i64) -> Result<(
     complete.ok_or_else(none)
 }
 
+/// The origin of the changelog's last frame: the state directory that
+/// published last. `None` when the topic holds nothing.
+pub fn last_origin(kafka: &KafkaConfig) -> Result<Option<u64>, ChangelogError> {
+    let topic = kafka.changelog_topic();
+    let consumer = reader(kafka)?;
+    let (low, high) = consumer
+        .fetch_watermarks(&topic, 0, Duration::from_secs(30))
+        .map_err(|e| ChangelogError::Topic { topic: topic.clone(), why: format!("cannot be read: {e}") })?;
+    if high <= low {
+        return Ok(None);
+    }
+    let mut last = None;
+    read(&consumer, &topic, high - 1, high, &mut |_, f| {
+        last = Some(f.origin);
+        Ok(())
+    })?;
+    Ok(last)
+}
+
 /// Whether `dir` is missing or holds nothing: a state directory a restore
 /// may fill.
 pub fn is_empty_dir(dir: &Path) -> bool {

@@ -54,6 +54,34 @@ pub struct KafkaConfig {
     /// The changelog: every commit of the state directory published to a
     /// topic, so that `paywatch restore` rebuilds it on another machine.
     pub changelog: ChangelogConfig,
+    /// Several instances in one group: one active, the others standing by
+    /// to take over from the changelog (`docs/changelog.md`, "Standby").
+    pub standby: StandbyConfig,
+}
+
+/// `[kafka.standby]`: until the partitioned engine (#16) lets instances
+/// share a group's work, they can share its availability.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StandbyConfig {
+    /// Instances of the group elect one active among them (the member of
+    /// consumer group `<group_id>.active` that holds the changelog topic's
+    /// partition); the others wait, answer `/readyz` with 503, and the
+    /// first to be elected after the active one is gone restores the state
+    /// from the changelog and goes on. Needs `[kafka.changelog]`.
+    pub enabled: bool,
+    /// A standby left without the partition this long leaves the election
+    /// group and joins it again: a broker that does not end a dead
+    /// member's session by itself (tansu) hands the partition on at that
+    /// rejoin. A live active one keeps it (cooperative-sticky assignment).
+    #[serde(with = "humantime_serde")]
+    pub rejoin_after: Duration,
+}
+
+impl Default for StandbyConfig {
+    fn default() -> StandbyConfig {
+        StandbyConfig { enabled: false, rejoin_after: Duration::from_secs(30) }
+    }
 }
 
 /// `[kafka.changelog]`: see `docs/changelog.md`.
@@ -126,6 +154,7 @@ impl Default for KafkaConfig {
             consumer: BTreeMap::new(),
             producer: BTreeMap::new(),
             changelog: ChangelogConfig::default(),
+            standby: StandbyConfig::default(),
         }
     }
 }
@@ -218,6 +247,12 @@ impl KafkaConfig {
         let changelog = self.changelog_topic();
         if let Some((key, _)) = names.iter().find(|(_, n)| **n == changelog) {
             return Err(format!("kafka.changelog.topic: {changelog:?} is also kafka.topics.{key}"));
+        }
+        if self.standby.enabled && !(self.changelog.enabled && self.changelog.restore_empty_state) {
+            return Err("kafka.standby.enabled: a standby takes over from the changelog; set kafka.changelog.enabled (and leave restore_empty_state on)".into());
+        }
+        if self.standby.enabled && self.standby.rejoin_after < Duration::from_secs(1) {
+            return Err("kafka.standby.rejoin_after: must be at least 1s".into());
         }
         for (table, map) in [("client", &self.client), ("consumer", &self.consumer), ("producer", &self.producer)] {
             for k in map.keys() {

@@ -425,6 +425,10 @@ mod tests {
         assert!(e.contains("kafka.topics.alerts"), "{e}");
         let e = Config::parse("[http]\nlisten = \"localhost\"\n").unwrap_err().to_string();
         assert!(e.contains("http.listen"), "{e}");
+        let e = Config::parse("[kafka.standby]\nenabled = true\n").unwrap_err().to_string();
+        assert!(e.contains("kafka.standby.enabled") && e.contains("kafka.changelog.enabled"), "{e}");
+        let ok = Config::parse("[kafka.changelog]\nenabled = true\n[kafka.standby]\nenabled = true\nrejoin_after = \"8s\"\n").unwrap();
+        assert_eq!(ok.kafka.standby.rejoin_after, std::time::Duration::from_secs(8));
     }
 
     #[test]

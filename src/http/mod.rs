@@ -22,6 +22,9 @@ use std::sync::{Arc, Mutex};
 /// What the consumer loop reports, for `/readyz` and `/status`.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Status {
+    /// `active` while this instance applies the inputs; `standby` while it
+    /// waits to take over (`[kafka.standby]`).
+    pub role: &'static str,
     /// Input partitions assigned to this consumer.
     pub assigned_partitions: usize,
     /// Which: topic name → partition numbers this instance owns.
@@ -89,6 +92,9 @@ pub struct Health {
     /// Why input topics are stopped (their logs no longer match the stored
     /// offsets), while some are.
     pub stopped_inputs: Mutex<Option<String>>,
+    /// Why this instance does not apply the inputs, while it stands by
+    /// (`[kafka.standby]`): another instance of the group is active.
+    pub standby: Mutex<Option<String>>,
     /// Supervised tasks that failed and wait to be restarted, with why.
     pub down: Mutex<std::collections::BTreeMap<&'static str, String>>,
 }
@@ -144,6 +150,22 @@ pub fn router(metrics: Arc<Metrics>, health: Arc<Health>, api: api::Api) -> Rout
         }))
 }
 
+/// The port of an instance standing by (`[kafka.standby]`): health,
+/// metrics and `/status`; everything else is 503 and says why, so a load
+/// balancer sends supervisors to the active instance.
+pub fn standby_router(metrics: Arc<Metrics>, health: Arc<Health>, tokens: Arc<Vec<crate::config::TokenConfig>>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/status", get(status))
+        .fallback(|State(app): State<App>| async move {
+            let why = app.health.standby.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default();
+            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "error": format!("this instance stands by: {why}") }))).into_response()
+        })
+        .with_state(App { metrics, health, tokens })
+}
+
 /// Serves until `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -153,7 +175,16 @@ pub async fn serve(
     tls: Option<Tls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(metrics, health, api);
+    serve_router(listener, router(metrics, health, api), tls, shutdown).await
+}
+
+/// Serves `app` until `shutdown` completes.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    tls: Option<Tls>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let Some(Tls(tls)) = tls else {
         return axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     };
@@ -167,6 +198,7 @@ pub async fn serve(
 }
 
 /// The certificate and key of `[http.tls]`, loaded.
+#[derive(Clone)]
 pub struct Tls(axum_server::tls_rustls::RustlsConfig);
 
 impl Tls {
@@ -200,6 +232,9 @@ async fn ui() -> Response {
 }
 
 async fn readyz(State(app): State<App>) -> Response {
+    if let Some(why) = app.health.standby.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: standing by: {why}\n")).into_response();
+    }
     let store_error = app.health.store_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
     if let Some(e) = store_error {
         let body = format!("not ready: the state directory cannot be written ({e}); consuming is stopped until it can\n");
@@ -239,6 +274,10 @@ async fn status(State(app): State<App>, headers: axum::http::HeaderMap) -> Respo
     }
     let mut s = app.health.status.lock().unwrap_or_else(|e| e.into_inner()).clone();
     s.store_error = app.health.store_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    s.role = match app.health.standby.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+        true => "standby",
+        false => "active",
+    };
     s.changelog = ChangelogStatus {
         commits: app.metrics.changelog_commits.get(),
         snapshots: app.metrics.changelog_snapshots.get(),

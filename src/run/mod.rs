@@ -9,6 +9,7 @@
 mod consume;
 mod consume_only;
 pub mod offsets;
+mod standby;
 mod supervise;
 
 pub use consume_only::{consume_only, Baseline};
@@ -61,6 +62,10 @@ pub enum RunError {
     Changelog(#[from] crate::changelog::ChangelogError),
     #[error(transparent)]
     NotCoPartitioned(#[from] crate::source::copartition::NotCoPartitioned),
+    #[error("standby election: {0}")]
+    Election(String),
+    #[error("this instance lost the active role to another instance of its group and stopped; start it again and it stands by")]
+    LostActive,
 }
 
 impl RunError {
@@ -69,6 +74,7 @@ impl RunError {
         match self {
             RunError::NoStateDir | RunError::WrongState { .. } | RunError::Store(StoreError::Refused { .. }) => 2,
             RunError::Listen { .. } | RunError::Tls(_) | RunError::NotCoPartitioned(_) => 2,
+            RunError::LostActive => 3,
             _ => 1,
         }
     }
@@ -91,8 +97,39 @@ pub struct StreamMeta {
     pub stopped: BTreeMap<String, crate::source::positions::Mismatch>,
 }
 
-/// Runs the service until `shutdown` completes.
+/// Runs the service until `shutdown` completes. With `[kafka.standby]`,
+/// it first stands by until this instance is elected the group's active
+/// one (`standby.rs`).
 pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    if !cfg.kafka.standby.enabled {
+        return run_active(cfg, clock, shutdown, None).await;
+    }
+    let election = standby::Election::start(&cfg.kafka)?;
+    let shutdown = std::pin::pin!(shutdown);
+    let mut shutdown = shutdown;
+    if !standby::stand_by(&cfg, &election, &mut shutdown).await? {
+        election.leave();
+        return Ok(());
+    }
+    let dir = cfg.state.dir.clone().ok_or(RunError::NoStateDir)?;
+    let kafka = cfg.kafka.clone();
+    tokio::task::spawn_blocking(move || standby::set_aside_if_superseded(&kafka, &dir))
+        .await
+        .map_err(|e| RunError::Thread(e.to_string()))??;
+    let fence = election.fence();
+    let r = run_active(cfg, clock, shutdown, Some(fence)).await;
+    let lost = election.fence().is_lost();
+    election.leave();
+    if lost {
+        return Err(RunError::LostActive);
+    }
+    r
+}
+
+/// The service on its state directory: this instance applies the inputs.
+/// `fence`: set when it was elected among standbys; losing the role stops
+/// it, with its changelog halted first.
+async fn run_active(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Output = ()>, mut fence: Option<standby::Fence>) -> Result<(), RunError> {
     let dir = cfg.state.dir.clone().ok_or(RunError::NoStateDir)?;
     let wrong = |reason: String| RunError::WrongState { dir: dir.display().to_string(), reason };
     let changelog = &cfg.kafka.changelog;
@@ -124,6 +161,7 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
     tracing::info!(state = %dir.display(), partitions = meta.offsets.len(), "state directory open; resuming from its offsets");
 
     let metrics = Arc::new(Metrics::new());
+    metrics.active.set(1);
     metrics.set_townships(&cfg.district.townships);
     let health = Arc::new(Health::default());
     let (depth, _) = outbox::depth(&store)?;
@@ -131,13 +169,7 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
     metrics.outbox_parked.set(outbox::parked(&store)?.len() as i64);
 
     // The HTTP port first, so operators see the service come up.
-    let tls = match &cfg.http.tls {
-        Some(t) => Some(http::Tls::load(t).await.map_err(RunError::Tls)?),
-        None => None,
-    };
-    let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
-        .await
-        .map_err(|source| RunError::Listen { addr: cfg.http.listen.clone(), source })?;
+    let (listener, tls) = listen(&cfg).await?;
     let http_stop = Arc::new(Notify::new());
     // Decisions posted through the API go to the decisions topic; so do the
     // ones a state upgrade made of stored reviews.
@@ -172,9 +204,11 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
     // The changelog publisher: a thread of its own, stopped after the
     // consumer so that it sends the last commit too.
     let changelog_stop = Arc::new(AtomicBool::new(false));
+    let changelog_halt = Arc::new(AtomicBool::new(false));
     let changelog = match cfg.kafka.changelog.enabled {
         true => {
-            let p = ChangelogPublisher::new(&cfg.kafka, store.clone(), Arc::clone(&metrics), Arc::clone(&changelog_stop))?;
+            let p = ChangelogPublisher::new(&cfg.kafka, store.clone(), Arc::clone(&metrics), Arc::clone(&changelog_stop))?
+                .halting_on(Arc::clone(&changelog_halt));
             Some(tokio::task::spawn_blocking(move || p.run()))
         }
         false => None,
@@ -228,8 +262,14 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
     // Until the shutdown signal, or the loop failing on its own.
     let early = tokio::select! {
         _ = shutdown => None,
+        _ = async { match fence.as_mut() { Some(f) => f.lost().await, None => std::future::pending().await } } => None,
         r = &mut consuming => Some(r),
     };
+    // 0. A fenced instance adds nothing to the changelog after the new
+    // active one's frames: halted before the loop's last commit.
+    if fence.as_ref().is_some_and(standby::Fence::is_lost) {
+        changelog_halt.store(true, Ordering::Relaxed);
+    }
     // 1. Stop reading; the loop commits the batch in hand.
     stop.store(true, Ordering::Relaxed);
     let consumed = match early {
@@ -271,6 +311,18 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
     http_stop.notify_one();
     let _ = http.await;
     consumed
+}
+
+/// The HTTP port, bound, and its TLS when `[http.tls]` is set.
+async fn listen(cfg: &Config) -> Result<(tokio::net::TcpListener, Option<http::Tls>), RunError> {
+    let tls = match &cfg.http.tls {
+        Some(t) => Some(http::Tls::load(t).await.map_err(RunError::Tls)?),
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
+        .await
+        .map_err(|source| RunError::Listen { addr: cfg.http.listen.clone(), source })?;
+    Ok((listener, tls))
 }
 
 /// An empty (or missing) state directory is restored from the changelog

@@ -14,6 +14,7 @@ mod inputs;
 mod prometheus;
 mod resume;
 mod security;
+mod standby;
 mod stream;
 mod tasks;
 mod ui;

@@ -1,0 +1,282 @@
+//! `[kafka.standby]`: several instances of one consumer group, one of them
+//! active, the others standing by to take over (docs/changelog.md,
+//! "Standby instances").
+//!
+//! Until the partitioned engine (#16) lets instances share a group's work,
+//! a second member of the input group would split the state, so it holds
+//! back. With standby on, instances first elect one active among them: the
+//! member of consumer group `<group_id>.active` that holds partition 0 of
+//! the changelog topic. It never reads that partition (paused at once); the
+//! group only says who is alive and who holds it. The others serve their
+//! health, metrics and `/status` (role `standby`), answer everything else
+//! with 503, and do not join the input group at all.
+//!
+//! When the active instance is gone, the broker hands the partition to a
+//! standby (tansu only at a member's next join, hence `rejoin_after`;
+//! cooperative-sticky assignment keeps it with a live holder). The new
+//! active one sets its state directory aside when the changelog's last
+//! frames are another's (it was active before and has been overtaken),
+//! restores it from the changelog (`restore_if_empty`) and goes on from its
+//! offsets, as after any crash. An active instance that loses the partition
+//! (it was frozen past its session) halts its changelog publisher at once,
+//! stops, and exits with code 3: its supervisor starts it again, as a
+//! standby.
+
+use super::RunError;
+use crate::config::{Config, KafkaConfig};
+use crate::http::{self, Health};
+use crate::metrics::Metrics;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Notify};
+
+/// Where this instance stands in its group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Standing {
+    /// Another instance is active (or none yet: the election is on).
+    Standby,
+    /// This instance holds the election partition.
+    Active,
+    /// It held it and lost it: another instance is active now.
+    Lost,
+}
+
+/// The election: a thread keeping this instance's membership in
+/// `<group_id>.active`, and what it says.
+pub(super) struct Election {
+    /// The thread's verdicts.
+    standing: watch::Receiver<Standing>,
+    /// Ends the thread, which leaves the group so a standby takes over at
+    /// once rather than after the session.
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// The election group's name, for the log and `/readyz`.
+    group: String,
+}
+
+/// What the active instance's service watches: the loss of its role.
+pub(super) struct Fence {
+    standing: watch::Receiver<Standing>,
+}
+
+impl Fence {
+    /// Completes when the role is lost (never, if the thread is gone
+    /// without losing it).
+    pub(super) async fn lost(&mut self) {
+        if self.standing.wait_for(|s| *s == Standing::Lost).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    pub(super) fn is_lost(&self) -> bool {
+        *self.standing.borrow() == Standing::Lost
+    }
+}
+
+impl Election {
+    pub(super) fn start(kafka: &KafkaConfig) -> Result<Election, RunError> {
+        let group = format!("{}.active", kafka.group_id);
+        let topic = kafka.changelog_topic();
+        let consumer = consumer(kafka, &group).map_err(|e| RunError::Election(format!("cannot create the consumer of {group:?}: {e}")))?;
+        consumer.subscribe(&[&topic]).map_err(|e| RunError::Election(format!("cannot join {group:?} on {topic:?}: {e}")))?;
+        let (tx, standing) = watch::channel(Standing::Standby);
+        let stop = Arc::new(AtomicBool::new(false));
+        let rejoin_after = kafka.standby.rejoin_after;
+        let thread = {
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("election".into())
+                .spawn(move || elect(&consumer, &topic, rejoin_after, &tx, &stop))
+                .map_err(|e| RunError::Election(format!("cannot start the election thread: {e}")))?
+        };
+        Ok(Election { standing, stop, thread: Some(thread), group })
+    }
+
+    /// Completes once this instance is elected.
+    async fn elected(&self) {
+        let mut s = self.standing.clone();
+        if s.wait_for(|s| *s == Standing::Active).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    pub(super) fn fence(&self) -> Fence {
+        Fence { standing: self.standing.clone() }
+    }
+
+    /// Leaves the election group.
+    pub(super) fn leave(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The election group's consumer: never reads (its partition is paused as
+/// soon as it is held, and it starts at the end), only belongs.
+fn consumer(kafka: &KafkaConfig, group: &str) -> rdkafka::error::KafkaResult<BaseConsumer> {
+    let mut c = crate::source::kafka::client_config(kafka);
+    for (k, v) in &kafka.consumer {
+        // One static member id for two groups would fence one of them.
+        if k != "group.instance.id" {
+            c.set(k, v);
+        }
+    }
+    c.set("group.id", group)
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "latest")
+        .set("enable.partition.eof", "false")
+        .set("queued.max.messages.kbytes", "1024")
+        .create()
+}
+
+/// The election thread: polls the membership, says when the partition
+/// comes and goes, and rejoins while left without it.
+fn elect(consumer: &BaseConsumer, topic: &str, rejoin_after: Duration, tx: &watch::Sender<Standing>, stop: &AtomicBool) {
+    let mut left_out = Instant::now();
+    let mut logged: Option<Instant> = None;
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(Err(e)) = consumer.poll(Duration::from_millis(100)) {
+            if logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                tracing::warn!(error = %e, "the standby election's consumer reports an error");
+                logged = Some(Instant::now());
+            }
+        }
+        let assigned = consumer.assignment().unwrap_or_default();
+        let held = assigned.elements_for_topic(topic).iter().any(|e| e.partition() == 0);
+        let now = *tx.borrow();
+        match (held, now) {
+            (true, Standing::Standby | Standing::Active) => {
+                // Paused every time: a rejoin may hand it back unpaused.
+                let _ = consumer.pause(&assigned);
+                if now == Standing::Standby {
+                    tracing::info!(topic, "elected: this instance becomes the group's active one");
+                    tx.send_replace(Standing::Active);
+                }
+            }
+            (false, Standing::Active) => {
+                tracing::error!(topic, "lost the active role: another instance of the group holds it now; stopping at once (exit code 3)");
+                tx.send_replace(Standing::Lost);
+            }
+            (false, Standing::Standby) if left_out.elapsed() >= rejoin_after => {
+                consumer.unsubscribe();
+                if let Err(e) = consumer.subscribe(&[topic]) {
+                    tracing::error!(error = %e, "cannot join the standby election again");
+                }
+                left_out = Instant::now();
+            }
+            _ => {}
+        }
+    }
+    consumer.unsubscribe();
+}
+
+/// Serves the standby port until this instance is elected (`true`) or the
+/// service is told to stop (`false`).
+pub(super) async fn stand_by<F: Future<Output = ()>>(cfg: &Config, election: &Election, shutdown: &mut Pin<&mut F>) -> Result<bool, RunError> {
+    let metrics = Arc::new(Metrics::new());
+    metrics.active.set(0);
+    let health = Arc::new(Health::default());
+    let why = format!(
+        "another instance of consumer group {:?} is active (election group {:?}); this one takes over from the changelog when it is gone",
+        cfg.kafka.group_id, election.group
+    );
+    *health.standby.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+    health.status.lock().unwrap_or_else(|e| e.into_inner()).role = "standby";
+    let (listener, tls) = super::listen(cfg).await?;
+    let stop = Arc::new(Notify::new());
+    let server = {
+        let stop = Arc::clone(&stop);
+        let app = http::standby_router(metrics, health, Arc::new(cfg.api.tokens.clone()));
+        tokio::spawn(http::serve_router(listener, app, tls, async move { stop.notified().await }))
+    };
+    tracing::info!(group = %election.group, http = %cfg.http.listen, "standing by");
+    let elected = tokio::select! {
+        _ = shutdown.as_mut() => false,
+        _ = election.elected() => true,
+    };
+    stop.notify_one();
+    let _ = server.await;
+    Ok(elected)
+}
+
+/// Whether a state directory that published as `mine` has been overtaken
+/// by the changelog's last frames, published as `last`: then another
+/// instance went on from an older point, and this state must not be
+/// resumed (its outbox and offsets are not the changelog's).
+fn superseded(mine: Option<u64>, last: Option<u64>) -> bool {
+    matches!(last, Some(l) if mine != Some(l))
+}
+
+/// Before the elected instance opens its state directory: a directory the
+/// changelog has overtaken is moved to `<dir>.superseded` (one kept, for
+/// an operator to look at), so that the restore fills an empty one.
+pub(super) fn set_aside_if_superseded(kafka: &KafkaConfig, dir: &Path) -> Result<(), RunError> {
+    if crate::changelog::restore::is_empty_dir(dir) {
+        return Ok(());
+    }
+    let mine = crate::changelog::publish::published_origin(dir);
+    let last = crate::changelog::restore::last_origin(kafka)?;
+    if !superseded(mine, last) {
+        return Ok(());
+    }
+    let aside = set_aside(dir)?;
+    tracing::warn!(
+        state = %dir.display(),
+        aside = %aside.display(),
+        "another instance published to the changelog after this state directory: it is set aside and the state restored from the changelog"
+    );
+    Ok(())
+}
+
+/// Moves `dir` to `<dir>.superseded`, in place of an older one.
+fn set_aside(dir: &Path) -> Result<std::path::PathBuf, RunError> {
+    let aside = dir.with_extension("superseded");
+    let wrong = |e: std::io::Error| RunError::WrongState { dir: dir.display().to_string(), reason: format!("cannot be set aside as {}: {e}", aside.display()) };
+    if aside.exists() {
+        std::fs::remove_dir_all(&aside).map_err(wrong)?;
+    }
+    std::fs::rename(dir, &aside).map_err(wrong)?;
+    Ok(aside)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_is_superseded_only_when_another_published_last() {
+        assert!(!superseded(Some(7), Some(7)), "its own frames are last: it is at least as new");
+        assert!(!superseded(Some(7), None), "nothing published: nothing overtook it");
+        assert!(!superseded(None, None));
+        assert!(superseded(Some(7), Some(9)), "another went on after it");
+        assert!(superseded(None, Some(9)), "never published, and another has");
+    }
+
+    #[test]
+    fn a_superseded_directory_is_moved_aside_in_place_of_an_older_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
+        for round in ["first", "second"] {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("CURRENT"), round).unwrap();
+            let aside = set_aside(&dir).unwrap();
+            assert_eq!(aside, tmp.path().join("state.superseded"));
+            assert!(!dir.exists(), "the restore gets an empty place");
+            assert_eq!(std::fs::read_to_string(aside.join("CURRENT")).unwrap(), round, "one kept: the newest");
+        }
+        // An empty or missing directory asks nothing (no broker here).
+        let kafka = KafkaConfig { brokers: "127.0.0.1:1".into(), ..KafkaConfig::default() };
+        set_aside_if_superseded(&kafka, &dir).unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        set_aside_if_superseded(&kafka, &dir).unwrap();
+        assert!(dir.exists());
+    }
+}

@@ -62,7 +62,9 @@ bench-e2e: build
 	scripts/bench-e2e.sh
 
 ## 1,000,000 payments through the real broker: consume-only against the
-## full service, and produce-to-alert latency at 5,000 payments/s.
+## full service, restarts and restores, the changelog, a standby taking
+## over with and without a warm copy, and produce-to-alert latency at
+## 5,000 payments/s.
 bench-stream: build deps-test
 	scripts/bench-stream.sh
 

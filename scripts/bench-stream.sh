@@ -6,7 +6,8 @@
 # (state directory kept: RocksDB reopened, partitions sought to the stored
 # offsets) and after a lost state directory (replay from the first offset);
 # (d) the service with the changelog on, and `paywatch restore` of its
-# state on another directory, against replaying the inputs (b);
+# state on another directory, against replaying the inputs (b); (e) a
+# standby taking over after a `kill -9`, with and without a warm copy;
 # then the latency from producing a payment to its alert on the alerts
 # topic at a steady 5,000 payments/s.
 set -euo pipefail
@@ -15,7 +16,7 @@ BIN="${CARGO_TARGET_DIR:-target}/release/paywatch"
 WORK=$(mktemp -d /var/tmp/paywatch-bench-stream-XXXX)
 source scripts/kafka-lib.sh
 HOUSEHOLDS="${BENCH_HOUSEHOLDS:-20000}"
-PART="${1:-all}"   # all | throughput | restore | changelog | latency
+PART="${1:-all}"   # all | throughput | restore | changelog | standby | latency
 
 if [ "$PART" != latency ]; then
 start_broker
@@ -140,6 +141,56 @@ print(f"(d) paywatch restore: {r['commits']} commits and a snapshot of {r['snaps
       f"{r['bytes']/2**20/(r_end-r_start):.0f} MiB/s); peak RSS {int(sys.argv[9])//1024} MiB")
 PY
 echo "restored state directory: $(du -sm "$WORK/r-state" | cut -f1) MiB; the service's own: $(du -sm "$WORK/d-state" | cut -f1) MiB, of which the write-ahead log kept for the publisher $(du -cm "$WORK"/d-state/*.log "$WORK"/d-state/archive 2>/dev/null | tail -1 | cut -f1) MiB"
+fi
+
+# (e) standby instances after a `kill -9` of the active one: a standby
+# with a warm copy (`follow`, the default) against one without, which
+# restores the whole state once elected. Both killed once idle, so both
+# take over the whole ledger's state.
+if [ "$PART" = all ] || [ "$PART" = standby ]; then
+python3 "$TOOL" create-topics "$BROKER" paywatch.bench-standby.changelog:1
+HA='[kafka.consumer]\n"session.timeout.ms" = "6000"\n[kafka.changelog]\nenabled = true\nsnapshot_every_mb = 256\n[kafka.standby]\nenabled = true\nrejoin_after = "8s"\n'
+write_config "$WORK/ea.toml" "$WORK/ea-state" bench-standby; printf "$HA" >>"$WORK/ea.toml"; EA_PORT=$HTTP_PORT
+write_config "$WORK/eb.toml" "$WORK/eb-state" bench-standby; printf "$HA" >>"$WORK/eb.toml"; EB_PORT=$HTTP_PORT
+write_config "$WORK/ec.toml" "$WORK/ec-state" bench-standby; printf "${HA}follow = false\n" >>"$WORK/ec.toml"; EC_PORT=$HTTP_PORT
+st() { curl -s -H "Authorization: Bearer $OPERATOR_TOKEN" "http://127.0.0.1:$1/status"; }
+until_status() { # PORT PYTHON-EXPRESSION-ON-s
+  until st "$1" | python3 -c "import json,sys; s=json.load(sys.stdin); sys.exit(0 if ($2) else 1)" 2>/dev/null; do sleep 0.05; done
+}
+"$BIN" run --config "$WORK/ea.toml" 2>"$WORK/ea.log" & EA=$!; PIDS+=($EA)
+wait_port "$EA_PORT"; until_status "$EA_PORT" 's["role"] == "active" and s["lanes"] > 0'
+"$BIN" run --config "$WORK/eb.toml" 2>"$WORK/eb.log" & EB=$!; PIDS+=($EB)
+wait_port "$EB_PORT"
+HTTP_PORT=$EA_PORT wait_idle $((TOTAL - 200))
+until_status "$EA_PORT" 's["changelog"]["behind"] == 0'
+until_status "$EB_PORT" 's["following"] and s["following"]["consistent"] and s["following"]["offset"] >= s["following"]["end"]'
+B_RSS=$(awk '/VmRSS/ {print int($2/1024)}' "/proc/$EB/status")
+B_DISK=$(du -sm "$WORK/eb-state" | cut -f1)
+kill -9 "$EA"; wait "$EA" 2>/dev/null || true
+K1=$(date +%s.%N)
+until_status "$EB_PORT" 's["role"] == "active" and s["lanes"] > 0'
+T1=$(date +%s.%N)
+HTTP_PORT=$EB_PORT wait_idle $((TOTAL - 200))
+"$BIN" run --config "$WORK/ec.toml" 2>"$WORK/ec.log" & EC=$!; PIDS+=($EC)
+wait_port "$EC_PORT"
+until_status "$EB_PORT" 's["changelog"]["behind"] == 0 and s["changelog"]["snapshots"] >= 1'
+kill -9 "$EB"; wait "$EB" 2>/dev/null || true
+K2=$(date +%s.%N)
+until_status "$EC_PORT" 's["role"] == "active" and s["lanes"] > 0'
+T2=$(date +%s.%N)
+python3 - "$K1" "$T1" "$K2" "$T2" "$WORK/eb.log" "$WORK/ec.log" "$B_RSS" "$B_DISK" <<'PY'
+import re, sys
+k1, t1, k2, t2 = map(float, sys.argv[1:5])
+def field(path, name):
+    text = re.sub(r"\x1b\[[0-9;]*m", "", open(path).read())
+    m = re.findall(name + r"=(\d+)", text)
+    return int(m[-1]) / 1000 if m else float("nan")
+print(f"(e) warm standby (follow): active {t1-k1:.1f} s after the active one's kill -9, of which {field(sys.argv[5], 'caught_up_ms'):.2f} s "
+      f"reading its copy to the changelog's end (the rest: the election, sessions of 6 s and rejoins every 8 s); "
+      f"standing by it held {sys.argv[7]} MiB RSS and a {sys.argv[8]} MiB copy")
+print(f"(e) standby without a copy (follow = false): active {t2-k2:.1f} s after the kill -9, of which "
+      f"{field(sys.argv[6], 'restore_ms'):.1f} s restoring the whole state from the changelog")
+PY
 fi
 
 fi

@@ -51,6 +51,7 @@ pub const CHANGELOG_BEHIND: &str = "paywatch_changelog_behind_changes";
 pub const REPARTITION_RECORDS: &str = "paywatch_repartition_records_total";
 pub const REPARTITION_BYTES: &str = "paywatch_repartition_bytes_total";
 pub const ACTIVE: &str = "paywatch_active";
+pub const STANDBY_BEHIND: &str = "paywatch_standby_behind_frames";
 
 /// The registry and its handles.
 pub struct Metrics {
@@ -79,6 +80,10 @@ pub struct Metrics {
     /// 1 while this instance applies the inputs; 0 while it stands by
     /// (`[kafka.standby]`): the group should have exactly one at 1.
     pub active: IntGauge,
+    /// A standby's copy (`[kafka.standby] follow`): changelog frames
+    /// published and not yet applied to it; -1 while it has no copy (no
+    /// snapshot yet, or it keeps a state of its own that is the newest).
+    pub standby_behind: IntGauge,
     /// Outbox messages the broker refused for good, set aside.
     pub outbox_parked: IntGauge,
     /// When the oldest unacknowledged entry was queued (0 when none).
@@ -249,6 +254,7 @@ impl Metrics {
             changelog_errors: plain(CHANGELOG_ERRORS, "Changelog publishing sessions that failed and were started again"),
             changelog_behind: gauge(CHANGELOG_BEHIND, "Changes committed to the state and not yet sent to the changelog"),
             active: gauge(ACTIVE, "1 while this instance applies the inputs, 0 while it stands by ([kafka.standby])"),
+            standby_behind: gauge(STANDBY_BEHIND, "A standby's copy of the state: changelog frames published and not yet applied (-1: no copy)"),
             outbox_parked: gauge(OUTBOX_PARKED, "Outbox messages the broker refused for good (too large, invalid), parked"),
             outbox_oldest: gauge(OUTBOX_OLDEST, "When the oldest waiting outbox message was queued (unix seconds; 0 when none)"),
             watermark: gauge(WATERMARK, "The event-time watermark (unix seconds)"),

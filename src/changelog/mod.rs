@@ -23,6 +23,7 @@
 //! state directories publishing to one topic (one restored from the
 //! other, or two instances by mistake) never mix.
 
+pub mod follow;
 pub mod publish;
 pub mod restore;
 

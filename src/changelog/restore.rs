@@ -50,8 +50,9 @@ enum Phase {
 }
 
 /// Applies one origin's frames onto a blank store.
-pub struct Restorer<'s> {
-    store: &'s Store,
+pub struct Restorer {
+    /// The store being filled (a handle: the caller may hold another).
+    store: Store,
     phase: Phase,
     /// The snapshot's `through`: consistent once a delta reaching it is
     /// applied (or when it is at most the first delta's start).
@@ -64,10 +65,10 @@ pub struct Restorer<'s> {
     pub done: Restored,
 }
 
-impl<'s> Restorer<'s> {
-    pub fn new(store: &'s Store, origin: u64, snapshot_offset: i64) -> Restorer<'s> {
+impl Restorer {
+    pub fn new(store: &Store, origin: u64, snapshot_offset: i64) -> Restorer {
         Restorer {
-            store,
+            store: store.clone(),
             phase: Phase::Start,
             through: 0,
             pending: None,
@@ -84,6 +85,12 @@ impl<'s> Restorer<'s> {
             Phase::Deltas { next } | Phase::Stopped { next } => next > self.through,
             _ => false,
         }
+    }
+
+    /// Whether a gap ended what this restorer applies: only a newer
+    /// snapshot goes on from here.
+    pub fn stopped(&self) -> bool {
+        matches!(self.phase, Phase::Stopped { .. })
     }
 
     /// Takes one frame (frames of other origins are passed over).
@@ -174,7 +181,7 @@ impl<'s> Restorer<'s> {
 
 /// Finds where to start: the snapshot the last frame names, or else the
 /// newest complete snapshot in the topic.
-fn choose(consumer: &BaseConsumer, topic: &str, low: i64, high: i64) -> Result<(u64, i64), ChangelogError> {
+pub(super) fn choose(consumer: &BaseConsumer, topic: &str, low: i64, high: i64) -> Result<(u64, i64), ChangelogError> {
     let none = || ChangelogError::NoSnapshot { topic: topic.into() };
     if high <= low {
         return Err(none());

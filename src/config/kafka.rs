@@ -76,11 +76,17 @@ pub struct StandbyConfig {
     /// rejoin. A live active one keeps it (cooperative-sticky assignment).
     #[serde(with = "humantime_serde")]
     pub rejoin_after: Duration,
+    /// A standby keeps its state directory a warm copy of the active
+    /// instance's, following the changelog as it is published, so taking
+    /// over reads only the frames since, not the whole state. Off, it
+    /// restores the whole state once elected. The copy costs the standby
+    /// the state's disk and a reader of the changelog topic.
+    pub follow: bool,
 }
 
 impl Default for StandbyConfig {
     fn default() -> StandbyConfig {
-        StandbyConfig { enabled: false, rejoin_after: Duration::from_secs(30) }
+        StandbyConfig { enabled: false, rejoin_after: Duration::from_secs(30), follow: true }
     }
 }
 

@@ -66,6 +66,9 @@ pub struct Status {
     /// published since this process started, and changes committed but
     /// not yet sent (0 when it is off).
     pub changelog: ChangelogStatus,
+    /// A standby's warm copy of the active instance's state
+    /// (`[kafka.standby] follow`): what it has applied of the changelog.
+    pub following: Option<crate::changelog::follow::Following>,
 }
 
 /// `/status`'s changelog figures, read from the metrics.

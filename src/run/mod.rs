@@ -105,15 +105,17 @@ pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Outpu
         return run_active(cfg, clock, shutdown, None).await;
     }
     let election = standby::Election::start(&cfg.kafka)?;
-    let shutdown = std::pin::pin!(shutdown);
-    let mut shutdown = shutdown;
-    if !standby::stand_by(&cfg, &election, &mut shutdown).await? {
-        election.leave();
-        return Ok(());
-    }
+    let mut shutdown = std::pin::pin!(shutdown);
+    let copy = match standby::stand_by(&cfg, &election, &mut shutdown).await? {
+        standby::StoodBy::Stopped => {
+            election.leave();
+            return Ok(());
+        }
+        standby::StoodBy::Elected(copy) => copy,
+    };
     let dir = cfg.state.dir.clone().ok_or(RunError::NoStateDir)?;
     let kafka = cfg.kafka.clone();
-    tokio::task::spawn_blocking(move || standby::set_aside_if_superseded(&kafka, &dir))
+    tokio::task::spawn_blocking(move || standby::take_over(&kafka, &dir, copy))
         .await
         .map_err(|e| RunError::Thread(e.to_string()))??;
     let fence = election.fence();
@@ -162,6 +164,7 @@ async fn run_active(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Ou
 
     let metrics = Arc::new(Metrics::new());
     metrics.active.set(1);
+    metrics.standby_behind.set(-1);
     metrics.set_townships(&cfg.district.townships);
     let health = Arc::new(Health::default());
     let (depth, _) = outbox::depth(&store)?;
@@ -332,6 +335,7 @@ async fn restore_if_empty(cfg: &Config, dir: &std::path::Path) -> Result<(), Run
         return Ok(());
     }
     let (kafka, target, opts) = (cfg.kafka.clone(), dir.to_owned(), cfg.store_options(false));
+    let started = std::time::Instant::now();
     let done = tokio::task::spawn_blocking(move || crate::changelog::restore::restore(&kafka, &target, opts))
         .await
         .map_err(|e| RunError::Thread(e.to_string()))?;
@@ -342,6 +346,7 @@ async fn restore_if_empty(cfg: &Config, dir: &std::path::Path) -> Result<(), Run
                 commits = r.commits,
                 bytes = r.bytes,
                 gap = r.gap.as_deref().unwrap_or("none"),
+                restore_ms = started.elapsed().as_millis() as u64,
                 "empty state directory restored from the changelog"
             );
             Ok(())

@@ -11,26 +11,35 @@
 //! health, metrics and `/status` (role `standby`), answer everything else
 //! with 503, and do not join the input group at all.
 //!
+//! While it stands by, a standby keeps its state directory a warm copy of
+//! the active instance's (`follow`, on by default): it follows the
+//! changelog as it is published (`changelog::follow`). A directory holding
+//! a state of its own is kept while its frames are the changelog's last,
+//! and set aside once another instance has published after it.
+//!
 //! When the active instance is gone, the broker hands the partition to a
 //! standby (tansu only at a member's next join, hence `rejoin_after`;
 //! cooperative-sticky assignment keeps it with a live holder). The new
-//! active one sets its state directory aside when the changelog's last
-//! frames are another's (it was active before and has been overtaken),
-//! restores it from the changelog (`restore_if_empty`) and goes on from its
-//! offsets, as after any crash. An active instance that loses the partition
-//! (it was frozen past its session) halts its changelog publisher at once,
-//! stops, and exits with code 3: its supervisor starts it again, as a
-//! standby.
+//! active one reads its copy to the changelog's end and opens it. Without
+//! a consistent copy it sets its state directory aside when the
+//! changelog's last frames are another's (it was active before and has
+//! been overtaken) and restores it from the changelog
+//! (`restore_if_empty`). Either way it goes on from the state's offsets,
+//! as after any crash. An active instance that loses the partition (it was
+//! frozen past its session) halts its changelog publisher at once, stops,
+//! and exits with code 3: its supervisor starts it again, as a standby.
 
 use super::RunError;
+use crate::changelog::follow::{self, Follower, Following};
 use crate::config::{Config, KafkaConfig};
 use crate::http::{self, Health};
 use crate::metrics::Metrics;
+use crate::store::StoreOptions;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
@@ -57,6 +66,10 @@ pub(super) struct Election {
     thread: Option<std::thread::JoinHandle<()>>,
     /// The election group's name, for the log and `/readyz`.
     group: String,
+    /// The changelog's end as the standby's copy last saw it: while it
+    /// grows, an active instance is alive and publishing, and the rejoin
+    /// (which only a dead one's lingering session needs) waits.
+    seen: Arc<AtomicI64>,
 }
 
 /// What the active instance's service watches: the loss of its role.
@@ -86,15 +99,16 @@ impl Election {
         consumer.subscribe(&[&topic]).map_err(|e| RunError::Election(format!("cannot join {group:?} on {topic:?}: {e}")))?;
         let (tx, standing) = watch::channel(Standing::Standby);
         let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(AtomicI64::new(-1));
         let rejoin_after = kafka.standby.rejoin_after;
         let thread = {
-            let stop = Arc::clone(&stop);
+            let (stop, seen) = (Arc::clone(&stop), Arc::clone(&seen));
             std::thread::Builder::new()
                 .name("election".into())
-                .spawn(move || elect(&consumer, &topic, rejoin_after, &tx, &stop))
+                .spawn(move || elect(&consumer, &topic, rejoin_after, &tx, &stop, &seen))
                 .map_err(|e| RunError::Election(format!("cannot start the election thread: {e}")))?
         };
-        Ok(Election { standing, stop, thread: Some(thread), group })
+        Ok(Election { standing, stop, thread: Some(thread), group, seen })
     }
 
     /// Completes once this instance is elected.
@@ -138,9 +152,18 @@ fn consumer(kafka: &KafkaConfig, group: &str) -> rdkafka::error::KafkaResult<Bas
 }
 
 /// The election thread: polls the membership, says when the partition
-/// comes and goes, and rejoins while left without it.
-fn elect(consumer: &BaseConsumer, topic: &str, rejoin_after: Duration, tx: &watch::Sender<Standing>, stop: &AtomicBool) {
+/// comes and goes, and rejoins while left without it and the changelog
+/// (`seen`, when the standby copies it) does not grow.
+///
+/// Why the wait: on tansu a join shortly after another standby was
+/// elected can hand the partition to the joiner while the elected one
+/// still holds it (seen in `it::standby`: both active for seconds, their
+/// input partitions split so neither applied anything, one then fenced).
+/// A growing changelog means the active instance is alive, and a rejoin
+/// is needed only to end a dead one's session.
+fn elect(consumer: &BaseConsumer, topic: &str, rejoin_after: Duration, tx: &watch::Sender<Standing>, stop: &AtomicBool, seen: &AtomicI64) {
     let mut left_out = Instant::now();
+    let mut end = -1;
     let mut logged: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
         if let Some(Err(e)) = consumer.poll(Duration::from_millis(100)) {
@@ -148,6 +171,11 @@ fn elect(consumer: &BaseConsumer, topic: &str, rejoin_after: Duration, tx: &watc
                 tracing::warn!(error = %e, "the standby election's consumer reports an error");
                 logged = Some(Instant::now());
             }
+        }
+        let now_seen = seen.load(Ordering::Relaxed);
+        if now_seen > end {
+            end = now_seen;
+            left_out = Instant::now();
         }
         let assigned = consumer.assignment().unwrap_or_default();
         let held = assigned.elements_for_topic(topic).iter().any(|e| e.partition() == 0);
@@ -178,11 +206,21 @@ fn elect(consumer: &BaseConsumer, topic: &str, rejoin_after: Duration, tx: &watc
     consumer.unsubscribe();
 }
 
-/// Serves the standby port until this instance is elected (`true`) or the
-/// service is told to stop (`false`).
-pub(super) async fn stand_by<F: Future<Output = ()>>(cfg: &Config, election: &Election, shutdown: &mut Pin<&mut F>) -> Result<bool, RunError> {
+/// What standing by ended with.
+pub(super) enum StoodBy {
+    /// The service was told to stop.
+    Stopped,
+    /// This instance is elected; with the warm copy of the state when it
+    /// kept one (`[kafka.standby] follow`).
+    Elected(Option<Follower>),
+}
+
+/// Serves the standby port, and keeps the state directory warm, until
+/// this instance is elected or the service is told to stop.
+pub(super) async fn stand_by<F: Future<Output = ()>>(cfg: &Config, election: &Election, shutdown: &mut Pin<&mut F>) -> Result<StoodBy, RunError> {
     let metrics = Arc::new(Metrics::new());
     metrics.active.set(0);
+    metrics.standby_behind.set(-1);
     let health = Arc::new(Health::default());
     let why = format!(
         "another instance of consumer group {:?} is active (election group {:?}); this one takes over from the changelog when it is gone",
@@ -194,17 +232,123 @@ pub(super) async fn stand_by<F: Future<Output = ()>>(cfg: &Config, election: &El
     let stop = Arc::new(Notify::new());
     let server = {
         let stop = Arc::clone(&stop);
-        let app = http::standby_router(metrics, health, Arc::new(cfg.api.tokens.clone()));
+        let app = http::standby_router(Arc::clone(&metrics), Arc::clone(&health), Arc::new(cfg.api.tokens.clone()));
         tokio::spawn(http::serve_router(listener, app, tls, async move { stop.notified().await }))
     };
-    tracing::info!(group = %election.group, http = %cfg.http.listen, "standing by");
+    // Cleared once standing by ends: the copy's thread then returns it.
+    let warm = Arc::new(AtomicBool::new(true));
+    let keeper = match (cfg.kafka.standby.follow, cfg.state.dir.clone()) {
+        (true, Some(dir)) => {
+            let (kafka, opts, warm, health, metrics) = (cfg.kafka.clone(), cfg.store_options(false), Arc::clone(&warm), Arc::clone(&health), Arc::clone(&metrics));
+            let seen = Arc::clone(&election.seen);
+            Some(tokio::task::spawn_blocking(move || keep_warm(&kafka, &dir, opts, &Keeping { go_on: &warm, health: &health, metrics: &metrics, seen: &seen })))
+        }
+        _ => None,
+    };
+    tracing::info!(group = %election.group, http = %cfg.http.listen, warm_copy = keeper.is_some(), "standing by");
     let elected = tokio::select! {
         _ = shutdown.as_mut() => false,
         _ = election.elected() => true,
     };
+    // The copy's thread ends within one read (half a second).
+    warm.store(false, Ordering::Relaxed);
+    let follower = match keeper {
+        Some(k) => k.await.map_err(|e| RunError::Thread(e.to_string()))?,
+        None => None,
+    };
     stop.notify_one();
     let _ = server.await;
-    Ok(elected)
+    Ok(if elected { StoodBy::Elected(follower) } else { StoodBy::Stopped })
+}
+
+/// What the copy's thread shares with the rest of the standby.
+struct Keeping<'a> {
+    /// Cleared when standing by ends.
+    go_on: &'a AtomicBool,
+    /// `/status` shows the copy.
+    health: &'a Health,
+    metrics: &'a Metrics,
+    /// The election's view of the changelog's end (`Election::seen`).
+    seen: &'a AtomicI64,
+}
+
+/// While standing by (until `go_on` is cleared): keeps `dir` a warm copy
+/// of the active instance's state, following the changelog
+/// (`changelog::follow`). A directory that holds a state of its own is
+/// left as it is while its frames are the changelog's last (it was the
+/// active instance last: there is nothing newer to copy), and set aside
+/// once another instance has published after it. A failed copy is
+/// deleted and started again after a pause.
+fn keep_warm(kafka: &KafkaConfig, dir: &Path, opts: StoreOptions, k: &Keeping) -> Option<Follower> {
+    let mut follower: Option<Follower> = None;
+    let mut pause_until: Option<Instant> = None;
+    let show = |f: Option<Following>| {
+        k.metrics.standby_behind.set(f.as_ref().filter(|f| f.origin.is_some()).map_or(-1, Following::behind));
+        if let Some(f) = &f {
+            k.seen.fetch_max(f.end, Ordering::Relaxed);
+        }
+        k.health.status.lock().unwrap_or_else(|e| e.into_inner()).following = f;
+    };
+    while k.go_on.load(Ordering::Relaxed) {
+        if pause_until.is_some_and(|t| Instant::now() < t) {
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        }
+        pause_until = None;
+        let Some(f) = follower.as_mut() else {
+            match copy_into(kafka, dir) {
+                Ok(true) => match Follower::new(kafka, dir, opts) {
+                    Ok(f) => follower = Some(f),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the standby cannot copy the changelog; trying again in 30 s");
+                        pause_until = Some(Instant::now() + Duration::from_secs(30));
+                    }
+                },
+                // Its own state is the newest: asked again in 5 s.
+                Ok(false) => pause_until = Some(Instant::now() + Duration::from_secs(5)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the standby cannot compare its state directory with the changelog; trying again in 30 s");
+                    pause_until = Some(Instant::now() + Duration::from_secs(30));
+                }
+            }
+            continue;
+        };
+        match f.step(Duration::from_millis(500)) {
+            Ok(()) => show(Some(f.following())),
+            Err(e) => {
+                tracing::warn!(error = %e, "the standby's copy of the changelog failed; it is deleted and made again in 30 s");
+                if let Some(f) = follower.take() {
+                    if let Err(e) = f.discard() {
+                        tracing::warn!(error = %e, "cannot delete the standby's copy");
+                    }
+                }
+                show(None);
+                pause_until = Some(Instant::now() + Duration::from_secs(30));
+            }
+        }
+    }
+    follower
+}
+
+/// Whether the standby should fill `dir` with a copy: it is empty or an
+/// unfinished copy, or its own state has been overtaken (then it is set
+/// aside first). `false`: its state is at least as new as the changelog.
+fn copy_into(kafka: &KafkaConfig, dir: &Path) -> Result<bool, RunError> {
+    if crate::changelog::restore::is_empty_dir(dir) || follow::is_copy(dir) {
+        return Ok(true);
+    }
+    let mine = crate::changelog::publish::published_origin(dir);
+    let last = crate::changelog::restore::last_origin(kafka)?;
+    if !superseded(mine, last) {
+        return Ok(false);
+    }
+    let aside = set_aside(dir)?;
+    tracing::warn!(
+        state = %dir.display(),
+        aside = %aside.display(),
+        "another instance published to the changelog after this state directory: it is set aside, and the standby copies the changelog instead"
+    );
+    Ok(true)
 }
 
 /// Whether a state directory that published as `mine` has been overtaken
@@ -215,10 +359,38 @@ fn superseded(mine: Option<u64>, last: Option<u64>) -> bool {
     matches!(last, Some(l) if mine != Some(l))
 }
 
+/// Once elected, before the state directory is opened: the warm copy is
+/// read to the changelog's end and becomes the state; without one (or
+/// when it is not consistent), an overtaken directory is set aside so that
+/// the restore fills an empty one.
+pub(super) fn take_over(kafka: &KafkaConfig, dir: &Path, copy: Option<Follower>) -> Result<(), RunError> {
+    if let Some(copy) = copy {
+        let started = Instant::now();
+        match copy.finish(Duration::from_secs(120)) {
+            Ok(Some(r)) => {
+                tracing::info!(
+                    origin = r.origin,
+                    commits = r.commits,
+                    caught_up_ms = started.elapsed().as_millis() as u64,
+                    "the standby's warm copy is read to the changelog's end and is the state now"
+                );
+                return Ok(());
+            }
+            Ok(None) => tracing::warn!("the standby's copy is not a whole state (no complete snapshot, or its commits never came): deleted, the state is restored instead"),
+            Err(e) => tracing::warn!(error = %e, "the standby's copy could not be finished: deleted, the state is restored instead"),
+        }
+    }
+    if follow::is_copy(dir) {
+        // A copy its standby could not go on with: not a state to keep.
+        follow::discard_copy(dir)?;
+    }
+    set_aside_if_superseded(kafka, dir)
+}
+
 /// Before the elected instance opens its state directory: a directory the
 /// changelog has overtaken is moved to `<dir>.superseded` (one kept, for
 /// an operator to look at), so that the restore fills an empty one.
-pub(super) fn set_aside_if_superseded(kafka: &KafkaConfig, dir: &Path) -> Result<(), RunError> {
+fn set_aside_if_superseded(kafka: &KafkaConfig, dir: &Path) -> Result<(), RunError> {
     if crate::changelog::restore::is_empty_dir(dir) {
         return Ok(());
     }

@@ -263,6 +263,28 @@ impl Service {
         }
     }
 
+    /// SIGSTOP (`true`) or SIGCONT (`false`): a stalled machine, without
+    /// losing the process.
+    pub fn freeze(&self, frozen: bool) {
+        let c = self.child.as_ref().expect("running");
+        let sig = if frozen { "-STOP" } else { "-CONT" };
+        assert!(Command::new("kill").arg(sig).arg(c.id().to_string()).status().expect("kill").success());
+    }
+
+    /// The exit status, once the process ends by itself within `within`.
+    pub fn exit_within(&mut self, within: Duration) -> Option<ExitStatus> {
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            let c = self.child.as_mut().expect("running");
+            if let Some(st) = c.try_wait().expect("wait") {
+                self.child = None;
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// SIGTERM, then the exit status.
     pub fn terminate(&mut self) -> ExitStatus {
         let mut c = self.child.take().expect("running");

@@ -66,10 +66,9 @@ pub(super) struct Election {
     thread: Option<std::thread::JoinHandle<()>>,
     /// The election group's name, for the log and `/readyz`.
     group: String,
-    /// The changelog's end as the standby's copy last saw it: while it
-    /// grows, an active instance is alive and publishing, and the rejoin
-    /// (which only a dead one's lingering session needs) waits.
-    seen: Arc<AtomicI64>,
+    /// How many new lines the standby's copy has seen start (another
+    /// instance elected): the rejoin waits `rejoin_after` after each.
+    lines: Arc<AtomicI64>,
 }
 
 /// What the active instance's service watches: the loss of its role.
@@ -99,16 +98,16 @@ impl Election {
         consumer.subscribe(&[&topic]).map_err(|e| RunError::Election(format!("cannot join {group:?} on {topic:?}: {e}")))?;
         let (tx, standing) = watch::channel(Standing::Standby);
         let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(AtomicI64::new(-1));
+        let lines = Arc::new(AtomicI64::new(0));
         let rejoin_after = kafka.standby.rejoin_after;
         let thread = {
-            let (stop, seen) = (Arc::clone(&stop), Arc::clone(&seen));
+            let (stop, lines) = (Arc::clone(&stop), Arc::clone(&lines));
             std::thread::Builder::new()
                 .name("election".into())
-                .spawn(move || elect(&consumer, &topic, rejoin_after, &tx, &stop, &seen))
+                .spawn(move || elect(&consumer, &topic, rejoin_after, &tx, &stop, &lines))
                 .map_err(|e| RunError::Election(format!("cannot start the election thread: {e}")))?
         };
-        Ok(Election { standing, stop, thread: Some(thread), group, seen })
+        Ok(Election { standing, stop, thread: Some(thread), group, lines })
     }
 
     /// Completes once this instance is elected.
@@ -152,18 +151,18 @@ fn consumer(kafka: &KafkaConfig, group: &str) -> rdkafka::error::KafkaResult<Bas
 }
 
 /// The election thread: polls the membership, says when the partition
-/// comes and goes, and rejoins while left without it and the changelog
-/// (`seen`, when the standby copies it) does not grow.
+/// comes and goes, and rejoins while left without it, but not within
+/// `rejoin_after` of a new line starting in the changelog (`lines`, when
+/// the standby copies it).
 ///
 /// Why the wait: on tansu a join shortly after another standby was
 /// elected can hand the partition to the joiner while the elected one
 /// still holds it (seen in `it::standby`: both active for seconds, their
 /// input partitions split so neither applied anything, one then fenced).
-/// A growing changelog means the active instance is alive, and a rejoin
-/// is needed only to end a dead one's session.
-fn elect(consumer: &BaseConsumer, topic: &str, rejoin_after: Duration, tx: &watch::Sender<Standing>, stop: &AtomicBool, seen: &AtomicI64) {
+/// A new line is the sign of such an election.
+fn elect(consumer: &BaseConsumer, topic: &str, rejoin_after: Duration, tx: &watch::Sender<Standing>, stop: &AtomicBool, lines: &AtomicI64) {
     let mut left_out = Instant::now();
-    let mut end = -1;
+    let mut seen = 0;
     let mut logged: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
         if let Some(Err(e)) = consumer.poll(Duration::from_millis(100)) {
@@ -172,9 +171,9 @@ fn elect(consumer: &BaseConsumer, topic: &str, rejoin_after: Duration, tx: &watc
                 logged = Some(Instant::now());
             }
         }
-        let now_seen = seen.load(Ordering::Relaxed);
-        if now_seen > end {
-            end = now_seen;
+        let started = lines.load(Ordering::Relaxed);
+        if started > seen {
+            seen = started;
             left_out = Instant::now();
         }
         let assigned = consumer.assignment().unwrap_or_default();
@@ -240,8 +239,8 @@ pub(super) async fn stand_by<F: Future<Output = ()>>(cfg: &Config, election: &El
     let keeper = match (cfg.kafka.standby.follow, cfg.state.dir.clone()) {
         (true, Some(dir)) => {
             let (kafka, opts, warm, health, metrics) = (cfg.kafka.clone(), cfg.store_options(false), Arc::clone(&warm), Arc::clone(&health), Arc::clone(&metrics));
-            let seen = Arc::clone(&election.seen);
-            Some(tokio::task::spawn_blocking(move || keep_warm(&kafka, &dir, opts, &Keeping { go_on: &warm, health: &health, metrics: &metrics, seen: &seen })))
+            let lines = Arc::clone(&election.lines);
+            Some(tokio::task::spawn_blocking(move || keep_warm(&kafka, &dir, opts, &Keeping { go_on: &warm, health: &health, metrics: &metrics, lines: &lines })))
         }
         _ => None,
     };
@@ -268,8 +267,8 @@ struct Keeping<'a> {
     /// `/status` shows the copy.
     health: &'a Health,
     metrics: &'a Metrics,
-    /// The election's view of the changelog's end (`Election::seen`).
-    seen: &'a AtomicI64,
+    /// New lines the copy has seen start (`Election::lines`).
+    lines: &'a AtomicI64,
 }
 
 /// While standing by (until `go_on` is cleared): keeps `dir` a warm copy
@@ -282,11 +281,10 @@ struct Keeping<'a> {
 fn keep_warm(kafka: &KafkaConfig, dir: &Path, opts: StoreOptions, k: &Keeping) -> Option<Follower> {
     let mut follower: Option<Follower> = None;
     let mut pause_until: Option<Instant> = None;
+    // The current follower's restarts already told to the election.
+    let mut told = 0;
     let show = |f: Option<Following>| {
         k.metrics.standby_behind.set(f.as_ref().filter(|f| f.origin.is_some()).map_or(-1, Following::behind));
-        if let Some(f) = &f {
-            k.seen.fetch_max(f.end, Ordering::Relaxed);
-        }
         k.health.status.lock().unwrap_or_else(|e| e.into_inner()).following = f;
     };
     while k.go_on.load(Ordering::Relaxed) {
@@ -298,7 +296,10 @@ fn keep_warm(kafka: &KafkaConfig, dir: &Path, opts: StoreOptions, k: &Keeping) -
         let Some(f) = follower.as_mut() else {
             match copy_into(kafka, dir) {
                 Ok(true) => match Follower::new(kafka, dir, opts) {
-                    Ok(f) => follower = Some(f),
+                    Ok(f) => {
+                        follower = Some(f);
+                        told = 0;
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "the standby cannot copy the changelog; trying again in 30 s");
                         pause_until = Some(Instant::now() + Duration::from_secs(30));
@@ -314,7 +315,14 @@ fn keep_warm(kafka: &KafkaConfig, dir: &Path, opts: StoreOptions, k: &Keeping) -
             continue;
         };
         match f.step(Duration::from_millis(500)) {
-            Ok(()) => show(Some(f.following())),
+            Ok(()) => {
+                let now = f.following();
+                if now.restarts > told {
+                    k.lines.fetch_add((now.restarts - told) as i64, Ordering::Relaxed);
+                    told = now.restarts;
+                }
+                show(Some(now));
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "the standby's copy of the changelog failed; it is deleted and made again in 30 s");
                 if let Some(f) = follower.take() {

@@ -157,8 +157,9 @@ fn consumer(kafka: &KafkaConfig, group: &str) -> rdkafka::error::KafkaResult<Bas
 ///
 /// Why the wait: on tansu a join shortly after another standby was
 /// elected can hand the partition to the joiner while the elected one
-/// still holds it (seen in `it::standby`: both active for seconds, their
-/// input partitions split so neither applied anything, one then fenced).
+/// still holds it (seen in `it::standby`: both active for seconds, never
+/// applying at the same moment since each needs every input partition,
+/// then one fenced).
 /// A new line is the sign of such an election.
 fn elect(consumer: &BaseConsumer, topic: &str, rejoin_after: Duration, tx: &watch::Sender<Standing>, stop: &AtomicBool, lines: &AtomicI64) {
     let mut left_out = Instant::now();

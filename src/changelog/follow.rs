@@ -196,7 +196,7 @@ impl Follower {
             self.end = self.end.max(self.next);
             let fresh = offset >= self.frontier;
             self.frontier = self.frontier.max(self.next);
-            if let Some(at) = self.newer_snapshot(&frame).filter(|_| fresh) {
+            if let Some(at) = self.start_over_at(&frame).filter(|_| fresh) {
                 tracing::info!(origin = frame.origin, snapshot = at, "another instance publishes to the changelog now: the standby's copy starts over from its snapshot");
                 self.restarts += 1;
                 return self.begin(frame.origin, at);
@@ -206,16 +206,16 @@ impl Follower {
         Ok(())
     }
 
-    /// The snapshot to start over from, when `f` names a newer one than
-    /// the copy's, of another origin or after a gap stopped the copy.
-    fn newer_snapshot(&self, f: &Frame) -> Option<i64> {
+    /// The snapshot to start over from on reading `f` (`starts_over`).
+    fn start_over_at(&self, f: &Frame) -> Option<i64> {
         let copy = self.copy.as_ref()?;
         starts_over(copy.done.origin, copy.done.snapshot_offset, copy.stopped(), f)
     }
 
-    /// Starts the copy at the newest complete snapshot, when there is one
-    /// (otherwise waits `wait` and says nothing: the first active instance
-    /// has not published one yet).
+    /// Starts the copy at the complete snapshot of the line whose frames
+    /// are last (`restore::choose`), when there is one (otherwise waits
+    /// `wait` and says nothing: the first active instance has not
+    /// published one yet).
     fn start(&mut self, wait: Duration) -> Result<(), ChangelogError> {
         let (low, high) = self.consumer.fetch_watermarks(&self.topic, 0, Duration::from_secs(30))?;
         self.end = high;
@@ -326,7 +326,7 @@ mod tests {
     }
 
     #[test]
-    fn the_copy_starts_over_only_at_a_newer_snapshot_of_another_line_or_after_a_gap() {
+    fn the_copy_starts_over_on_another_line_or_at_a_newer_snapshot_after_a_gap() {
         let frame = |origin, snapshot_at| Frame { origin, kind: super::super::Kind::Delta { seq: 1, next: 2 }, part: 0, last: true, snapshot_at, ops: vec![] };
         assert_eq!(starts_over(7, 100, false, &frame(9, Some(250))), Some(250), "another instance went on from its own snapshot");
         assert_eq!(starts_over(7, 100, false, &frame(9, Some(40))), Some(40), "the line whose frames are last, as a restore would choose, even an older one");

@@ -5,10 +5,9 @@
 //! state directory by itself.
 
 use super::common::kafka::{applied_total, consume, free_port, produce_ledger, service_config, Broker, Service};
-use super::common::{alerts, audit, bin, ids, ledger, run_ok};
+use super::common::{alerts, audit, bin, dump_state, ids, ledger, run_ok};
 use paywatch::generate::OutFormat;
 use paywatch::model::Alert;
-use paywatch::store::{Cf, Store, StoreOptions};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
@@ -17,19 +16,6 @@ use std::time::Duration;
 fn restore(config: &Path) -> serde_json::Value {
     let o = run_ok(Command::new(bin()).arg("restore").arg("--config").arg(config).env("PAYWATCH_LOG", "info"));
     serde_json::from_slice(&o.stdout).expect("restore prints its figures as JSON")
-}
-
-/// Every entry of a stopped service's state.
-fn dump(state: &Path) -> Vec<(Cf, Vec<u8>, Vec<u8>)> {
-    let store = Store::open(state, StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false, statistics: false }).unwrap();
-    let mut all = Vec::new();
-    store
-        .each_entry_at_snapshot(|_, _| (), |_, cf, k, v| {
-            all.push((cf, k.to_vec(), v.to_vec()));
-            true
-        })
-        .unwrap();
-    all
 }
 
 #[test]
@@ -105,7 +91,7 @@ fn a_machine_lost_mid_replay_is_restored_from_the_changelog_and_goes_on() {
     let c_cfg = service_config(&c_dir, &broker, free_port(), extra);
     let again = restore(&c_cfg);
     assert_eq!(again["gap"], false, "{again}");
-    let (bs, cs) = (dump(&b_dir.join("state")), dump(&c_dir.join("state")));
+    let (bs, cs) = (dump_state(&b_dir.join("state")), dump_state(&c_dir.join("state")));
     assert_eq!(bs.len(), cs.len(), "entries of B and of its restored copy");
     assert!(bs == cs, "the restored copy differs from B");
 

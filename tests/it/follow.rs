@@ -4,6 +4,7 @@
 //! never on frames it reads again, and once finished is the last line's
 //! state entry for entry.
 
+use super::common::dump_state;
 use super::common::kafka::Broker;
 use paywatch::changelog::follow::Follower;
 use paywatch::changelog::publish::each_snapshot_frame;
@@ -17,19 +18,6 @@ use std::time::{Duration, Instant};
 
 fn opts() -> StoreOptions {
     StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false, statistics: false }
-}
-
-/// Every entry of a closed state directory.
-fn dump(state: &Path) -> Vec<(Cf, Vec<u8>, Vec<u8>)> {
-    let store = Store::open(state, opts()).unwrap();
-    let mut all = Vec::new();
-    store
-        .each_entry_at_snapshot(|_, _| (), |_, cf, k, v| {
-            all.push((cf, k.to_vec(), v.to_vec()));
-            true
-        })
-        .unwrap();
-    all
 }
 
 /// A publishing state directory: its store, origin, and where its frames
@@ -173,5 +161,5 @@ fn a_standbys_copy_follows_the_last_line_and_never_flaps_on_what_it_reads_again(
     assert_eq!(done.origin, 22);
     assert!(!paywatch::changelog::follow::is_copy(&copy));
     drop(y.store);
-    assert_eq!(dump(&copy), dump(&root.join("y")));
+    assert_eq!(dump_state(&copy), dump_state(&root.join("y")));
 }

@@ -271,18 +271,11 @@ impl Service {
         assert!(Command::new("kill").arg(sig).arg(c.id().to_string()).status().expect("kill").success());
     }
 
-    /// The exit status, once the process ends by itself within `within`.
+    /// The exit status, once the process ends by itself within `within`
+    /// (killed, `None`, when it does not).
     pub fn exit_within(&mut self, within: Duration) -> Option<ExitStatus> {
-        let end = Instant::now() + within;
-        while Instant::now() < end {
-            let c = self.child.as_mut().expect("running");
-            if let Some(st) = c.try_wait().expect("wait") {
-                self.child = None;
-                return Some(st);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
+        let mut c = self.child.take().expect("running");
+        super::exit_within(&mut c, within)
     }
 
     /// SIGTERM, then the exit status.

@@ -123,3 +123,17 @@ pub fn config(dir: &Path, text: &str) -> PathBuf {
     std::fs::write(&p, text).expect("write config");
     p
 }
+
+/// Every entry of a closed state directory, in key order.
+pub fn dump_state(state: &Path) -> Vec<(paywatch::store::Cf, Vec<u8>, Vec<u8>)> {
+    let opts = paywatch::store::StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false, statistics: false };
+    let store = paywatch::store::Store::open(state, opts).unwrap();
+    let mut all = Vec::new();
+    store
+        .each_entry_at_snapshot(|_, _| (), |_, cf, k, v| {
+            all.push((cf, k.to_vec(), v.to_vec()));
+            true
+        })
+        .unwrap();
+    all
+}

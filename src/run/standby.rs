@@ -39,7 +39,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
@@ -68,7 +68,7 @@ pub(super) struct Election {
     group: String,
     /// How many new lines the standby's copy has seen start (another
     /// instance elected): the rejoin waits `rejoin_after` after each.
-    lines: Arc<AtomicI64>,
+    lines: Arc<AtomicU64>,
 }
 
 /// What the active instance's service watches: the loss of its role.
@@ -98,7 +98,7 @@ impl Election {
         consumer.subscribe(&[&topic]).map_err(|e| RunError::Election(format!("cannot join {group:?} on {topic:?}: {e}")))?;
         let (tx, standing) = watch::channel(Standing::Standby);
         let stop = Arc::new(AtomicBool::new(false));
-        let lines = Arc::new(AtomicI64::new(0));
+        let lines = Arc::new(AtomicU64::new(0));
         let rejoin_after = kafka.standby.rejoin_after;
         let thread = {
             let (stop, lines) = (Arc::clone(&stop), Arc::clone(&lines));
@@ -161,7 +161,7 @@ fn consumer(kafka: &KafkaConfig, group: &str) -> rdkafka::error::KafkaResult<Bas
 /// applying at the same moment since each needs every input partition,
 /// then one fenced).
 /// A new line is the sign of such an election.
-fn elect(consumer: &BaseConsumer, topic: &str, rejoin_after: Duration, tx: &watch::Sender<Standing>, stop: &AtomicBool, lines: &AtomicI64) {
+fn elect(consumer: &BaseConsumer, topic: &str, rejoin_after: Duration, tx: &watch::Sender<Standing>, stop: &AtomicBool, lines: &AtomicU64) {
     let mut left_out = Instant::now();
     let mut seen = 0;
     let mut logged: Option<Instant> = None;
@@ -269,7 +269,7 @@ struct Keeping<'a> {
     health: &'a Health,
     metrics: &'a Metrics,
     /// New lines the copy has seen start (`Election::lines`).
-    lines: &'a AtomicI64,
+    lines: &'a AtomicU64,
 }
 
 /// While standing by (until `go_on` is cleared): keeps `dir` a warm copy
@@ -319,7 +319,7 @@ fn keep_warm(kafka: &KafkaConfig, dir: &Path, opts: StoreOptions, k: &Keeping) -
             Ok(()) => {
                 let now = f.following();
                 if now.restarts > told {
-                    k.lines.fetch_add((now.restarts - told) as i64, Ordering::Relaxed);
+                    k.lines.fetch_add(now.restarts - told, Ordering::Relaxed);
                     told = now.restarts;
                 }
                 show(Some(now));
@@ -339,25 +339,11 @@ fn keep_warm(kafka: &KafkaConfig, dir: &Path, opts: StoreOptions, k: &Keeping) -
     follower
 }
 
-/// Whether the standby should fill `dir` with a copy: it is empty or an
-/// unfinished copy, or its own state has been overtaken (then it is set
-/// aside first). `false`: its state is at least as new as the changelog.
+/// Whether the standby should fill `dir` with a copy: it is an unfinished
+/// copy, or empty (its own state, overtaken, is set aside first).
+/// `false`: its state is at least as new as the changelog.
 fn copy_into(kafka: &KafkaConfig, dir: &Path) -> Result<bool, RunError> {
-    if crate::changelog::restore::is_empty_dir(dir) || follow::is_copy(dir) {
-        return Ok(true);
-    }
-    let mine = crate::changelog::publish::published_origin(dir);
-    let last = crate::changelog::restore::last_origin(kafka)?;
-    if !superseded(mine, last) {
-        return Ok(false);
-    }
-    let aside = set_aside(dir)?;
-    tracing::warn!(
-        state = %dir.display(),
-        aside = %aside.display(),
-        "another instance published to the changelog after this state directory: it is set aside, and the standby copies the changelog instead"
-    );
-    Ok(true)
+    Ok(follow::is_copy(dir) || set_aside_if_superseded(kafka, dir)?)
 }
 
 /// Whether a state directory that published as `mine` has been overtaken
@@ -393,28 +379,29 @@ pub(super) fn take_over(kafka: &KafkaConfig, dir: &Path, copy: Option<Follower>)
         // A copy its standby could not go on with: not a state to keep.
         follow::discard_copy(dir)?;
     }
-    set_aside_if_superseded(kafka, dir)
+    set_aside_if_superseded(kafka, dir).map(|_| ())
 }
 
 /// Before the elected instance opens its state directory: a directory the
 /// changelog has overtaken is moved to `<dir>.superseded` (one kept, for
 /// an operator to look at), so that the restore fills an empty one.
-fn set_aside_if_superseded(kafka: &KafkaConfig, dir: &Path) -> Result<(), RunError> {
+/// `true` when the directory is empty now.
+fn set_aside_if_superseded(kafka: &KafkaConfig, dir: &Path) -> Result<bool, RunError> {
     if crate::changelog::restore::is_empty_dir(dir) {
-        return Ok(());
+        return Ok(true);
     }
     let mine = crate::changelog::publish::published_origin(dir);
     let last = crate::changelog::restore::last_origin(kafka)?;
     if !superseded(mine, last) {
-        return Ok(());
+        return Ok(false);
     }
     let aside = set_aside(dir)?;
     tracing::warn!(
         state = %dir.display(),
         aside = %aside.display(),
-        "another instance published to the changelog after this state directory: it is set aside and the state restored from the changelog"
+        "another instance published to the changelog after this state directory: it is set aside, and the state comes from the changelog"
     );
-    Ok(())
+    Ok(true)
 }
 
 /// Moves `dir` to `<dir>.superseded`, in place of an older one.

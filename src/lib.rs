@@ -15,6 +15,8 @@
 //! - [`engine`]: applies records to state and runs [`detect`]'s rules.
 //! - [`store`]: RocksDB, the only code that touches it.
 //! - [`sink`]: where alerts and dead letters go.
+//! - [`exchange`]: the repartition records between instances, from a
+//!   task's outbox to the group's topics and back through a reader.
 //! - [`audit`]: the file audit that wires them; [`run`]: the streaming
 //!   service that wires the same engine to Kafka, with [`http`] and
 //!   [`metrics`]; [`produce`]: loads exports into a topic; [`generate`]: a
@@ -27,6 +29,7 @@ pub mod config;
 pub mod decode;
 pub mod detect;
 pub mod engine;
+pub mod exchange;
 pub mod generate;
 pub mod http;
 pub mod metrics;

@@ -27,7 +27,7 @@ mod months;
 mod monthset;
 mod payment;
 mod records;
-mod repartition;
+pub mod repartition;
 pub mod state;
 mod wire;
 pub use wire::TopicVolume;

@@ -51,8 +51,8 @@ use std::collections::VecDeque;
 const VERSION: u8 = 2;
 
 /// One of the group's repartition topics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(super) enum Topic {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Topic {
     /// To accounts: payment steps, registrations, decisions on accounts'
     /// cases (`SHARED_ACCOUNT`, `FREQUENT_PAYMENTS`).
     ByAccount,
@@ -66,9 +66,9 @@ pub(super) enum Topic {
 }
 
 impl Topic {
-    pub(super) const ALL: [Topic; 4] = [Topic::ByAccount, Topic::ByCustodian, Topic::ByHousehold, Topic::ByPerson];
+    pub const ALL: [Topic; 4] = [Topic::ByAccount, Topic::ByCustodian, Topic::ByHousehold, Topic::ByPerson];
 
-    pub(super) fn suffix(self) -> &'static str {
+    pub fn suffix(self) -> &'static str {
         match self {
             Topic::ByAccount => "by-account",
             Topic::ByCustodian => "by-custodian",
@@ -79,10 +79,9 @@ impl Topic {
 
     /// The topic's name for consumer group `group`: internal to the group,
     /// as Kafka Streams names its own.
-    // For the transport between instances, the next step: in one process
-    // (`wire.rs`) the topics are in-memory logs with no name.
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub(super) fn name(self, group: &str) -> String {
+    // In one process (`wire.rs`) the topics are in-memory logs with no
+    // name; between instances `crate::exchange` carries them.
+    pub fn name(self, group: &str) -> String {
         format!("paywatch.{group}.{}", self.suffix())
     }
 
@@ -104,7 +103,7 @@ impl Topic {
 
 /// The kind of task that writes a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub(super) enum Task {
+pub enum Task {
     /// A person partition: the input topics' partition of its persons.
     Person,
     /// A partition of the decisions topic (keyed by case): it routes each
@@ -118,36 +117,36 @@ pub(super) enum Task {
 
 /// Who wrote a record: the task's kind and its partition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub(super) struct Upstream {
+pub struct Upstream {
     /// Its kind: which topics it may write to, and whether its order
     /// matters to their readers.
-    pub(super) task: Task,
+    pub task: Task,
     /// Its partition: one merge upstream per partition, since each
     /// partition's records advance on their own.
-    pub(super) partition: u32,
+    pub partition: u32,
 }
 
 /// How many partitions each topic has: every instance of a group must
 /// agree, or a key's facts would reach two tasks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Layout {
+pub struct Layout {
     /// The input topics' partitions (payments, roster, deaths, vulnerable
     /// persons), which `by-person` must have too: a person task reads its
     /// input partition and its `by-person` partition.
-    pub(super) persons: u32,
+    pub persons: u32,
     /// The decisions topic's partitions.
-    pub(super) decisions: u32,
+    pub decisions: u32,
     /// `by-account`'s partitions.
-    pub(super) accounts: u32,
+    pub accounts: u32,
     /// `by-custodian`'s partitions.
-    pub(super) custodians: u32,
+    pub custodians: u32,
     /// `by-household`'s partitions.
-    pub(super) households: u32,
+    pub households: u32,
 }
 
 impl Layout {
     /// How many partitions `topic` has.
-    pub(super) fn partitions(&self, topic: Topic) -> u32 {
+    pub fn partitions(&self, topic: Topic) -> u32 {
         match topic {
             Topic::ByAccount => self.accounts,
             Topic::ByCustodian => self.custodians,
@@ -169,7 +168,7 @@ impl Layout {
 
 /// What travels between tasks.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(super) enum Fact {
+pub enum Fact {
     /// A payment's change to its account's window.
     Step(Step),
     /// A roster version's registrations of an account (fact 1).
@@ -207,41 +206,41 @@ impl Fact {
 
 /// One record of a repartition topic.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(super) struct Envelope {
+pub struct Envelope {
     /// The task that wrote it.
-    pub(super) from: Upstream,
+    pub from: Upstream,
     /// For a fact, the position of the record that produced it; for a
     /// mark, the position its writer has applied everything up to.
-    pub(super) at: SortKey,
+    pub at: SortKey,
     /// The record's place in its stream (this writer to this topic
     /// partition), from 0: a reader skips one it has had (a publisher
     /// sending its outbox again after a crash) and refuses a gap (a record
     /// lost), so every record is applied exactly once without the broker's
     /// transactions (docs/partitioning.md, "Exactly once").
-    pub(super) seq: u64,
+    pub seq: u64,
     /// The fact; `None`: a mark.
-    pub(super) fact: Option<Fact>,
+    pub fact: Option<Fact>,
 }
 
 /// A record to produce: the partition is set, not left to the producer's
 /// partitioner, and the key is the fact's (a mark has none).
-#[derive(Clone, Debug, PartialEq)]
-pub(super) struct Outgoing {
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Outgoing {
     /// Which of the group's repartition topics.
-    pub(super) topic: Topic,
+    pub topic: Topic,
     /// Computed here with Kafka's partitioner, so the record lands where
     /// its reader checks for it whatever the producer is set to.
-    pub(super) partition: u32,
+    pub partition: u32,
     /// The fact's key (for compaction tools and people reading the
     /// topic); `None` for a mark, which goes to every partition.
-    pub(super) key: Option<Vec<u8>>,
+    pub key: Option<Vec<u8>>,
     /// The encoded envelope.
-    pub(super) value: Vec<u8>,
+    pub value: Vec<u8>,
 }
 
 /// Why a record could not be written or read.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum WireError {
+pub enum WireError {
     #[error("repartition record could not be encoded: {0}")]
     Encode(postcard::Error),
     #[error("repartition record is version {found}, this build reads version {VERSION}")]
@@ -279,7 +278,7 @@ fn decode(bytes: &[u8]) -> Result<Envelope, WireError> {
 }
 
 /// What one task writes.
-pub(super) struct Writer {
+pub struct Writer {
     /// The writing task: every envelope names it.
     from: Upstream,
     /// Where its facts and marks go.
@@ -301,24 +300,22 @@ pub(super) struct Writer {
 
 /// A writer's sequence numbers, as committed with its task's state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct WriterState {
+pub struct WriterState {
     /// `Writer::next`.
-    pub(super) next: Vec<Vec<u64>>,
+    pub next: Vec<Vec<u64>>,
     /// `Writer::last`: a resumed writer places late records where the
     /// original would have.
-    pub(super) last: Option<SortKey>,
+    pub last: Option<SortKey>,
 }
 
 impl Writer {
-    pub(super) fn new(from: Upstream, layout: Layout) -> Writer {
+    pub fn new(from: Upstream, layout: Layout) -> Writer {
         let next = Topic::ALL.iter().map(|t| vec![0; layout.partitions(*t) as usize]).collect();
         Writer { from, layout, next, last: None, late: 0 }
     }
 
     /// The writer a checkpoint was taken of, on the same layout.
-    // Between instances (#16): in one process a sync carries nothing over.
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub(super) fn resume(from: Upstream, layout: Layout, state: WriterState) -> Result<Writer, WireError> {
+    pub fn resume(from: Upstream, layout: Layout, state: WriterState) -> Result<Writer, WireError> {
         let w = Writer::new(from, layout);
         for (i, topic) in Topic::ALL.iter().enumerate() {
             let (had, has) = (state.next.get(i).map_or(0, Vec::len), w.next[i].len());
@@ -330,17 +327,13 @@ impl Writer {
     }
 
     /// The sequence numbers, for the task's commit.
-    // Between instances (#16): in one process a sync carries nothing over.
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub(super) fn checkpoint(&self) -> WriterState {
+    pub fn checkpoint(&self) -> WriterState {
         WriterState { next: self.next.clone(), last: self.last }
     }
 
     /// Records of a person's or the decisions' task that came late and
     /// were written at the task's last position.
-    // Between instances (#16): in one process positions only grow.
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub(super) fn late(&self) -> u64 {
+    pub fn late(&self) -> u64 {
         self.late
     }
 
@@ -368,7 +361,7 @@ impl Writer {
 
     /// The record carrying `fact`, produced by the writer's record at `at`.
     /// Facts must be written in the order of their records.
-    pub(super) fn fact(&mut self, at: SortKey, fact: Fact) -> Result<Outgoing, WireError> {
+    pub fn fact(&mut self, at: SortKey, fact: Fact) -> Result<Outgoing, WireError> {
         let (topic, key) = fact.route();
         if !topic.writers().iter().any(|(t, _)| *t == self.from.task) {
             return Err(WireError::NotAWriter { task: self.from.task, topic });
@@ -384,7 +377,7 @@ impl Writer {
     /// The marks "applied through `through`", one to every partition of
     /// every topic this task writes to, at each commit: a reader waiting
     /// on this task can then release what comes before.
-    pub(super) fn marks(&mut self, through: SortKey) -> Result<Vec<Outgoing>, WireError> {
+    pub fn marks(&mut self, through: SortKey) -> Result<Vec<Outgoing>, WireError> {
         let (through, _) = self.place(through);
         let mut out = Vec::new();
         for topic in Topic::ALL {
@@ -400,7 +393,7 @@ impl Writer {
 }
 
 /// What one task reads from one partition of one repartition topic.
-pub(super) struct Reader {
+pub struct Reader {
     /// The topic read: which writers may appear, and which facts belong.
     topic: Topic,
     /// The partition read: a fact whose key hashes elsewhere is refused.
@@ -428,7 +421,7 @@ pub(super) struct Reader {
 /// it reads on as if it had never stopped (docs/partitioning.md, "Exactly
 /// once").
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(super) struct ReaderState {
+pub struct ReaderState {
     /// `Reader::merge`: held facts and how far each upstream went.
     merge: MergeState<Fact>,
     /// `Reader::seen`.
@@ -440,7 +433,7 @@ pub(super) struct ReaderState {
 }
 
 impl Reader {
-    pub(super) fn new(topic: Topic, partition: u32, layout: Layout) -> Reader {
+    pub fn new(topic: Topic, partition: u32, layout: Layout) -> Reader {
         let upstreams = topic.writers().iter().map(|(t, _)| layout.tasks(*t) as usize).sum();
         let mut merge = Merge::new(upstreams);
         // An order-free writer's facts never wait, so it never holds the
@@ -457,18 +450,14 @@ impl Reader {
     }
 
     /// What to commit with the reading task's state.
-    // Between instances (#16): in one process a sync carries nothing over.
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub(super) fn checkpoint(&self) -> ReaderState {
+    pub fn checkpoint(&self) -> ReaderState {
         ReaderState { merge: self.merge.checkpoint(), seen: self.seen.clone(), free: self.free.iter().cloned().collect(), next: self.next.clone() }
     }
 
     /// The reader a checkpoint was taken of, for the same partition and
     /// layout; refused when the layout's upstreams differ from the
     /// checkpoint's.
-    // Between instances (#16): in one process a sync carries nothing over.
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub(super) fn resume(topic: Topic, partition: u32, layout: Layout, state: ReaderState) -> Result<Reader, WireError> {
+    pub fn resume(topic: Topic, partition: u32, layout: Layout, state: ReaderState) -> Result<Reader, WireError> {
         let fresh = Reader::new(topic, partition, layout);
         let has = fresh.next.len();
         for had in [state.next.len(), state.seen.len(), state.merge.through.len()] {
@@ -486,7 +475,7 @@ impl Reader {
     }
 
     /// Records skipped as already read since this reader was made.
-    pub(super) fn repeats(&self) -> u64 {
+    pub fn repeats(&self) -> u64 {
         self.repeats
     }
 
@@ -505,7 +494,7 @@ impl Reader {
     /// record is kept. A record its writer's stream has already brought
     /// (a publisher sending again what it sent before a crash) is skipped
     /// and counted; one after a gap in the stream is refused as lost.
-    pub(super) fn receive(&mut self, bytes: &[u8]) -> Result<(), WireError> {
+    pub fn receive(&mut self, bytes: &[u8]) -> Result<(), WireError> {
         let e = decode(bytes)?;
         let (index, ordered) = self.upstream(e.from)?;
         match e.seq.cmp(&self.next[index]) {
@@ -546,7 +535,7 @@ impl Reader {
 
     /// The next fact to apply: an order-free one as it came, or the next
     /// in merged order once no writer can still send one before it.
-    pub(super) fn pop(&mut self) -> Option<(SortKey, Fact)> {
+    pub fn pop(&mut self) -> Option<(SortKey, Fact)> {
         self.free.pop_front().or_else(|| self.merge.pop())
     }
 
@@ -555,14 +544,13 @@ impl Reader {
     /// while one of them has written nothing.
     // Between instances only: in one process a referral's sync has every
     // household task marked past it already (`wire.rs`).
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub(super) fn through(&self, task: Task) -> Option<SortKey> {
+    pub fn through(&self, task: Task) -> Option<SortKey> {
         let (_, _, range) = ranges(self.topic, self.layout).find(|(t, _, _)| *t == task)?;
         self.seen[range].iter().copied().min().flatten()
     }
 
     /// Facts held back by the merge.
-    pub(super) fn held(&self) -> usize {
+    pub fn held(&self) -> usize {
         self.merge.held()
     }
 }

@@ -73,10 +73,19 @@ pub enum Cf {
     /// sent to the person (whose vulnerable records name it): the
     /// `COVERAGE_GAP` referral reads it, never the household's own state.
     WatchedHouseholds,
+    /// sequence → a repartition record not yet acknowledged by the broker
+    /// (topic, partition, key, bytes): staged in the same batch as the
+    /// state that wrote it, deleted once the broker has it
+    /// (`exchange::outbox`).
+    ExchangeOut,
+    /// repartition topic + partition → the reader's checkpoint there and
+    /// the offset after the last record it read, committed with the
+    /// reading task's state (`exchange::inbox`).
+    ExchangeIn,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 21] = [
+    pub const ALL: [Cf; 23] = [
         Cf::Meta,
         Cf::Beneficiaries,
         Cf::Months,
@@ -98,6 +107,8 @@ impl Cf {
         Cf::CustodianDeaths,
         Cf::HouseholdWatchers,
         Cf::WatchedHouseholds,
+        Cf::ExchangeOut,
+        Cf::ExchangeIn,
     ];
 
     pub fn name(self) -> &'static str {
@@ -123,6 +134,8 @@ impl Cf {
             Cf::CustodianDeaths => "custodian_deaths",
             Cf::HouseholdWatchers => "household_watchers",
             Cf::WatchedHouseholds => "watched_households",
+            Cf::ExchangeOut => "exchange_out",
+            Cf::ExchangeIn => "exchange_in",
         }
     }
 }

@@ -9,6 +9,7 @@ mod cases;
 mod changelog;
 mod cli;
 mod common;
+mod exchange;
 mod follow;
 mod fuzz_corpus;
 mod inputs;

@@ -58,7 +58,7 @@ pub(super) type Changed = (Cf, Vec<u8>, Option<Vec<u8>>);
 
 /// One change to one account's window.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(super) struct Step {
+pub struct Step {
     /// The account whose window changes.
     pub account_no: Text,
     /// The payment's township (for the alert).

@@ -1,0 +1,156 @@
+//! Reads the repartition topic partitions a task owns, each through its
+//! `Reader` (order, repeats, gaps, routing), with offsets as state: the
+//! reader's checkpoint and the offset after the last record it read are
+//! written to `Cf::ExchangeIn` (this module's alone) in the batch of the
+//! reading task's state. A task that crashes resumes from that batch, so
+//! what it released before the crash and did not commit is released again,
+//! and what it committed never is.
+
+use super::ExchangeError;
+use crate::config::KafkaConfig;
+use crate::engine::repartition::{Fact, Layout, Reader, ReaderState, Topic};
+use crate::model::SortKey;
+use crate::source::kafka::client_config;
+use crate::store::{Batch, Cf, Store, StoreError};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Records read per `poll` at most, so a task commits between them.
+pub const POLL_MAX: usize = 10_000;
+
+/// The partitions one task reads.
+pub struct Inbox {
+    consumer: BaseConsumer,
+    /// Each topic's name in this group, to place a record.
+    names: BTreeMap<String, Topic>,
+    /// Per partition read: its reader and where the next record is.
+    slots: BTreeMap<(Topic, u32), Slot>,
+}
+
+struct Slot {
+    reader: Reader,
+    /// The offset of the next record to read: committed with the reader.
+    next_offset: i64,
+}
+
+/// What `Cf::ExchangeIn` holds for one partition.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    /// Where to read on.
+    next_offset: i64,
+    /// What the reader held there.
+    reader: ReaderState,
+}
+
+fn key(topic: Topic, partition: u32) -> [u8; 5] {
+    let mut k = [0u8; 5];
+    k[0] = topic as u8;
+    k[1..].copy_from_slice(&partition.to_be_bytes());
+    k
+}
+
+impl Inbox {
+    /// Reads `parts` of `group`'s topics from the checkpoints in `store`
+    /// (from the start where there is none). A checkpoint taken with other
+    /// partition counts is refused.
+    pub fn open(cfg: &KafkaConfig, store: &Store, group: &str, layout: Layout, parts: &[(Topic, u32)]) -> Result<Inbox, ExchangeError> {
+        let mut slots = BTreeMap::new();
+        let mut tpl = TopicPartitionList::new();
+        for &(topic, partition) in parts {
+            let (reader, next_offset) = match store.get::<Stored>(Cf::ExchangeIn, &key(topic, partition))? {
+                Some(s) => (Reader::resume(topic, partition, layout, s.reader)?, s.next_offset),
+                None => (Reader::new(topic, partition, layout), 0),
+            };
+            tpl.add_partition_offset(&topic.name(group), partition as i32, Offset::Offset(next_offset))?;
+            slots.insert((topic, partition), Slot { reader, next_offset });
+        }
+        let mut c = client_config(cfg);
+        c.set("group.id", format!("paywatch.{group}.exchange-reader"))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            // A committed offset the topic no longer has means records
+            // were lost to retention: an error, never a silent jump.
+            .set("auto.offset.reset", "error");
+        for (k, v) in &cfg.consumer {
+            if k != "group.instance.id" && k != "auto.offset.reset" {
+                c.set(k, v);
+            }
+        }
+        let consumer: BaseConsumer = c.create()?;
+        consumer.assign(&tpl)?;
+        let names = Topic::ALL.iter().map(|t| (t.name(group), *t)).collect();
+        Ok(Inbox { consumer, names, slots })
+    }
+
+    /// Reads what has arrived, waiting up to `timeout` for the first
+    /// record, at most `POLL_MAX`. Returns how many records were read. A
+    /// record its reader refuses stops the read there, with the error: it
+    /// is not read past, and the offset stays before it.
+    pub fn poll(&mut self, timeout: Duration) -> Result<usize, ExchangeError> {
+        let mut read = 0;
+        let mut wait = timeout;
+        while read < POLL_MAX {
+            let m = match self.consumer.poll(wait) {
+                None => break,
+                Some(Ok(m)) => m,
+                Some(Err(e)) => return Err(e.into()),
+            };
+            wait = Duration::ZERO;
+            let partition = m.partition() as u32;
+            let Some(&topic) = self.names.get(m.topic()) else { continue };
+            let Some(slot) = self.slots.get_mut(&(topic, partition)) else { continue };
+            if m.offset() < slot.next_offset {
+                // Fetched before a seek settled: already read.
+                continue;
+            }
+            let bytes = m.payload().unwrap_or_default();
+            slot.reader.receive(bytes).map_err(|source| ExchangeError::Refused {
+                topic: m.topic().to_owned(),
+                partition,
+                offset: m.offset(),
+                source,
+            })?;
+            slot.next_offset = m.offset() + 1;
+            read += 1;
+        }
+        Ok(read)
+    }
+
+    /// The next fact `topic`'s `partition` releases.
+    pub fn pop_from(&mut self, topic: Topic, partition: u32) -> Option<(SortKey, Fact)> {
+        self.slots.get_mut(&(topic, partition))?.reader.pop()
+    }
+
+    /// The next released fact of any partition read, and where.
+    pub fn pop(&mut self) -> Option<(Topic, u32, SortKey, Fact)> {
+        self.slots.iter_mut().find_map(|(&(t, p), s)| s.reader.pop().map(|(at, f)| (t, p, at, f)))
+    }
+
+    /// Every partition's reader and offset, into the reading task's batch.
+    pub fn checkpoint(&self, batch: &mut Batch<'_>) -> Result<(), StoreError> {
+        for (&(topic, partition), s) in &self.slots {
+            batch.put(Cf::ExchangeIn, &key(topic, partition), &Stored { next_offset: s.next_offset, reader: s.reader.checkpoint() })?;
+        }
+        Ok(())
+    }
+
+    /// Records skipped as sent twice, since open.
+    pub fn repeats(&self) -> u64 {
+        self.slots.values().map(|s| s.reader.repeats()).sum()
+    }
+
+    /// Facts the readers hold back, waiting for another writer's mark.
+    pub fn held(&self) -> usize {
+        self.slots.values().map(|s| s.reader.held()).sum()
+    }
+
+    /// The offset of the next record to read on `topic`'s `partition`.
+    pub fn next_offset(&self, topic: Topic, partition: u32) -> Option<i64> {
+        self.slots.get(&(topic, partition)).map(|s| s.next_offset)
+    }
+}

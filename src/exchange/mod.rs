@@ -1,0 +1,126 @@
+//! The transport of the repartition records between instances (#16 step 2,
+//! docs/partitioning.md "Exactly once without transactions"): what
+//! `engine::repartition` encodes and checks, carried by the group's
+//! internal topics `paywatch.<group>.by-account`, `by-custodian`,
+//! `by-household` and `by-person`.
+//!
+//! One straight line, as for alerts:
+//!
+//! ```text
+//! Writer (a task's facts and marks) → outbox::stage (in the batch of the
+//! state that wrote them) → publish::Sender (in order, acknowledged, then
+//! deleted) → topic partition → inbox::Inbox (a Reader per partition,
+//! resumed from the checkpoint and offset committed with the reader's state)
+//! ```
+//!
+//! - Nothing uncommitted leaves: records are staged in the commit that
+//!   produced them and sent after it.
+//! - Sent twice after a crash, a record is skipped by its reader (its number
+//!   in its stream is behind); lost, it is refused (a gap), never read past.
+//! - A reader's offset is state: committed with what it released, so a
+//!   reader that crashes reads again exactly what its state has not seen.
+//!   Kafka's committed offsets are never used.
+//!
+//! `ensure_topics` creates the group's topics with the layout's partition
+//! counts and refuses, naming it, one that exists with another count: two
+//! instances that disagree would send a key's facts to two tasks.
+
+pub mod inbox;
+pub mod outbox;
+pub mod publish;
+
+use crate::config::KafkaConfig;
+use crate::engine::repartition::{Layout, Topic, WireError};
+use crate::source::kafka::client_config;
+use crate::store::StoreError;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    #[error("Kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("repartition topic {topic} has {has} partitions, the group's layout needs {wants}: every instance of a group must agree (delete the topic, or set the partition counts it was made with)")]
+    PartitionCount { topic: String, has: usize, wants: u32 },
+    #[error("cannot create repartition topic {topic}: {reason}")]
+    Create { topic: String, reason: String },
+    #[error("repartition record at {topic} partition {partition} offset {offset} refused: {source}")]
+    Refused { topic: String, partition: u32, offset: i64, source: WireError },
+    #[error("repartition topic {topic} partition {partition}: {reason}")]
+    Read { topic: String, partition: u32, reason: String },
+    #[error("the broker did not acknowledge a repartition record for {topic} partition {partition}: {reason}")]
+    Delivery { topic: String, partition: u32, reason: String },
+    #[error("repartition record or checkpoint: {0}")]
+    Wire(#[from] WireError),
+}
+
+/// How long metadata and topic creation may take.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Creates the group's repartition topics that do not exist yet, with
+/// `layout`'s partition counts, and checks those that do. Returns the
+/// topics it created.
+pub async fn ensure_topics(cfg: &KafkaConfig, group: &str, layout: Layout, replication: i32) -> Result<Vec<String>, ExchangeError> {
+    let wanted: Vec<(String, u32)> = Topic::ALL.iter().map(|t| (t.name(group), layout.partitions(*t))).collect();
+    let existing = partition_counts(cfg, &wanted)?;
+    let mut missing = Vec::new();
+    for ((name, wants), has) in wanted.iter().zip(&existing) {
+        match has {
+            Some(has) if *has as u32 != *wants => {
+                return Err(ExchangeError::PartitionCount { topic: name.clone(), has: *has, wants: *wants });
+            }
+            Some(_) => {}
+            None => missing.push((name.clone(), *wants)),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let admin: AdminClient<DefaultClientContext> = client_config(cfg).create()?;
+    let news: Vec<NewTopic<'_>> =
+        missing.iter().map(|(n, p)| NewTopic::new(n, *p as i32, TopicReplication::Fixed(replication))).collect();
+    let results = admin.create_topics(&news, &AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT))).await?;
+    let mut created = Vec::new();
+    for r in results {
+        match r {
+            Ok(name) => created.push(name),
+            // Another instance created it meanwhile: checked below.
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(ExchangeError::Create { topic, reason: code.to_string() }),
+        }
+    }
+    // What another instance may have created meanwhile must agree too.
+    for ((name, wants), has) in missing.iter().zip(partition_counts(cfg, &missing)?) {
+        if let Some(has) = has {
+            if has as u32 != *wants {
+                return Err(ExchangeError::PartitionCount { topic: name.clone(), has, wants: *wants });
+            }
+        }
+    }
+    Ok(created)
+}
+
+/// Each topic's partition count, `None` for one that does not exist.
+fn partition_counts(cfg: &KafkaConfig, topics: &[(String, u32)]) -> Result<Vec<Option<usize>>, ExchangeError> {
+    let consumer: BaseConsumer = client_config(cfg).create()?;
+    let md = consumer.fetch_metadata(None, ADMIN_TIMEOUT)?;
+    Ok(topics
+        .iter()
+        .map(|(name, _)| {
+            md.topics()
+                .iter()
+                .find(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty())
+                .map(|t| t.partitions().len())
+        })
+        .collect())
+}
+
+/// The topic name of `topic` for `group` (re-exported for the wiring).
+pub fn topic_name(topic: Topic, group: &str) -> String {
+    topic.name(group)
+}

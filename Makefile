@@ -39,7 +39,7 @@ test:
 	@scripts/deps.sh --test
 	scripts/deps.sh --tools & tools=$$!; \
 	  cargo test --release --no-run && \
-	  cargo bench --no-run --bench decode --bench rules --bench api; \
+	  cargo bench --no-run --bench decode --bench rules --bench api --bench exchange; \
 	  built=$$?; wait $$tools && [ $$built -eq 0 ]
 	cargo test --release
 	$(PAYWATCH_TOOLS)/cargo-deny/bin/cargo-deny --log-level error check licenses bans sources
@@ -51,12 +51,13 @@ SOAK_SCALE ?= 10
 soak: deps
 	PROPTEST_CASES=$$((256 * $(SOAK_SCALE))) PAYWATCH_PROPTEST_SCALE=$(SOAK_SCALE) cargo test --release --lib
 
-## Criterion benches (decode, each rule), the end-to-end file bench (1M and
-## 4M payments) and the streaming bench.
+## Criterion benches (decode, each rule, the API, the repartition transport
+## through the broker), the end-to-end file bench (1M and 4M payments) and
+## the streaming bench.
 bench: bench-criterion bench-e2e bench-stream
 
-bench-criterion: deps
-	cargo bench --bench decode --bench rules --bench api
+bench-criterion: deps-test
+	cargo bench --bench decode --bench rules --bench api --bench exchange
 
 bench-e2e: build
 	scripts/bench-e2e.sh

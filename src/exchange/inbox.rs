@@ -1,10 +1,11 @@
-//! Reads the repartition topic partitions a task owns, each through its
-//! `Reader` (order, repeats, gaps, routing), with offsets as state: the
-//! reader's checkpoint and the offset after the last record it read are
-//! written to `Cf::ExchangeIn` (this module's alone) in the batch of the
-//! reading task's state. A task that crashes resumes from that batch, so
-//! what it released before the crash and did not commit is released again,
-//! and what it committed never is.
+//! Reads the repartition topic partitions an instance's tasks own, each
+//! through its `Reader` (order, repeats, gaps, routing), with offsets as
+//! state: a partition's reader checkpoint and the offset after the last
+//! record it read are written to `Cf::ExchangeIn` (this module's alone) in
+//! the batch of the task that reads it. A task that crashes, or moves to
+//! another instance, resumes from that batch, so what it released and did
+//! not commit is released again, and what it committed never is. One
+//! consumer serves every task of the instance.
 
 use super::ExchangeError;
 use crate::config::KafkaConfig;
@@ -25,6 +26,10 @@ pub const POLL_MAX: usize = 10_000;
 /// The partitions one task reads.
 pub struct Inbox {
     consumer: BaseConsumer,
+    /// The consumer group whose topics are read.
+    group: String,
+    /// The partition counts every reader is made for.
+    layout: Layout,
     /// Each topic's name in this group, to place a record.
     names: BTreeMap<String, Topic>,
     /// Per partition read: its reader and where the next record is.
@@ -54,20 +59,8 @@ fn key(topic: Topic, partition: u32) -> [u8; 5] {
 }
 
 impl Inbox {
-    /// Reads `parts` of `group`'s topics from the checkpoints in `store`
-    /// (from the start where there is none). A checkpoint taken with other
-    /// partition counts is refused.
-    pub fn open(cfg: &KafkaConfig, store: &Store, group: &str, layout: Layout, parts: &[(Topic, u32)]) -> Result<Inbox, ExchangeError> {
-        let mut slots = BTreeMap::new();
-        let mut tpl = TopicPartitionList::new();
-        for &(topic, partition) in parts {
-            let (reader, next_offset) = match store.get::<Stored>(Cf::ExchangeIn, &key(topic, partition))? {
-                Some(s) => (Reader::resume(topic, partition, layout, s.reader)?, s.next_offset),
-                None => (Reader::new(topic, partition, layout), 0),
-            };
-            tpl.add_partition_offset(&topic.name(group), partition as i32, Offset::Offset(next_offset))?;
-            slots.insert((topic, partition), Slot { reader, next_offset });
-        }
+    /// A reader of `group`'s topics with no partition yet (`assign`).
+    pub fn open(cfg: &KafkaConfig, group: &str, layout: Layout) -> Result<Inbox, ExchangeError> {
         let mut c = client_config(cfg);
         c.set("group.id", format!("paywatch.{group}.exchange-reader"))
             .set("enable.auto.commit", "false")
@@ -82,9 +75,44 @@ impl Inbox {
             }
         }
         let consumer: BaseConsumer = c.create()?;
-        consumer.assign(&tpl)?;
         let names = Topic::ALL.iter().map(|t| (t.name(group), *t)).collect();
-        Ok(Inbox { consumer, names, slots })
+        Ok(Inbox { consumer, group: group.to_owned(), layout, names, slots: BTreeMap::new() })
+    }
+
+    /// Starts reading `parts` (a task taken over or started), each from
+    /// its checkpoint in `store`, the task's state (from the start where
+    /// there is none). A checkpoint taken with other partition counts is
+    /// refused.
+    pub fn assign(&mut self, store: &Store, parts: &[(Topic, u32)]) -> Result<(), ExchangeError> {
+        for &(topic, partition) in parts {
+            let slot = match store.get::<Stored>(Cf::ExchangeIn, &key(topic, partition))? {
+                Some(s) => Slot { reader: Reader::resume(topic, partition, self.layout, s.reader)?, next_offset: s.next_offset },
+                None => Slot { reader: Reader::new(topic, partition, self.layout), next_offset: 0 },
+            };
+            self.slots.insert((topic, partition), slot);
+        }
+        self.seek_all()
+    }
+
+    /// Stops reading `parts` (a task handed over). What they released
+    /// since their task's last commit is read again by the next owner,
+    /// which resumes from that commit.
+    pub fn revoke(&mut self, parts: &[(Topic, u32)]) -> Result<(), ExchangeError> {
+        for p in parts {
+            self.slots.remove(p);
+        }
+        self.seek_all()
+    }
+
+    /// Points the consumer at every partition read, at its next offset:
+    /// records fetched but not read yet are fetched again.
+    fn seek_all(&self) -> Result<(), ExchangeError> {
+        let mut tpl = TopicPartitionList::new();
+        for (&(topic, partition), s) in &self.slots {
+            tpl.add_partition_offset(&topic.name(&self.group), partition as i32, Offset::Offset(s.next_offset))?;
+        }
+        self.consumer.assign(&tpl)?;
+        Ok(())
     }
 
     /// Reads what has arrived, waiting up to `timeout` for the first
@@ -131,12 +159,13 @@ impl Inbox {
         self.slots.iter_mut().find_map(|(&(t, p), s)| s.reader.pop().map(|(at, f)| (t, p, at, f)))
     }
 
-    /// Every partition's reader and offset, into the reading task's batch.
-    pub fn checkpoint(&self, batch: &mut Batch<'_>) -> Result<(), StoreError> {
-        for (&(topic, partition), s) in &self.slots {
-            batch.put(Cf::ExchangeIn, &key(topic, partition), &Stored { next_offset: s.next_offset, reader: s.reader.checkpoint() })?;
+    /// The reader and offset of `topic`'s `partition`, into the batch of
+    /// the task that reads it (nothing for a partition not read).
+    pub fn checkpoint(&self, topic: Topic, partition: u32, batch: &mut Batch<'_>) -> Result<(), StoreError> {
+        match self.slots.get(&(topic, partition)) {
+            Some(s) => batch.put(Cf::ExchangeIn, &key(topic, partition), &Stored { next_offset: s.next_offset, reader: s.reader.checkpoint() }),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Records skipped as sent twice, since open.

@@ -20,7 +20,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::collections::HashSet;
 
 /// Records enqueued per round before waiting for their acknowledgements.
-pub const ROUND: usize = 5000;
+pub const ROUND: usize = 50_000;
 
 /// The producer of one state directory's repartition outbox.
 pub struct Sender {

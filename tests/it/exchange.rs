@@ -1,7 +1,8 @@
 //! The repartition records' transport (`paywatch::exchange`) on a real
 //! broker: writing tasks stage decisions and marks with their state,
 //! senders that crash between sending and deleting send records twice,
-//! reading tasks that crash lose what they had not committed, and every
+//! instances that crash lose what their reading tasks had not committed,
+//! a reading task moves from one instance to the other and back, and every
 //! reading task still releases each fact once, in the single-process
 //! order. A topic made with other partition counts is refused, named, and
 //! a record missing from its stream stops its reader at that offset.
@@ -18,7 +19,7 @@ use paywatch::model::{Rule, SortKey, Timestamp};
 use paywatch::store::{Cf, Store, StoreOptions};
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const LAYOUT: Layout = Layout { persons: 2, decisions: 2, accounts: 3, custodians: 1, households: 1 };
@@ -92,49 +93,80 @@ impl WritingTask {
     }
 }
 
-/// A reading task: the facts it applied are committed with its inbox's
-/// checkpoint, as a task's state would be.
+/// A reading task: its state directory holds the facts it applied,
+/// committed with its partition's checkpoint, as a task's state would be.
 struct ReadingTask {
-    dir: PathBuf,
     part: (Topic, u32),
-    store: Option<Store>,
-    inbox: Option<Inbox>,
+    store: Store,
     applied: Vec<String>,
 }
 
 impl ReadingTask {
-    fn open(dir: PathBuf, part: (Topic, u32), kafka: &KafkaConfig, group: &str) -> ReadingTask {
-        let store = Store::open(&dir, opts()).unwrap();
+    fn open(dir: &Path, part: (Topic, u32)) -> ReadingTask {
+        let store = Store::open(dir, opts()).unwrap();
         let applied = store.get::<Vec<String>>(Cf::Meta, APPLIED).unwrap().unwrap_or_default();
-        let inbox = Inbox::open(kafka, &store, group, LAYOUT, &[part]).unwrap();
-        ReadingTask { dir, part, store: Some(store), inbox: Some(inbox), applied }
+        ReadingTask { part, store, applied }
     }
 
-    /// Reads and applies what is released; commits unless it `crash`es,
-    /// which drops everything since the last commit. Returns the records
-    /// skipped as sent twice.
-    fn step(&mut self, crash: bool, kafka: &KafkaConfig, group: &str) -> u64 {
-        let inbox = self.inbox.as_mut().unwrap();
+    /// What it applied since its last commit is forgotten.
+    fn forget(&mut self) {
+        self.applied = self.store.get::<Vec<String>>(Cf::Meta, APPLIED).unwrap().unwrap_or_default();
+    }
+
+    fn commit(&self, inbox: &Inbox) {
+        let mut b = self.store.batch();
+        inbox.checkpoint(self.part.0, self.part.1, &mut b).unwrap();
+        b.put(Cf::Meta, APPLIED, &self.applied).unwrap();
+        self.store.commit(b).unwrap();
+    }
+}
+
+/// An instance: one inbox for the reading tasks it holds.
+struct Instance {
+    inbox: Inbox,
+    tasks: Vec<ReadingTask>,
+}
+
+impl Instance {
+    fn open(kafka: &KafkaConfig, group: &str, tasks: Vec<ReadingTask>) -> Instance {
+        let mut inbox = Inbox::open(kafka, group, LAYOUT).unwrap();
+        for t in &tasks {
+            inbox.assign(&t.store, &[t.part]).unwrap();
+        }
+        Instance { inbox, tasks }
+    }
+
+    /// Reads and applies what is released, then commits every task, or
+    /// crashes: every task forgets what it applied since its commit and the
+    /// instance starts again. Returns the records skipped as sent twice.
+    fn step(self, crash: bool, kafka: &KafkaConfig, group: &str) -> (Instance, u64) {
+        let Instance { mut inbox, mut tasks } = self;
         inbox.poll(Duration::from_millis(100)).unwrap();
-        while let Some((_, _, _, fact)) = inbox.pop() {
+        while let Some((topic, p, _, fact)) = inbox.pop() {
+            let task = tasks.iter_mut().find(|t| t.part == (topic, p)).expect("a fact of a partition this instance reads");
             match fact {
-                Fact::Decision(d) => self.applied.push(d.decision_id),
+                Fact::Decision(d) => task.applied.push(d.decision_id),
                 other => panic!("only decisions were written, read {other:?}"),
             }
         }
         let repeats = inbox.repeats();
         if crash {
-            self.inbox = None;
-            self.store = None;
-            *self = ReadingTask::open(self.dir.clone(), self.part, kafka, group);
-        } else {
-            let store = self.store.as_ref().unwrap();
-            let mut b = store.batch();
-            self.inbox.as_ref().unwrap().checkpoint(&mut b).unwrap();
-            b.put(Cf::Meta, APPLIED, &self.applied).unwrap();
-            store.commit(b).unwrap();
+            drop(inbox);
+            tasks.iter_mut().for_each(ReadingTask::forget);
+            return (Instance::open(kafka, group, tasks), repeats);
         }
-        repeats
+        tasks.iter().for_each(|t| t.commit(&inbox));
+        (Instance { inbox, tasks }, repeats)
+    }
+
+    /// Hands the task reading `part` over to `to`, after its commit.
+    fn hand_over(&mut self, part: (Topic, u32), to: &mut Instance) {
+        let i = self.tasks.iter().position(|t| t.part == part).unwrap();
+        let task = self.tasks.remove(i);
+        task.commit(&self.inbox);
+        self.inbox.revoke(&[part]).unwrap();
+        to.inbox.assign(&task.store, &[part]).unwrap();
+        to.tasks.push(task);
     }
 }
 
@@ -156,8 +188,14 @@ fn facts_cross_the_broker_once_each_in_order_through_crashes_of_senders_and_read
     let mut writers: Vec<WritingTask> =
         upstreams.iter().enumerate().map(|(i, u)| WritingTask::open(&tmp.path().join(format!("w{i}")), *u, &kafka, group)).collect();
     let parts: Vec<(Topic, u32)> = (0..3).map(|p| (Topic::ByAccount, p)).chain((0..2).map(|p| (Topic::ByPerson, p))).collect();
-    let mut readers: Vec<ReadingTask> =
-        parts.iter().enumerate().map(|(i, p)| ReadingTask::open(tmp.path().join(format!("r{i}")), *p, &kafka, group)).collect();
+    // Two instances: X reads by-account 0 and 1 and by-person 0, Y the
+    // rest; by-account 1 moves to Y half-way, and back to X later.
+    let (x_tasks, y_tasks): (Vec<_>, Vec<_>) = parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| ReadingTask::open(&tmp.path().join(format!("r{i}")), *p))
+        .partition(|t| matches!(t.part, (Topic::ByAccount, 0 | 1) | (Topic::ByPerson, 0)));
+    let mut instances = [Some(Instance::open(&kafka, group, x_tasks)), Some(Instance::open(&kafka, group, y_tasks))];
 
     // What each partition must release: its decisions in position order.
     const N: u64 = 600;
@@ -170,7 +208,7 @@ fn facts_cross_the_broker_once_each_in_order_through_crashes_of_senders_and_read
     }
 
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(16);
-    let (mut next, mut resent, mut reader_crashes, mut repeats) = (0u64, 0usize, 0usize, 0u64);
+    let (mut next, mut resent, mut reader_crashes, mut repeats, mut moves) = (0u64, 0usize, 0usize, 0u64, 0);
     while next < N {
         // Every writer commits once: the decisions tasks the next few
         // decisions (each to one of them), everyone marks through them.
@@ -195,10 +233,18 @@ fn facts_cross_the_broker_once_each_in_order_through_crashes_of_senders_and_read
                 rt.block_on(w.sender.round(ROUND)).unwrap();
             }
         }
-        for r in &mut readers {
-            let crash = rng.gen_bool(0.25);
+        for slot in &mut instances {
+            let crash = rng.gen_bool(0.2);
             reader_crashes += usize::from(crash);
-            repeats += r.step(crash, &kafka, group);
+            let (instance, r) = slot.take().unwrap().step(crash, &kafka, group);
+            repeats += r;
+            *slot = Some(instance);
+        }
+        if next * 2 >= N && moves == 0 || next * 4 >= N * 3 && moves == 1 {
+            let [x, y] = instances.each_mut().map(|i| i.as_mut().unwrap());
+            let (from, to) = if moves == 0 { (x, y) } else { (y, x) };
+            from.hand_over((Topic::ByAccount, 1), to);
+            moves += 1;
         }
     }
     // Everyone marks past the last decision; everything is sent.
@@ -208,14 +254,23 @@ fn facts_cross_the_broker_once_each_in_order_through_crashes_of_senders_and_read
         assert_eq!(outbox::depth(&w.store).unwrap(), 0);
     }
     let deadline = Instant::now() + Duration::from_secs(60);
-    for (r, part) in readers.iter_mut().zip(&parts) {
-        let want = &want[part];
-        while r.applied.len() < want.len() && Instant::now() < deadline {
-            repeats += r.step(false, &kafka, group);
+    let done = |i: &Instance| i.tasks.iter().all(|t| t.applied.len() >= want[&t.part].len());
+    while !instances.iter().all(|i| done(i.as_ref().unwrap())) && Instant::now() < deadline {
+        for slot in &mut instances {
+            let (instance, r) = slot.take().unwrap().step(false, &kafka, group);
+            repeats += r;
+            *slot = Some(instance);
         }
-        assert_eq!(&r.applied, want, "{part:?}: every decision routed here, once each, in position order");
-        assert_eq!(r.inbox.as_ref().unwrap().held(), 0, "{part:?}");
     }
+    let mut seen = 0;
+    for i in instances.iter().map(|i| i.as_ref().unwrap()) {
+        for t in &i.tasks {
+            assert_eq!(t.applied, want[&t.part], "{:?}: every decision routed here, once each, in position order", t.part);
+            seen += 1;
+        }
+        assert_eq!(i.inbox.held(), 0);
+    }
+    assert_eq!((seen, moves), (5, 2));
     assert!(resent > 100 && reader_crashes > 10 && repeats > 0, "the crashes happened: {resent} sent twice, {reader_crashes} reader crashes, {repeats} repeats skipped");
 }
 
@@ -243,7 +298,8 @@ fn a_topic_with_other_partition_counts_is_refused_and_a_lost_record_stops_its_re
     w.store.commit(b).unwrap();
     rt.block_on(w.sender.drain()).unwrap();
     let store = Store::open(&tmp.path().join("r"), opts()).unwrap();
-    let mut inbox = Inbox::open(&kafka, &store, "g", LAYOUT, &[(topic, p)]).unwrap();
+    let mut inbox = Inbox::open(&kafka, "g", LAYOUT).unwrap();
+    inbox.assign(&store, &[(topic, p)]).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let err = loop {
         match inbox.poll(Duration::from_millis(200)) {

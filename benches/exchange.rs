@@ -1,0 +1,164 @@
+//! The repartition records' transport (`paywatch::exchange`, #16) through a
+//! real broker (tansu on 127.0.0.1, started here): one writing task stages
+//! `BENCH_EXCHANGE_RECORDS` (20,000) decisions in commits of 1,000 with a
+//! mark each, its sender sends them to one `by-person` partition, and one
+//! reading task reads them back through its `Reader` until every one is
+//! released. This is what one partition of the transport carries.
+//!
+//! A first run prints each phase (stage, send, read) in records/s and
+//! MB/s; criterion then measures the whole trip. The broker is
+//! `PAYWATCH_TANSU`, else where `scripts/deps.sh` installs it.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use paywatch::config::KafkaConfig;
+use paywatch::engine::repartition::{Fact, Layout, Task, Topic, Upstream, Writer};
+use paywatch::exchange::inbox::Inbox;
+use paywatch::exchange::outbox::Outbox;
+use paywatch::exchange::publish::Sender;
+use paywatch::exchange::ensure_topics;
+use paywatch::model::decision::{case_id, Decision, Outcome};
+use paywatch::model::{Rule, SortKey, Timestamp};
+use paywatch::store::{Store, StoreOptions};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const LAYOUT: Layout = Layout { persons: 1, decisions: 1, accounts: 1, custodians: 1, households: 1 };
+const PER_COMMIT: u64 = 1000;
+
+fn records() -> u64 {
+    std::env::var("BENCH_EXCHANGE_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000)
+}
+
+/// tansu on a free port of 127.0.0.1, in memory; stopped on drop.
+struct Broker(Child);
+
+impl Broker {
+    fn start(dir: &Path) -> (Broker, String) {
+        let bin = std::env::var_os("PAYWATCH_TANSU")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/var/tmp/paywatch-tools/tansu/bin/tansu"));
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let log = std::fs::File::create(dir.join("tansu.log")).expect("log");
+        let child = Command::new(&bin)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {} ({e}): run `make deps-test`", bin.display()));
+        let end = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < end, "tansu did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (Broker(child), format!("127.0.0.1:{port}"))
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn at(i: u64) -> SortKey {
+    SortKey { time: Timestamp(1_600_000_000_000 + i as i64 * 1000), rank: 0, source: 0, line: i }
+}
+
+fn decision(i: u64) -> Fact {
+    let subject = format!("341802193{:09}", i % 5000);
+    Fact::Decision(Decision {
+        decision_id: format!("bench-{i}"),
+        case_id: case_id(Rule::PaidAfterDeath, &subject),
+        rule: Rule::PaidAfterDeath,
+        subject,
+        outcome: Outcome::Confirmed,
+        action: None,
+        amount_recovered: None,
+        document_no: None,
+        clue_no: None,
+        note: None,
+        decided_by: "township-3".into(),
+        decided_at: at(i).time,
+    })
+}
+
+/// Seconds of each phase and the bytes sent.
+struct Trip {
+    stage: f64,
+    send: f64,
+    read: f64,
+    bytes: u64,
+}
+
+/// One trip of `n` records on a new group's topics.
+fn trip(rt: &tokio::runtime::Runtime, kafka: &KafkaConfig, dir: &Path, group: &str, n: u64) -> Trip {
+    let opts = StoreOptions { block_cache_mb: 32, write_buffer_mb: 16, sync: false, statistics: false };
+    rt.block_on(ensure_topics(kafka, group, LAYOUT, 1)).expect("topics");
+    let w_store = Store::open(&dir.join(format!("{group}-w")), opts).expect("store");
+    let mut outbox = Outbox::open(&w_store).expect("outbox");
+    let mut writer = Writer::new(Upstream { task: Task::Decisions, partition: 0 }, LAYOUT);
+    let t0 = Instant::now();
+    let mut bytes = 0;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(PER_COMMIT as usize) {
+        let mut out: Vec<_> = chunk.iter().map(|&i| writer.fact(at(i), decision(i)).expect("fact")).collect();
+        out.extend(writer.marks(at(*chunk.last().expect("a chunk"))).expect("marks"));
+        bytes += out.iter().filter(|o| o.topic == Topic::ByPerson).map(|o| o.value.len() as u64).sum::<u64>();
+        let mut b = w_store.batch();
+        outbox.stage(&mut b, &out).expect("stage");
+        w_store.commit(b).expect("commit");
+    }
+    let t1 = Instant::now();
+    let mut sender = Sender::new(kafka, w_store.clone(), group).expect("sender");
+    rt.block_on(sender.drain()).expect("send");
+    let t2 = Instant::now();
+    let r_store = Store::open(&dir.join(format!("{group}-r")), opts).expect("store");
+    let mut inbox = Inbox::open(kafka, group, LAYOUT).expect("inbox");
+    inbox.assign(&r_store, &[(Topic::ByPerson, 0)]).expect("assign");
+    let mut released = 0;
+    let end = Instant::now() + Duration::from_secs(300);
+    while released < n {
+        assert!(Instant::now() < end, "only {released} of {n} records came back");
+        inbox.poll(Duration::from_millis(100)).expect("read");
+        while inbox.pop().is_some() {
+            released += 1;
+        }
+    }
+    let t3 = Instant::now();
+    Trip { stage: (t1 - t0).as_secs_f64(), send: (t2 - t1).as_secs_f64(), read: (t3 - t2).as_secs_f64(), bytes }
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_broker, addr) = Broker::start(dir.path());
+    let kafka = KafkaConfig { brokers: addr, ..KafkaConfig::default() };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let n = records();
+    let t = trip(&rt, &kafka, dir.path(), "first", n);
+    let mb = t.bytes as f64 / 1e6;
+    for (phase, s) in [("stage (outbox commits)", t.stage), ("send (to acknowledged)", t.send), ("read (to released)", t.read)] {
+        println!("exchange {phase}: {n} records, {mb:.1} MB in {s:.2} s = {:.0} records/s, {:.1} MB/s", n as f64 / s, mb / s);
+    }
+    let mut g = c.benchmark_group("exchange");
+    g.sample_size(10);
+    g.throughput(criterion::Throughput::Elements(n));
+    let mut round = 0;
+    g.bench_function("one partition: stage, send, read", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                round += 1;
+                let t = trip(&rt, &kafka, dir.path(), &format!("g{round}"), n);
+                total += Duration::from_secs_f64(t.stage + t.send + t.read);
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -14,6 +14,7 @@ use crate::model::SortKey;
 use crate::source::kafka::client_config;
 use crate::store::{Batch, Cf, Store, StoreError};
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,9 @@ use std::time::Duration;
 
 /// Records read per `poll` at most, so a task commits between them.
 pub const POLL_MAX: usize = 10_000;
+
+/// How long the broker may take to say which offsets a partition holds.
+const WATERMARKS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The partitions one task reads.
 pub struct Inbox {
@@ -83,42 +87,59 @@ impl Inbox {
     /// its checkpoint in `store`, the task's state (from the start where
     /// there is none). A checkpoint taken with other partition counts is
     /// refused.
+    ///
+    /// The partition must still hold the checkpoint's offset: one that
+    /// ends before it (the topic made again) or starts after it (records
+    /// never read, lost to retention) is refused, since reading on would
+    /// skip records without a word. (Not every broker answers a fetch past
+    /// the end with an error; tansu waits.)
     pub fn assign(&mut self, store: &Store, parts: &[(Topic, u32)]) -> Result<(), ExchangeError> {
+        let mut tpl = TopicPartitionList::new();
+        let mut added = Vec::new();
         for &(topic, partition) in parts {
+            if self.slots.contains_key(&(topic, partition)) {
+                continue;
+            }
             let slot = match store.get::<Stored>(Cf::ExchangeIn, &key(topic, partition))? {
                 Some(s) => Slot { reader: Reader::resume(topic, partition, self.layout, s.reader)?, next_offset: s.next_offset },
                 None => Slot { reader: Reader::new(topic, partition, self.layout), next_offset: 0 },
             };
-            self.slots.insert((topic, partition), slot);
+            let name = topic.name(&self.group);
+            let (low, high) = self.consumer.fetch_watermarks(&name, partition as i32, WATERMARKS_TIMEOUT)?;
+            if slot.next_offset > high || slot.next_offset < low {
+                return Err(ExchangeError::OffsetLost { topic: name, partition, offset: slot.next_offset, low, high });
+            }
+            tpl.add_partition_offset(&name, partition as i32, Offset::Offset(slot.next_offset))?;
+            added.push(((topic, partition), slot));
         }
-        self.seek_all()
+        // Only what changes: replacing the whole assignment while earlier
+        // partitions are still stopping trips an assertion in librdkafka
+        // (confluentinc/librdkafka#5573).
+        self.consumer.incremental_assign(&tpl)?;
+        self.slots.extend(added);
+        Ok(())
     }
 
     /// Stops reading `parts` (a task handed over). What they released
     /// since their task's last commit is read again by the next owner,
     /// which resumes from that commit.
     pub fn revoke(&mut self, parts: &[(Topic, u32)]) -> Result<(), ExchangeError> {
-        for p in parts {
-            self.slots.remove(p);
-        }
-        self.seek_all()
-    }
-
-    /// Points the consumer at every partition read, at its next offset:
-    /// records fetched but not read yet are fetched again.
-    fn seek_all(&self) -> Result<(), ExchangeError> {
         let mut tpl = TopicPartitionList::new();
-        for (&(topic, partition), s) in &self.slots {
-            tpl.add_partition_offset(&topic.name(&self.group), partition as i32, Offset::Offset(s.next_offset))?;
+        for p in parts {
+            if self.slots.remove(p).is_some() {
+                tpl.add_partition(&p.0.name(&self.group), p.1 as i32);
+            }
         }
-        self.consumer.assign(&tpl)?;
+        self.consumer.incremental_unassign(&tpl)?;
         Ok(())
     }
 
     /// Reads what has arrived, waiting up to `timeout` for the first
     /// record, at most `POLL_MAX`. Returns how many records were read. A
     /// record its reader refuses stops the read there, with the error: it
-    /// is not read past, and the offset stays before it.
+    /// is not read past, and the offset stays before it. So does an offset
+    /// the partition no longer holds; other consumer errors (a broker
+    /// away) are logged and the read goes on at the next call.
     pub fn poll(&mut self, timeout: Duration) -> Result<usize, ExchangeError> {
         let mut read = 0;
         let mut wait = timeout;
@@ -126,7 +147,16 @@ impl Inbox {
             let m = match self.consumer.poll(wait) {
                 None => break,
                 Some(Ok(m)) => m,
-                Some(Err(e)) => return Err(e.into()),
+                Some(Err(e)) => match e.rdkafka_error_code() {
+                    Some(RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange) => {
+                        return Err(ExchangeError::OffsetReset(e))
+                    }
+                    // The broker away for a moment: librdkafka reconnects.
+                    _ => {
+                        tracing::warn!(error = %e, "Kafka consumer error reading the repartition topics; retrying");
+                        break;
+                    }
+                },
             };
             wait = Duration::ZERO;
             let partition = m.partition() as u32;

@@ -51,8 +51,10 @@ pub enum ExchangeError {
     Create { topic: String, reason: String },
     #[error("repartition record at {topic} partition {partition} offset {offset} refused: {source}")]
     Refused { topic: String, partition: u32, offset: i64, source: WireError },
-    #[error("repartition topic {topic} partition {partition}: {reason}")]
-    Read { topic: String, partition: u32, reason: String },
+    #[error("repartition topic {topic} partition {partition} holds offsets {low} to {high}, its reader's checkpoint is at {offset}: records were lost to retention, or the topic was made again (restore the task's state, or start the group again)")]
+    OffsetLost { topic: String, partition: u32, offset: i64, low: i64, high: i64 },
+    #[error("a repartition partition no longer holds the offset its reader's checkpoint names (records lost to retention, or the topic made again): {0}")]
+    OffsetReset(KafkaError),
     #[error("the broker did not acknowledge a repartition record for {topic} partition {partition}: {reason}")]
     Delivery { topic: String, partition: u32, reason: String },
     #[error("repartition record or checkpoint: {0}")]

@@ -4,8 +4,10 @@
 //! instances that crash lose what their reading tasks had not committed,
 //! a reading task moves from one instance to the other and back, and every
 //! reading task still releases each fact once, in the single-process
-//! order. A topic made with other partition counts is refused, named, and
-//! a record missing from its stream stops its reader at that offset.
+//! order. A topic made with other partition counts is refused, named; a
+//! record missing from its stream stops its reader at that offset; and a
+//! checkpoint past the end of its partition (the topic made again) is
+//! refused when the partition is assigned.
 
 use super::common::kafka::Broker;
 use paywatch::config::KafkaConfig;
@@ -275,7 +277,7 @@ fn facts_cross_the_broker_once_each_in_order_through_crashes_of_senders_and_read
 }
 
 #[test]
-fn a_topic_with_other_partition_counts_is_refused_and_a_lost_record_stops_its_reader() {
+fn other_partition_counts_a_lost_record_and_a_checkpoint_past_the_partition_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let broker = Broker::start(tmp.path());
     let kafka = KafkaConfig { brokers: broker.addr.clone(), ..KafkaConfig::default() };
@@ -311,4 +313,29 @@ fn a_topic_with_other_partition_counts_is_refused_and_a_lost_record_stops_its_re
     let text = err.to_string();
     assert!(text.contains(&format!("paywatch.g.by-account partition {p} offset 0")) && text.contains("record 0") && text.contains("record 1 came next"), "{text}");
     assert_eq!(inbox.next_offset(topic, p), Some(0), "not read past");
+
+    // A checkpoint past what its partition holds (the topic made again):
+    // an error, never a jump to wherever the partition ends.
+    let mut w = WritingTask::open(&tmp.path().join("w2"), from, &kafka, "g");
+    let rec = w.writer.fact(at(0), Fact::Decision(decision(0))).unwrap();
+    let mut b = w.store.batch();
+    w.outbox.stage(&mut b, &[rec]).unwrap();
+    w.store.commit(b).unwrap();
+    rt.block_on(ensure_topics(&kafka, "v", LAYOUT, 1)).unwrap();
+    rt.block_on(Sender::new(&kafka, w.store.clone(), "v").unwrap().drain()).unwrap();
+    let store = Store::open(&tmp.path().join("r2"), opts()).unwrap();
+    let mut inbox = Inbox::open(&kafka, "v", LAYOUT).unwrap();
+    inbox.assign(&store, &[(topic, p)]).unwrap();
+    while inbox.next_offset(topic, p) == Some(0) {
+        inbox.poll(Duration::from_millis(200)).unwrap();
+        assert!(Instant::now() < deadline + Duration::from_secs(20), "the record was never read");
+    }
+    let mut b = store.batch();
+    inbox.checkpoint(topic, p, &mut b).unwrap();
+    store.commit(b).unwrap();
+    rt.block_on(ensure_topics(&kafka, "empty", LAYOUT, 1)).unwrap();
+    let mut inbox = Inbox::open(&kafka, "empty", LAYOUT).unwrap();
+    let err = inbox.assign(&store, &[(topic, p)]).unwrap_err();
+    assert!(matches!(err, ExchangeError::OffsetLost { offset: 1, low: 0, high: 0, .. }), "{err}");
+    assert!(err.to_string().contains(&format!("paywatch.empty.by-account partition {p} holds offsets 0 to 0, its reader's checkpoint is at 1")), "{err}");
 }

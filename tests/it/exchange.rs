@@ -339,3 +339,72 @@ fn other_partition_counts_a_lost_record_and_a_checkpoint_past_the_partition_are_
     assert!(matches!(err, ExchangeError::OffsetLost { offset: 1, low: 0, high: 0, .. }), "{err}");
     assert!(err.to_string().contains(&format!("paywatch.empty.by-account partition {p} holds offsets 0 to 0, its reader's checkpoint is at 1")), "{err}");
 }
+
+/// The broker frozen (`SIGSTOP`) for longer than the producer's request
+/// timeout while a sender sends: it waits and retries, nothing times out
+/// of its queue, and the reader gets every record once, in order.
+#[test]
+fn a_sender_waits_out_a_frozen_broker_and_loses_nothing() {
+    const ONE: Layout = Layout { persons: 1, decisions: 1, accounts: 1, custodians: 1, households: 1 };
+    const N: u64 = 5000;
+    let tmp = tempfile::tempdir().unwrap();
+    let broker = Broker::start(tmp.path());
+    let mut kafka = KafkaConfig { brokers: broker.addr.clone(), ..KafkaConfig::default() };
+    kafka.producer.insert("request.timeout.ms".into(), "3000".into());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(ensure_topics(&kafka, "g", ONE, 1)).unwrap();
+    let store = Store::open(&tmp.path().join("w"), opts()).unwrap();
+    let mut outbox = Outbox::open(&store).unwrap();
+    let mut writer = Writer::new(Upstream { task: Task::Decisions, partition: 0 }, ONE);
+    for chunk in (0..N).collect::<Vec<_>>().chunks(1000) {
+        // Person decisions only: all on `by-person` 0.
+        let mut out: Vec<_> = chunk.iter().map(|&i| writer.fact(at(i), Fact::Decision(decision(i | 1))).unwrap()).collect();
+        out.extend(writer.marks(at(*chunk.last().unwrap())).unwrap());
+        let mut b = store.batch();
+        outbox.stage(&mut b, &out).unwrap();
+        store.commit(b).unwrap();
+    }
+    let total = outbox::depth(&store).unwrap();
+    let sending = {
+        let (kafka, store) = (kafka.clone(), store.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            let mut sender = Sender::new(&kafka, store.clone(), "g").unwrap();
+            // Rounds of 500; a failure makes a new producer and sends
+            // again from the first record left (the reader skips what
+            // went twice).
+            let mut failures = Vec::new();
+            while outbox::depth(&store).unwrap() > 0 {
+                if let Err(e) = rt.block_on(sender.round(500)) {
+                    failures.push(e.to_string());
+                }
+            }
+            failures
+        })
+    };
+    // Frozen once the first round is in, the rest mid-send.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while outbox::depth(&store).unwrap() == total {
+        assert!(Instant::now() < deadline, "nothing was sent");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    broker.freeze(true);
+    std::thread::sleep(Duration::from_secs(10));
+    let left = outbox::depth(&store).unwrap();
+    broker.freeze(false);
+    assert!(left > 0 && !sending.is_finished(), "the sender was still waiting on the frozen broker ({left} of {total} left)");
+    let failures = sending.join().unwrap();
+    eprintln!("sender failures while the broker was frozen: {failures:?}");
+    assert_eq!(outbox::depth(&store).unwrap(), 0, "everything sent once the broker woke: {failures:?}");
+    let r_store = Store::open(&tmp.path().join("r"), opts()).unwrap();
+    let mut inbox = Inbox::open(&kafka, "g", ONE).unwrap();
+    inbox.assign(&r_store, &[(Topic::ByPerson, 0)]).unwrap();
+    let (mut got, deadline) = (Vec::new(), Instant::now() + Duration::from_secs(30));
+    while got.len() < N as usize && Instant::now() < deadline {
+        inbox.poll(Duration::from_millis(200)).unwrap();
+        while let Some((_, _, at, _)) = inbox.pop() {
+            got.push(at.line);
+        }
+    }
+    assert_eq!(got, (0..N).collect::<Vec<_>>(), "every record once, in order (failures on the way: {failures:?})");
+}

@@ -23,11 +23,14 @@
 //!
 //! `ensure_topics` creates the group's topics with the layout's partition
 //! counts and refuses, naming it, one that exists with another count: two
-//! instances that disagree would send a key's facts to two tasks.
+//! instances that disagree would send a key's facts to two tasks. `tasks`
+//! says which tasks there are, what each reads, and which of them the
+//! partitions Kafka assigned an instance make it the owner of.
 
 pub mod inbox;
 pub mod outbox;
 pub mod publish;
+pub mod tasks;
 
 use crate::config::KafkaConfig;
 use crate::engine::repartition::{Layout, Topic, WireError};

@@ -408,3 +408,80 @@ fn a_sender_waits_out_a_frozen_broker_and_loses_nothing() {
     }
     assert_eq!(got, (0..N).collect::<Vec<_>>(), "every record once, in order (failures on the way: {failures:?})");
 }
+
+/// The design's assumption, on the real broker: three members of one
+/// group, subscribed to every topic a task reads, get whole tasks from
+/// Kafka's range assignor (each task owned by exactly one member, none
+/// split); and so do the two left when one leaves.
+#[test]
+fn members_of_one_group_own_whole_tasks_under_the_range_assignor() {
+    use paywatch::exchange::tasks::{owned, TaskId};
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    const SIX: Layout = Layout { persons: 6, decisions: 2, accounts: 4, custodians: 2, households: 3 };
+    let tmp = tempfile::tempdir().unwrap();
+    let broker = Broker::start(tmp.path());
+    let kafka = KafkaConfig { brokers: broker.addr.clone(), ..KafkaConfig::default() };
+    let t = &kafka.topics;
+    broker.create_topics(&[
+        &format!("{}:6", t.payments),
+        &format!("{}:6", t.roster),
+        &format!("{}:6", t.deaths),
+        &format!("{}:6", t.vulnerable),
+        &format!("{}:2", t.decisions),
+    ]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(ensure_topics(&kafka, "g", SIX, 1)).unwrap();
+    let names: Vec<String> = [&t.payments, &t.roster, &t.deaths, &t.vulnerable, &t.decisions]
+        .into_iter()
+        .cloned()
+        .chain(Topic::ALL.iter().map(|x| x.name("g")))
+        .collect();
+    let member = || {
+        let c: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &kafka.brokers)
+            .set("group.id", "g")
+            .set("partition.assignment.strategy", "range")
+            .set("session.timeout.ms", "6000")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        c.subscribe(&names.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
+        c
+    };
+    let assigned = |c: &BaseConsumer| -> Vec<(String, u32)> {
+        c.assignment().unwrap().elements().iter().map(|e| (e.topic().to_owned(), e.partition() as u32)).collect()
+    };
+    // Polled until every partition is assigned to exactly one member.
+    let settle = |members: &[BaseConsumer]| {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            for c in members {
+                let _ = c.poll(Duration::from_millis(50));
+            }
+            let all: Vec<Vec<(String, u32)>> = members.iter().map(assigned).collect();
+            let mut flat: Vec<&(String, u32)> = all.iter().flatten().collect();
+            let n = flat.len();
+            flat.sort();
+            flat.dedup();
+            if n == 41 && flat.len() == 41 && all.iter().all(|a| !a.is_empty()) {
+                return all;
+            }
+            assert!(Instant::now() < deadline, "the group did not settle: {all:?}");
+        }
+    };
+    let mut members: Vec<BaseConsumer> = (0..3).map(|_| member()).collect();
+    for round in [3, 2] {
+        // The third leaves the group.
+        members.truncate(round);
+        let mut tasks = Vec::new();
+        for a in settle(&members) {
+            let o = owned(&a, SIX, &kafka.topics, "g");
+            assert!(o.incomplete.is_empty() && o.stray.is_empty(), "{round} members: {o:?}");
+            tasks.extend(o.tasks);
+        }
+        tasks.sort();
+        let mut want = TaskId::all(SIX);
+        want.sort();
+        assert_eq!(tasks, want, "{round} members: every task owned once");
+    }
+}

@@ -29,6 +29,8 @@ const WATERMARKS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The partitions one task reads.
 pub struct Inbox {
+    /// Assigned, never subscribed: which partitions it reads is the
+    /// tasks' business, and their offsets are their state.
     consumer: BaseConsumer,
     /// The consumer group whose topics are read.
     group: String,
@@ -41,6 +43,7 @@ pub struct Inbox {
 }
 
 struct Slot {
+    /// Checks the partition's records and releases their facts in order.
     reader: Reader,
     /// The offset of the next record to read: committed with the reader.
     next_offset: i64,

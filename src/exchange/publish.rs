@@ -24,6 +24,8 @@ pub const ROUND: usize = 50_000;
 
 /// The producer of one state directory's repartition outbox.
 pub struct Sender {
+    /// Idempotent, gapless, without a queue timeout (module doc): the
+    /// broker gets each stream in order or the producer stops.
     producer: FutureProducer,
     /// Where the outbox lives.
     store: Store,

@@ -27,10 +27,16 @@ use std::collections::BTreeSet;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(tag = "kind", content = "partition", rename_all = "snake_case")]
 pub enum TaskId {
+    /// The persons of input partition `p`: their records and what returns
+    /// to them on `by-person`.
     Person(u32),
+    /// A decisions-topic partition: routes each decision to its case.
     Decisions(u32),
+    /// The accounts of `by-account` partition `i`: their windows.
     Account(u32),
+    /// The custodians of `by-custodian` partition `i`.
     Custodian(u32),
+    /// The households of `by-household` partition `i`.
     Household(u32),
 }
 

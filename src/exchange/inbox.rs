@@ -12,6 +12,7 @@ use crate::config::KafkaConfig;
 use crate::engine::repartition::{Fact, Layout, Reader, ReaderState, Topic};
 use crate::model::SortKey;
 use crate::source::kafka::client_config;
+use crate::source::log_end::log_end;
 use crate::store::{Batch, Cf, Store, StoreError};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
@@ -32,6 +33,9 @@ pub struct Inbox {
     /// Assigned, never subscribed: which partitions it reads is the
     /// tasks' business, and their offsets are their state.
     consumer: BaseConsumer,
+    /// Asks where a partition ends without moving `consumer`
+    /// (`source::log_end`).
+    probe: BaseConsumer,
     /// The consumer group whose topics are read.
     group: String,
     /// The partition counts every reader is made for.
@@ -82,8 +86,9 @@ impl Inbox {
             }
         }
         let consumer: BaseConsumer = c.create()?;
+        let probe: BaseConsumer = c.create()?;
         let names = Topic::ALL.iter().map(|t| (t.name(group), *t)).collect();
-        Ok(Inbox { consumer, group: group.to_owned(), layout, names, slots: BTreeMap::new() })
+        Ok(Inbox { consumer, probe, group: group.to_owned(), layout, names, slots: BTreeMap::new() })
     }
 
     /// Starts reading `parts` (a task taken over or started), each from
@@ -95,7 +100,8 @@ impl Inbox {
     /// ends before it (the topic made again) or starts after it (records
     /// never read, lost to retention) is refused, since reading on would
     /// skip records without a word. (Not every broker answers a fetch past
-    /// the end with an error; tansu waits.)
+    /// the end with an error; tansu waits. Its watermark also stops inside
+    /// the last batch: `log_end` reads to the real end.)
     pub fn assign(&mut self, store: &Store, parts: &[(Topic, u32)]) -> Result<(), ExchangeError> {
         let mut tpl = TopicPartitionList::new();
         let mut added = Vec::new();
@@ -108,7 +114,7 @@ impl Inbox {
                 None => Slot { reader: Reader::new(topic, partition, self.layout), next_offset: 0 },
             };
             let name = topic.name(&self.group);
-            let (low, high) = self.consumer.fetch_watermarks(&name, partition as i32, WATERMARKS_TIMEOUT)?;
+            let (low, high) = log_end(&self.probe, &name, partition as i32, WATERMARKS_TIMEOUT)?;
             if slot.next_offset > high || slot.next_offset < low {
                 return Err(ExchangeError::OffsetLost { topic: name, partition, offset: slot.next_offset, low, high });
             }

@@ -407,6 +407,14 @@ fn a_sender_waits_out_a_frozen_broker_and_loses_nothing() {
         }
     }
     assert_eq!(got, (0..N).collect::<Vec<_>>(), "every record once, in order (failures on the way: {failures:?})");
+    // Assigned again at the log's end, inside what tansu's watermark calls
+    // the last batch (`source::log_end`): accepted, nothing left to read.
+    let mut b = r_store.batch();
+    inbox.checkpoint(Topic::ByPerson, 0, &mut b).unwrap();
+    r_store.commit(b).unwrap();
+    let mut again = Inbox::open(&kafka, "g", ONE).unwrap();
+    again.assign(&r_store, &[(Topic::ByPerson, 0)]).unwrap();
+    assert_eq!(again.poll(Duration::from_millis(500)).unwrap(), 0);
 }
 
 /// The design's assumption, on the real broker: three members of one

@@ -188,11 +188,6 @@ impl Inbox {
         Ok(read)
     }
 
-    /// The next fact `topic`'s `partition` releases.
-    pub fn pop_from(&mut self, topic: Topic, partition: u32) -> Option<(SortKey, Fact)> {
-        self.slots.get_mut(&(topic, partition))?.reader.pop()
-    }
-
     /// The next released fact of any partition read, and where.
     pub fn pop(&mut self) -> Option<(Topic, u32, SortKey, Fact)> {
         self.slots.iter_mut().find_map(|(&(t, p), s)| s.reader.pop().map(|(at, f)| (t, p, at, f)))

@@ -124,8 +124,3 @@ fn partition_counts(cfg: &KafkaConfig, topics: &[(String, u32)]) -> Result<Vec<O
         })
         .collect())
 }
-
-/// The topic name of `topic` for `group` (re-exported for the wiring).
-pub fn topic_name(topic: Topic, group: &str) -> String {
-    topic.name(group)
-}

@@ -359,7 +359,7 @@ fn run_restore(r: RestoreArgs) -> anyhow::Result<()> {
     let cfg = Config::load(&r.config)?;
     let dir = cfg.state.dir.clone().context("no state directory: set [state] dir in the config")?;
     let started = std::time::Instant::now();
-    let done = paywatch::changelog::restore::restore(&cfg.kafka, &dir, cfg.store_options(false))?;
+    let done = paywatch::changelog::restore::restore(&cfg.kafka, &paywatch::changelog::Place::of(&cfg.kafka), &dir, cfg.store_options(false))?;
     let seconds = started.elapsed().as_secs_f64();
     if let Some(gap) = &done.gap {
         eprintln!("paywatch: {gap}; `paywatch run` replays the inputs from the offsets the restored state holds");

@@ -23,9 +23,10 @@
 //! standby reads to the topic's end, the copy is consistent, the mark is
 //! removed, and the directory is the active instance's state.
 
-use super::restore::{choose, is_empty_dir, reader, Restored, Restorer};
-use super::{ChangelogError, Frame};
+use super::restore::{choose, end, is_empty_dir, reader, Restored, Restorer};
+use super::{ChangelogError, Frame, Place};
 use crate::config::KafkaConfig;
+use crate::source::log_end::fetch_from;
 use crate::store::{Store, StoreOptions};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -65,11 +66,15 @@ impl Following {
 
 /// The standby's reader of the changelog and the copy it fills.
 pub struct Follower {
-    topic: String,
+    /// The changelog partition followed.
+    place: Place,
     /// The state directory the copy is made in.
     dir: PathBuf,
     opts: StoreOptions,
     consumer: BaseConsumer,
+    /// Asks where the topic ends (`restore::end`): a consumer of its own,
+    /// since asking assigns it to the topic's last batch.
+    probe: BaseConsumer,
     /// The copy's restorer (it holds the store); `None` until the topic
     /// holds a complete snapshot.
     copy: Option<Restorer>,
@@ -136,10 +141,11 @@ impl Follower {
             return Err(ChangelogError::Target { dir: dir.display().to_string(), why: "holds a state: a standby copies the changelog only into an empty directory".into() });
         }
         Ok(Follower {
-            topic: kafka.changelog_topic(),
+            place: Place::of(kafka),
             dir: dir.to_owned(),
             opts,
             consumer: reader(kafka)?,
+            probe: reader(kafka)?,
             copy: None,
             next: 0,
             end: 0,
@@ -147,6 +153,12 @@ impl Follower {
             restarts: 0,
             frontier: 0,
         })
+    }
+
+    /// Follows `place` instead of the service's partition 0 (a task's
+    /// changelog partition).
+    pub fn on(self, place: Place) -> Follower {
+        Follower { place, ..self }
     }
 
     pub fn following(&self) -> Following {
@@ -162,11 +174,18 @@ impl Follower {
         }
     }
 
-    /// Asks the topic's end, at most once a second unless `now`.
+    /// Asks the topic's end, at most once a second unless `now`. Once a
+    /// second it takes the broker's watermark (and what was read), which
+    /// on tansu may stop inside the last batch: enough for `/status`.
+    /// `now` (taking over) reads to the real end (`restore::end`), which
+    /// costs a read of the last batch.
     fn ask_end(&mut self, now: bool) -> Result<(), ChangelogError> {
-        if now || self.asked.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-            let (_, high) = self.consumer.fetch_watermarks(&self.topic, 0, Duration::from_secs(30))?;
-            self.end = high;
+        if now {
+            self.end = end(&self.probe, &self.place)?.end;
+            self.asked = Some(Instant::now());
+        } else if self.asked.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            let (_, high) = self.consumer.fetch_watermarks(&self.place.topic, self.place.partition, Duration::from_secs(30))?;
+            self.end = high.max(self.next);
             self.asked = Some(Instant::now());
         }
         Ok(())
@@ -217,11 +236,11 @@ impl Follower {
     /// `wait` and says nothing: the first active instance has not
     /// published one yet).
     fn start(&mut self, wait: Duration) -> Result<(), ChangelogError> {
-        let (low, high) = self.consumer.fetch_watermarks(&self.topic, 0, Duration::from_secs(30))?;
-        self.end = high;
+        let tail = end(&self.probe, &self.place)?;
+        self.end = tail.end;
         // `choose` took the last frame's line: what is before it is history.
-        self.frontier = self.frontier.max(high);
-        match choose(&self.consumer, &self.topic, low, high) {
+        self.frontier = self.frontier.max(tail.end);
+        match choose(&self.consumer, &self.place, &tail) {
             Ok((origin, at)) => self.begin(origin, at),
             Err(ChangelogError::NoSnapshot { .. }) => {
                 std::thread::sleep(wait);
@@ -239,8 +258,10 @@ impl Follower {
         std::fs::write(&m, format!("{origin} {at}\n")).map_err(io(&m))?;
         let store = Store::open(&self.dir, self.opts)?;
         self.copy = Some(Restorer::new(&store, origin, at));
+        let p = &self.place;
+        let (low, watermark) = self.consumer.fetch_watermarks(&p.topic, p.partition, Duration::from_secs(30))?;
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.topic, 0, Offset::Offset(at))?;
+        tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(fetch_from(at, low, watermark)))?;
         self.consumer.assign(&tpl)?;
         self.next = at;
         Ok(())

@@ -18,6 +18,11 @@
 //! names that snapshot's offset, so a restore reads the last frame and
 //! starts there; the topic's retention may delete everything older.
 //!
+//! Where a state directory publishes is its `Place`: a topic and one
+//! partition of it. The service's one state directory uses partition 0;
+//! each task of a partitioned group (#16) gets a partition of its own, so
+//! its changelog moves with it and is restored alone.
+//!
 //! Frames carry their publisher's `origin`, a random number kept in a file
 //! beside the state (not in it, so a restored copy gets its own): two
 //! state directories publishing to one topic (one restored from the
@@ -27,9 +32,38 @@ pub mod follow;
 pub mod publish;
 pub mod restore;
 
+use crate::config::KafkaConfig;
 use crate::store::wal::Op;
 use crate::store::Cf;
 use serde::{Deserialize, Serialize};
+
+/// Where one state directory's changelog is published and read.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Place {
+    /// The changelog topic (`KafkaConfig::changelog_topic`).
+    pub topic: String,
+    /// The partition of it that holds this state directory's frames: one
+    /// per task, so that a task moves to another instance with its own.
+    pub partition: i32,
+}
+
+impl Place {
+    /// The service's changelog: partition 0 of the configured topic.
+    pub fn of(kafka: &KafkaConfig) -> Place {
+        Place::at(kafka, 0)
+    }
+
+    /// Partition `partition` of the configured topic.
+    pub fn at(kafka: &KafkaConfig, partition: i32) -> Place {
+        Place { topic: kafka.changelog_topic(), partition }
+    }
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} partition {}", self.topic, self.partition)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChangelogError {

@@ -1,6 +1,7 @@
 //! The changelog publisher: a thread of its own that reads each commit
 //! back from RocksDB's write-ahead log after the engine made it, and sends
-//! it to partition 0 of the changelog topic with an idempotent producer
+//! it to its `Place` (partition 0 of the changelog topic for the service's
+//! one state directory, a task's own partition) with an idempotent producer
 //! (so frames land in the order sent, each once).
 //!
 //! Where to go on from is read from the topic itself at every start: its
@@ -11,13 +12,12 @@
 //! frame) ends the session: it is counted, logged, and started again from
 //! the topic's end after a pause, so nothing is skipped.
 
-use super::restore::{read, reader};
-use super::{delta_frames, ChangelogError, Frame, Framer, Kind, WireOp};
+use super::restore::{end, reader};
+use super::{delta_frames, ChangelogError, Frame, Framer, Kind, Place, WireOp};
 use crate::config::KafkaConfig;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use rdkafka::config::FromClientConfigAndContext;
-use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
@@ -36,7 +36,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub struct ChangelogPublisher {
     store: Store,
     kafka: KafkaConfig,
-    topic: String,
+    /// Where the frames go.
+    place: Place,
     /// This state directory's origin (see the module doc of `changelog`).
     origin: u64,
     /// Changes per frame, in bytes: under the producer's message size.
@@ -69,7 +70,7 @@ impl ChangelogPublisher {
         Ok(ChangelogPublisher {
             store,
             kafka: kafka.clone(),
-            topic: kafka.changelog_topic(),
+            place: Place::of(kafka),
             origin,
             max_bytes: kafka.max_message_bytes().saturating_sub(64 << 10).max(64 << 10),
             snapshot_every: kafka.changelog.snapshot_every_mb << 20,
@@ -77,6 +78,12 @@ impl ChangelogPublisher {
             stop,
             halt: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Publishes to `place` instead of the service's partition 0 (a
+    /// task's changelog partition).
+    pub fn on(self, place: Place) -> Self {
+        ChangelogPublisher { place, ..self }
     }
 
     /// Stops at once, publishing nothing more, when `halt` is set.
@@ -96,7 +103,7 @@ impl ChangelogPublisher {
                 Ok(()) => return,
                 Err(e) => {
                     self.metrics.changelog_errors.inc();
-                    tracing::error!(topic = %self.topic, error = %e, "changelog publishing failed; starting again from the topic's end");
+                    tracing::error!(place = %self.place, error = %e, "changelog publishing failed; starting again from the topic's end");
                     let until = Instant::now() + backoff;
                     while Instant::now() < until && !self.stop.load(Ordering::Relaxed) {
                         std::thread::sleep(Duration::from_millis(100));
@@ -113,11 +120,11 @@ impl ChangelogPublisher {
             Some(r) => r,
             None => self.snapshot(&producer, None)?,
         };
-        tracing::info!(topic = %self.topic, next = at.next, "changelog publishing");
+        tracing::info!(place = %self.place, next = at.next, "changelog publishing");
         let mut since_snapshot = 0u64;
         loop {
             if self.halted() {
-                tracing::warn!(topic = %self.topic, "changelog publishing halted: this instance is no longer the active one");
+                tracing::warn!(place = %self.place, "changelog publishing halted: this instance is no longer the active one");
                 return Ok(());
             }
             // At shutdown: one more pass, so the last commits go too.
@@ -150,7 +157,7 @@ impl ChangelogPublisher {
                         let bytes: u64 = frames.iter().flat_map(|f| &f.ops).map(|o| o.size() as u64).sum();
                         let next = c.seq + c.ops.len() as u64;
                         for f in &frames {
-                            send(&producer, &self.topic, f, if f.last { Watch::CommitEnd(next) } else { Watch::Nothing })?;
+                            send(&producer, &self.place, f, if f.last { Watch::CommitEnd(next) } else { Watch::Nothing })?;
                         }
                         // Behind first, then the count: a reader that sees
                         // the count include this commit and `behind` at 0
@@ -170,7 +177,7 @@ impl ChangelogPublisher {
                 return Ok(());
             }
             if let Some(why) = gap {
-                tracing::warn!(topic = %self.topic, why = %why, "the write-ahead log no longer holds every commit not yet published (raise kafka.changelog.wal_keep_mb); publishing a snapshot");
+                tracing::warn!(place = %self.place, why = %why, "the write-ahead log no longer holds every commit not yet published (raise kafka.changelog.wal_keep_mb); publishing a snapshot");
                 at = self.snapshot(&producer, None)?;
                 since_snapshot = 0;
                 continue;
@@ -199,12 +206,22 @@ impl ChangelogPublisher {
         }
         c.set("enable.idempotence", "true").set("acks", "all");
         let p = BaseProducer::from_config_and_context(&c, Acks::default())?;
-        let md = p.client().fetch_metadata(Some(&self.topic), Duration::from_secs(30))?;
-        let missing = md.topics().iter().all(|t| t.name() != self.topic || t.error().is_some() || t.partitions().is_empty());
-        if missing {
+        let md = p.client().fetch_metadata(Some(&self.place.topic), Duration::from_secs(30))?;
+        let partitions = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == self.place.topic && t.error().is_none())
+            .map_or(0, |t| t.partitions().len());
+        if partitions == 0 {
             return Err(ChangelogError::Topic {
-                topic: self.topic.clone(),
+                topic: self.place.topic.clone(),
                 why: "does not exist: create it (one partition, retention longer than two snapshots apart)".into(),
+            });
+        }
+        if partitions <= self.place.partition as usize {
+            return Err(ChangelogError::Topic {
+                topic: self.place.topic.clone(),
+                why: format!("has {partitions} partitions: partition {} is needed, one per task", self.place.partition),
             });
         }
         Ok(p)
@@ -213,17 +230,7 @@ impl ChangelogPublisher {
     /// Where to go on from, read from the topic's last frame; `None` when
     /// a snapshot must come first.
     fn resume(&self) -> Result<Option<Resume>, ChangelogError> {
-        let consumer = reader(&self.kafka)?;
-        let (low, high) = consumer.fetch_watermarks(&self.topic, 0, Duration::from_secs(30))?;
-        if high <= low {
-            return Ok(None);
-        }
-        let mut last = None;
-        read(&consumer, &self.topic, high - 1, high, &mut |_, f| {
-            last = Some(f.clone());
-            Ok(())
-        })?;
-        let Some(last) = last else { return Ok(None) };
+        let Some(last) = end(&reader(&self.kafka)?, &self.place)?.last else { return Ok(None) };
         Ok(resume_after(self.origin, &last))
     }
 
@@ -240,7 +247,7 @@ impl ChangelogPublisher {
         let from = each_snapshot_frame(&self.store, self.origin, continuing, self.max_bytes, &mut |f| {
             bytes += f.ops.iter().map(|o| o.size() as u64).sum::<u64>();
             let watch = if std::mem::take(&mut first) { Watch::SnapshotFirst } else { Watch::Nothing };
-            match send(producer, &self.topic, &f, watch) {
+            match send(producer, &self.place, &f, watch) {
                 Ok(()) => !self.stop.load(Ordering::Relaxed),
                 Err(e) => {
                     error = Some(e);
@@ -252,18 +259,18 @@ impl ChangelogPublisher {
             return Err(e);
         }
         let Some(from) = from else {
-            return Err(ChangelogError::Topic { topic: self.topic.clone(), why: "snapshot interrupted by the shutdown".into() });
+            return Err(ChangelogError::Topic { topic: self.place.to_string(), why: "snapshot interrupted by the shutdown".into() });
         };
         flush(producer, Duration::from_secs(120))?;
         let at = producer.context().first_offset.lock().unwrap_or_else(|e| e.into_inner()).take();
         let Some(at) = at else {
-            return Err(ChangelogError::Topic { topic: self.topic.clone(), why: "the snapshot's first frame was not acknowledged".into() });
+            return Err(ChangelogError::Topic { topic: self.place.to_string(), why: "the snapshot's first frame was not acknowledged".into() });
         };
         let mark = Frame { origin: self.origin, kind: Kind::Mark { from }, part: 0, last: true, snapshot_at: Some(at), ops: vec![] };
-        send(producer, &self.topic, &mark, Watch::Nothing)?;
+        send(producer, &self.place, &mark, Watch::Nothing)?;
         self.metrics.changelog_snapshots.inc();
         self.metrics.changelog_bytes.with_label_values(&["snapshot"]).inc_by(bytes);
-        tracing::info!(topic = %self.topic, offset = at, bytes, seconds = started.elapsed().as_secs_f64(), "changelog snapshot published");
+        tracing::info!(place = %self.place, offset = at, bytes, seconds = started.elapsed().as_secs_f64(), "changelog snapshot published");
         Ok(Resume { next: from, snapshot_at: Some(at), acked_floor: from })
     }
 }
@@ -349,10 +356,10 @@ fn origin_of(dir: &Path) -> Result<u64, ChangelogError> {
 }
 
 /// Sends one frame, waiting while librdkafka's queue is full.
-fn send(producer: &BaseProducer<Acks>, topic: &str, f: &Frame, watch: Watch) -> Result<(), ChangelogError> {
+fn send(producer: &BaseProducer<Acks>, place: &Place, f: &Frame, watch: Watch) -> Result<(), ChangelogError> {
     let payload = f.encode();
     let mut record: BaseRecord<'_, [u8], Vec<u8>, Box<Watch>> =
-        BaseRecord::with_opaque_to(topic, Box::new(watch)).partition(0).payload(&payload);
+        BaseRecord::with_opaque_to(&place.topic, Box::new(watch)).partition(place.partition).payload(&payload);
     loop {
         match producer.send(record) {
             Ok(()) => return failed(producer),

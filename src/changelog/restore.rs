@@ -10,8 +10,9 @@
 //! the last whole commit before it: the state is then older, never wrong,
 //! and `paywatch run` replays the inputs from the offsets it holds.
 
-use super::{join, ChangelogError, Frame, Kind, WireOp};
+use super::{join, ChangelogError, Frame, Kind, Place, WireOp};
 use crate::config::KafkaConfig;
+use crate::source::log_end::{fetch_from, tail};
 use crate::store::{Store, StoreOptions};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -181,25 +182,19 @@ impl Restorer {
 
 /// Finds where to start: the snapshot the last frame names, or else the
 /// newest complete snapshot in the topic.
-pub(super) fn choose(consumer: &BaseConsumer, topic: &str, low: i64, high: i64) -> Result<(u64, i64), ChangelogError> {
-    let none = || ChangelogError::NoSnapshot { topic: topic.into() };
-    if high <= low {
-        return Err(none());
-    }
-    let mut last = None;
-    read(consumer, topic, high - 1, high, &mut |_, f| {
-        last = Some((f.origin, f.snapshot_at));
-        Ok(())
-    })?;
-    if let Some((origin, Some(at))) = last {
+pub(super) fn choose(consumer: &BaseConsumer, place: &Place, tail: &End) -> Result<(u64, i64), ChangelogError> {
+    let none = || ChangelogError::NoSnapshot { topic: place.to_string() };
+    let (low, high) = (tail.low, tail.end);
+    let Some(last) = &tail.last else { return Err(none()) };
+    if let Some(at) = last.snapshot_at {
         if at >= low {
-            return Ok((origin, at));
+            return Ok((last.origin, at));
         }
     }
     // Read it all: the newest snapshot whose last frame was published.
     let mut started: Vec<(u64, Kind, i64)> = Vec::new();
     let mut complete = None;
-    read(consumer, topic, low, high, &mut |offset, f| {
+    read(consumer, place, low, high, &mut |offset, f| {
         if let Kind::Snapshot { .. } = f.kind {
             if f.part == 0 {
                 started.retain(|(o, _, _)| *o != f.origin);
@@ -216,23 +211,34 @@ pub(super) fn choose(consumer: &BaseConsumer, topic: &str, low: i64, high: i64) 
     complete.ok_or_else(none)
 }
 
-/// The origin of the changelog's last frame: the state directory that
-/// published last. `None` when the topic holds nothing.
-pub fn last_origin(kafka: &KafkaConfig) -> Result<Option<u64>, ChangelogError> {
-    let topic = kafka.changelog_topic();
-    let consumer = reader(kafka)?;
-    let (low, high) = consumer
-        .fetch_watermarks(&topic, 0, Duration::from_secs(30))
-        .map_err(|e| ChangelogError::Topic { topic: topic.clone(), why: format!("cannot be read: {e}") })?;
-    if high <= low {
-        return Ok(None);
-    }
-    let mut last = None;
-    read(&consumer, &topic, high - 1, high, &mut |_, f| {
-        last = Some(f.origin);
-        Ok(())
-    })?;
-    Ok(last)
+/// The origin of the last frame at `place`: the state directory that
+/// published last. `None` when the partition holds nothing.
+pub fn last_origin(kafka: &KafkaConfig, place: &Place) -> Result<Option<u64>, ChangelogError> {
+    Ok(end(&reader(kafka)?, place)?.last.map(|f| f.origin))
+}
+
+/// The changelog partition's end, read (not taken from the watermark).
+#[derive(Clone, Debug)]
+pub(super) struct End {
+    /// The first offset the partition holds.
+    pub low: i64,
+    /// The offset after its last frame.
+    pub end: i64,
+    /// Its last frame; `None` when it holds none.
+    pub last: Option<Frame>,
+}
+
+/// Reads the end of `place` through `probe`, a consumer that reads
+/// nothing else (`source::log_end`: tansu's watermark stops inside the
+/// last batch).
+pub(super) fn end(probe: &BaseConsumer, place: &Place) -> Result<End, ChangelogError> {
+    let t = tail(probe, &place.topic, place.partition, Duration::from_secs(30))
+        .map_err(|e| ChangelogError::Topic { topic: place.to_string(), why: format!("cannot be read: {e}") })?;
+    let last = match t.last {
+        Some(payload) => Some(Frame::decode(&payload).map_err(|why| ChangelogError::Frame { offset: t.end - 1, why })?),
+        None => None,
+    };
+    Ok(End { low: t.low, end: t.end, last })
 }
 
 /// Whether `dir` is missing or holds nothing: a state directory a restore
@@ -260,16 +266,20 @@ pub(super) fn reader(kafka: &KafkaConfig) -> Result<BaseConsumer, ChangelogError
     Ok(c.create()?)
 }
 
-/// Reads frames at offsets `[from, until)` of partition 0.
+/// Reads frames at offsets `[from, until)` of `place`.
 pub(super) fn read(
     consumer: &BaseConsumer,
-    topic: &str,
+    place: &Place,
     from: i64,
     until: i64,
     each: &mut dyn FnMut(i64, &Frame) -> Result<(), ChangelogError>,
 ) -> Result<u64, ChangelogError> {
+    if from >= until {
+        return Ok(0);
+    }
+    let (low, watermark) = consumer.fetch_watermarks(&place.topic, place.partition, Duration::from_secs(30))?;
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Offset(from))?;
+    tpl.add_partition_offset(&place.topic, place.partition, Offset::Offset(fetch_from(from, low, watermark)))?;
     consumer.assign(&tpl)?;
     let mut next = from;
     let mut idle = Instant::now();
@@ -291,7 +301,7 @@ pub(super) fn read(
             Some(Err(e)) => return Err(e.into()),
             None if idle.elapsed() > Duration::from_secs(60) => {
                 return Err(ChangelogError::Topic {
-                    topic: topic.into(),
+                    topic: place.to_string(),
                     why: format!("no record for 60 s while reading offset {next} of {until}"),
                 })
             }
@@ -302,9 +312,10 @@ pub(super) fn read(
 }
 
 /// Rebuilds the state directory `dir` (which must not exist) from the
-/// changelog: written into `<dir>.restoring` and renamed at the end, so an
-/// interrupted restore never leaves a state directory that looks whole.
-pub fn restore(kafka: &KafkaConfig, dir: &Path, opts: StoreOptions) -> Result<Restored, ChangelogError> {
+/// changelog at `place`: written into `<dir>.restoring` and renamed at
+/// the end, so an interrupted restore never leaves a state directory that
+/// looks whole.
+pub fn restore(kafka: &KafkaConfig, place: &Place, dir: &Path, opts: StoreOptions) -> Result<Restored, ChangelogError> {
     let target = |why: String| ChangelogError::Target { dir: dir.display().to_string(), why };
     if !is_empty_dir(dir) {
         return Err(target("already holds a state; restore into a new directory".into()));
@@ -313,31 +324,29 @@ pub fn restore(kafka: &KafkaConfig, dir: &Path, opts: StoreOptions) -> Result<Re
     if work.exists() {
         std::fs::remove_dir_all(&work).map_err(|source| ChangelogError::Io { path: work.display().to_string(), source })?;
     }
-    let topic = kafka.changelog_topic();
     let consumer = reader(kafka)?;
-    let (low, high) = consumer.fetch_watermarks(&topic, 0, Duration::from_secs(30)).map_err(|e| ChangelogError::Topic {
-        topic: topic.clone(),
-        why: format!("cannot be read: {e}"),
-    })?;
-    let (origin, at) = choose(&consumer, &topic, low, high)?;
+    let probe = reader(kafka)?;
+    let first = end(&probe, place)?;
+    let high = first.end;
+    let (origin, at) = choose(&consumer, place, &first)?;
     let store = Store::open(&work, opts)?;
     if !store.is_blank()? {
         return Err(target(format!("{} is not empty", work.display())));
     }
     let mut r = Restorer::new(&store, origin, at);
-    read(&consumer, &topic, at, high, &mut |offset, f| r.offer(offset, f))?;
+    read(&consumer, place, at, high, &mut |offset, f| r.offer(offset, f))?;
     // The snapshot may hold commits its deltas have not reached yet: read
     // on (its publisher is still sending them) until the state is whole.
     let mut until = high;
     let started = Instant::now();
     while !r.consistent() && r.done.gap.is_none() {
-        let (_, now) = consumer.fetch_watermarks(&topic, 0, Duration::from_secs(30))?;
+        let now = end(&probe, place)?.end;
         if now > until {
-            read(&consumer, &topic, until, now, &mut |offset, f| r.offer(offset, f))?;
+            read(&consumer, place, until, now, &mut |offset, f| r.offer(offset, f))?;
             until = now;
         } else if started.elapsed() > Duration::from_secs(120) {
             return Err(ChangelogError::Topic {
-                topic,
+                topic: place.to_string(),
                 why: "the newest snapshot is not followed by the commits it overlaps (its publisher stopped); restore again once it publishes, or replay the inputs".into(),
             });
         } else {

@@ -12,7 +12,7 @@ use crate::config::KafkaConfig;
 use crate::engine::repartition::{Fact, Layout, Reader, ReaderState, Topic};
 use crate::model::SortKey;
 use crate::source::kafka::client_config;
-use crate::source::log_end::log_end;
+use crate::source::log_end::{fetch_from, tail};
 use crate::store::{Batch, Cf, Store, StoreError};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
@@ -114,11 +114,16 @@ impl Inbox {
                 None => Slot { reader: Reader::new(topic, partition, self.layout), next_offset: 0 },
             };
             let name = topic.name(&self.group);
-            let (low, high) = log_end(&self.probe, &name, partition as i32, WATERMARKS_TIMEOUT)?;
+            let end = tail(&self.probe, &name, partition as i32, WATERMARKS_TIMEOUT)?;
+            let (low, high) = (end.low, end.end);
             if slot.next_offset > high || slot.next_offset < low {
                 return Err(ExchangeError::OffsetLost { topic: name, partition, offset: slot.next_offset, low, high });
             }
-            tpl.add_partition_offset(&name, partition as i32, Offset::Offset(slot.next_offset))?;
+            // From inside tansu's last batch a fetch brings nothing until
+            // another batch comes: start at its first record (`poll` skips
+            // what is before the checkpoint).
+            let from = fetch_from(slot.next_offset, low, end.watermark);
+            tpl.add_partition_offset(&name, partition as i32, Offset::Offset(from))?;
             added.push(((topic, partition), slot));
         }
         // Only what changes: replacing the whole assignment while earlier

@@ -86,6 +86,23 @@ impl TaskId {
     }
 }
 
+impl TaskId {
+    /// The task's partition of the changelog topic (`changelog::Place`):
+    /// its place in `all`, so the topic needs one partition per task. A
+    /// new layout renumbers them; it also moves every key, so the state
+    /// is rebuilt then anyway.
+    pub fn changelog_partition(self, layout: Layout) -> i32 {
+        let (before, i) = match self {
+            TaskId::Person(p) => (0, p),
+            TaskId::Decisions(d) => (layout.persons, d),
+            TaskId::Account(i) => (layout.persons + layout.decisions, i),
+            TaskId::Custodian(i) => (layout.persons + layout.decisions + layout.accounts, i),
+            TaskId::Household(i) => (layout.persons + layout.decisions + layout.accounts + layout.custodians, i),
+        };
+        i32::try_from(before + i).unwrap_or(i32::MAX)
+    }
+}
+
 /// What an instance owns of its assignment.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Owned {
@@ -189,6 +206,16 @@ mod tests {
         let other = owned(&[roster.clone()], LAYOUT, &topics, "g");
         assert_eq!(other.incomplete[0].1.len(), 4, "{other:?}");
         assert!(other.tasks.is_empty());
+    }
+
+    #[test]
+    fn each_task_has_a_changelog_partition_of_its_own() {
+        let all = TaskId::all(LAYOUT);
+        for (i, t) in all.iter().enumerate() {
+            assert_eq!(t.changelog_partition(LAYOUT), i as i32, "{t:?}");
+        }
+        assert_eq!(TaskId::Household(2).changelog_partition(LAYOUT), 16);
+        assert_eq!(TaskId::Decisions(0).changelog_partition(LAYOUT), 6);
     }
 
     #[test]

@@ -336,7 +336,7 @@ async fn restore_if_empty(cfg: &Config, dir: &std::path::Path) -> Result<(), Run
     }
     let (kafka, target, opts) = (cfg.kafka.clone(), dir.to_owned(), cfg.store_options(false));
     let started = std::time::Instant::now();
-    let done = tokio::task::spawn_blocking(move || crate::changelog::restore::restore(&kafka, &target, opts))
+    let done = tokio::task::spawn_blocking(move || crate::changelog::restore::restore(&kafka, &crate::changelog::Place::of(&kafka), &target, opts))
         .await
         .map_err(|e| RunError::Thread(e.to_string()))?;
     match done {

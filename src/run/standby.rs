@@ -391,7 +391,7 @@ fn set_aside_if_superseded(kafka: &KafkaConfig, dir: &Path) -> Result<bool, RunE
         return Ok(true);
     }
     let mine = crate::changelog::publish::published_origin(dir);
-    let last = crate::changelog::restore::last_origin(kafka)?;
+    let last = crate::changelog::restore::last_origin(kafka, &crate::changelog::Place::of(kafka))?;
     if !superseded(mine, last) {
         return Ok(false);
     }

@@ -6,8 +6,13 @@
 //! released. This is what one partition of the transport carries.
 //!
 //! A first run prints each phase (stage, send, read) in records/s and
-//! MB/s; criterion then measures the whole trip. The broker is
-//! `PAYWATCH_TANSU`, else where `scripts/deps.sh` installs it.
+//! MB/s; criterion then measures the whole trip.
+//!
+//! Second, a task that moves (`exchange::task_dir`): an account task's
+//! state of `BENCH_RESTORE_MB` (20) MB, published to its changelog
+//! partition, is restored on another instance; criterion measures the
+//! restore. The broker is `PAYWATCH_TANSU`, else where `scripts/deps.sh`
+//! installs it.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use paywatch::config::KafkaConfig;
@@ -15,7 +20,10 @@ use paywatch::engine::repartition::{Fact, Layout, Task, Topic, Upstream, Writer}
 use paywatch::exchange::inbox::Inbox;
 use paywatch::exchange::outbox::Outbox;
 use paywatch::exchange::publish::Sender;
+use paywatch::changelog::Place;
 use paywatch::exchange::ensure_topics;
+use paywatch::exchange::task_dir::TaskDir;
+use paywatch::exchange::tasks::TaskId;
 use paywatch::model::decision::{case_id, Decision, Outcome};
 use paywatch::model::{Rule, SortKey, Timestamp};
 use paywatch::store::{Store, StoreOptions};
@@ -26,6 +34,10 @@ use std::time::{Duration, Instant};
 
 const LAYOUT: Layout = Layout { persons: 1, decisions: 1, accounts: 1, custodians: 1, households: 1 };
 const PER_COMMIT: u64 = 1000;
+
+fn opts() -> StoreOptions {
+    StoreOptions { block_cache_mb: 32, write_buffer_mb: 16, sync: false, statistics: false }
+}
 
 fn records() -> u64 {
     std::env::var("BENCH_EXCHANGE_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000)
@@ -96,7 +108,7 @@ struct Trip {
 
 /// One trip of `n` records on a new group's topics.
 fn trip(rt: &tokio::runtime::Runtime, kafka: &KafkaConfig, dir: &Path, group: &str, n: u64) -> Trip {
-    let opts = StoreOptions { block_cache_mb: 32, write_buffer_mb: 16, sync: false, statistics: false };
+    let opts = opts();
     rt.block_on(ensure_topics(kafka, group, LAYOUT, 1)).expect("topics");
     let w_store = Store::open(&dir.join(format!("{group}-w")), opts).expect("store");
     let mut outbox = Outbox::open(&w_store).expect("outbox");
@@ -131,6 +143,31 @@ fn trip(rt: &tokio::runtime::Runtime, kafka: &KafkaConfig, dir: &Path, group: &s
     Trip { stage: (t1 - t0).as_secs_f64(), send: (t2 - t1).as_secs_f64(), read: (t3 - t2).as_secs_f64(), bytes }
 }
 
+/// An account task's state of about `mb` MB, published to its
+/// changelog partition by `TaskDir` and closed. Returns the partition.
+fn published_task(rt: &tokio::runtime::Runtime, kafka: &KafkaConfig, root: &Path, mb: u64) -> Place {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", &kafka.brokers).create().expect("admin");
+    let parts = TaskId::all(LAYOUT).len() as i32;
+    let topic = kafka.changelog_topic();
+    rt.block_on(admin.create_topics(&[NewTopic::new(&topic, parts, TopicReplication::Fixed(1))], &AdminOptions::new()))
+        .expect("changelog topic");
+    let metrics = std::sync::Arc::new(paywatch::metrics::Metrics::new());
+    let (t, _) = TaskDir::open(root, TaskId::Account(0), LAYOUT, kafka, opts(), 256, metrics).expect("task dir");
+    let entries = mb * 1_000_000 / 216;
+    for c in 0..entries.div_ceil(1000) {
+        let mut b = t.store.batch();
+        for i in c * 1000..((c + 1) * 1000).min(entries) {
+            b.put_raw(paywatch::store::Cf::Accounts, format!("acct{i:012}").as_bytes(), &[(i % 251) as u8; 200]);
+        }
+        t.store.commit(b).expect("commit");
+    }
+    let place = t.place.clone();
+    t.close();
+    place
+}
+
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     let (_broker, addr) = Broker::start(dir.path());
@@ -156,6 +193,30 @@ fn bench(c: &mut Criterion) {
             }
             total
         })
+    });
+    g.finish();
+
+    // A task moves: its state restored from its changelog partition.
+    let mb: u64 = std::env::var("BENCH_RESTORE_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let kafka = KafkaConfig { group_id: "moves".into(), ..kafka };
+    let place = published_task(&rt, &kafka, &dir.path().join("x"), mb);
+    let mut round = 0;
+    let mut restore = || {
+        round += 1;
+        let target = dir.path().join(format!("y{round}"));
+        let t0 = Instant::now();
+        let r = paywatch::changelog::restore::restore(&kafka, &place, &target, opts()).expect("restored");
+        let s = t0.elapsed();
+        std::fs::remove_dir_all(&target).expect("cleaned");
+        (s, r.bytes)
+    };
+    let (s, bytes) = restore();
+    println!("task restore: {:.1} MB of frames in {:.2} s = {:.1} MB/s", bytes as f64 / 1e6, s.as_secs_f64(), bytes as f64 / 1e6 / s.as_secs_f64());
+    let mut g = c.benchmark_group("task restore");
+    g.sample_size(10);
+    g.throughput(criterion::Throughput::Bytes(bytes));
+    g.bench_function(format!("account task of {mb} MB from its changelog partition"), |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| restore().0).sum())
     });
     g.finish();
 }

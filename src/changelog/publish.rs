@@ -50,6 +50,10 @@ pub struct ChangelogPublisher {
     /// stop at once, without the last pass `stop` makes, so that a fenced
     /// instance adds nothing after the new active one's frames.
     halt: Arc<AtomicBool>,
+    /// A snapshot begun is finished even once `stop` is set (a task
+    /// handed over leaves its partition restorable); otherwise `stop`
+    /// cuts it short, so that a shutdown is not held up by a large one.
+    finish_snapshots: bool,
 }
 
 /// Where the next commit to send starts, and the snapshot to name.
@@ -77,6 +81,7 @@ impl ChangelogPublisher {
             metrics,
             stop,
             halt: Arc::new(AtomicBool::new(false)),
+            finish_snapshots: false,
         })
     }
 
@@ -84,6 +89,11 @@ impl ChangelogPublisher {
     /// task's changelog partition).
     pub fn on(self, place: Place) -> Self {
         ChangelogPublisher { place, ..self }
+    }
+
+    /// Finishes a snapshot begun even after `stop` (`finish_snapshots`).
+    pub fn finishing_snapshots(self) -> Self {
+        ChangelogPublisher { finish_snapshots: true, ..self }
     }
 
     /// Stops at once, publishing nothing more, when `halt` is set.
@@ -96,9 +106,13 @@ impl ChangelogPublisher {
     }
 
     /// Publishes until `stop`, starting a new session after each failure.
+    /// One session at least, even when `stop` was set before it began:
+    /// a task that leaves at once still publishes what it committed.
     pub fn run(mut self) {
         let mut backoff = Duration::from_secs(1);
-        while !self.stop.load(Ordering::Relaxed) && !self.halted() {
+        let mut first = true;
+        while (first || !self.stop.load(Ordering::Relaxed)) && !self.halted() {
+            first = false;
             match self.session() {
                 Ok(()) => return,
                 Err(e) => {
@@ -248,7 +262,7 @@ impl ChangelogPublisher {
             bytes += f.ops.iter().map(|o| o.size() as u64).sum::<u64>();
             let watch = if std::mem::take(&mut first) { Watch::SnapshotFirst } else { Watch::Nothing };
             match send(producer, &self.place, &f, watch) {
-                Ok(()) => !self.stop.load(Ordering::Relaxed),
+                Ok(()) => self.finish_snapshots || !self.stop.load(Ordering::Relaxed),
                 Err(e) => {
                     error = Some(e);
                     false

@@ -25,11 +25,14 @@
 //! counts and refuses, naming it, one that exists with another count: two
 //! instances that disagree would send a key's facts to two tasks. `tasks`
 //! says which tasks there are, what each reads, and which of them the
-//! partitions Kafka assigned an instance make it the owner of.
+//! partitions Kafka assigned an instance make it the owner of; `task_dir`
+//! keeps each task's state in a directory of its own, published to the
+//! task's changelog partition and restored from it when the task moves.
 
 pub mod inbox;
 pub mod outbox;
 pub mod publish;
+pub mod task_dir;
 pub mod tasks;
 
 use crate::config::KafkaConfig;
@@ -62,6 +65,8 @@ pub enum ExchangeError {
     Delivery { topic: String, partition: u32, reason: String },
     #[error("repartition record or checkpoint: {0}")]
     Wire(#[from] WireError),
+    #[error("a task's state directory: {0}")]
+    Changelog(#[from] crate::changelog::ChangelogError),
 }
 
 /// How long metadata and topic creation may take.

@@ -86,6 +86,21 @@ impl TaskId {
     }
 }
 
+/// `person-3`, `decisions-0`, `account-1`, `custodian-0`, `household-2`:
+/// the name of the task's state directory and what logs call it.
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (kind, n) = match self {
+            TaskId::Person(n) => ("person", n),
+            TaskId::Decisions(n) => ("decisions", n),
+            TaskId::Account(n) => ("account", n),
+            TaskId::Custodian(n) => ("custodian", n),
+            TaskId::Household(n) => ("household", n),
+        };
+        write!(f, "{kind}-{n}")
+    }
+}
+
 impl TaskId {
     /// The task's partition of the changelog topic (`changelog::Place`):
     /// its place in `all`, so the topic needs one partition per task. A
@@ -216,6 +231,9 @@ mod tests {
         }
         assert_eq!(TaskId::Household(2).changelog_partition(LAYOUT), 16);
         assert_eq!(TaskId::Decisions(0).changelog_partition(LAYOUT), 6);
+        let names: BTreeSet<String> = all.iter().map(ToString::to_string).collect();
+        assert_eq!(names.len(), all.len(), "a directory name each");
+        assert_eq!(TaskId::Account(1).to_string(), "account-1");
     }
 
     #[test]

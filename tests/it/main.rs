@@ -13,6 +13,7 @@ mod exchange;
 mod follow;
 mod fuzz_corpus;
 mod inputs;
+mod moves;
 mod prometheus;
 mod resume;
 mod security;

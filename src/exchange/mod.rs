@@ -30,6 +30,7 @@
 //! task's changelog partition and restored from it when the task moves.
 
 pub mod inbox;
+pub mod member;
 pub mod outbox;
 pub mod publish;
 pub mod task_dir;

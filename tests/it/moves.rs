@@ -105,3 +105,80 @@ fn a_task_moves_with_its_state_through_its_own_changelog_partition() {
     assert_ne!(y.state(person), y.state(account));
     assert_eq!(x.metrics.changelog_errors.get() + y.metrics.changelog_errors.get(), 0);
 }
+
+/// Members of one group, subscribed under the range assignor, open the
+/// tasks Kafka gives them: A alone holds all seven; B joins and the tasks
+/// it is given arrive with A's state; B leaves cleanly and A gets them
+/// back with B's newer state (its own older directories set aside).
+#[test]
+fn members_restore_the_tasks_the_group_gives_them() {
+    use paywatch::exchange::ensure_topics;
+    use paywatch::exchange::member::{Member, Setup};
+    use std::collections::BTreeMap;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let kafka = KafkaConfig { brokers: broker.addr.clone(), group_id: "mg".into(), ..KafkaConfig::default() };
+    let t = &kafka.topics;
+    let inputs: Vec<String> = [&t.payments, &t.roster, &t.deaths, &t.vulnerable].iter().map(|n| format!("{n}:2")).collect();
+    let decisions = format!("{}:1", t.decisions);
+    let mut made: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    made.extend([decisions.as_str(), "paywatch.mg.changelog:7"]);
+    broker.create_topics(&made);
+    tokio::runtime::Runtime::new().unwrap().block_on(ensure_topics(&kafka, "mg", LAYOUT, 1)).unwrap();
+    let setup = |root: &Path| Setup {
+        kafka: KafkaConfig { consumer: [("session.timeout.ms".to_string(), "6000".to_string())].into(), ..kafka.clone() },
+        layout: LAYOUT,
+        root: root.to_owned(),
+        opts: opts(),
+        wal_keep_mb: 64,
+        metrics: Arc::new(Metrics::new()),
+    };
+    let (ar, br) = (dir.path().join("a"), dir.path().join("b"));
+    // Polls until the members own `want` tasks between them, each once.
+    let settle = |members: &mut [&mut Member], counts: &[usize]| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            for m in members.iter_mut() {
+                m.poll(Duration::from_millis(100)).unwrap();
+            }
+            let now: Vec<usize> = members.iter().map(|m| m.owned().tasks.len()).collect();
+            let whole = members.iter().all(|m| m.owned().incomplete.is_empty() && m.owned().stray.is_empty());
+            if whole && now.iter().sum::<usize>() == 7 && now.iter().zip(counts).all(|(n, c)| *c == 0 || n >= c) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the group did not settle: {now:?}");
+        }
+    };
+
+    let mut a = Member::join(setup(&ar)).unwrap();
+    settle(&mut [&mut a], &[7]);
+    for (i, task) in TaskId::all(LAYOUT).into_iter().enumerate() {
+        work(&a.dir(task).expect("A owns every task").store, i as u32 * 1000, 40);
+    }
+
+    let mut b = Member::join(setup(&br)).unwrap();
+    settle(&mut [&mut a, &mut b], &[1, 1]);
+    let at_b: Vec<TaskId> = b.owned().tasks.clone();
+    assert!(!at_b.is_empty() && at_b.len() < 7, "{at_b:?}");
+    for &task in &at_b {
+        work(&b.dir(task).unwrap().store, 50_000 + task.changelog_partition(LAYOUT) as u32 * 100, 30);
+    }
+    b.leave();
+    settle(&mut [&mut a], &[7]);
+    let mut states = BTreeMap::new();
+    for &task in &at_b {
+        states.insert(task, dump_state(&TaskDir::path(&br, task)));
+    }
+    a.leave();
+    for (task, at_b_state) in states {
+        let back = dump_state(&TaskDir::path(&ar, task));
+        assert!(back == at_b_state, "{task}: A holds B's state after B left");
+        assert!(TaskDir::path(&ar, task).with_extension("superseded").is_dir(), "{task}: A's older directory set aside");
+        let before = dump_state(&TaskDir::path(&ar, task).with_extension("superseded"));
+        assert!(before != back, "{task}: B's commits are in it");
+        // And A's, restored at B when the task arrived there.
+        let a_last = (task.changelog_partition(LAYOUT) as u32 * 1000 + 39).to_be_bytes().to_vec();
+        assert!(back.iter().any(|(cf, k, _)| *cf == Cf::Outbox && *k == a_last), "{task}: A's last commit came to B with the task");
+    }
+}

@@ -1,6 +1,7 @@
 //! One instance's membership in its group's tasks (#16): a consumer
 //! subscribed to every topic a task reads, under Kafka's range assignor,
-//! whose assignment says which tasks this instance owns
+//! (refusing another one set in `[kafka.consumer]`), whose assignment
+//! says which tasks this instance owns
 //! (`tasks::owned`). Each task owned has its state directory open
 //! (`task_dir`): restored when it arrives, closed (published to its end)
 //! when it leaves.
@@ -64,9 +65,14 @@ pub struct Member {
 
 impl Member {
     /// Joins consumer group `kafka.group_id` on every topic its tasks read.
+    /// A `partition.assignment.strategy` other than `range` in
+    /// `[kafka.consumer]` is refused: another assignor splits tasks.
     pub fn join(setup: Setup) -> Result<Member, ExchangeError> {
         let mut c = crate::source::kafka::client_config(&setup.kafka);
         for (k, v) in &setup.kafka.consumer {
+            if k == "partition.assignment.strategy" && v.trim() != "range" {
+                return Err(ExchangeError::Assignor { asked: v.clone() });
+            }
             c.set(k, v);
         }
         // Whole tasks need same-numbered partitions together: range only.
@@ -147,4 +153,30 @@ fn topics(s: &Setup) -> Vec<String> {
         .cloned()
         .chain(Topic::ALL.iter().map(|x| x.name(&s.kafka.group_id)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_assignor_that_splits_tasks_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let setup = |strategy: &str| Setup {
+            kafka: KafkaConfig {
+                brokers: "127.0.0.1:1".into(),
+                consumer: [("partition.assignment.strategy".to_string(), strategy.to_string())].into(),
+                ..KafkaConfig::default()
+            },
+            layout: Layout { persons: 2, decisions: 1, accounts: 1, custodians: 1, households: 1 },
+            root: dir.path().to_owned(),
+            opts: crate::store::tests::opts(),
+            wal_keep_mb: 0,
+            metrics: Arc::new(Metrics::new()),
+        };
+        let err = Member::join(setup("roundrobin")).err().expect("refused").to_string();
+        assert!(err.contains("\"roundrobin\"") && err.contains("range"), "{err}");
+        assert!(Member::join(setup("cooperative-sticky")).is_err());
+        assert!(Member::join(setup("range")).is_ok());
+    }
 }

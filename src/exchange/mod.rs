@@ -66,6 +66,8 @@ pub enum ExchangeError {
     Delivery { topic: String, partition: u32, reason: String },
     #[error("repartition record or checkpoint: {0}")]
     Wire(#[from] WireError),
+    #[error("partition.assignment.strategy {asked:?} in [kafka.consumer] would split tasks between instances: the group's tasks need \"range\" (remove the setting)")]
+    Assignor { asked: String },
     #[error("a task's state directory: {0}")]
     Changelog(#[from] crate::changelog::ChangelogError),
 }

@@ -162,7 +162,29 @@ pub fn same_ids(what: &str, got: &BTreeSet<String>, want: &BTreeSet<String>) -> 
 /// no run of 12 or more digits (account numbers are 12–19 digits,
 /// identity numbers 17 digits and a check character) outside a decimal
 /// fraction.
+/// `text` with the build's commit id (`paywatch_build_info{git_sha=…}`)
+/// left out: 12 hex digits, all of them decimal now and then (commit
+/// 892423982146 was), and not a number anyone holds.
+fn without_commit_id(text: &str) -> String {
+    const LABEL: &str = "git_sha=\"";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(LABEL) {
+        let value = at + LABEL.len();
+        out.push_str(&rest[..value]);
+        rest = &rest[value..];
+        rest = &rest[rest.find('"').unwrap_or(rest.len())..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn no_numbers_in_logs(root: &Path) -> Result<String, String> {
+    assert_eq!(
+        without_commit_id("paywatch_build_info{git_sha=\"892423982146\",version=\"0.1.0\"} 1 id=341802193812345678"),
+        "paywatch_build_info{git_sha=\"\",version=\"0.1.0\"} 1 id=341802193812345678",
+        "only the commit id is left out"
+    );
     let mut files = Vec::new();
     let mut dirs = vec![root.to_owned()];
     while let Some(d) = dirs.pop() {
@@ -178,7 +200,7 @@ fn no_numbers_in_logs(root: &Path) -> Result<String, String> {
     }
     let (mut bytes, mut lines) = (0, 0);
     for f in &files {
-        let text = std::fs::read_to_string(f).unwrap_or_default();
+        let text = without_commit_id(&std::fs::read_to_string(f).unwrap_or_default());
         bytes += text.len();
         lines += text.lines().count();
         // Digits after a decimal point are a fraction (a histogram sum),

@@ -241,6 +241,31 @@ pub(super) fn end(probe: &BaseConsumer, place: &Place) -> Result<End, ChangelogE
     Ok(End { low: t.low, end: t.end, last })
 }
 
+/// Whether a state directory that published as `mine` (`None`: never)
+/// has been overtaken by the changelog's last frames, published as
+/// `last`: then another instance went on from an older point, and this
+/// state must not be resumed (its outbox and offsets are not the
+/// changelog's).
+pub fn superseded(mine: Option<u64>, last: Option<u64>) -> bool {
+    matches!(last, Some(l) if mine != Some(l))
+}
+
+/// Moves `dir` to `<dir>.superseded`, in place of an older one: an
+/// overtaken state is kept for an operator to look at, and the restore
+/// gets an empty place.
+pub fn set_aside(dir: &Path) -> Result<std::path::PathBuf, ChangelogError> {
+    let aside = dir.with_extension("superseded");
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| ChangelogError::Io { path, source }
+    };
+    if aside.exists() {
+        std::fs::remove_dir_all(&aside).map_err(io(&aside))?;
+    }
+    std::fs::rename(dir, &aside).map_err(io(dir))?;
+    Ok(aside)
+}
+
 /// Whether `dir` is missing or holds nothing: a state directory a restore
 /// may fill.
 pub fn is_empty_dir(dir: &Path) -> bool {

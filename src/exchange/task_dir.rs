@@ -22,7 +22,7 @@
 use super::tasks::TaskId;
 use super::ExchangeError;
 use crate::changelog::publish::{published_origin, ChangelogPublisher};
-use crate::changelog::restore::{is_empty_dir, last_origin, restore, Restored};
+use crate::changelog::restore::{is_empty_dir, last_origin, restore, set_aside, superseded, Restored};
 use crate::changelog::{ChangelogError, Place};
 use crate::config::KafkaConfig;
 use crate::engine::repartition::Layout;
@@ -84,9 +84,9 @@ impl TaskDir {
         let place = Place::at(kafka, task.changelog_partition(layout));
         let mut arrival = Arrival::default();
         if !is_empty_dir(&dir) {
-            let last = last_origin(kafka, &place)?;
-            if matches!(last, Some(l) if published_origin(&dir) != Some(l)) {
-                set_aside(&dir)?;
+            if superseded(published_origin(&dir), last_origin(kafka, &place)?) {
+                let aside = set_aside(&dir)?;
+                tracing::warn!(task = %task, aside = %aside.display(), "another instance ran this task after this directory's state: set aside, restored from the task's changelog partition");
                 arrival.set_aside = true;
             }
         }
@@ -133,19 +133,4 @@ impl Drop for TaskDir {
             let _ = t.join();
         }
     }
-}
-
-/// Moves `dir` to `<dir>.superseded`, in place of an older one.
-fn set_aside(dir: &Path) -> Result<(), ChangelogError> {
-    let aside = dir.with_extension("superseded");
-    let io = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| ChangelogError::Io { path, source }
-    };
-    if aside.exists() {
-        std::fs::remove_dir_all(&aside).map_err(io(&aside))?;
-    }
-    std::fs::rename(dir, &aside).map_err(io(dir))?;
-    tracing::warn!(dir = %dir.display(), aside = %aside.display(), "another instance ran this task after this directory's state: set aside, restored from the task's changelog partition");
-    Ok(())
 }

@@ -31,6 +31,7 @@
 
 use super::RunError;
 use crate::changelog::follow::{self, Follower, Following};
+use crate::changelog::restore::{set_aside, superseded};
 use crate::config::{Config, KafkaConfig};
 use crate::http::{self, Health};
 use crate::metrics::Metrics;
@@ -346,13 +347,6 @@ fn copy_into(kafka: &KafkaConfig, dir: &Path) -> Result<bool, RunError> {
     Ok(follow::is_copy(dir) || set_aside_if_superseded(kafka, dir)?)
 }
 
-/// Whether a state directory that published as `mine` has been overtaken
-/// by the changelog's last frames, published as `last`: then another
-/// instance went on from an older point, and this state must not be
-/// resumed (its outbox and offsets are not the changelog's).
-fn superseded(mine: Option<u64>, last: Option<u64>) -> bool {
-    matches!(last, Some(l) if mine != Some(l))
-}
 
 /// Once elected, before the state directory is opened: the warm copy is
 /// read to the changelog's end and becomes the state; without one (or
@@ -395,24 +389,13 @@ fn set_aside_if_superseded(kafka: &KafkaConfig, dir: &Path) -> Result<bool, RunE
     if !superseded(mine, last) {
         return Ok(false);
     }
-    let aside = set_aside(dir)?;
+    let aside = set_aside(dir).map_err(|e| RunError::WrongState { dir: dir.display().to_string(), reason: format!("cannot be set aside: {e}") })?;
     tracing::warn!(
         state = %dir.display(),
         aside = %aside.display(),
         "another instance published to the changelog after this state directory: it is set aside, and the state comes from the changelog"
     );
     Ok(true)
-}
-
-/// Moves `dir` to `<dir>.superseded`, in place of an older one.
-fn set_aside(dir: &Path) -> Result<std::path::PathBuf, RunError> {
-    let aside = dir.with_extension("superseded");
-    let wrong = |e: std::io::Error| RunError::WrongState { dir: dir.display().to_string(), reason: format!("cannot be set aside as {}: {e}", aside.display()) };
-    if aside.exists() {
-        std::fs::remove_dir_all(&aside).map_err(wrong)?;
-    }
-    std::fs::rename(dir, &aside).map_err(wrong)?;
-    Ok(aside)
 }
 
 #[cfg(test)]

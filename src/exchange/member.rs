@@ -1,8 +1,8 @@
 //! One instance's membership in its group's tasks (#16): a consumer
-//! subscribed to every topic a task reads, under Kafka's range assignor,
-//! (refusing another one set in `[kafka.consumer]`), whose assignment
-//! says which tasks this instance owns
-//! (`tasks::owned`). Each task owned has its state directory open
+//! subscribed to every topic a task reads, under Kafka's range assignor
+//! (another one set in `[kafka.consumer]` is refused), whose assignment
+//! says which tasks this instance owns (`tasks::owned`). Each task owned
+//! has its state directory open
 //! (`task_dir`): restored when it arrives, closed (published to its end)
 //! when it leaves.
 //!
@@ -21,11 +21,11 @@ use super::task_dir::{Arrival, TaskDir};
 use super::tasks::{owned, Owned, TaskId, TopicPartition};
 use super::ExchangeError;
 use crate::config::KafkaConfig;
-use crate::engine::repartition::{Layout, Topic};
+use crate::engine::repartition::Layout;
 use crate::metrics::Metrics;
 use crate::store::StoreOptions;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -145,14 +145,9 @@ impl Member {
     }
 }
 
-/// Every topic a task of the group reads.
-fn topics(s: &Setup) -> Vec<String> {
-    let t = &s.kafka.topics;
-    [&t.payments, &t.roster, &t.deaths, &t.vulnerable, &t.decisions]
-        .into_iter()
-        .cloned()
-        .chain(Topic::ALL.iter().map(|x| x.name(&s.kafka.group_id)))
-        .collect()
+/// Every topic a task of the group reads (`TaskId::reads` says which).
+fn topics(s: &Setup) -> BTreeSet<String> {
+    TaskId::all(s.layout).into_iter().flat_map(|t| t.reads(&s.kafka.topics, &s.kafka.group_id)).map(|(topic, _)| topic).collect()
 }
 
 #[cfg(test)]

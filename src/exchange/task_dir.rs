@@ -83,12 +83,10 @@ impl TaskDir {
         let dir = TaskDir::path(root, task);
         let place = Place::at(kafka, task.changelog_partition(layout));
         let mut arrival = Arrival::default();
-        if !is_empty_dir(&dir) {
-            if superseded(published_origin(&dir), last_origin(kafka, &place)?) {
-                let aside = set_aside(&dir)?;
-                tracing::warn!(task = %task, aside = %aside.display(), "another instance ran this task after this directory's state: set aside, restored from the task's changelog partition");
-                arrival.set_aside = true;
-            }
+        if !is_empty_dir(&dir) && superseded(published_origin(&dir), last_origin(kafka, &place)?) {
+            let aside = set_aside(&dir)?;
+            tracing::warn!(task = %task, aside = %aside.display(), "another instance ran this task after this directory's state: set aside, restored from the task's changelog partition");
+            arrival.set_aside = true;
         }
         if is_empty_dir(&dir) {
             let io = |source| ChangelogError::Io { path: dir.display().to_string(), source };

@@ -22,7 +22,7 @@ use paywatch::exchange::outbox::Outbox;
 use paywatch::exchange::publish::Sender;
 use paywatch::changelog::Place;
 use paywatch::exchange::ensure_topics;
-use paywatch::exchange::task_dir::TaskDir;
+use paywatch::exchange::task_dir::{Setup, TaskDir};
 use paywatch::exchange::tasks::TaskId;
 use paywatch::model::decision::{case_id, Decision, Outcome};
 use paywatch::model::{Rule, SortKey, Timestamp};
@@ -143,9 +143,8 @@ fn trip(rt: &tokio::runtime::Runtime, kafka: &KafkaConfig, dir: &Path, group: &s
     Trip { stage: (t1 - t0).as_secs_f64(), send: (t2 - t1).as_secs_f64(), read: (t3 - t2).as_secs_f64(), bytes }
 }
 
-/// An account task's state of about `mb` MB, published to its
-/// changelog partition by `TaskDir` and closed. Returns the partition.
-fn published_task(rt: &tokio::runtime::Runtime, kafka: &KafkaConfig, root: &Path, mb: u64) -> Place {
+/// Makes the changelog topic: one partition per task.
+fn changelog_topic(rt: &tokio::runtime::Runtime, kafka: &KafkaConfig) {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     let admin: AdminClient<rdkafka::client::DefaultClientContext> =
         rdkafka::ClientConfig::new().set("bootstrap.servers", &kafka.brokers).create().expect("admin");
@@ -153,8 +152,25 @@ fn published_task(rt: &tokio::runtime::Runtime, kafka: &KafkaConfig, root: &Path
     let topic = kafka.changelog_topic();
     rt.block_on(admin.create_topics(&[NewTopic::new(&topic, parts, TopicReplication::Fixed(1))], &AdminOptions::new()))
         .expect("changelog topic");
-    let metrics = std::sync::Arc::new(paywatch::metrics::Metrics::new());
-    let (t, _) = TaskDir::open(root, TaskId::Account(0), LAYOUT, kafka, opts(), 256, metrics).expect("task dir");
+}
+
+fn setup(kafka: &KafkaConfig, root: &Path) -> Setup {
+    Setup {
+        kafka: kafka.clone(),
+        layout: LAYOUT,
+        root: root.to_owned(),
+        opts: opts(),
+        wal_keep_mb: 256,
+        metrics: std::sync::Arc::new(paywatch::metrics::Metrics::new()),
+        parallel_restores: 1,
+    }
+}
+
+/// A task's state of about `mb` MB (account-like entries), published to
+/// the task's changelog partition by `TaskDir` and closed. Returns the
+/// partition.
+fn published_task(kafka: &KafkaConfig, root: &Path, task: TaskId, mb: u64) -> Place {
+    let (t, _) = TaskDir::open(&setup(kafka, root), task, &std::sync::atomic::AtomicBool::new(false)).expect("task dir");
     let entries = mb * 1_000_000 / 216;
     for c in 0..entries.div_ceil(1000) {
         let mut b = t.store.batch();
@@ -199,7 +215,8 @@ fn bench(c: &mut Criterion) {
     // A task moves: its state restored from its changelog partition.
     let mb: u64 = std::env::var("BENCH_RESTORE_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     let kafka = KafkaConfig { group_id: "moves".into(), ..kafka };
-    let place = published_task(&rt, &kafka, &dir.path().join("x"), mb);
+    changelog_topic(&rt, &kafka);
+    let place = published_task(&kafka, &dir.path().join("x"), TaskId::Account(0), mb);
     let mut round = 0;
     let mut restore = || {
         round += 1;
@@ -218,6 +235,40 @@ fn bench(c: &mut Criterion) {
     g.bench_function(format!("account task of {mb} MB from its changelog partition"), |b| {
         b.iter_custom(|iters| (0..iters).map(|_| restore().0).sum())
     });
+    g.finish();
+
+    // A lost machine's tasks: four of mb/4 MB each, restored one after
+    // another and side by side (a member's `parallel_restores`).
+    let four: Vec<TaskId> = TaskId::all(LAYOUT).into_iter().filter(|t| *t != TaskId::Account(0)).take(4).collect();
+    let places: Vec<Place> = four.iter().map(|&task| published_task(&kafka, &dir.path().join("x"), task, mb.div_ceil(4))).collect();
+    let mut round = 0;
+    let mut restore_four = |at_once: usize| {
+        round += 1;
+        let root = dir.path().join(format!("z{round}"));
+        std::fs::create_dir_all(&root).expect("root");
+        let t0 = Instant::now();
+        for group in places.chunks(at_once) {
+            std::thread::scope(|scope| {
+                for place in group {
+                    let (kafka, target) = (&kafka, root.join(place.partition.to_string()));
+                    scope.spawn(move || paywatch::changelog::restore::restore(kafka, place, &target, opts()).expect("restored"));
+                }
+            });
+        }
+        let took = t0.elapsed();
+        std::fs::remove_dir_all(&root).expect("cleaned");
+        took
+    };
+    for at_once in [1, 4] {
+        println!("four tasks of {} MB restored {at_once} at a time: {:.2} s", mb.div_ceil(4), restore_four(at_once).as_secs_f64());
+    }
+    let mut g = c.benchmark_group("lost machine");
+    g.sample_size(10);
+    for at_once in [1, 4] {
+        g.bench_function(format!("four tasks of {} MB, {at_once} at a time", mb.div_ceil(4)), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| restore_four(at_once)).sum())
+        });
+    }
     g.finish();
 }
 

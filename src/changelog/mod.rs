@@ -81,6 +81,8 @@ pub enum ChangelogError {
     Target { dir: String, why: String },
     #[error("cannot read or write {path}: {source}")]
     Io { path: String, source: std::io::Error },
+    #[error("restore from {place} stopped before it was whole (the task left this instance); the next owner restores it")]
+    Stopped { place: String },
 }
 
 /// Starts every frame's value, so a foreign record on the topic is named,

@@ -18,6 +18,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// What a restore applied.
@@ -341,6 +342,15 @@ pub(super) fn read(
 /// the end, so an interrupted restore never leaves a state directory that
 /// looks whole.
 pub fn restore(kafka: &KafkaConfig, place: &Place, dir: &Path, opts: StoreOptions) -> Result<Restored, ChangelogError> {
+    restore_unless(kafka, place, dir, opts, &AtomicBool::new(false))
+}
+
+/// `restore`, given up with `ChangelogError::Stopped` once `stop` is set
+/// (checked at every frame and every wait): a task that leaves while it
+/// is restored does not hold up the group's rebalance. What was written
+/// stays in `<dir>.restoring`, which the next restore starts over.
+pub fn restore_unless(kafka: &KafkaConfig, place: &Place, dir: &Path, opts: StoreOptions, stop: &AtomicBool) -> Result<Restored, ChangelogError> {
+    let stopped = || ChangelogError::Stopped { place: place.to_string() };
     let target = |why: String| ChangelogError::Target { dir: dir.display().to_string(), why };
     if !is_empty_dir(dir) {
         return Err(target("already holds a state; restore into a new directory".into()));
@@ -359,7 +369,8 @@ pub fn restore(kafka: &KafkaConfig, place: &Place, dir: &Path, opts: StoreOption
         return Err(target(format!("{} is not empty", work.display())));
     }
     let mut r = Restorer::new(&store, origin, at);
-    read(&consumer, place, at, high, &mut |offset, f| r.offer(offset, f))?;
+    let offer = |r: &mut Restorer, offset, f: &Frame| if stop.load(Ordering::Relaxed) { Err(stopped()) } else { r.offer(offset, f) };
+    read(&consumer, place, at, high, &mut |offset, f| offer(&mut r, offset, f))?;
     // The snapshot may hold commits its deltas have not reached yet: read
     // on (its publisher is still sending them) until the state is whole.
     let mut until = high;
@@ -367,8 +378,10 @@ pub fn restore(kafka: &KafkaConfig, place: &Place, dir: &Path, opts: StoreOption
     while !r.consistent() && r.done.gap.is_none() {
         let now = end(&probe, place)?.end;
         if now > until {
-            read(&consumer, place, until, now, &mut |offset, f| r.offer(offset, f))?;
+            read(&consumer, place, until, now, &mut |offset, f| offer(&mut r, offset, f))?;
             until = now;
+        } else if stop.load(Ordering::Relaxed) {
+            return Err(stopped());
         } else if started.elapsed() > Duration::from_secs(120) {
             return Err(ChangelogError::Topic {
                 topic: place.to_string(),

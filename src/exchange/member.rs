@@ -20,45 +20,149 @@
 use super::task_dir::{Arrival, TaskDir};
 use super::tasks::{owned, Owned, TaskId, TopicPartition};
 use super::ExchangeError;
-use crate::config::KafkaConfig;
-use crate::engine::repartition::Layout;
-use crate::metrics::Metrics;
-use crate::store::StoreOptions;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::ClientContext;
+use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-/// What a member needs to open its tasks' directories.
-#[derive(Clone)]
-pub struct Setup {
-    pub kafka: KafkaConfig,
-    pub layout: Layout,
-    /// The instance's state directory: tasks live under `tasks/`.
-    pub root: PathBuf,
-    pub opts: StoreOptions,
-    /// What RocksDB's log keeps for each task's publisher.
-    pub wal_keep_mb: u64,
-    pub metrics: Arc<Metrics>,
-}
+pub use super::task_dir::Setup;
 
-/// Tasks opened and closed by one `poll`.
+/// How long a task whose restore failed waits before it is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// What changed since the last `poll`.
 #[derive(Debug, Default)]
 pub struct Moved {
-    /// Tasks that arrived, and how their directories were found.
+    /// Tasks whose directories are now open, and how they were found.
     pub opened: Vec<(TaskId, Arrival)>,
-    /// Tasks that left.
+    /// Tasks whose directories were closed, published to their end: they
+    /// left, or a rebalance took every partition away (range is eager).
     pub closed: Vec<TaskId>,
+    /// Tasks whose restores this poll began, beside the poll.
+    pub arriving: Vec<TaskId>,
+    /// Restores that failed; each task is tried again after `RETRY_AFTER`.
+    pub failed: Vec<(TaskId, ExchangeError)>,
+}
+
+/// Where a task owned by this member stands (`/status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Holding {
+    /// Owned, its restore not begun: `parallel_restores` are running, or
+    /// its last one failed and it waits to be tried again.
+    Waiting,
+    /// Its directory is being opened and restored.
+    Restoring,
+    /// Its directory is open: the task can run.
+    Open,
+}
+
+/// A restore running on a thread of its own.
+struct Restore {
+    /// Set when the task leaves: the restore gives up at its next frame.
+    left: Arc<AtomicBool>,
+    /// `None` once joined.
+    thread: Option<JoinHandle<Result<(TaskDir, Arrival), ExchangeError>>>,
+}
+
+impl Restore {
+    fn begin(setup: &Setup, task: TaskId) -> Result<Restore, ExchangeError> {
+        let left = Arc::new(AtomicBool::new(false));
+        let (setup, flag) = (setup.clone(), Arc::clone(&left));
+        let thread = std::thread::Builder::new()
+            .name(format!("restore-{task}"))
+            .spawn(move || TaskDir::open(&setup, task, &flag))
+            .map_err(|e| ExchangeError::Restore { task: task.to_string(), why: e.to_string() })?;
+        Ok(Restore { left, thread: Some(thread) })
+    }
+
+    fn finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Waits for the thread: its directory, or why there is none.
+    fn join(mut self, task: TaskId) -> Result<(TaskDir, Arrival), ExchangeError> {
+        let thread = self.thread.take().expect("joined once");
+        thread.join().unwrap_or_else(|panic| {
+            let why = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
+            Err(ExchangeError::Restore { task: task.to_string(), why: why.unwrap_or_else(|| "the restore thread panicked".into()) })
+        })
+    }
+}
+
+/// A restore dropped (the task left, the member stopped) is stopped and
+/// waited for: two restores of one directory never overlap.
+impl Drop for Restore {
+    fn drop(&mut self) {
+        self.left.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The member's tasks, shared with the rebalance callback, which closes
+/// them before the group hands their partitions to anyone else.
+#[derive(Default)]
+struct Desk {
+    /// The open directory of each task owned.
+    dirs: BTreeMap<TaskId, TaskDir>,
+    /// Restores running, at most `parallel_restores`.
+    restoring: BTreeMap<TaskId, Restore>,
+    /// Owned, restore not begun; with the time before which it may not be.
+    waiting: BTreeMap<TaskId, Instant>,
+    /// Closed since the last poll.
+    closed: Vec<TaskId>,
+}
+
+impl Desk {
+    /// Stops the restores, and closes (publishes to its end) every
+    /// directory: the tasks' partitions are being taken away.
+    fn close_all(&mut self) {
+        let stopped: Vec<TaskId> = self.restoring.keys().copied().collect();
+        self.restoring.clear();
+        self.waiting.clear();
+        for (task, d) in std::mem::take(&mut self.dirs) {
+            d.close();
+            self.closed.push(task);
+        }
+        if !self.closed.is_empty() || !stopped.is_empty() {
+            tracing::info!(closed = ?self.closed.iter().map(ToString::to_string).collect::<Vec<_>>(), restores_stopped = stopped.len(), "partitions revoked: the tasks' state is published to its end before the group hands them on");
+        }
+    }
+}
+
+fn lock(desk: &Mutex<Desk>) -> MutexGuard<'_, Desk> {
+    desk.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The membership consumer's context: on a revocation, every task is
+/// closed inside the rebalance, so the next owner restores all of it.
+struct Handover {
+    desk: Arc<Mutex<Desk>>,
+}
+
+impl ClientContext for Handover {}
+
+impl ConsumerContext for Handover {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(_) = rebalance {
+            lock(&self.desk).close_all();
+        }
+    }
 }
 
 /// This instance in the group's assignment, with its tasks' directories.
 pub struct Member {
     setup: Setup,
     /// Subscribed, never read: its assignment is the ownership.
-    consumer: BaseConsumer,
-    /// The open directory of each task owned.
-    dirs: BTreeMap<TaskId, TaskDir>,
+    consumer: BaseConsumer<Handover>,
+    /// The tasks' directories and restores (shared with the callback).
+    desk: Arc<Mutex<Desk>>,
     /// What the last assignment made of this instance (`/status`).
     owned: Owned,
 }
@@ -75,22 +179,26 @@ impl Member {
             }
             c.set(k, v);
         }
+        let desk = Arc::new(Mutex::new(Desk::default()));
         // Whole tasks need same-numbered partitions together: range only.
-        let consumer: BaseConsumer = c
+        let consumer: BaseConsumer<Handover> = c
             .set("group.id", &setup.kafka.group_id)
             .set("partition.assignment.strategy", "range")
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "latest")
             .set("enable.partition.eof", "false")
-            .create()?;
+            .create_with_context(Handover { desk: Arc::clone(&desk) })?;
         let topics = topics(&setup);
         consumer.subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())?;
-        Ok(Member { setup, consumer, dirs: BTreeMap::new(), owned: Owned::default() })
+        Ok(Member { setup, consumer, desk, owned: Owned::default() })
     }
 
-    /// Polls the membership for up to `timeout`, then opens the
-    /// directories of tasks that arrived and closes those of tasks that
-    /// left.
+    /// Polls the membership for up to `timeout` (a revocation closes every
+    /// task inside it), then closes the tasks that left, takes in the
+    /// restores that finished, and begins restoring the tasks that
+    /// arrived, up to `parallel_restores` at once, each on a thread of its
+    /// own: the poll never waits on a restore, so a long one does not
+    /// drop the member from the group (`max.poll.interval.ms`).
     pub fn poll(&mut self, timeout: Duration) -> Result<Moved, ExchangeError> {
         if let Some(Err(e)) = self.consumer.poll(timeout) {
             tracing::warn!(error = %e, "the group membership's consumer reports an error");
@@ -104,23 +212,57 @@ impl Member {
             assignment.elements().iter().map(|e| (e.topic().to_owned(), e.partition() as u32)).collect();
         let s = &self.setup;
         self.owned = owned(&assigned, s.layout, &s.kafka.topics, &s.kafka.group_id);
-        let mut moved = Moved::default();
-        let leaving: Vec<TaskId> = self.dirs.keys().filter(|t| !self.owned.tasks.contains(t)).copied().collect();
+        let mine: BTreeSet<TaskId> = self.owned.tasks.iter().copied().collect();
+        let mut desk = lock(&self.desk);
+        let mut moved = Moved { closed: std::mem::take(&mut desk.closed), ..Moved::default() };
+        desk.waiting.retain(|t, _| mine.contains(t));
+        desk.restoring.retain(|t, _| mine.contains(t));
+        let leaving: Vec<TaskId> = desk.dirs.keys().filter(|t| !mine.contains(t)).copied().collect();
         for task in leaving {
-            if let Some(d) = self.dirs.remove(&task) {
+            if let Some(d) = desk.dirs.remove(&task) {
                 d.close();
                 tracing::info!(task = %task, "task handed over: its state is published to its end");
                 moved.closed.push(task);
             }
         }
-        for &task in &self.owned.tasks {
-            if self.dirs.contains_key(&task) {
-                continue;
+        let done: Vec<TaskId> = desk.restoring.iter().filter(|(_, r)| r.finished()).map(|(t, _)| *t).collect();
+        for task in done {
+            let r = desk.restoring.remove(&task).expect("listed");
+            match r.join(task) {
+                Ok((d, arrival)) => {
+                    tracing::info!(task = %task, restored = arrival.restored.is_some(), set_aside = arrival.set_aside, restore_ms = arrival.restore_ms, "task arrived");
+                    desk.dirs.insert(task, d);
+                    moved.opened.push((task, arrival));
+                }
+                Err(e) => {
+                    tracing::error!(task = %task, error = %e, retry_s = RETRY_AFTER.as_secs(), "the task's directory could not be opened; trying again");
+                    desk.waiting.insert(task, Instant::now() + RETRY_AFTER);
+                    moved.failed.push((task, e));
+                }
             }
-            let (d, arrival) = TaskDir::open(&s.root, task, s.layout, &s.kafka, s.opts, s.wal_keep_mb, Arc::clone(&s.metrics))?;
-            tracing::info!(task = %task, restored = arrival.restored.is_some(), set_aside = arrival.set_aside, restore_ms = arrival.restore_ms, "task arrived");
-            self.dirs.insert(task, d);
-            moved.opened.push((task, arrival));
+        }
+        for &task in &mine {
+            if !desk.dirs.contains_key(&task) && !desk.restoring.contains_key(&task) {
+                desk.waiting.entry(task).or_insert_with(Instant::now);
+            }
+        }
+        let now = Instant::now();
+        let ready: Vec<TaskId> = desk.waiting.iter().filter(|(_, at)| **at <= now).map(|(t, _)| *t).collect();
+        for task in ready {
+            if desk.restoring.len() >= s.parallel_restores.max(1) {
+                break;
+            }
+            desk.waiting.remove(&task);
+            match Restore::begin(s, task) {
+                Ok(r) => {
+                    desk.restoring.insert(task, r);
+                    moved.arriving.push(task);
+                }
+                Err(e) => {
+                    desk.waiting.insert(task, now + RETRY_AFTER);
+                    moved.failed.push((task, e));
+                }
+            }
         }
         Ok(moved)
     }
@@ -130,17 +272,26 @@ impl Member {
         &self.owned
     }
 
-    /// The open directory of `task`, when this instance owns it.
-    pub fn dir(&self, task: TaskId) -> Option<&TaskDir> {
-        self.dirs.get(&task)
+    /// Where each task owned stands, as the last poll left it.
+    pub fn holding(&self) -> BTreeMap<TaskId, Holding> {
+        let desk = lock(&self.desk);
+        let open = desk.dirs.keys().map(|t| (*t, Holding::Open));
+        let restoring = desk.restoring.keys().map(|t| (*t, Holding::Restoring));
+        open.chain(restoring).chain(desk.waiting.keys().map(|t| (*t, Holding::Waiting))).collect()
     }
 
-    /// Leaves the group: every task's directory is closed first
-    /// (published to its end), so that the next owner restores all of it.
-    pub fn leave(mut self) {
-        for (_, d) in std::mem::take(&mut self.dirs) {
-            d.close();
-        }
+    /// Runs `f` on `task`'s open directory, when this instance has it
+    /// open. A revocation waits for `f` to return before it closes the
+    /// directory: what `f` commits is published before the task moves.
+    pub fn with_dir<R>(&self, task: TaskId, f: impl FnOnce(&TaskDir) -> R) -> Option<R> {
+        lock(&self.desk).dirs.get(&task).map(f)
+    }
+
+    /// Leaves the group: every restore is stopped and every task's
+    /// directory closed first (published to its end), so that the next
+    /// owner restores all of it.
+    pub fn leave(self) {
+        lock(&self.desk).close_all();
         self.consumer.unsubscribe();
     }
 }
@@ -153,6 +304,8 @@ fn topics(s: &Setup) -> BTreeSet<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::KafkaConfig;
+    use crate::engine::repartition::Layout;
 
     #[test]
     fn an_assignor_that_splits_tasks_is_refused_by_name() {
@@ -167,7 +320,8 @@ mod tests {
             root: dir.path().to_owned(),
             opts: crate::store::tests::opts(),
             wal_keep_mb: 0,
-            metrics: Arc::new(Metrics::new()),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+            parallel_restores: 2,
         };
         let err = Member::join(setup("roundrobin")).err().expect("refused").to_string();
         assert!(err.contains("\"roundrobin\"") && err.contains("range"), "{err}");

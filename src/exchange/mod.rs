@@ -68,6 +68,8 @@ pub enum ExchangeError {
     Wire(#[from] WireError),
     #[error("partition.assignment.strategy {asked:?} in [kafka.consumer] would split tasks between instances: the group's tasks need \"range\" (remove the setting)")]
     Assignor { asked: String },
+    #[error("task {task}: its directory could not be opened: {why}")]
+    Restore { task: String, why: String },
     #[error("a task's state directory: {0}")]
     Changelog(#[from] crate::changelog::ChangelogError),
 }

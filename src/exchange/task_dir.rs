@@ -22,7 +22,7 @@
 use super::tasks::TaskId;
 use super::ExchangeError;
 use crate::changelog::publish::{published_origin, ChangelogPublisher};
-use crate::changelog::restore::{is_empty_dir, last_origin, restore, set_aside, superseded, Restored};
+use crate::changelog::restore::{is_empty_dir, last_origin, restore_unless, set_aside, superseded, Restored};
 use crate::changelog::{ChangelogError, Place};
 use crate::config::KafkaConfig;
 use crate::engine::repartition::Layout;
@@ -33,6 +33,28 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
+
+/// What an instance's tasks need to open their directories.
+#[derive(Clone)]
+pub struct Setup {
+    /// Brokers, the group, and the changelog topic the tasks publish to.
+    pub kafka: KafkaConfig,
+    /// The group's tasks: which changelog partition is whose.
+    pub layout: Layout,
+    /// The instance's state directory: tasks live under `tasks/`.
+    pub root: PathBuf,
+    /// Each task's RocksDB options.
+    pub opts: StoreOptions,
+    /// What RocksDB's log keeps for each task's publisher
+    /// (`[kafka.changelog] wal_keep_mb`).
+    pub wal_keep_mb: u64,
+    /// Where the publishers count what they send and their errors.
+    pub metrics: Arc<Metrics>,
+    /// How many tasks a member restores at once, beside its poll: each
+    /// restore holds two consumers and their fetch buffers, and on a
+    /// small machine the broker's reads are the limit.
+    pub parallel_restores: usize,
+}
 
 /// How a task's directory was found on arrival.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -68,20 +90,14 @@ impl TaskDir {
         root.join("tasks").join(task.to_string())
     }
 
-    /// Opens `task`'s directory under `root` as the module doc says, and
-    /// starts its publisher. `wal_keep_mb`: what RocksDB's log keeps for
-    /// the publisher (`[kafka.changelog] wal_keep_mb`).
-    pub fn open(
-        root: &Path,
-        task: TaskId,
-        layout: Layout,
-        kafka: &KafkaConfig,
-        opts: StoreOptions,
-        wal_keep_mb: u64,
-        metrics: Arc<Metrics>,
-    ) -> Result<(TaskDir, Arrival), ExchangeError> {
+    /// Opens `task`'s directory under `setup.root` as the module doc
+    /// says, and starts its publisher. A restore is given up
+    /// (`ChangelogError::Stopped`) once `left` is set: the task left.
+    pub fn open(setup: &Setup, task: TaskId, left: &AtomicBool) -> Result<(TaskDir, Arrival), ExchangeError> {
+        let Setup { kafka, layout, root, opts, wal_keep_mb, metrics, .. } = setup;
+        let (opts, root) = (*opts, root.as_path());
         let dir = TaskDir::path(root, task);
-        let place = Place::at(kafka, task.changelog_partition(layout));
+        let place = Place::at(kafka, task.changelog_partition(*layout));
         let mut arrival = Arrival::default();
         if !is_empty_dir(&dir) && superseded(published_origin(&dir), last_origin(kafka, &place)?) {
             let aside = set_aside(&dir)?;
@@ -92,7 +108,7 @@ impl TaskDir {
             let io = |source| ChangelogError::Io { path: dir.display().to_string(), source };
             std::fs::create_dir_all(dir.parent().unwrap_or(root)).map_err(io)?;
             let started = Instant::now();
-            match restore(kafka, &place, &dir, opts) {
+            match restore_unless(kafka, &place, &dir, opts, left) {
                 Ok(r) => {
                     arrival.restore_ms = started.elapsed().as_millis() as u64;
                     tracing::info!(task = %task, place = %place, commits = r.commits, bytes = r.bytes, restore_ms = arrival.restore_ms, "task state restored from its changelog partition");
@@ -104,9 +120,9 @@ impl TaskDir {
                 Err(e) => return Err(e.into()),
             }
         }
-        let store = Store::open_keeping_wal(&dir, opts, wal_keep_mb)?;
+        let store = Store::open_keeping_wal(&dir, opts, *wal_keep_mb)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let publisher = ChangelogPublisher::new(kafka, store.clone(), metrics, Arc::clone(&stop))?.on(place.clone()).finishing_snapshots();
+        let publisher = ChangelogPublisher::new(kafka, store.clone(), Arc::clone(metrics), Arc::clone(&stop))?.on(place.clone()).finishing_snapshots();
         let thread = std::thread::Builder::new()
             .name(format!("changelog-{task}"))
             .spawn(move || publisher.run())

@@ -7,7 +7,8 @@
 //! order. A topic made with other partition counts is refused, named; a
 //! record missing from its stream stops its reader at that offset; and a
 //! checkpoint past the end of its partition (the topic made again) is
-//! refused when the partition is assigned.
+//! refused when the partition is assigned. A checkpoint inside the last
+//! batch, past tansu's watermark, reads on to the batch's end.
 
 use super::common::kafka::Broker;
 use paywatch::config::KafkaConfig;
@@ -492,4 +493,81 @@ fn members_of_one_group_own_whole_tasks_under_the_range_assignor() {
         want.sort();
         assert_eq!(tasks, want, "{round} members: every task owned once");
     }
+}
+
+/// A reader checkpointed inside the last batch of its partition, after
+/// tansu's watermark (which stops at that batch's first record), resumes
+/// there and reads the rest of the batch with nothing new written: a fetch
+/// from the checkpoint itself would bring nothing until another batch
+/// came. Every fact is released once, before the checkpoint or after it.
+#[test]
+fn a_checkpoint_inside_the_last_batch_reads_on_to_its_end() {
+    use paywatch::exchange::inbox::POLL_MAX;
+    use paywatch::source::log_end::tail;
+    use rdkafka::consumer::BaseConsumer;
+    let tmp = tempfile::tempdir().unwrap();
+    let broker = Broker::start(tmp.path());
+    // One producer batch for every record of the commit.
+    let producer = [("linger.ms", "200"), ("batch.num.messages", "1000000"), ("batch.size", "67108864")];
+    let kafka = KafkaConfig {
+        brokers: broker.addr.clone(),
+        producer: producer.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        ..KafkaConfig::default()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(ensure_topics(&kafka, "lb", LAYOUT, 1)).unwrap();
+    let n = POLL_MAX as u64 * 3 / 2;
+    // The other upstreams mark past every fact first, so that the facts
+    // are released as they are read, and come last, in one batch.
+    for (i, from) in [(Task::Person, 0), (Task::Person, 1), (Task::Decisions, 1)].into_iter().enumerate() {
+        let mut w = WritingTask::open(&tmp.path().join(format!("m{i}")), Upstream { task: from.0, partition: from.1 }, &kafka, "lb");
+        w.commit(&[], at(n));
+        rt.block_on(w.sender.drain()).unwrap();
+    }
+    let mut w = WritingTask::open(&tmp.path().join("w"), Upstream { task: Task::Decisions, partition: 0 }, &kafka, "lb");
+    // Every decision on one account's case: one partition holds them all.
+    let facts: Vec<(u64, Fact)> = (0..n).map(|i| (i, Fact::Decision(Decision { decision_id: format!("d{i}"), ..decision(0) }))).collect();
+    w.commit(&facts, at(n));
+    rt.block_on(w.sender.drain()).unwrap();
+    let part = (Topic::ByAccount, paywatch::partition::of(decision(0).subject.as_bytes(), 3));
+    let name = part.0.name("lb");
+
+    let mut released = Vec::new();
+    let mut task = ReadingTask::open(&tmp.path().join("r"), part);
+    let mut inbox = Inbox::open(&kafka, "lb", LAYOUT).unwrap();
+    inbox.assign(&task.store, &[part]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while inbox.next_offset(part.0, part.1) == Some(0) {
+        inbox.poll(Duration::from_millis(200)).unwrap();
+        assert!(Instant::now() < deadline, "nothing read");
+    }
+    while let Some((_, _, _, Fact::Decision(d))) = inbox.pop() {
+        released.push(d.decision_id);
+    }
+    task.applied = released.clone();
+    task.commit(&inbox);
+    let checkpoint = inbox.next_offset(part.0, part.1).unwrap();
+    drop((inbox, task));
+    let probe: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", &kafka.brokers).set("group.id", "probe").create().unwrap();
+    let t = tail(&probe, &name, part.1 as i32, Duration::from_secs(10)).unwrap();
+    assert!(t.watermark < checkpoint && checkpoint < t.end, "the checkpoint {checkpoint} is inside the last batch, past the watermark {} and before the end {}", t.watermark, t.end);
+
+    // The reader starts again from its checkpoint; nothing more is written.
+    let task = ReadingTask::open(&tmp.path().join("r"), part);
+    let mut inbox = Inbox::open(&kafka, "lb", LAYOUT).unwrap();
+    inbox.assign(&task.store, &[part]).unwrap();
+    let mut after = Vec::new();
+    while inbox.next_offset(part.0, part.1) < Some(t.end) {
+        inbox.poll(Duration::from_millis(200)).unwrap();
+        while let Some((_, _, _, Fact::Decision(d))) = inbox.pop() {
+            after.push(d.decision_id);
+        }
+        assert!(Instant::now() < deadline + Duration::from_secs(30), "read to {:?} of {}", inbox.next_offset(part.0, part.1), t.end);
+    }
+    eprintln!("checkpoint {checkpoint} in the batch from {} to {}: {} facts before it, {} after", t.watermark - 1, t.end, task.applied.len(), after.len());
+    let all: Vec<String> = task.applied.iter().chain(&after).cloned().collect();
+    let want: Vec<String> = (0..n).map(|i| format!("d{i}")).collect();
+    let wrong = all.iter().zip(&want).position(|(a, w)| a != w);
+    assert!(all == want, "each fact once, in order: {} of {n} released, the first out of place at {wrong:?}", all.len());
+    assert!(!task.applied.is_empty() && !after.is_empty(), "released on both sides of the checkpoint");
 }

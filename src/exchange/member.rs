@@ -2,9 +2,16 @@
 //! subscribed to every topic a task reads, under Kafka's range assignor
 //! (another one set in `[kafka.consumer]` is refused), whose assignment
 //! says which tasks this instance owns (`tasks::owned`). Each task owned
-//! has its state directory open
-//! (`task_dir`): restored when it arrives, closed (published to its end)
-//! when it leaves.
+//! has its state directory open (`task_dir`): restored when it arrives,
+//! on a thread of its own beside the poll, up to `parallel_restores` at
+//! once; closed (published to its end) when it leaves.
+//!
+//! Leaving happens inside the rebalance: the consumer's context closes
+//! every task when its partitions are revoked, before this member rejoins,
+//! and the group hands partitions on only once every member has rejoined.
+//! So a task's next owner restores it after its last commit here was
+//! published. Work on a directory goes through `with_dir`, under the lock
+//! the revocation takes.
 //!
 //! The member only belongs: the partitions it is given are paused at once.
 //! A task reads them through its own consumer at the offsets its state

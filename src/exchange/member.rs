@@ -130,15 +130,16 @@ impl Desk {
     /// Stops the restores, and closes (publishes to its end) every
     /// directory: the tasks' partitions are being taken away.
     fn close_all(&mut self) {
-        let stopped: Vec<TaskId> = self.restoring.keys().copied().collect();
+        let stopped = self.restoring.len();
         self.restoring.clear();
         self.waiting.clear();
+        let closed: Vec<String> = self.dirs.keys().map(ToString::to_string).collect();
         for (task, d) in std::mem::take(&mut self.dirs) {
             d.close();
             self.closed.push(task);
         }
-        if !self.closed.is_empty() || !stopped.is_empty() {
-            tracing::info!(closed = ?self.closed.iter().map(ToString::to_string).collect::<Vec<_>>(), restores_stopped = stopped.len(), "partitions revoked: the tasks' state is published to its end before the group hands them on");
+        if !closed.is_empty() || stopped > 0 {
+            tracing::info!(?closed, restores_stopped = stopped, "partitions revoked: the tasks' state is published to its end before the group hands them on");
         }
     }
 }

@@ -127,12 +127,7 @@ fn a_task_moves_with_its_state_through_its_own_changelog_partition() {
 /// task), and the group's settings: members' sessions end 6 s after their
 /// last heartbeat.
 fn group_topics(broker: &Broker, group: &str) -> KafkaConfig {
-    let kafka = KafkaConfig {
-        brokers: broker.addr.clone(),
-        group_id: group.into(),
-        consumer: [("session.timeout.ms".to_string(), "6000".to_string())].into(),
-        ..KafkaConfig::default()
-    };
+    let kafka = group_settings(&broker.addr, group);
     let t = &kafka.topics;
     let inputs: Vec<String> = [&t.payments, &t.roster, &t.deaths, &t.vulnerable].iter().map(|n| format!("{n}:2")).collect();
     let decisions = format!("{}:1", t.decisions);
@@ -142,6 +137,17 @@ fn group_topics(broker: &Broker, group: &str) -> KafkaConfig {
     broker.create_topics(&made);
     tokio::runtime::Runtime::new().unwrap().block_on(paywatch::exchange::ensure_topics(&kafka, group, LAYOUT, 1)).unwrap();
     kafka
+}
+
+/// A member of `group` at `brokers`: its session ends 6 s after its last
+/// heartbeat.
+fn group_settings(brokers: &str, group: &str) -> KafkaConfig {
+    KafkaConfig {
+        brokers: brokers.into(),
+        group_id: group.into(),
+        consumer: [("session.timeout.ms".to_string(), "6000".to_string())].into(),
+        ..KafkaConfig::default()
+    }
 }
 
 /// What the polls of a group's members saw (`settle`).
@@ -297,13 +303,7 @@ const SAYS: &str = "member says: ";
 fn member_in_a_child_process() {
     let Ok(spec) = std::env::var(CHILD) else { return };
     let (brokers, root) = spec.split_once('|').unwrap();
-    let kafka = KafkaConfig {
-        brokers: brokers.into(),
-        group_id: "mk".into(),
-        consumer: [("session.timeout.ms".to_string(), "6000".to_string())].into(),
-        ..KafkaConfig::default()
-    };
-    let mut m = Member::join(setup(Path::new(root), &kafka)).unwrap();
+    let mut m = Member::join(setup(Path::new(root), &group_settings(brokers, "mk"))).unwrap();
     let mut next: std::collections::BTreeMap<TaskId, u32> = Default::default();
     loop {
         let moved = m.poll(Duration::from_millis(50)).unwrap();

@@ -45,6 +45,14 @@ impl Engine {
             None => false,
         };
         let outcome = match Owner::of(d.rule) {
+            // Its account task decides it, and dead-letters it if it must
+            // (`away.rs`): here it is applied by being handed on.
+            Owner::Account if self.wire.as_ref().is_some_and(|w| w.accounts_away()) => {
+                if let Some(w) = &mut self.wire {
+                    w.write_decision(d.clone()).map_err(super::wire_error)?;
+                }
+                return Ok(Outcome::Applied);
+            }
             Owner::Account => self.accounts.decide(d.clone(), repeated)?,
             Owner::Person if repeated => {
                 let l = self.lane(&d.subject);

@@ -45,6 +45,11 @@ pub struct Staged<'a> {
     pub quiet: &'a FxHashSet<String>,
     /// Cases reopened by a relapse, as they stand.
     pub reopened: &'a [crate::store::cases::Case],
+    /// The `by-account` records this commit's state wrote, when account
+    /// tasks read them elsewhere ([`Engine::send_accounts_away`]): the
+    /// caller stages them in the exchange's outbox in this batch, or they
+    /// are lost. Empty otherwise.
+    pub leaving: &'a [crate::engine::repartition::Outgoing],
 }
 
 /// A commit handed to RocksDB on another thread, not yet durable.
@@ -100,6 +105,9 @@ impl Engine {
 
     /// Commits everything staged, with `position` as the input reached.
     pub fn commit(&mut self, position: Option<SortKey>) -> Result<Committed, EngineError> {
+        if self.wire.as_ref().is_some_and(|w| w.accounts_away()) {
+            return Err(EngineError::Repartition("the accounts' records leave with the commit: commit with commit_with and stage Staged::leaving".into()));
+        }
         self.commit_with(position, |_, _| Ok(()))
     }
 
@@ -117,7 +125,11 @@ impl Engine {
         // A handle of its own, so the batch does not borrow the engine.
         let store = self.store.clone();
         let mut batch = store.batch_with_capacity(self.batch_capacity());
-        extra(&mut batch, Staged { alerts: &self.staged_alerts, quiet: &self.quiet_ids, reopened: &self.reopened })?;
+        let leaving = self.wire.as_mut().map(|w| std::mem::take(&mut w.leaving)).unwrap_or_default();
+        extra(&mut batch, Staged { alerts: &self.staged_alerts, quiet: &self.quiet_ids, reopened: &self.reopened, leaving: &leaving })?;
+        if let Some(s) = self.wire.as_ref().and_then(|w| w.away_state()) {
+            batch.put(Cf::Meta, keys::META_ACCOUNTS_AWAY, &s)?;
+        }
         self.fill(&mut batch, position, false)?;
         let failed_attempts = match &mut self.on_write_failure {
             Some(policy) => store.commit_retrying(batch, policy.as_mut())?,
@@ -152,7 +164,7 @@ impl Engine {
     /// this way; with a write-failure policy set (the service), this is
     /// [`Engine::commit`].
     pub fn commit_in_background(&mut self, position: Option<SortKey>) -> Result<Committed, EngineError> {
-        if self.on_write_failure.is_some() {
+        if self.on_write_failure.is_some() || self.wire.as_ref().is_some_and(|w| w.accounts_away()) {
             return self.commit(position);
         }
         self.drain()?;

@@ -9,6 +9,7 @@
 
 mod accounts;
 mod archive;
+mod away;
 mod casebook;
 mod cases;
 mod commit;

@@ -576,6 +576,7 @@ fn a_v1_state_directory_is_upgraded_in_place() {
 
 mod accounts;
 mod arrival;
+mod away;
 mod batches;
 mod cases;
 mod custodians;

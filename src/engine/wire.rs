@@ -35,7 +35,9 @@
 //! instances.
 
 use super::facts::{KeyFact, PersonFact};
-use super::repartition::{Fact, Layout, Outgoing, Reader, Task, Topic, Upstream, WireError, Writer};
+use super::repartition::{Fact, Layout, Outgoing, Reader, Task, Topic, Upstream, WireError, Writer, WriterState};
+use crate::model::decision::Decision;
+use serde::{Deserialize, Serialize};
 use super::{Engine, EngineError};
 use crate::model::{Record, SortKey, Timestamp};
 use std::collections::VecDeque;
@@ -96,6 +98,26 @@ pub(super) struct Wire {
     /// A test seam: every batch reaches the logs, then its second half
     /// again, as from a publisher that lost its record of what it sent.
     republish: bool,
+    /// `by-account` is read by account tasks elsewhere (`away.rs`): its
+    /// records leave with the commit instead of reaching a log here.
+    accounts_away: bool,
+    /// The `by-account` records written since the last commit, in the
+    /// order written (each writer's in its stream's order), for the commit
+    /// to stage in the exchange's outbox.
+    pub(super) leaving: Vec<Outgoing>,
+}
+
+/// What a commit records of the writers when `by-account` is away
+/// (`keys::META_ACCOUNTS_AWAY`): with it a restarted engine writes what it
+/// writes again under the same numbers, at the same positions.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct AwayState {
+    /// Records applied through the commit: the next one's position.
+    applied: u64,
+    /// Each lane's writer (person task `i`).
+    persons: Vec<WriterState>,
+    /// The decisions task's writer.
+    decisions: WriterState,
 }
 
 /// A fact released by a reader: the topic and partition it was read on,
@@ -114,7 +136,13 @@ fn position(n: u64) -> SortKey {
 
 impl Wire {
     pub(super) fn new(lanes: u32) -> Wire {
-        let layout = Layout { persons: lanes, decisions: 1, accounts: lanes, custodians: lanes, households: lanes };
+        Wire::with_accounts(lanes, lanes)
+    }
+
+    /// One partition per lane on every topic but `by-account`, which has
+    /// `accounts`.
+    pub(super) fn with_accounts(lanes: u32, accounts: u32) -> Wire {
+        let layout = Layout { persons: lanes, decisions: 1, accounts, custodians: lanes, households: lanes };
         let persons = (0..lanes).map(|p| Writer::new(Upstream { task: Task::Person, partition: p }, layout)).collect();
         let decisions = Writer::new(Upstream { task: Task::Decisions, partition: 0 }, layout);
         let answers = [Task::Custodian, Task::Household]
@@ -125,7 +153,22 @@ impl Wire {
         let readers = Topic::ALL.iter().map(|t| (0..layout.partitions(*t)).map(|p| Reader::new(*t, p, layout)).collect()).collect();
         let volume = Topic::ALL.iter().map(|t| TopicVolume { topic: t.suffix(), ..TopicVolume::default() }).collect();
         let producing = (0..=lanes).map(|_| Vec::new()).collect();
-        Wire { layout, persons, decisions, answers, producing, logs, readers, applied: 0, lane: 0, pending: 0, volume, republish: false }
+        Wire {
+            layout,
+            persons,
+            decisions,
+            answers,
+            producing,
+            logs,
+            readers,
+            applied: 0,
+            lane: 0,
+            pending: 0,
+            volume,
+            republish: false,
+            accounts_away: false,
+            leaving: Vec::new(),
+        }
     }
 
     /// The next record is applied, in `lane`: its facts are written by that
@@ -174,6 +217,62 @@ impl Wire {
         Ok(())
     }
 
+    /// From now on `by-account` records leave with each commit
+    /// (`away.rs`). `resumed`: what the last commit recorded, so the
+    /// records written again after a restart carry the numbers and
+    /// positions they had, and the account tasks skip them as repeats.
+    /// Only `by-account`'s numbers are resumed: the other topics' readers
+    /// are in this process and start over with it.
+    pub(super) fn send_accounts_away(&mut self, resumed: Option<AwayState>) -> Result<(), WireError> {
+        self.accounts_away = true;
+        let Some(s) = resumed else { return Ok(()) };
+        let only_accounts = |mut st: WriterState| {
+            for (i, t) in Topic::ALL.iter().enumerate() {
+                if *t != Topic::ByAccount {
+                    st.next.get_mut(i).into_iter().flatten().for_each(|n| *n = 0);
+                }
+            }
+            st
+        };
+        if s.persons.len() != self.persons.len() {
+            return Err(WireError::LayoutChanged { topic: Topic::ByAccount, partition: 0, had: s.persons.len(), has: self.persons.len() });
+        }
+        for (p, st) in s.persons.into_iter().enumerate() {
+            self.persons[p] = Writer::resume(Upstream { task: Task::Person, partition: p as u32 }, self.layout, only_accounts(st))?;
+        }
+        self.decisions = Writer::resume(Upstream { task: Task::Decisions, partition: 0 }, self.layout, only_accounts(s.decisions))?;
+        self.applied = s.applied;
+        Ok(())
+    }
+
+    /// What a commit records when `by-account` is away; `None` otherwise.
+    pub(super) fn away_state(&self) -> Option<AwayState> {
+        self.accounts_away.then(|| AwayState {
+            applied: self.applied,
+            persons: self.persons.iter().map(Writer::checkpoint).collect(),
+            decisions: self.decisions.checkpoint(),
+        })
+    }
+
+    /// Whether `by-account` is read elsewhere.
+    pub(super) fn accounts_away(&self) -> bool {
+        self.accounts_away
+    }
+
+    /// The partition counts, for the tasks reading what leaves.
+    pub(super) fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// The decision in hand, on an account's case, goes to its account
+    /// task: written by the decisions task at the decision's position.
+    pub(super) fn write_decision(&mut self, d: Decision) -> Result<(), WireError> {
+        let o = self.decisions.fact(position(self.applied), Fact::Decision(d))?;
+        let decisions = self.persons.len();
+        self.put(o, true, Some(decisions));
+        Ok(())
+    }
+
     /// Counts a record and queues it: behind its ordered writer's earlier
     /// ones, or (an answer, order-free) straight into its log.
     fn put(&mut self, o: Outgoing, fact: bool, writer: Option<usize>) {
@@ -183,6 +282,10 @@ impl Wire {
             false => v.marks += 1,
         }
         v.bytes += o.value.len() as u64;
+        if self.accounts_away && o.topic == Topic::ByAccount {
+            self.leaving.push(o);
+            return;
+        }
         self.pending += 1;
         match writer {
             Some(w) => self.producing[w].push(o),

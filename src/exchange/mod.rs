@@ -29,6 +29,7 @@
 //! keeps each task's state in a directory of its own, published to the
 //! task's changelog partition and restored from it when the task moves.
 
+pub mod account_task;
 pub mod inbox;
 pub mod member;
 pub mod outbox;
@@ -70,6 +71,8 @@ pub enum ExchangeError {
     Assignor { asked: String },
     #[error("task {task}: its directory could not be opened: {why}")]
     Restore { task: String, why: String },
+    #[error("an account task's engine: {0}")]
+    Engine(#[from] crate::engine::EngineError),
     #[error("a task's state directory: {0}")]
     Changelog(#[from] crate::changelog::ChangelogError),
 }

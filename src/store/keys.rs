@@ -39,6 +39,9 @@ pub const META_SCHEMA: &[u8] = b"schema";
 pub const META_PROGRESS: &[u8] = b"progress";
 /// How many lanes the deadline buckets are split into (`engine::timers`).
 pub const META_LANES: &[u8] = b"lanes";
+/// The person side's writers of `by-account` records, when account tasks
+/// read them elsewhere (`engine::away`).
+pub const META_ACCOUNTS_AWAY: &[u8] = b"accounts_away";
 /// `paywatch run`: Kafka offsets and the outbox sequence.
 pub const META_STREAM: &[u8] = b"stream";
 /// Decisions made of stored reviews by the v2 → v3 upgrade (JSON list),

@@ -4,6 +4,7 @@
 
 mod api;
 mod audit_truth;
+mod away;
 mod bad_input;
 mod cases;
 mod changelog;

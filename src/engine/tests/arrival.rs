@@ -24,15 +24,15 @@ const ACCOUNT_X: &str = "6217005555555555";
 /// Cases per property: `n`, times `PAYWATCH_PROPTEST_SCALE` when set
 /// (`make soak`: CI draws new cases each run and once found one that
 /// thousands of earlier cases had not).
-fn cases(n: u32) -> u32 {
+pub(super) fn cases(n: u32) -> u32 {
     n * std::env::var("PAYWATCH_PROPTEST_SCALE").ok().and_then(|v| v.parse().ok()).unwrap_or(1)
 }
 
 /// Every alert by id: rule, event time, case and evidence.
-type Seen = BTreeMap<String, (Rule, String, String, String)>;
+pub(super) type Seen = BTreeMap<String, (Rule, String, String, String)>;
 
 /// The alerts as [`Seen`].
-fn seen(alerts: &[Alert]) -> Seen {
+pub(super) fn seen(alerts: &[Alert]) -> Seen {
     alerts
         .iter()
         .map(|a| (a.alert_id.clone(), (a.rule, a.event_time.clone(), a.case_id.clone(), serde_json::to_string(&a.evidence).unwrap())))

@@ -13,6 +13,12 @@
 //! partition, is restored on another instance; criterion measures the
 //! restore. The broker is `PAYWATCH_TANSU`, else where `scripts/deps.sh`
 //! installs it.
+//!
+//! Third, an account task on another instance (`exchange::account_task`):
+//! a person side sends the accounts' facts of a generated ledger of
+//! `BENCH_AWAY_HOUSEHOLDS` (2,000) households to one `by-account`
+//! partition; criterion measures an account task reading, applying and
+//! committing all of them on a fresh store.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use paywatch::config::KafkaConfig;
@@ -272,5 +278,87 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// The person side of a generated ledger, its accounts sent away to one
+/// `by-account` partition of `group`'s topics: how many records it sent.
+fn person_side(rt: &tokio::runtime::Runtime, kafka: &KafkaConfig, dir: &Path, group: &str, cfg: &paywatch::config::Config) -> i64 {
+    let households = std::env::var("BENCH_AWAY_HOUSEHOLDS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000);
+    let g = paywatch::generate::generate(&paywatch::generate::GenerateOptions {
+        out: dir.join("ledger"),
+        households,
+        from: paywatch::model::Period::new(2018, 1),
+        to: paywatch::model::Period::new(2021, 12),
+        seed: 11,
+        format: paywatch::generate::OutFormat::Jsonl,
+    })
+    .expect("ledger");
+    let inputs = paywatch::source::Inputs::new(g.roster, g.deaths, g.payments);
+    let sort = dir.join("sort");
+    std::fs::create_dir_all(&sort).expect("sort dir");
+    let runs = paywatch::source::stage(&inputs, cfg.limits(Timestamp(1_800_000_000_000)), 1 << 20, &sort, &mut |_| Ok(()), &mut |_| true).expect("staged");
+    let records: Vec<paywatch::model::Record> = runs.merge(None).expect("merge").map(|s| s.expect("record").record).collect();
+    let mut engine = engine(&dir.join("person"), cfg);
+    engine.send_accounts_away(1).expect("away");
+    rt.block_on(ensure_topics(kafka, group, engine.away_layout().expect("away"), 1)).expect("topics");
+    let mut outbox = Outbox::open(engine.store()).expect("outbox");
+    let mut sender = Sender::new(kafka, engine.store().clone(), group).expect("sender");
+    let (t0, mut sent) = (Instant::now(), 0);
+    for chunk in records.chunks(10_000) {
+        for r in chunk {
+            engine.apply(r).expect("applied");
+        }
+        engine
+            .commit_with(None, |b, staged| {
+                sent += staged.leaving.len() as i64;
+                Ok(outbox.stage(b, staged.leaving)?)
+            })
+            .expect("committed");
+        rt.block_on(sender.drain()).expect("sent");
+    }
+    let s = t0.elapsed().as_secs_f64();
+    println!("person side, accounts away: {} records in {s:.2} s = {:.0} records/s; {sent} by-account records sent", records.len(), records.len() as f64 / s);
+    sent
+}
+
+fn engine(dir: &Path, cfg: &paywatch::config::Config) -> paywatch::engine::Engine {
+    let clock = std::sync::Arc::new(paywatch::clock::FixedClock::new(Timestamp(1_800_000_000_000)));
+    paywatch::engine::Engine::open(Store::open(dir, opts()).expect("store"), cfg.rules.clone(), cfg.tz(), 100_000, clock).expect("engine")
+}
+
+/// An account task reads, applies and commits every one of `sent`
+/// records on a fresh store.
+fn account_task(kafka: &KafkaConfig, dir: &Path, group: &str, cfg: &paywatch::config::Config, sent: i64) -> Duration {
+    let layout = Layout { persons: 1, decisions: 1, accounts: 1, custodians: 1, households: 1 };
+    let t0 = Instant::now();
+    let mut task = paywatch::exchange::account_task::AccountTask::open(kafka, group, layout, 0, engine(dir, cfg)).expect("task");
+    while task.next_offset() < sent {
+        task.step(Duration::from_millis(20), |_, _| Ok(())).expect("step");
+    }
+    let took = t0.elapsed();
+    drop(task);
+    std::fs::remove_dir_all(dir).expect("cleaned");
+    took
+}
+
+fn bench_away(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_broker, addr) = Broker::start(dir.path());
+    let kafka = KafkaConfig { brokers: addr, ..KafkaConfig::default() };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let cfg = paywatch::config::Config::parse("").expect("default config");
+    let sent = person_side(&rt, &kafka, dir.path(), "away", &cfg);
+    let mut round = 0;
+    let mut read = || {
+        round += 1;
+        account_task(&kafka, &dir.path().join(format!("task{round}")), "away", &cfg, sent)
+    };
+    let s = read().as_secs_f64();
+    println!("account task: {sent} by-account records read, applied and committed in {s:.2} s = {:.0} records/s", sent as f64 / s);
+    let mut g = c.benchmark_group("account task");
+    g.sample_size(10);
+    g.throughput(criterion::Throughput::Elements(sent as u64));
+    g.bench_function("one by-account partition, read and applied", |b| b.iter_custom(|iters| (0..iters).map(|_| read()).sum()));
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_away);
 criterion_main!(benches);

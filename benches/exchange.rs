@@ -329,12 +329,13 @@ fn engine(dir: &Path, cfg: &paywatch::config::Config) -> paywatch::engine::Engin
 fn account_task(kafka: &KafkaConfig, dir: &Path, group: &str, cfg: &paywatch::config::Config, sent: i64) -> Duration {
     let layout = Layout { persons: 1, decisions: 1, accounts: 1, custodians: 1, households: 1 };
     let t0 = Instant::now();
-    let mut task = paywatch::exchange::account_task::AccountTask::open(kafka, group, layout, 0, engine(dir, cfg)).expect("task");
-    while task.next_offset() < sent {
-        task.step(Duration::from_millis(20), |_, _| Ok(())).expect("step");
+    let mut tasks = paywatch::exchange::account_task::AccountTasks::open(kafka, group, layout).expect("tasks");
+    tasks.add(0, engine(dir, cfg)).expect("task");
+    while tasks.next_offset(0).unwrap_or(0) < sent {
+        tasks.step(Duration::from_millis(20), |_, _, _| Ok(())).expect("step");
     }
     let took = t0.elapsed();
-    drop(task);
+    drop(tasks);
     std::fs::remove_dir_all(dir).expect("cleaned");
     took
 }

@@ -1,11 +1,12 @@
 //! The accounts on other tasks, on a real broker (#16 step 2): a person
 //! side that sends its accounts' facts away through the exchange's outbox
-//! and three account tasks reading `by-account` through their inboxes,
-//! each on a store of its own, raise together the alerts `paywatch audit`
-//! raises on the same ledger, each once, and dead-letter the same
-//! decisions; through crashes of the person side (what it applied since
-//! its commit is lost and applied again; what it committed and had not
-//! published is published by the next one) and of an account task.
+//! and three account tasks on two instances, each task on a store of its
+//! own, raise together the alerts `paywatch audit` raises on the same
+//! ledger, each once, and dead-letter the same decisions; through crashes
+//! of the person side (what it applied since its commit is lost and
+//! applied again; what it committed and had not published is published
+//! by the next one), a task moving from one instance to the other, and an
+//! instance crashing.
 
 use super::common::kafka::Broker;
 use super::common::{alerts, audit, ledger, read_jsonl, run_ok};
@@ -13,8 +14,8 @@ use paywatch::clock::FixedClock;
 use paywatch::config::{Config, KafkaConfig};
 use paywatch::decode::DeadLetter;
 use paywatch::engine::repartition::Layout;
-use paywatch::engine::{Engine, Outcome};
-use paywatch::exchange::account_task::AccountTask;
+use paywatch::engine::{Engine, EngineError, Outcome};
+use paywatch::exchange::account_task::AccountTasks;
 use paywatch::exchange::ensure_topics;
 use paywatch::exchange::outbox::Outbox;
 use paywatch::exchange::publish::Sender;
@@ -100,13 +101,28 @@ fn records(inputs: &Inputs, cfg: &Config, tmp: &Path) -> (Vec<Record>, Vec<DeadL
     (runs.merge(None).unwrap().map(|s| s.unwrap().record).collect(), dead)
 }
 
-/// Every account task reads what arrived, applies it and commits.
-fn step(tasks: &mut [AccountTask], raised: &mut Vec<Alert>, refused: &mut BTreeSet<(String, String)>) {
-    for t in tasks.iter_mut() {
-        let c = t.step(Duration::from_millis(50), |_, _| Ok(())).unwrap();
-        raised.extend(c.alerts);
-        refused.extend(refused_decisions(&c.dead_letters));
+/// Every instance's account tasks read what arrived, apply it and commit;
+/// instance `crash`, if any, fails its first commit and is returned as
+/// crashed: what its tasks applied since their last commit is lost.
+fn step(instances: &mut [AccountTasks], raised: &mut Vec<Alert>, refused: &mut BTreeSet<(String, String)>, crash: Option<usize>) -> bool {
+    let mut crashed = false;
+    for (n, i) in instances.iter_mut().enumerate() {
+        let fail = crash == Some(n);
+        match i.step(Duration::from_millis(50), |_, _, _| if fail { Err(EngineError::Repartition("crash".into())) } else { Ok(()) }) {
+            Ok(committed) => {
+                for (_, c) in committed {
+                    raised.extend(c.alerts);
+                    refused.extend(refused_decisions(&c.dead_letters));
+                }
+            }
+            Err(e) if fail => {
+                assert!(e.to_string().contains("crash"), "{e}");
+                crashed = true;
+            }
+            Err(e) => panic!("{e}"),
+        }
     }
+    crashed
 }
 
 /// A decision record on an account's case, as the decisions file has it:
@@ -183,8 +199,12 @@ fn a_person_side_and_account_tasks_on_the_broker_raise_the_audit_s_alerts() {
     let mut person = PersonSide::open(&person_dir, &cfg, &kafka, group);
     assert_eq!(person.engine.away_layout(), Some(layout));
     let task_dir = |p: u32| tmp.path().join(format!("accounts-{p}"));
-    let open_task = |p: u32| AccountTask::open(&kafka, group, layout, p, engine(&task_dir(p), &cfg, 1)).unwrap();
-    let mut tasks: Vec<AccountTask> = (0..ACCOUNTS).map(open_task).collect();
+    let open_task = |p: u32| engine(&task_dir(p), &cfg, 1);
+    // Instance X holds tasks 0 and 1, Y task 2.
+    let mut instances: Vec<AccountTasks> = (0..2).map(|_| AccountTasks::open(&kafka, group, layout).unwrap()).collect();
+    for p in 0..ACCOUNTS {
+        instances[(p / 2) as usize].add(p, open_task(p)).unwrap();
+    }
 
     let mut raised: Vec<Alert> = Vec::new();
     // Decisions refused as their lines were read are refused by nobody else.
@@ -221,24 +241,34 @@ fn a_person_side_and_account_tasks_on_the_broker_raise_the_audit_s_alerts() {
             person = PersonSide::open(&person_dir, &cfg, &kafka, group);
         }
         done = end;
-        step(&mut tasks, &mut raised, &mut refused);
+        // Y crashes in round 6 after applying what it read, before its
+        // commit, and starts again on its tasks' stores.
+        if step(&mut instances, &mut raised, &mut refused, (round == 6).then_some(1)) {
+            let held: Vec<u32> = instances[1].partitions().collect();
+            assert_eq!(held, [1, 2]);
+            instances[1] = AccountTasks::open(&kafka, group, layout).unwrap();
+            for p in held {
+                instances[1].add(p, open_task(p)).unwrap();
+            }
+        }
         if round == 5 {
-            // Account task 1 crashes after reading: what it applied since
-            // its commit is read and applied again.
-            let t = tasks.remove(1);
-            drop(t);
-            tasks.insert(1, open_task(1));
+            // Task 1 moves from X to Y with its store.
+            let e = instances[0].remove(1).unwrap().expect("X holds task 1");
+            instances[1].add(1, e).unwrap();
         }
     }
     // Everything is published: the tasks read to the end of what was
     // sent to their partitions (the records of a commit lost in the crash
     // were never sent).
     let deadline = Instant::now() + Duration::from_secs(60);
-    while tasks.iter().any(|t| t.next_offset() < sent[t.partition() as usize]) {
-        assert!(Instant::now() < deadline, "the tasks read to {:?}, {sent:?} were sent", tasks.iter().map(AccountTask::next_offset).collect::<Vec<_>>());
-        step(&mut tasks, &mut raised, &mut refused);
+    let read = |instances: &[AccountTasks]| -> Vec<i64> {
+        (0..ACCOUNTS).map(|p| instances.iter().find_map(|i| i.next_offset(p)).expect("a task of every partition")).collect()
+    };
+    while read(&instances).iter().zip(&sent).any(|(r, s)| r < s) {
+        assert!(Instant::now() < deadline, "the tasks read to {:?}, {sent:?} were sent", read(&instances));
+        step(&mut instances, &mut raised, &mut refused, None);
     }
-    assert!(tasks.iter().all(|t| t.held() == 0), "every writer marked past what it wrote");
+    assert!(instances.iter().all(|i| i.held() == 0), "every writer marked past what it wrote");
     let got: BTreeMap<String, Rule> = raised.iter().map(|a| (a.alert_id.clone(), a.rule)).collect();
     assert_eq!(raised.len(), got.len(), "an alert raised twice");
     let missing: Vec<_> = want.iter().filter(|(id, _)| !got.contains_key(*id)).take(5).collect();
@@ -246,9 +276,10 @@ fn a_person_side_and_account_tasks_on_the_broker_raise_the_audit_s_alerts() {
     assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}, extra {extra:?} ({} of {})", got.len(), want.len());
     assert_eq!(refused, want_refused);
     // The account tasks raised the accounts' alerts, and only those.
-    let by_tasks: BTreeSet<String> = tasks.iter().flat_map(|t| t.engine().committed_alerts().map(|a| a.unwrap().rule.code().to_owned())).collect();
+    let engines: Vec<&Engine> = (0..ACCOUNTS).map(|p| instances.iter().find_map(|i| i.engine(p)).unwrap()).collect();
+    let by_tasks: BTreeSet<String> = engines.iter().flat_map(|e| e.committed_alerts().map(|a| a.unwrap().rule.code().to_owned())).collect();
     assert_eq!(by_tasks, ["FREQUENT_PAYMENTS", "SHARED_ACCOUNT"].map(String::from).into_iter().collect());
-    let per_task: Vec<usize> = tasks.iter().map(|t| t.engine().committed_alerts().count()).collect();
+    let per_task: Vec<usize> = engines.iter().map(|e| e.committed_alerts().count()).collect();
     assert!(per_task.iter().filter(|n| **n > 0).count() >= 2, "the accounts' alerts fall on several tasks: {per_task:?}");
     eprintln!("{} alerts, {} of them raised by the account tasks {per_task:?}; {} records", got.len(), per_task.iter().sum::<usize>(), records.len());
 }

@@ -125,8 +125,9 @@ impl Engine {
         // A handle of its own, so the batch does not borrow the engine.
         let store = self.store.clone();
         let mut batch = store.batch_with_capacity(self.batch_capacity());
-        let leaving = self.wire.as_mut().map(|w| std::mem::take(&mut w.leaving)).unwrap_or_default();
-        extra(&mut batch, Staged { alerts: &self.staged_alerts, quiet: &self.quiet_ids, reopened: &self.reopened, leaving: &leaving })?;
+        // Kept until the write succeeds, as everything staged is.
+        let leaving = self.wire.as_ref().map_or(&[][..], |w| &w.leaving[..]);
+        extra(&mut batch, Staged { alerts: &self.staged_alerts, quiet: &self.quiet_ids, reopened: &self.reopened, leaving })?;
         if let Some(s) = self.wire.as_ref().and_then(|w| w.away_state()) {
             batch.put(Cf::Meta, keys::META_ACCOUNTS_AWAY, &s)?;
         }
@@ -147,6 +148,9 @@ impl Engine {
         self.staged_ids.clear();
         self.quiet_ids.clear();
         self.reopened.clear();
+        if let Some(w) = &mut self.wire {
+            w.leaving.clear();
+        }
         landed.absorb(Committed {
             alerts: std::mem::take(&mut self.staged_alerts),
             dead_letters: std::mem::take(&mut self.staged_dead),

@@ -28,7 +28,8 @@
 //! and it only grows. Between instances it is the record's `SortKey`.
 //! Decisions are applied by the engine after a full drain and do not
 //! travel here; the decisions task only marks, as it would with no
-//! decision to route.
+//! decision to route. (With the accounts sent away, `away.rs`, decisions
+//! on accounts' cases do travel, to the account tasks elsewhere.)
 //!
 //! What it costs is counted per topic ([`TopicVolume`]): the volume the
 //! repartition topics would carry, for sizing them before running several

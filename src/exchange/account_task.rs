@@ -61,15 +61,16 @@ impl AccountTasks {
 
     /// Reads what has arrived (waiting up to `timeout` for the first
     /// record), applies every fact released to its task, and commits every
-    /// task: its state, alerts, refused decisions' dead letters and
-    /// reader's checkpoint, with what `extra` adds for its alerts (the
-    /// sinks' outboxes), in one write each. Returns what each commit made
-    /// durable, by partition.
+    /// task that read something: its state, alerts, refused decisions'
+    /// dead letters and reader's checkpoint, with what `extra` adds for
+    /// its alerts (the sinks' outboxes), in one write each. Returns what
+    /// each commit made durable, by partition.
     pub fn step(
         &mut self,
         timeout: Duration,
         mut extra: impl FnMut(u32, &mut Batch<'_>, Staged<'_>) -> Result<(), EngineError>,
     ) -> Result<Vec<(u32, Committed)>, ExchangeError> {
+        let before: Vec<Option<i64>> = self.tasks.keys().map(|&p| self.inbox.next_offset(Topic::ByAccount, p)).collect();
         self.inbox.poll(timeout)?;
         while let Some((_, partition, at, fact)) = self.inbox.pop() {
             // The inbox reads only the partitions of tasks held here.
@@ -85,8 +86,13 @@ impl AccountTasks {
             }
         }
         let mut committed = Vec::with_capacity(self.tasks.len());
-        for (&partition, engine) in &mut self.tasks {
+        for ((&partition, engine), before) in self.tasks.iter_mut().zip(before) {
             let inbox = &self.inbox;
+            // Nothing read on its partition: nothing applied, nothing to
+            // write (a fact is released only by a record read).
+            if inbox.next_offset(Topic::ByAccount, partition) == before {
+                continue;
+            }
             let c = engine.commit_with(None, |b, staged| {
                 inbox.checkpoint(Topic::ByAccount, partition, b)?;
                 extra(partition, b, staged)

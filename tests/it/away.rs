@@ -211,6 +211,7 @@ fn a_person_side_and_account_tasks_on_the_broker_raise_the_audit_s_alerts() {
     let mut refused = refused_decisions(&decoded_dead);
     let (mut done, mut round) = (0usize, 0usize);
     let mut sent = vec![0i64; ACCOUNTS as usize];
+    let mut y_crashed = false;
     let mut person_refused = Vec::new();
     while done < records.len() {
         let end = (done + CHUNK).min(records.len());
@@ -244,6 +245,7 @@ fn a_person_side_and_account_tasks_on_the_broker_raise_the_audit_s_alerts() {
         // Y crashes in round 6 after applying what it read, before its
         // commit, and starts again on its tasks' stores.
         if step(&mut instances, &mut raised, &mut refused, (round == 6).then_some(1)) {
+            y_crashed = true;
             let held: Vec<u32> = instances[1].partitions().collect();
             assert_eq!(held, [1, 2]);
             instances[1] = AccountTasks::open(&kafka, group, layout).unwrap();
@@ -268,6 +270,7 @@ fn a_person_side_and_account_tasks_on_the_broker_raise_the_audit_s_alerts() {
         assert!(Instant::now() < deadline, "the tasks read to {:?}, {sent:?} were sent", read(&instances));
         step(&mut instances, &mut raised, &mut refused, None);
     }
+    assert!(y_crashed, "Y read something in round 6 and crashed before committing it");
     assert!(instances.iter().all(|i| i.held() == 0), "every writer marked past what it wrote");
     let got: BTreeMap<String, Rule> = raised.iter().map(|a| (a.alert_id.clone(), a.rule)).collect();
     assert_eq!(raised.len(), got.len(), "an alert raised twice");

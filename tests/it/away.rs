@@ -243,8 +243,15 @@ fn a_person_side_and_account_tasks_on_the_broker_raise_the_audit_s_alerts() {
         }
         done = end;
         // Y crashes in round 6 after applying what it read, before its
-        // commit, and starts again on its tasks' stores.
-        if step(&mut instances, &mut raised, &mut refused, (round == 6).then_some(1)) {
+        // commit (stepped until it has read something), and starts again
+        // on its tasks' stores.
+        let mut crashed = step(&mut instances, &mut raised, &mut refused, (round == 6).then_some(1));
+        let crash_by = Instant::now() + Duration::from_secs(30);
+        while round == 6 && !crashed {
+            assert!(Instant::now() < crash_by, "Y read nothing in round 6");
+            crashed = step(&mut instances, &mut raised, &mut refused, Some(1));
+        }
+        if crashed {
             y_crashed = true;
             let held: Vec<u32> = instances[1].partitions().collect();
             assert_eq!(held, [1, 2]);

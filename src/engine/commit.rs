@@ -50,6 +50,10 @@ pub struct Staged<'a> {
     /// caller stages them in the exchange's outbox in this batch, or they
     /// are lost. Empty otherwise.
     pub leaving: &'a [crate::engine::repartition::Outgoing],
+    /// The dead letters staged for this commit ([`Engine::stage_dead_letter`]:
+    /// an account task's refused decisions), for a caller that sends them
+    /// on with its alerts.
+    pub dead: &'a [DeadLetter],
 }
 
 /// A commit handed to RocksDB on another thread, not yet durable.
@@ -127,7 +131,7 @@ impl Engine {
         let mut batch = store.batch_with_capacity(self.batch_capacity());
         // Kept until the write succeeds, as everything staged is.
         let leaving = self.wire.as_ref().map_or(&[][..], |w| &w.leaving[..]);
-        extra(&mut batch, Staged { alerts: &self.staged_alerts, quiet: &self.quiet_ids, reopened: &self.reopened, leaving })?;
+        extra(&mut batch, Staged { alerts: &self.staged_alerts, quiet: &self.quiet_ids, reopened: &self.reopened, leaving, dead: &self.staged_dead })?;
         if let Some(s) = self.wire.as_ref().and_then(|w| w.away_state()) {
             batch.put(Cf::Meta, keys::META_ACCOUNTS_AWAY, &s)?;
         }

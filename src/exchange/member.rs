@@ -173,6 +173,10 @@ pub struct Member {
     desk: Arc<Mutex<Desk>>,
     /// What the last assignment made of this instance (`/status`).
     owned: Owned,
+    /// The kinds of task this member takes: it subscribes only to what
+    /// they read (an instance of account tasks alone, beside a person
+    /// side that reads the inputs itself).
+    which: fn(TaskId) -> bool,
 }
 
 impl Member {
@@ -180,6 +184,12 @@ impl Member {
     /// A `partition.assignment.strategy` other than `range` in
     /// `[kafka.consumer]` is refused: another assignor splits tasks.
     pub fn join(setup: Setup) -> Result<Member, ExchangeError> {
+        Member::join_tasks(setup, |_| true)
+    }
+
+    /// Joins as `join` does, for the tasks `which` accepts only: it
+    /// subscribes to the topics they read, and owns no other task.
+    pub fn join_tasks(setup: Setup, which: fn(TaskId) -> bool) -> Result<Member, ExchangeError> {
         let mut c = crate::source::kafka::client_config(&setup.kafka);
         for (k, v) in &setup.kafka.consumer {
             if k == "partition.assignment.strategy" && v.trim() != "range" {
@@ -196,9 +206,9 @@ impl Member {
             .set("auto.offset.reset", "latest")
             .set("enable.partition.eof", "false")
             .create_with_context(Handover { desk: Arc::clone(&desk) })?;
-        let topics = topics(&setup);
+        let topics = topics(&setup, which);
         consumer.subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())?;
-        Ok(Member { setup, consumer, desk, owned: Owned::default() })
+        Ok(Member { setup, consumer, desk, owned: Owned::default(), which })
     }
 
     /// Polls the membership for up to `timeout` (a revocation closes every
@@ -208,6 +218,14 @@ impl Member {
     /// own: the poll never waits on a restore, so a long one does not
     /// drop the member from the group (`max.poll.interval.ms`).
     pub fn poll(&mut self, timeout: Duration) -> Result<Moved, ExchangeError> {
+        self.poll_releasing(timeout, |_| {})
+    }
+
+    /// `poll`, calling `release` with each task closed before any restore
+    /// begins: a caller that holds a handle on a task's store drops it
+    /// there, so that a task closed and owned again (an eager rebalance)
+    /// can open its directory at once.
+    pub fn poll_releasing(&mut self, timeout: Duration, mut release: impl FnMut(TaskId)) -> Result<Moved, ExchangeError> {
         if let Some(Err(e)) = self.consumer.poll(timeout) {
             tracing::warn!(error = %e, "the group membership's consumer reports an error");
         }
@@ -220,6 +238,8 @@ impl Member {
             assignment.elements().iter().map(|e| (e.topic().to_owned(), e.partition() as u32)).collect();
         let s = &self.setup;
         self.owned = owned(&assigned, s.layout, &s.kafka.topics, &s.kafka.group_id);
+        let which = self.which;
+        self.owned.tasks.retain(|t| which(*t));
         let mine: BTreeSet<TaskId> = self.owned.tasks.iter().copied().collect();
         let mut desk = lock(&self.desk);
         let mut moved = Moved { closed: std::mem::take(&mut desk.closed), ..Moved::default() };
@@ -232,6 +252,9 @@ impl Member {
                 tracing::info!(task = %task, "task handed over: its state is published to its end");
                 moved.closed.push(task);
             }
+        }
+        for &task in &moved.closed {
+            release(task);
         }
         let done: Vec<TaskId> = desk.restoring.iter().filter(|(_, r)| r.finished()).map(|(t, _)| *t).collect();
         for task in done {
@@ -304,9 +327,9 @@ impl Member {
     }
 }
 
-/// Every topic a task of the group reads (`TaskId::reads` says which).
-fn topics(s: &Setup) -> BTreeSet<String> {
-    TaskId::all(s.layout).into_iter().flat_map(|t| t.reads(&s.kafka.topics, &s.kafka.group_id)).map(|(topic, _)| topic).collect()
+/// Every topic a task of the group that `which` accepts reads (`TaskId::reads` says which).
+fn topics(s: &Setup, which: fn(TaskId) -> bool) -> BTreeSet<String> {
+    TaskId::all(s.layout).into_iter().filter(|t| which(*t)).flat_map(|t| t.reads(&s.kafka.topics, &s.kafka.group_id)).map(|(topic, _)| topic).collect()
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@
 //! task's changelog partition and restored from it when the task moves.
 
 pub mod account_task;
+pub mod account_worker;
 pub mod inbox;
 pub mod member;
 pub mod outbox;
@@ -73,6 +74,8 @@ pub enum ExchangeError {
     Restore { task: String, why: String },
     #[error("an account task's engine: {0}")]
     Engine(#[from] crate::engine::EngineError),
+    #[error("an account task's alerts: {0}")]
+    Publish(#[from] crate::sink::kafka::PublishError),
     #[error("a task's state directory: {0}")]
     Changelog(#[from] crate::changelog::ChangelogError),
 }

@@ -76,6 +76,47 @@ impl Publisher {
         })
     }
 
+    /// A publisher of `store`'s outbox on a producer shared with others:
+    /// an instance's account tasks each have an outbox in their own store.
+    pub fn with_producer(producer: FutureProducer, cfg: &KafkaConfig, store: Store, metrics: Arc<Metrics>) -> Publisher {
+        Publisher {
+            producer,
+            store,
+            alerts_topic: cfg.topics.alerts.clone(),
+            deadletter_topic: cfg.topics.deadletter.clone(),
+            metrics,
+            wake: Arc::new(Notify::new()),
+            draining: Arc::new(AtomicBool::new(true)),
+        }
+    }
+
+    /// Sends what the outbox holds, round after round, and returns how
+    /// many entries were acknowledged (and deleted) and how many wait for
+    /// a later call (the broker did not acknowledge them yet). Refused for
+    /// good, an entry is parked, as `run` does. The caller calls it again
+    /// later while some wait; the depth gauges are `run`'s (the service's
+    /// own outbox).
+    pub async fn publish_pending(&self) -> Result<(usize, usize), PublishError> {
+        let mut sent = 0;
+        loop {
+            let entries = outbox::pending(&self.store, ROUND)?;
+            if entries.is_empty() {
+                return Ok((sent, 0));
+            }
+            let (acked, failed, refused) = self.send_round(&entries).await;
+            for (k, m, why) in refused {
+                tracing::error!(target_topic = m.target.label(), reason = %why, "the broker refused an outbox message for good; parked (it no longer blocks the others)");
+                outbox::park(&self.store, &k, &m, &why, chrono::Utc::now().timestamp_millis())?;
+                self.metrics.outbox_parked.inc();
+            }
+            outbox::acknowledge(&self.store, &acked)?;
+            sent += acked.len();
+            if failed > 0 {
+                return Ok((sent, entries.len() - acked.len()));
+            }
+        }
+    }
+
     /// Publishes until draining is asked for and the outbox is empty.
     pub async fn run(self: Arc<Self>) -> Result<(), PublishError> {
         let mut backoff = Duration::from_millis(100);

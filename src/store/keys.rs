@@ -42,6 +42,9 @@ pub const META_LANES: &[u8] = b"lanes";
 /// The person side's writers of `by-account` records, when account tasks
 /// read them elsewhere (`engine::away`).
 pub const META_ACCOUNTS_AWAY: &[u8] = b"accounts_away";
+/// An account task's outbox sequence (`exchange::account_worker`): its
+/// store's outbox keys go on from it after a restart or a move.
+pub const META_TASK_OUTBOX: &[u8] = b"task_outbox";
 /// `paywatch run`: Kafka offsets and the outbox sequence.
 pub const META_STREAM: &[u8] = b"stream";
 /// Decisions made of stored reviews by the v2 → v3 upgrade (JSON list),

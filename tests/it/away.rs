@@ -29,15 +29,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const LANES: u32 = 2;
-const ACCOUNTS: u32 = 3;
-const CHUNK: usize = 2_000;
+pub(super) const LANES: u32 = 2;
+pub(super) const ACCOUNTS: u32 = 3;
+pub(super) const CHUNK: usize = 2_000;
 
-fn opts() -> StoreOptions {
+pub(super) fn opts() -> StoreOptions {
     StoreOptions { block_cache_mb: 8, write_buffer_mb: 4, sync: false, statistics: false }
 }
 
-fn engine(dir: &Path, cfg: &Config, lanes: u32) -> Engine {
+pub(super) fn engine(dir: &Path, cfg: &Config, lanes: u32) -> Engine {
     let store = Store::open(dir, opts()).unwrap();
     let clock = Arc::new(FixedClock::new(Timestamp(1_800_000_000_000)));
     Engine::open_with_lanes(store, cfg.rules.clone(), cfg.tz(), 10_000, clock, lanes).unwrap()
@@ -45,14 +45,14 @@ fn engine(dir: &Path, cfg: &Config, lanes: u32) -> Engine {
 
 /// The person side: its engine, the exchange's outbox in its store, and
 /// the sender that publishes it.
-struct PersonSide {
-    engine: Engine,
+pub(super) struct PersonSide {
+    pub(super) engine: Engine,
     outbox: Outbox,
     sender: Sender,
 }
 
 impl PersonSide {
-    fn open(dir: &Path, cfg: &Config, kafka: &KafkaConfig, group: &str) -> PersonSide {
+    pub(super) fn open(dir: &Path, cfg: &Config, kafka: &KafkaConfig, group: &str) -> PersonSide {
         let mut engine = engine(dir, cfg, LANES);
         engine.send_accounts_away(ACCOUNTS).unwrap();
         let outbox = Outbox::open(engine.store()).unwrap();
@@ -63,7 +63,7 @@ impl PersonSide {
     /// Commits, the accounts' records staged in the same write, and
     /// publishes them; returns the alerts the commit made durable, and
     /// counts the records sent to each partition in `sent`.
-    fn commit(&mut self, rt: &tokio::runtime::Runtime, sent: &mut [i64], publish: bool) -> Vec<Alert> {
+    pub(super) fn commit(&mut self, rt: &tokio::runtime::Runtime, sent: &mut [i64], publish: bool) -> Vec<Alert> {
         let outbox = &mut self.outbox;
         let c = self
             .engine
@@ -83,7 +83,7 @@ impl PersonSide {
 
 /// The records of a ledger's files in the audit's order, and the lines
 /// refused as they were read.
-fn records(inputs: &Inputs, cfg: &Config, tmp: &Path) -> (Vec<Record>, Vec<DeadLetter>) {
+pub(super) fn records(inputs: &Inputs, cfg: &Config, tmp: &Path) -> (Vec<Record>, Vec<DeadLetter>) {
     let limits = cfg.limits(Timestamp(1_800_000_000_000));
     let mut dead = Vec::new();
     let runs = stage(
@@ -104,7 +104,7 @@ fn records(inputs: &Inputs, cfg: &Config, tmp: &Path) -> (Vec<Record>, Vec<DeadL
 /// Every instance's account tasks read what arrived, apply it and commit;
 /// instance `crash`, if any, fails its first commit and is returned as
 /// crashed: what its tasks applied since their last commit is lost.
-fn step(instances: &mut [AccountTasks], raised: &mut Vec<Alert>, refused: &mut BTreeSet<(String, String)>, crash: Option<usize>) -> bool {
+pub(super) fn step(instances: &mut [AccountTasks], raised: &mut Vec<Alert>, refused: &mut BTreeSet<(String, String)>, crash: Option<usize>) -> bool {
     let mut crashed = false;
     for (n, i) in instances.iter_mut().enumerate() {
         let fail = crash == Some(n);
@@ -127,7 +127,7 @@ fn step(instances: &mut [AccountTasks], raised: &mut Vec<Alert>, refused: &mut B
 
 /// A decision record on an account's case, as the decisions file has it:
 /// closed as a false positive at the end of the ledger.
-fn decision_line(id: &str, rule: Rule, subject: &str, tz: paywatch::model::Tz) -> String {
+pub(super) fn decision_line(id: &str, rule: Rule, subject: &str, tz: paywatch::model::Tz) -> String {
     use paywatch::model::decision::{case_id, Decision, Outcome as Decided};
     let d = Decision {
         decision_id: id.into(),
@@ -151,7 +151,7 @@ fn decision_line(id: &str, rule: Rule, subject: &str, tz: paywatch::model::Tz) -
 }
 
 /// Refused decisions, as (id, reason code).
-fn refused_decisions(dead: &[DeadLetter]) -> BTreeSet<(String, String)> {
+pub(super) fn refused_decisions(dead: &[DeadLetter]) -> BTreeSet<(String, String)> {
     dead.iter()
         .filter_map(|d| {
             let v: serde_json::Value = serde_json::from_str(&d.raw).ok()?;
@@ -161,13 +161,23 @@ fn refused_decisions(dead: &[DeadLetter]) -> BTreeSet<(String, String)> {
         .collect()
 }
 
-#[test]
-fn a_person_side_and_account_tasks_on_the_broker_raise_the_audit_s_alerts() {
-    let tmp = tempfile::tempdir().unwrap();
-    let g = ledger(&tmp.path().join("ledger"), 1_000, OutFormat::Jsonl, 7);
-    // Two decisions on accounts' cases join the ledger: one closing the
-    // first SHARED_ACCOUNT case, one on an account no alert names.
-    let first_out = tmp.path().join("first.jsonl");
+/// A generated ledger with two decisions on accounts' cases added (one
+/// closing the first `SHARED_ACCOUNT` case, one on an account no alert
+/// names), what `paywatch audit` makes of it, and its records in order.
+pub(super) struct Prepared {
+    pub(super) cfg: Config,
+    /// The audit's alerts: id and rule.
+    pub(super) want: BTreeMap<String, Rule>,
+    /// The audit's refused decisions: id and reason code.
+    pub(super) want_refused: BTreeSet<(String, String)>,
+    pub(super) records: Vec<Record>,
+    /// Lines refused as they were read.
+    pub(super) decoded_dead: Vec<DeadLetter>,
+}
+
+pub(super) fn prepare(tmp: &Path, households: usize) -> Prepared {
+    let g = ledger(&tmp.join("ledger"), households, OutFormat::Jsonl, 7);
+    let first_out = tmp.join("first.jsonl");
     run_ok(audit(&g, &first_out, &[]));
     let shared = alerts(&first_out).into_iter().find(|a| a.rule == Rule::SharedAccount).expect("the generator plants shared accounts");
     let cfg = Config::parse("").unwrap();
@@ -175,18 +185,24 @@ fn a_person_side_and_account_tasks_on_the_broker_raise_the_audit_s_alerts() {
     writeln!(f, "{}", decision_line("DEC-ACCOUNT-1", Rule::SharedAccount, shared.account_no.as_deref().unwrap(), cfg.tz())).unwrap();
     writeln!(f, "{}", decision_line("DEC-ACCOUNT-2", Rule::FrequentPayments, "6217009999999999", cfg.tz())).unwrap();
     drop(f);
-    let out = tmp.path().join("audit.jsonl");
-    let dead_out = tmp.path().join("audit-dead.jsonl");
+    let out = tmp.join("audit.jsonl");
+    let dead_out = tmp.join("audit-dead.jsonl");
     run_ok(audit(&g, &out, &["--deadletter", dead_out.to_str().unwrap()]));
     let want: BTreeMap<String, Rule> = alerts(&out).into_iter().map(|a| (a.alert_id, a.rule)).collect();
     let want_refused = refused_decisions(&read_jsonl(&dead_out));
     assert!(want_refused.contains(&("DEC-ACCOUNT-2".into(), "unknown_case".into())), "{want_refused:?}");
     assert!(!want_refused.iter().any(|(id, _)| id == "DEC-ACCOUNT-1"), "{want_refused:?}");
-
     let inputs = Inputs { decisions: Some(g.decisions.clone()), vulnerable: Some(g.vulnerable.clone()), ..Inputs::new(g.roster.clone(), g.deaths.clone(), g.payments.clone()) };
-    let sort = tmp.path().join("sort");
+    let sort = tmp.join("sort");
     std::fs::create_dir_all(&sort).unwrap();
     let (records, decoded_dead) = records(&inputs, &cfg, &sort);
+    Prepared { cfg, want, want_refused, records, decoded_dead }
+}
+
+#[test]
+fn a_person_side_and_account_tasks_on_the_broker_raise_the_audit_s_alerts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Prepared { cfg, want, want_refused, records, decoded_dead } = prepare(tmp.path(), 1_000);
 
     let broker = Broker::start(tmp.path());
     let kafka = KafkaConfig { brokers: broker.addr.clone(), ..KafkaConfig::default() };

@@ -5,6 +5,7 @@
 mod api;
 mod audit_truth;
 mod away;
+mod away_worker;
 mod bad_input;
 mod cases;
 mod changelog;

@@ -57,6 +57,8 @@ pub struct KafkaConfig {
     /// Several instances in one group: one active, the others standing by
     /// to take over from the changelog (`docs/changelog.md`, "Standby").
     pub standby: StandbyConfig,
+    /// The accounts as tasks of the group (`accounts.rs`).
+    pub accounts: super::AccountsConfig,
 }
 
 /// `[kafka.standby]`: until the partitioned engine (#16) lets instances
@@ -161,6 +163,7 @@ impl Default for KafkaConfig {
             producer: BTreeMap::new(),
             changelog: ChangelogConfig::default(),
             standby: StandbyConfig::default(),
+            accounts: super::AccountsConfig::default(),
         }
     }
 }
@@ -256,6 +259,10 @@ impl KafkaConfig {
         }
         if self.standby.enabled && !(self.changelog.enabled && self.changelog.restore_empty_state) {
             return Err("kafka.standby.enabled: a standby takes over from the changelog; set kafka.changelog.enabled (and leave restore_empty_state on)".into());
+        }
+        self.accounts.validate()?;
+        if self.standby.enabled && self.accounts.away() {
+            return Err("kafka.standby.enabled: a standby does not run account tasks yet; set kafka.accounts.partitions = 0 with it".into());
         }
         if self.standby.enabled && self.standby.rejoin_after < Duration::from_secs(1) {
             return Err("kafka.standby.rejoin_after: must be at least 1s".into());

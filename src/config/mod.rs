@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod district;
+mod accounts;
 mod kafka;
 mod secrets;
 mod webhooks;
 pub use district::{CasesConfig, DistrictConfig};
+pub use accounts::AccountsConfig;
 pub use kafka::{KafkaConfig, TopicsConfig, RESERVED_CLIENT_KEYS};
 pub use webhooks::{redact_url, Event, RouteConfig, WebhooksConfig, MAX_ROUTES};
 
@@ -319,6 +321,9 @@ impl Config {
             return Err("input.sort_run_records: must be at least 1000".into());
         }
         self.kafka.validate()?;
+        if self.kafka.accounts.away() && self.engine.repartition_records {
+            return Err("kafka.accounts.partitions: the accounts' records leave through the group's topics; [engine] repartition_records (records kept in memory) cannot be set with it".into());
+        }
         self.webhooks.validate()?;
         if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(format!("http.listen: {:?} is not an address like 127.0.0.1:9464", self.http.listen));

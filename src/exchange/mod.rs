@@ -56,6 +56,8 @@ pub enum ExchangeError {
     Store(#[from] StoreError),
     #[error("repartition topic {topic} has {has} partitions, the group's layout needs {wants}: every instance of a group must agree (delete the topic, or set the partition counts it was made with)")]
     PartitionCount { topic: String, has: usize, wants: u32 },
+    #[error("changelog topic {topic} has {has} partitions, the group's tasks need {wants} (one each): delete it or make one with more, or set [kafka.changelog] topic")]
+    ChangelogPartitions { topic: String, has: usize, wants: u32 },
     #[error("cannot create repartition topic {topic}: {reason}")]
     Create { topic: String, reason: String },
     #[error("repartition record at {topic} partition {partition} offset {offset} refused: {source}")]
@@ -124,6 +126,33 @@ pub async fn ensure_topics(cfg: &KafkaConfig, group: &str, layout: Layout, repli
         }
     }
     Ok(created)
+}
+
+/// Creates the changelog topic with a partition for each task of
+/// `layout` (`TaskId::changelog_partition`) when it does not exist, and
+/// refuses, naming it, one with fewer: two tasks would share a partition.
+pub async fn ensure_changelog(cfg: &KafkaConfig, layout: Layout, replication: i32) -> Result<(), ExchangeError> {
+    let name = cfg.changelog_topic();
+    let wants = tasks::TaskId::all(layout).len() as u32;
+    let too_few = |has: usize| ExchangeError::ChangelogPartitions { topic: name.clone(), has, wants };
+    let wanted = [(name.clone(), wants)];
+    match partition_counts(cfg, &wanted)?[0] {
+        Some(has) if (has as u32) < wants => return Err(too_few(has)),
+        Some(_) => return Ok(()),
+        None => {}
+    }
+    let admin: AdminClient<DefaultClientContext> = client_config(cfg).create()?;
+    let new = NewTopic::new(&name, wants as i32, TopicReplication::Fixed(replication));
+    for r in admin.create_topics([&new], &AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT))).await? {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(ExchangeError::Create { topic, reason: code.to_string() }),
+        }
+    }
+    match partition_counts(cfg, &wanted)?[0] {
+        Some(has) if (has as u32) < wants => Err(too_few(has)),
+        _ => Ok(()),
+    }
 }
 
 /// Each topic's partition count, `None` for one that does not exist.

@@ -69,6 +69,29 @@ pub struct Status {
     /// A standby's warm copy of the active instance's state
     /// (`[kafka.standby] follow`): what it has applied of the changelog.
     pub following: Option<crate::changelog::follow::Following>,
+    /// This instance's account tasks (`[kafka.accounts]`), when the
+    /// accounts run as tasks of the group.
+    pub account_tasks: Option<AccountTasksStatus>,
+}
+
+/// `/status`'s account tasks, as this instance's worker last reported.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AccountTasksStatus {
+    /// Partitions of `by-account`: the group's account tasks.
+    pub partitions: u32,
+    /// The tasks this instance owns (`account-0`, …) and where each
+    /// stands: `waiting`, `restoring` or `open`.
+    pub holding: std::collections::BTreeMap<String, crate::exchange::member::Holding>,
+    /// Alerts the tasks here committed since this process started.
+    pub alerts: u64,
+    /// Their outbox entries the broker acknowledged since this process
+    /// started, and those waiting for it now.
+    pub published: u64,
+    pub unsent: u64,
+    /// Facts read and held back: a writer has not marked past them yet.
+    pub held: usize,
+    /// Why the worker stopped, while it waits to start again.
+    pub error: Option<String>,
 }
 
 /// `/status`'s changelog figures, read from the metrics.
@@ -100,6 +123,8 @@ pub struct Health {
     pub standby: Mutex<Option<String>>,
     /// Supervised tasks that failed and wait to be restarted, with why.
     pub down: Mutex<std::collections::BTreeMap<&'static str, String>>,
+    /// What the account worker last reported (`[kafka.accounts]`).
+    pub accounts: Mutex<Option<AccountTasksStatus>>,
 }
 
 impl Health {
@@ -286,6 +311,7 @@ async fn status(State(app): State<App>, headers: axum::http::HeaderMap) -> Respo
         snapshots: app.metrics.changelog_snapshots.get(),
         behind: app.metrics.changelog_behind.get(),
     };
+    s.account_tasks = app.health.accounts.lock().unwrap_or_else(|e| e.into_inner()).clone();
     Json(s).into_response()
 }
 

@@ -16,7 +16,7 @@ use crate::source::kafka::{Incoming, KafkaSource, Rebalanced};
 use crate::source::offsets::{Admit, OffsetBook, Part};
 use crate::source::positions::{AtCheck, OnMessage, Positions};
 use crate::source::reorder::{Held, Reorder};
-use crate::store::{keys, Cf, WriteFailed};
+use crate::store::{keys, Cf};
 use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,6 +46,8 @@ pub struct Shared {
     pub wake: Arc<Notify>,
     /// Wakes the webhook dispatcher after a commit.
     pub wake_webhooks: Arc<Notify>,
+    /// `[kafka.accounts]`: where the accounts' records leave.
+    pub away: Option<super::accounts::Away>,
 }
 
 pub struct Consume {
@@ -126,11 +128,13 @@ pub struct Consume {
     group_id: String,
     /// Totals for `/status`.
     status: Status,
+    /// `[kafka.accounts]`: the exchange's outbox, staged in each commit.
+    away: Option<super::accounts::Away>,
 }
 
 impl Consume {
     pub fn new(cfg: &Config, engine: Engine, source: KafkaSource, book: Arc<Mutex<OffsetBook>>, meta: StreamMeta, shared: Shared) -> Consume {
-        let Shared { clock, metrics, health, wake, wake_webhooks } = shared;
+        let Shared { clock, metrics, health, wake, wake_webhooks, away } = shared;
         metrics.lanes.set(i64::from(engine.lanes()));
         let status = Status { lanes: engine.lanes(), ..Status::default() };
         Consume {
@@ -138,6 +142,7 @@ impl Consume {
             cases_cfg: cfg.cases.clone(),
             tz: cfg.tz(),
             wake_webhooks,
+            away,
             engine,
             source,
             book,
@@ -175,7 +180,7 @@ impl Consume {
 
     /// Runs until `stop` is set, then commits the batch in hand.
     pub fn run(mut self, stop: Arc<AtomicBool>) -> Result<(), RunError> {
-        self.engine.on_write_failure(write_failure_policy(&self.health, &self.metrics, &stop, self.engine.store().path()));
+        self.engine.on_write_failure(super::supervise::write_failure_policy(&self.health, &self.metrics, &stop, self.engine.store().path()));
         let mut last_commit = Instant::now();
         let mut last_check = Instant::now();
         let mut dirty = false;
@@ -478,7 +483,11 @@ impl Consume {
         self.meta.offsets = self.book.lock().unwrap_or_else(|e| e.into_inner()).to_stored();
         let meta = &mut self.meta;
         let (routes, cases_cfg, tz) = (&self.routes, &self.cases_cfg, self.tz);
+        let away = &mut self.away;
         let committed = self.engine.commit_with(None, |batch, staged_now| {
+            if let Some(a) = away.as_mut() {
+                a.outbox.stage(batch, staged_now.leaving)?;
+            }
             let quiet = staged_now.quiet;
             for a in staged_now.alerts {
                 outbox::stage(batch, &mut meta.outbox_seq, &OutMessage::alert(a, now_ms)?)?;
@@ -513,6 +522,9 @@ impl Consume {
         }
         self.status.alerts += committed.alerts.len() as u64;
         self.metrics.outbox_depth.add((committed.alerts.len() + dead) as i64);
+        if let Some(a) = &self.away {
+            a.wake.notify_one();
+        }
         if !committed.alerts.is_empty() || dead > 0 {
             self.wake.notify_one();
             self.wake_webhooks.notify_waiters();
@@ -563,34 +575,4 @@ impl Consume {
         s.stopped_topics = self.meta.stopped.iter().map(|(t, m)| (t.clone(), m.describe(t))).collect();
         *self.health.status.lock().unwrap_or_else(|e| e.into_inner()) = s.clone();
     }
-}
-
-/// While a commit cannot be written, the loop stops where it is: nothing
-/// more is read or applied, `/readyz` says why, and the same batch is
-/// written again every second until it goes through (RocksDB leaves its
-/// read-only state by itself once the disk has room). No offset is ever
-/// committed past state that was not written. A shutdown meanwhile gives
-/// up the batch; its records are read again at the next start.
-fn write_failure_policy(health: &Arc<Health>, metrics: &Arc<Metrics>, stop: &Arc<AtomicBool>, dir: &std::path::Path) -> crate::engine::WriteFailurePolicy {
-    let (health, metrics, stop) = (Arc::clone(health), Arc::clone(metrics), Arc::clone(stop));
-    let dir = dir.display().to_string();
-    Box::new(move |e, attempt| {
-        metrics.state_write_failures.with_label_values(&["engine"]).inc();
-        health.ready.store(false, Ordering::Relaxed);
-        metrics.ready.set(0);
-        *health.store_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
-        if stop.load(Ordering::Relaxed) {
-            tracing::error!(error = %e, state = %dir, "stopping with a batch that could not be written; its records are read again at the next start");
-            return WriteFailed::GiveUp;
-        }
-        if attempt == 1 || attempt % 60 == 0 {
-            tracing::error!(
-                error = %e,
-                state = %dir,
-                attempt,
-                "cannot write the state directory: stopped consuming; nothing is committed until this write succeeds (retrying every second)"
-            );
-        }
-        WriteFailed::Retry(Duration::from_secs(1))
-    })
 }

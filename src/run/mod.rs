@@ -6,6 +6,7 @@
 //! `kafka.drain_timeout` → stop the webhook dispatcher → publish the
 //! changelog to its end (when enabled) → close the HTTP port.
 
+mod accounts;
 mod consume;
 mod consume_only;
 pub mod offsets;
@@ -62,6 +63,8 @@ pub enum RunError {
     Changelog(#[from] crate::changelog::ChangelogError),
     #[error(transparent)]
     NotCoPartitioned(#[from] crate::source::copartition::NotCoPartitioned),
+    #[error(transparent)]
+    Exchange(#[from] crate::exchange::ExchangeError),
     #[error("standby election: {0}")]
     Election(String),
     #[error("this instance lost the active role to another instance of its group and stopped; start it again and it stands by")]
@@ -74,6 +77,7 @@ impl RunError {
         match self {
             RunError::NoStateDir | RunError::WrongState { .. } | RunError::Store(StoreError::Refused { .. }) => 2,
             RunError::Listen { .. } | RunError::Tls(_) | RunError::NotCoPartitioned(_) => 2,
+            RunError::Exchange(crate::exchange::ExchangeError::PartitionCount { .. } | crate::exchange::ExchangeError::ChangelogPartitions { .. }) => 2,
             RunError::LostActive => 3,
             _ => 1,
         }
@@ -160,6 +164,10 @@ async fn run_active(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Ou
         None => StreamMeta { topics, ..StreamMeta::default() },
     };
     let book = Arc::new(Mutex::new(OffsetBook::from_stored(&meta.offsets).map_err(wrong)?));
+    let away = match cfg.kafka.accounts.away() {
+        true => Some(accounts::prepare(&cfg, &mut engine).await?),
+        false => None,
+    };
     tracing::info!(state = %dir.display(), partitions = meta.offsets.len(), "state directory open; resuming from its offsets");
 
     let metrics = Arc::new(Metrics::new());
@@ -247,7 +255,34 @@ async fn run_active(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Ou
     };
     tokio::spawn(deadlines.run(cfg.cases.check_every));
 
+    // [kafka.accounts]: the sender of the accounts' records, and this
+    // instance's account tasks on a thread of their own.
+    let worker_stop = Arc::new(AtomicBool::new(false));
+    let sender_draining = Arc::new(AtomicBool::new(false));
+    let (away, sending, working) = match away {
+        Some((layout, away)) => {
+            let sender = Arc::new(tokio::sync::Mutex::new(crate::exchange::publish::Sender::new(&cfg.kafka, store.clone(), &cfg.kafka.group_id)?));
+            let (s, wake, draining) = (store.clone(), Arc::clone(&away.wake), Arc::clone(&sender_draining));
+            let sending = tokio::spawn(supervise::supervise("repartition sender", Arc::clone(&health), Arc::clone(&metrics), Arc::clone(&sender_draining), move || {
+                accounts::send(Arc::clone(&sender), s.clone(), Arc::clone(&wake), Arc::clone(&draining))
+            }));
+            let work = accounts::Work {
+                cfg: cfg.clone(),
+                root: accounts::tasks_root(&dir),
+                layout,
+                clock: Arc::clone(&clock),
+                health: Arc::clone(&health),
+                metrics: Arc::clone(&metrics),
+                stop: Arc::clone(&worker_stop),
+                rt: tokio::runtime::Handle::current(),
+            };
+            let working = tokio::task::spawn_blocking(move || accounts::work(work));
+            (Some(away), Some(sending), Some(working))
+        }
+        None => (None, None, None),
+    };
     let shared = Shared {
+        away,
         clock,
         metrics: Arc::clone(&metrics),
         health: Arc::clone(&health),
@@ -281,6 +316,19 @@ async fn run_active(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Ou
     };
     health.ready.store(false, Ordering::Relaxed);
     let consumed = consumed.map_err(|e| RunError::Thread(e.to_string())).and_then(|r| r);
+    // 1b. [kafka.accounts]: send the accounts' records of the last commit,
+    // up to the deadline, then stop the account tasks (published to their
+    // ends for their next owners).
+    sender_draining.store(true, Ordering::Relaxed);
+    if let Some(s) = sending {
+        if tokio::time::timeout(cfg.kafka.drain_timeout, s).await.is_err() {
+            tracing::warn!("the accounts' records were not all sent before kafka.drain_timeout; the rest is sent at the next start");
+        }
+    }
+    worker_stop.store(true, Ordering::Relaxed);
+    if let Some(w) = working {
+        let _ = w.await;
+    }
     // 2. Drain the outbox, up to the deadline.
     draining.store(true, Ordering::Relaxed);
     wake.notify_one();

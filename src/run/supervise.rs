@@ -2,7 +2,8 @@
 //! dispatcher): a task that fails is logged once, counted in
 //! `paywatch_task_restarts_total{task}`, marked down for `/readyz` (503
 //! with the reason), and started again after a backoff (1 s doubling to
-//! 60 s). A task that returns `Ok` has finished (shutdown).
+//! 60 s). A task that returns `Ok` has finished (shutdown). And what the
+//! engine does while its state directory cannot be written.
 
 use crate::http::Health;
 use crate::metrics::Metrics;
@@ -47,6 +48,36 @@ where
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(60));
     }
+}
+
+/// While a commit cannot be written, the loop stops where it is: nothing
+/// more is read or applied, `/readyz` says why, and the same batch is
+/// written again every second until it goes through (RocksDB leaves its
+/// read-only state by itself once the disk has room). No offset is ever
+/// committed past state that was not written. A shutdown meanwhile gives
+/// up the batch; its records are read again at the next start.
+pub(super) fn write_failure_policy(health: &Arc<Health>, metrics: &Arc<Metrics>, stop: &Arc<AtomicBool>, dir: &std::path::Path) -> crate::engine::WriteFailurePolicy {
+    let (health, metrics, stop) = (Arc::clone(health), Arc::clone(metrics), Arc::clone(stop));
+    let dir = dir.display().to_string();
+    Box::new(move |e, attempt| {
+        metrics.state_write_failures.with_label_values(&["engine"]).inc();
+        health.ready.store(false, Ordering::Relaxed);
+        metrics.ready.set(0);
+        *health.store_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        if stop.load(Ordering::Relaxed) {
+            tracing::error!(error = %e, state = %dir, "stopping with a batch that could not be written; its records are read again at the next start");
+            return crate::store::WriteFailed::GiveUp;
+        }
+        if attempt == 1 || attempt % 60 == 0 {
+            tracing::error!(
+                error = %e,
+                state = %dir,
+                attempt,
+                "cannot write the state directory: stopped consuming; nothing is committed until this write succeeds (retrying every second)"
+            );
+        }
+        crate::store::WriteFailed::Retry(Duration::from_secs(1))
+    })
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ mod inputs;
 mod moves;
 mod prometheus;
 mod resume;
+mod run_accounts;
 mod security;
 mod standby;
 mod stream;

@@ -1,0 +1,171 @@
+//! `[kafka.accounts]` in `paywatch run` (#16 step 2): the person side
+//! sends its accounts' facts to `paywatch.<group>.by-account` from its
+//! commits, and this instance runs the account tasks the group gives it.
+//!
+//! ```text
+//! consume loop: commit → Staged::leaving → exchange outbox (same write)
+//!   → sender (this file; publish::Sender, deleted once acknowledged)
+//!   → by-account partitions → account worker (exchange::account_worker,
+//!     a thread of its own) → alerts and dead-letter topics
+//! ```
+//!
+//! Shutdown: the consume loop's last commit, then the sender drains (up
+//! to `kafka.drain_timeout`), then the worker leaves the group, its tasks'
+//! directories published to their ends for their next owners.
+
+use super::RunError;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::engine::repartition::Layout;
+use crate::engine::Engine;
+use crate::exchange::account_worker::{AccountWorker, TaskEngines};
+use crate::exchange::member::Setup;
+use crate::exchange::publish::Sender;
+use crate::exchange::{ensure_changelog, ensure_topics, outbox, ExchangeError};
+use crate::http::{AccountTasksStatus, Health};
+use crate::metrics::Metrics;
+use crate::store::Store;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// What the consume loop needs to send the accounts away.
+pub(super) struct Away {
+    /// The exchange's outbox in the person side's store: `Staged::leaving`
+    /// is staged here in each commit.
+    pub outbox: outbox::Outbox,
+    /// Wakes the sender after a commit.
+    pub wake: Arc<Notify>,
+}
+
+/// Where an instance keeps its tasks' directories: beside the state
+/// directory, never inside it (`<dir>-tasks/tasks/account-0`, …).
+pub(super) fn tasks_root(dir: &Path) -> PathBuf {
+    let mut name = dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push("-tasks");
+    dir.with_file_name(name)
+}
+
+/// Turns the person side's accounts away (refused when its state was
+/// sent with another lane or partition count) and makes sure the group's
+/// topics exist with the layout's partition counts.
+pub(super) async fn prepare(cfg: &Config, engine: &mut Engine) -> Result<(Layout, Away), RunError> {
+    let a = &cfg.kafka.accounts;
+    engine.send_accounts_away(a.partitions)?;
+    let layout = engine.away_layout().ok_or_else(|| RunError::Thread("the accounts were sent away, but the engine has no layout".into()))?;
+    ensure_topics(&cfg.kafka, &cfg.kafka.group_id, layout, a.replication).await?;
+    ensure_changelog(&cfg.kafka, layout, a.replication).await?;
+    let outbox = outbox::Outbox::open(engine.store())?;
+    tracing::info!(partitions = a.partitions, lanes = layout.persons, "the accounts run as tasks of the group (by-account)");
+    Ok((layout, Away { outbox, wake: Arc::new(Notify::new()) }))
+}
+
+/// Publishes the exchange's outbox until `draining` is set and it is
+/// empty. Run under `supervise`: an error (the broker did not acknowledge)
+/// restarts it; what was not acknowledged stays and is sent again, and
+/// readers skip what they already read.
+pub(super) async fn send(sender: Arc<tokio::sync::Mutex<Sender>>, store: Store, wake: Arc<Notify>, draining: Arc<AtomicBool>) -> Result<(), ExchangeError> {
+    let mut sender = sender.lock().await;
+    loop {
+        sender.drain().await?;
+        if draining.load(Ordering::Relaxed) && outbox::depth(&store)? == 0 {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+}
+
+/// What the account worker's thread runs with.
+pub(super) struct Work {
+    pub cfg: Config,
+    /// Where the tasks' directories live (`tasks_root`).
+    pub root: PathBuf,
+    /// The group's tasks, as the person side sends to them.
+    pub layout: Layout,
+    pub clock: Arc<dyn Clock>,
+    /// `/status` and `/readyz`: the worker's report, and why it is down.
+    pub health: Arc<Health>,
+    pub metrics: Arc<Metrics>,
+    /// Set at shutdown: the worker leaves the group.
+    pub stop: Arc<AtomicBool>,
+    /// Where the tasks' outboxes are published from.
+    pub rt: tokio::runtime::Handle,
+}
+
+/// The account worker's thread: joins, steps until `stop`, then leaves.
+/// A worker that fails is left (its tasks published) and joins again
+/// after a backoff, its reason in `/status` and `/readyz` meanwhile.
+pub(super) fn work(w: Work) {
+    const TASK: &str = "account worker";
+    let Work { cfg, root, layout, clock, health, metrics, stop, rt } = w;
+    let setup = Setup {
+        kafka: cfg.kafka.clone(),
+        layout,
+        root,
+        opts: cfg.store_options(true),
+        wal_keep_mb: cfg.kafka.changelog.wal_keep_mb,
+        metrics: Arc::clone(&metrics),
+        parallel_restores: cfg.kafka.accounts.parallel_restores,
+    };
+    let engines = TaskEngines { rules: cfg.rules.clone(), tz: cfg.tz(), cache_entries: cfg.engine.cache_entries, clock };
+    let mut status = AccountTasksStatus { partitions: layout.accounts, ..AccountTasksStatus::default() };
+    let mut backoff = Duration::from_secs(1);
+    while !stop.load(Ordering::Relaxed) {
+        let failed = match AccountWorker::join(setup.clone(), engines.clone(), rt.clone()) {
+            Ok(mut w) => {
+                let mut failed = None;
+                while failed.is_none() && !stop.load(Ordering::Relaxed) {
+                    match w.step(Duration::from_millis(100)) {
+                        Ok(s) => {
+                            status.alerts += s.committed.iter().map(|(_, c)| c.alerts.len() as u64).sum::<u64>();
+                            status.published += s.published as u64;
+                            status.unsent = s.unsent as u64;
+                            status.held = w.tasks().held();
+                            status.holding = w.holding().into_iter().map(|(t, h)| (t.to_string(), h)).collect();
+                            status.error = None;
+                            health.task_up(TASK);
+                            backoff = Duration::from_secs(1);
+                            *health.accounts.lock().unwrap_or_else(|e| e.into_inner()) = Some(status.clone());
+                        }
+                        Err(e) => failed = Some(e),
+                    }
+                }
+                if let Err(e) = w.leave() {
+                    tracing::warn!(error = %e, "the account worker could not stop its tasks cleanly; their next owner restores what they published");
+                }
+                failed
+            }
+            Err(e) => Some(e),
+        };
+        let Some(e) = failed else { break };
+        metrics.task_restarts.with_label_values(&[TASK]).inc();
+        let why = format!("the {TASK} stopped ({e}); joining again in {}s", backoff.as_secs());
+        tracing::error!("{why}");
+        health.task_down(TASK, why.clone());
+        status.error = Some(why);
+        status.holding.clear();
+        *health.accounts.lock().unwrap_or_else(|e| e.into_inner()) = Some(status.clone());
+        let until = std::time::Instant::now() + backoff;
+        while std::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(60));
+    }
+    health.task_up(TASK);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_live_beside_the_state_directory() {
+        assert_eq!(tasks_root(Path::new("/var/lib/paywatch/state")), Path::new("/var/lib/paywatch/state-tasks"));
+        assert_eq!(tasks_root(Path::new("state/")), Path::new("state-tasks"));
+    }
+}

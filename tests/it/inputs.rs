@@ -4,9 +4,9 @@
 //! position), and `paywatch offsets reset` lets it be read again.
 
 use super::common::kafka::{free_port, service_config, tool, Broker, Service};
-use super::common::{bin, exit_within, ledger};
+use super::common::{bin, ledger, run_refused};
 use paywatch::generate::OutFormat;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 const DEATHS: &str = "civil.deaths.v1";
@@ -135,18 +135,8 @@ fn input_topics_with_different_partition_counts_are_refused_at_start() {
     tool(&["produce-ledger", &b.addr, &g.payments.parent().unwrap().display().to_string()]);
     let port = free_port();
     let cfg = service_config(dir.path(), &b, port, "");
-    let log = dir.path().join("refused.log");
-    let mut child = Command::new(bin())
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("PAYWATCH_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-        .spawn()
-        .unwrap();
-    let status = exit_within(&mut child, Duration::from_secs(90))
-        .unwrap_or_else(|| panic!("paywatch run was not refused; log {}", std::fs::read_to_string(&log).unwrap_or_default()));
-    let text = std::fs::read_to_string(&log).unwrap();
+    let (status, text) = run_refused(&cfg, &dir.path().join("refused.log"), Duration::from_secs(90));
+    let status = status.unwrap_or_else(|| panic!("paywatch run was not refused; log {text}"));
     assert_eq!(status.code(), Some(2), "{text}");
     for named in ["dibao.payments.v1 has 3", "dibao.roster.v1 has 2", "civil.deaths.v1 has 3", "civil.vulnerable.v1 has 1"] {
         assert!(text.contains(named), "{named} not in {text}");

@@ -6,11 +6,10 @@
 //! refused at start, by name.
 
 use super::common::kafka::{consume, free_port, produce_ledger, service_config, Broker, Service};
-use super::common::{alerts, audit, bin, exit_within, ids, ledger, run_ok};
+use super::common::{alerts, audit, ids, ledger, run_ok, run_refused};
 use paywatch::generate::OutFormat;
 use paywatch::model::{Alert, Rule};
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const ACCOUNTS: &str = "[kafka.accounts]\npartitions = 3\n";
@@ -85,17 +84,7 @@ fn a_by_account_topic_with_another_partition_count_is_refused_at_start() {
     broker.create_topics(&["paywatch.acc2.by-account:5"]);
     let port = free_port();
     let cfg = service_config(dir.path(), &broker, port, &format!("group_id = \"acc2\"\n{ACCOUNTS}"));
-    let log = dir.path().join("refused.log");
-    let mut child = Command::new(bin())
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("PAYWATCH_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-        .spawn()
-        .unwrap();
-    let status = exit_within(&mut child, Duration::from_secs(60));
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let (status, text) = run_refused(&cfg, &dir.path().join("refused.log"), Duration::from_secs(60));
     assert_eq!(status.and_then(|s| s.code()), Some(2), "{text}");
     assert!(text.contains("paywatch.acc2.by-account") && text.contains("has 5 partitions") && text.contains("needs 3"), "{text}");
 }

@@ -31,6 +31,22 @@ pub fn exit_within(child: &mut Child, within: Duration) -> Option<ExitStatus> {
     }
 }
 
+/// `paywatch run --config cfg`, its log (info) in `log`, expected to stop
+/// by itself within `within`: how it exited (`None`: it had to be killed)
+/// and what it logged.
+pub fn run_refused(cfg: &Path, log: &Path, within: Duration) -> (Option<ExitStatus>, String) {
+    let mut child = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(cfg)
+        .env("PAYWATCH_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(std::fs::File::create(log).expect("log file")))
+        .spawn()
+        .expect("paywatch run");
+    let status = exit_within(&mut child, within);
+    (status, std::fs::read_to_string(log).unwrap_or_default())
+}
+
 pub fn ledger(dir: &Path, households: usize, format: OutFormat, seed: u64) -> Generated {
     generate::generate(&GenerateOptions {
         out: dir.to_owned(),

@@ -24,11 +24,19 @@ pub struct AccountsConfig {
     pub replication: i32,
     /// Account tasks an instance restores at once, beside its work.
     pub parallel_restores: usize,
+    /// This instance is the group's person side: it reads the inputs and
+    /// sends the accounts away (one per group, as without account tasks).
+    /// false: it runs account tasks only, taking its share of them off the
+    /// others; it reads no input, keeps its tasks beside `[state] dir`, and
+    /// its supervisors' API answers 503 (the person side's instance serves
+    /// it). Every instance of the group must agree on `partitions` and on
+    /// `[engine] lanes` (set it; 0 depends on each machine's cores).
+    pub person_side: bool,
 }
 
 impl Default for AccountsConfig {
     fn default() -> AccountsConfig {
-        AccountsConfig { partitions: 0, replication: 1, parallel_restores: 2 }
+        AccountsConfig { partitions: 0, replication: 1, parallel_restores: 2, person_side: true }
     }
 }
 
@@ -44,6 +52,9 @@ impl AccountsConfig {
         }
         if self.replication < 1 {
             return Err("kafka.accounts.replication: must be at least 1".into());
+        }
+        if !self.person_side && !self.away() {
+            return Err("kafka.accounts.person_side = false runs account tasks only: set kafka.accounts.partitions".into());
         }
         if self.parallel_restores == 0 {
             return Err("kafka.accounts.parallel_restores: must be at least 1".into());
@@ -67,6 +78,7 @@ mod tests {
             ("partitions = 2\nreplication = 0", "kafka.accounts.replication"),
             ("partitions = 2\nparallel_restores = 0", "kafka.accounts.parallel_restores"),
             ("partitions = 2\nlanes = 2", "lanes"),
+            ("person_side = false", "kafka.accounts.partitions"),
         ] {
             let e = Config::parse(&format!("[kafka.accounts]\n{bad}\n")).expect_err(bad).to_string();
             assert!(e.contains(says), "{bad}: {e}");

@@ -145,6 +145,13 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// The layout of a person side in `lanes` lanes that sends its
+    /// accounts to `accounts` partitions (`Engine::send_accounts_away`):
+    /// what its account tasks, on any instance, must read.
+    pub fn accounts_away(lanes: u32, accounts: u32) -> Layout {
+        Layout { persons: lanes, decisions: 1, accounts, custodians: lanes, households: lanes }
+    }
+
     /// How many partitions `topic` has.
     pub fn partitions(&self, topic: Topic) -> u32 {
         match topic {

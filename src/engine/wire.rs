@@ -143,7 +143,7 @@ impl Wire {
     /// One partition per lane on every topic but `by-account`, which has
     /// `accounts`.
     pub(super) fn with_accounts(lanes: u32, accounts: u32) -> Wire {
-        let layout = Layout { persons: lanes, decisions: 1, accounts, custodians: lanes, households: lanes };
+        let layout = Layout::accounts_away(lanes, accounts);
         let persons = (0..lanes).map(|p| Writer::new(Upstream { task: Task::Person, partition: p }, layout)).collect();
         let decisions = Writer::new(Upstream { task: Task::Decisions, partition: 0 }, layout);
         let answers = [Task::Custodian, Task::Household]

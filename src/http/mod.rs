@@ -23,7 +23,8 @@ use std::sync::{Arc, Mutex};
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Status {
     /// `active` while this instance applies the inputs; `standby` while it
-    /// waits to take over (`[kafka.standby]`).
+    /// waits to take over (`[kafka.standby]`); `accounts` when it runs
+    /// account tasks only (`[kafka.accounts] person_side = false`).
     pub role: &'static str,
     /// Input partitions assigned to this consumer.
     pub assigned_partitions: usize,
@@ -125,6 +126,9 @@ pub struct Health {
     pub down: Mutex<std::collections::BTreeMap<&'static str, String>>,
     /// What the account worker last reported (`[kafka.accounts]`).
     pub accounts: Mutex<Option<AccountTasksStatus>>,
+    /// This instance runs account tasks only (`[kafka.accounts]
+    /// person_side = false`): its port is the standby's, role `accounts`.
+    pub accounts_only: AtomicBool,
 }
 
 impl Health {
@@ -178,9 +182,10 @@ pub fn router(metrics: Arc<Metrics>, health: Arc<Health>, api: api::Api) -> Rout
         }))
 }
 
-/// The port of an instance standing by (`[kafka.standby]`): health,
-/// metrics and `/status`; everything else is 503 and says why, so a load
-/// balancer sends supervisors to the active instance.
+/// The port of an instance standing by (`[kafka.standby]`), or running
+/// account tasks only: health, metrics and `/status`; everything else is
+/// 503 and says why, so a load balancer sends supervisors to the active
+/// instance.
 pub fn standby_router(metrics: Arc<Metrics>, health: Arc<Health>, tokens: Arc<Vec<crate::config::TokenConfig>>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -188,8 +193,11 @@ pub fn standby_router(metrics: Arc<Metrics>, health: Arc<Health>, tokens: Arc<Ve
         .route("/metrics", get(metrics_text))
         .route("/status", get(status))
         .fallback(|State(app): State<App>| async move {
-            let why = app.health.standby.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default();
-            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "error": format!("this instance stands by: {why}") }))).into_response()
+            let error = match app.health.accounts_only.load(Ordering::Relaxed) {
+                true => "this instance runs account tasks only ([kafka.accounts] person_side = false): the supervisors' API is on the group's person side".to_string(),
+                false => format!("this instance stands by: {}", app.health.standby.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default()),
+            };
+            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "error": error }))).into_response()
         })
         .with_state(App { metrics, health, tokens })
 }
@@ -302,9 +310,10 @@ async fn status(State(app): State<App>, headers: axum::http::HeaderMap) -> Respo
     }
     let mut s = app.health.status.lock().unwrap_or_else(|e| e.into_inner()).clone();
     s.store_error = app.health.store_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    s.role = match app.health.standby.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
-        true => "standby",
-        false => "active",
+    s.role = match (app.health.standby.lock().unwrap_or_else(|e| e.into_inner()).is_some(), app.health.accounts_only.load(Ordering::Relaxed)) {
+        (true, _) => "standby",
+        (false, true) => "accounts",
+        (false, false) => "active",
     };
     s.changelog = ChangelogStatus {
         commits: app.metrics.changelog_commits.get(),

@@ -62,6 +62,54 @@ pub(super) async fn prepare(cfg: &Config, engine: &mut Engine) -> Result<(Layout
     Ok((layout, Away { outbox, wake: Arc::new(Notify::new()) }))
 }
 
+/// `paywatch run` with `[kafka.accounts] person_side = false`: no input
+/// read, no state directory of its own; the account tasks the group gives
+/// this instance, on a thread, and the standby's port (health, metrics,
+/// `/status` with role `accounts`; the API answers 503 naming the person
+/// side). Stops at `shutdown`, leaving the group (its tasks published to
+/// their ends for their next owners).
+pub(super) async fn run_only(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl std::future::Future<Output = ()>) -> Result<(), RunError> {
+    let dir = cfg.state.dir.clone().ok_or(RunError::NoStateDir)?;
+    let a = &cfg.kafka.accounts;
+    let layout = Layout::accounts_away(cfg.engine.lanes(), a.partitions);
+    ensure_topics(&cfg.kafka, &cfg.kafka.group_id, layout, a.replication).await?;
+    ensure_changelog(&cfg.kafka, layout, a.replication).await?;
+    let metrics = Arc::new(Metrics::new());
+    metrics.active.set(0);
+    metrics.standby_behind.set(-1);
+    let health = Arc::new(Health::default());
+    health.accounts_only.store(true, Ordering::Relaxed);
+    health.status.lock().unwrap_or_else(|e| e.into_inner()).role = "accounts";
+    health.ready.store(true, Ordering::Relaxed);
+    let (listener, tls) = super::listen(&cfg).await?;
+    let http_stop = Arc::new(Notify::new());
+    let server = {
+        let stop = Arc::clone(&http_stop);
+        let app = crate::http::standby_router(Arc::clone(&metrics), Arc::clone(&health), Arc::new(cfg.api.tokens.clone()));
+        tokio::spawn(crate::http::serve_router(listener, app, tls, async move { stop.notified().await }))
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let work = Work {
+        cfg: cfg.clone(),
+        root: tasks_root(&dir),
+        layout,
+        clock,
+        health: Arc::clone(&health),
+        metrics,
+        stop: Arc::clone(&stop),
+        rt: tokio::runtime::Handle::current(),
+    };
+    let working = tokio::task::spawn_blocking(move || work_on(work));
+    tracing::info!(brokers = %cfg.kafka.brokers, http = %cfg.http.listen, partitions = a.partitions, lanes = layout.persons, "paywatch run started: account tasks only");
+    shutdown.await;
+    stop.store(true, Ordering::Relaxed);
+    let worked = working.await.map_err(|e| RunError::Thread(e.to_string()));
+    health.ready.store(false, Ordering::Relaxed);
+    http_stop.notify_one();
+    let _ = server.await;
+    worked
+}
+
 /// Publishes the exchange's outbox until `draining` is set and it is
 /// empty. Run under `supervise`: an error (the broker did not acknowledge)
 /// restarts it; what was not acknowledged stays and is sent again, and
@@ -100,7 +148,7 @@ pub(super) struct Work {
 /// The account worker's thread: joins, steps until `stop`, then leaves.
 /// A worker that fails is left (its tasks published) and joins again
 /// after a backoff, its reason in `/status` and `/readyz` meanwhile.
-pub(super) fn work(w: Work) {
+pub(super) fn work_on(w: Work) {
     const TASK: &str = "account worker";
     let Work { cfg, root, layout, clock, health, metrics, stop, rt } = w;
     let setup = Setup {

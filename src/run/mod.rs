@@ -103,8 +103,12 @@ pub struct StreamMeta {
 
 /// Runs the service until `shutdown` completes. With `[kafka.standby]`,
 /// it first stands by until this instance is elected the group's active
-/// one (`standby.rs`).
+/// one (`standby.rs`). With `[kafka.accounts] person_side = false`, it
+/// runs account tasks only (`accounts.rs`).
 pub async fn run(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    if cfg.kafka.accounts.away() && !cfg.kafka.accounts.person_side {
+        return accounts::run_only(cfg, clock, shutdown).await;
+    }
     if !cfg.kafka.standby.enabled {
         return run_active(cfg, clock, shutdown, None).await;
     }
@@ -276,7 +280,7 @@ async fn run_active(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Ou
                 stop: Arc::clone(&worker_stop),
                 rt: tokio::runtime::Handle::current(),
             };
-            let working = tokio::task::spawn_blocking(move || accounts::work(work));
+            let working = tokio::task::spawn_blocking(move || accounts::work_on(work));
             (Some(away), Some(sending), Some(working))
         }
         None => (None, None, None),

@@ -8,15 +8,16 @@
 # (d) the service with the changelog on, and `paywatch restore` of its
 # state on another directory, against replaying the inputs (b); (e) a
 # standby taking over after a `kill -9`, with and without a warm copy;
-# then the latency from producing a payment to its alert on the alerts
-# topic at a steady 5,000 payments/s.
+# (f) the account tasks ([kafka.accounts]) with 1, 2 and 3 instances; then
+# the latency from producing a payment to its alert on the alerts topic at
+# a steady 5,000 payments/s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="${CARGO_TARGET_DIR:-target}/release/paywatch"
 WORK=$(mktemp -d /var/tmp/paywatch-bench-stream-XXXX)
 source scripts/kafka-lib.sh
 HOUSEHOLDS="${BENCH_HOUSEHOLDS:-20000}"
-PART="${1:-all}"   # all | throughput | restore | changelog | standby | latency
+PART="${1:-all}"   # all | throughput | restore | changelog | standby | accounts | latency
 
 if [ "$PART" != latency ]; then
 start_broker
@@ -191,6 +192,59 @@ print(f"(e) warm standby (follow): active {t1-k1:.1f} s after the active one's k
 print(f"(e) standby without a copy (follow = false): active {t2-k2:.1f} s after the kill -9, of which "
       f"{field(sys.argv[6], 'restore_ms'):.1f} s restoring the whole state from the changelog")
 PY
+fi
+
+# (f) account tasks: the person side (2 lanes, 3 by-account partitions)
+# alone, then with one and two instances of account tasks only beside it.
+# Each time: the person side's records/s from its start to idle, and when
+# the account tasks' alerts were all committed (the instances' sum equal
+# to the first run's, steady for 5 s there), with how the tasks were split.
+if [ "$PART" = all ] || [ "$PART" = accounts ]; then
+ACC='[engine]\nlanes = 2\n[kafka.accounts]\npartitions = 3\n'
+acc_sum() { # PORT... -> the account tasks' alerts and where they run
+  for port in "$@"; do curl -s -H "Authorization: Bearer $OPERATOR_TOKEN" "http://127.0.0.1:$port/status"; echo; done | python3 -c '
+import json, sys
+ss = [json.loads(l) for l in sys.stdin if l.strip()]
+print(sum(s["account_tasks"]["alerts"] for s in ss), "|".join(",".join(sorted(s["account_tasks"]["holding"])) for s in ss))'
+}
+REF=""
+for N in 1 2 3; do
+  write_config "$WORK/f$N.toml" "$WORK/f$N-state" "bench-accounts-$N"; printf "$ACC" >>"$WORK/f$N.toml"; PP=$HTTP_PORT
+  PORTS=("$PP"); EXTRA=()
+  START=$(date +%s.%N)
+  /usr/bin/time -f "%M" -o "$WORK/f$N.rss" "$BIN" run --config "$WORK/f$N.toml" 2>"$WORK/f$N.log" & P=$!; PIDS+=($P)
+  for i in $(seq 2 "$N"); do
+    write_config "$WORK/f$N-$i.toml" "$WORK/f$N-$i-state" "bench-accounts-$N"; printf "${ACC}person_side = false\n" >>"$WORK/f$N-$i.toml"
+    "$BIN" run --config "$WORK/f$N-$i.toml" 2>"$WORK/f$N-$i.log" & EXTRA+=($!); PIDS+=($!); PORTS+=("$HTTP_PORT")
+  done
+  for port in "${PORTS[@]}"; do wait_port "$port"; done
+  HTTP_PORT=$PP wait_idle $((TOTAL - 200))
+  IDLE=$(date +%s.%N)
+  if [ -z "$REF" ]; then
+    LAST=""; SINCE=$(date +%s.%N)
+    while :; do
+      NOW=$(acc_sum "${PORTS[@]}" | cut -d' ' -f1)
+      if [ "$NOW" != "$LAST" ]; then LAST=$NOW; SINCE=$(date +%s.%N); fi
+      python3 -c "import sys,time; sys.exit(0 if time.time() - $SINCE >= 5 else 1)" && break
+      sleep 0.2
+    done
+    REF=$LAST; DONE=$SINCE
+  else
+    until [ "$(acc_sum "${PORTS[@]}" | cut -d' ' -f1)" = "$REF" ]; do sleep 0.1; done
+    DONE=$(date +%s.%N)
+  fi
+  SPLIT=$(acc_sum "${PORTS[@]}" | cut -d' ' -f2-)
+  APPLIED=$(HTTP_PORT=$PP status | python3 -c 'import json,sys; print(sum(json.load(sys.stdin)["counts"].values()))')
+  for e in "${EXTRA[@]}"; do kill -TERM "$e" 2>/dev/null || true; wait "$e" 2>/dev/null || true; done
+  pkill -TERM -P "$P" 2>/dev/null || kill -TERM "$P" 2>/dev/null || true; wait "$P" 2>/dev/null || true
+  python3 - "$N" "$START" "$IDLE" "$DONE" "$APPLIED" "$REF" "$SPLIT" "$(cat "$WORK/f$N.rss")" <<'PY'
+import sys
+n = sys.argv[1]; start, idle, done = map(float, sys.argv[2:5]); applied = int(sys.argv[5])
+print(f"(f) account tasks, {n} instance(s): person side {applied} records to idle in {idle-start:.1f} s = {applied/(idle-start):,.0f} records/s; "
+      f"the accounts' {sys.argv[6]} alerts all committed {max(done, idle)-start:.1f} s after its start; tasks {sys.argv[7]}; "
+      f"person side's peak RSS {int(sys.argv[8])//1024} MiB")
+PY
+done
 fi
 
 fi

@@ -103,7 +103,13 @@ pub(super) async fn run_only(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl 
     tracing::info!(brokers = %cfg.kafka.brokers, http = %cfg.http.listen, partitions = a.partitions, lanes = layout.persons, "paywatch run started: account tasks only");
     shutdown.await;
     stop.store(true, Ordering::Relaxed);
-    let worked = working.await.map_err(|e| RunError::Thread(e.to_string()));
+    let worked = match tokio::time::timeout(cfg.kafka.drain_timeout, working).await {
+        Ok(done) => done.map_err(|e| RunError::Thread(e.to_string())),
+        Err(_) => {
+            tracing::warn!("the account tasks' directories were not all published before kafka.drain_timeout; their next owner restores what was");
+            Ok(())
+        }
+    };
     health.ready.store(false, Ordering::Relaxed);
     http_stop.notify_one();
     let _ = server.await;
@@ -155,7 +161,7 @@ pub(super) fn work_on(w: Work) {
         kafka: cfg.kafka.clone(),
         layout,
         root,
-        opts: cfg.store_options(true),
+        opts: task_store(&cfg),
         wal_keep_mb: cfg.kafka.changelog.wal_keep_mb,
         metrics: Arc::clone(&metrics),
         parallel_restores: cfg.kafka.accounts.parallel_restores,
@@ -205,6 +211,17 @@ pub(super) fn work_on(w: Work) {
         backoff = (backoff * 2).min(Duration::from_secs(60));
     }
     health.task_up(TASK);
+}
+
+/// Each account task's RocksDB options: a share of the state
+/// directory's block cache and memtables, so that an instance holding
+/// every task uses about what one store would.
+fn task_store(cfg: &Config) -> crate::store::StoreOptions {
+    let mut o = cfg.store_options(true);
+    let n = cfg.kafka.accounts.partitions.max(1) as usize;
+    o.block_cache_mb = (o.block_cache_mb / n).max(8);
+    o.write_buffer_mb = (o.write_buffer_mb / n).max(4);
+    o
 }
 
 #[cfg(test)]

@@ -331,7 +331,9 @@ async fn run_active(cfg: Config, clock: Arc<dyn Clock>, shutdown: impl Future<Ou
     }
     worker_stop.store(true, Ordering::Relaxed);
     if let Some(w) = working {
-        let _ = w.await;
+        if tokio::time::timeout(cfg.kafka.drain_timeout, w).await.is_err() {
+            tracing::warn!("the account tasks' directories were not all published before kafka.drain_timeout; their next owner restores what was");
+        }
     }
     // 2. Drain the outbox, up to the deadline.
     draining.store(true, Ordering::Relaxed);
